@@ -1,0 +1,115 @@
+"""AsyncAdapter: a synchronous storage seen through the asyncio protocol."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from storage.base import Entry, Leases, Storage
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+__all__ = ["AsyncAdapter"]
+
+
+class AsyncAdapter:
+    """Presents a sync :class:`~storage.base.Storage` as an :class:`~storage.base.AsyncStorage`.
+
+    With ``inline=True`` every call runs directly on the event loop: right for storages
+    whose calls never block (memory) or block for microseconds (LMDB reads). With
+    ``inline=False`` writes, deletes and batch calls run in a worker thread
+    (``asyncio.to_thread``) and reads stay inline.
+
+    Args:
+        storage: The synchronous storage to wrap.
+        inline: Whether writes run on the event loop too.
+    """
+
+    __slots__ = ("inline", "sync")
+
+    def __init__(self, storage: Storage, *, inline: bool = True) -> None:
+        self.sync = storage
+        self.inline = inline
+
+    async def get(self, key: str) -> Entry | None:
+        """Read inline."""
+        return self.sync.get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
+        """Read inline."""
+        return self.sync.get_many(keys)
+
+    async def set(self, key: str, entry: Entry) -> None:
+        """Write inline or in a worker thread."""
+        if self.inline:
+            self.sync.set(key, entry)
+        else:
+            await asyncio.to_thread(self.sync.set, key, entry)
+
+    async def set_many(self, entries: Mapping[str, Entry]) -> None:
+        """Write inline or in a worker thread."""
+        if self.inline:
+            self.sync.set_many(entries)
+        else:
+            await asyncio.to_thread(self.sync.set_many, entries)
+
+    async def delete(self, key: str) -> bool:
+        """Delete inline or in a worker thread."""
+        if self.inline:
+            return self.sync.delete(key)
+        return await asyncio.to_thread(self.sync.delete, key)
+
+    async def acquire_lease(self, key: str, ttl: float) -> str | None:
+        """Take a lease through the wrapped storage (which must support leases)."""
+        storage = self.sync
+        if not isinstance(storage, Leases):
+            raise TypeError(f"{type(storage).__name__} does not support leases")
+        if self.inline:
+            return storage.acquire_lease(key, ttl)
+        return await asyncio.to_thread(storage.acquire_lease, key, ttl)
+
+    async def release_lease(self, key: str, token: str) -> None:
+        """Release a lease through the wrapped storage."""
+        storage = self.sync
+        if not isinstance(storage, Leases):
+            raise TypeError(f"{type(storage).__name__} does not support leases")
+        if self.inline:
+            storage.release_lease(key, token)
+        else:
+            await asyncio.to_thread(storage.release_lease, key, token)
+
+    @property
+    def supports_leases(self) -> bool:
+        """Whether the wrapped storage offers leases."""
+        return isinstance(self.sync, Leases)
+
+    async def aclose(self) -> None:
+        """Close the wrapped storage."""
+        self.sync.close()
+
+    def close(self) -> None:
+        """Close the wrapped storage (sync spelling)."""
+        self.sync.close()
+
+    def stats(self) -> dict[str, int]:
+        """The wrapped storage's counters, if it keeps any."""
+        stats = getattr(self.sync, "stats", None)
+        return dict(stats()) if callable(stats) else {}
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncAdapter({self.sync!r}, inline={self.inline})"

@@ -1,0 +1,77 @@
+"""MemoryStorage specifics: LRU bound, objects shared, fast lookups, bad settings."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from storage import Entry, MemoryStorage
+
+
+def entry(value: object, expires_at: float = 1e12) -> Entry:
+    return Entry(value=value, stored_at=0, fresh_until=1, stale_until=2, expires_at=expires_at)
+
+
+def test_least_recently_used_is_evicted_first():
+    store = MemoryStorage(max_entries=3)
+    for key in "abc":
+        store.set(key, entry(key))
+    store.get("a")  # a is now the most recently used
+    store.set("d", entry("d"))
+    assert store.get("b") is None
+    assert [k for k in "acd" if store.get(k) is not None] == ["a", "c", "d"]
+    assert len(store) == 3
+    assert store.stats() == {"entries": 3, "evictions": 1}
+
+
+def test_values_are_shared_not_copied():
+    store = MemoryStorage()
+    value = {"list": [1]}
+    store.set("k", entry(value))
+    assert store.get("k").value is value
+
+
+def test_lookup_functions_skip_expiry_and_touch_marks_recent(clock):
+    store = MemoryStorage(max_entries=2, clock=clock)
+    lookup, touch = store.lookup_functions()
+    store.set("a", entry("a", expires_at=clock() - 1))
+    store.set("b", entry("b"))
+    assert store.get("a") is None  # expired for get
+    store.set("a", entry("a", expires_at=clock() - 1))
+    assert lookup("a").value == "a"  # the caller judges windows itself
+    touch("a")
+    store.set("c", entry("c"))
+    assert lookup("b") is None  # b was least recently used
+    with pytest.raises(KeyError):
+        touch("missing")
+
+
+def test_clear_and_contains():
+    store = MemoryStorage()
+    store.set("k", entry(1))
+    assert "k" in store
+    store.clear()
+    assert "k" not in store
+
+
+def test_bound_holds_under_concurrent_writers():
+    store = MemoryStorage(max_entries=100)
+
+    def write(n: int) -> None:
+        for i in range(2000):
+            store.set(f"{n}:{i}", entry(i))
+            store.get(f"{n}:{i - 1}")
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(store) == 100
+
+
+@pytest.mark.parametrize(("value", "error"), [(0, ValueError), (-5, ValueError), ("10", TypeError)])
+def test_bad_max_entries(value, error):
+    with pytest.raises(error, match="max_entries"):
+        MemoryStorage(max_entries=value)

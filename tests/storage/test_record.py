@@ -1,0 +1,84 @@
+"""The record envelope of byte storages."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from storage import CorruptEntryError, Entry
+from storage._record import FORMAT_VERSION, RecordCodec, digest_key
+from swr.serializers import JSONSerializer, default_serializer
+
+E = Entry(value={"a": 1}, stored_at=100.0, fresh_until=110.0, stale_until=130.0, expires_at=160.0)
+
+
+def codec() -> RecordCodec:
+    return RecordCodec(default_serializer())
+
+
+def test_round_trip():
+    c = codec()
+    assert c.decode(c.encode(E)) == E
+    assert c.decode_times(c.encode(E)) == (100.0, 110.0, 130.0, 160.0)
+
+
+def test_header_layout_is_versioned():
+    data = codec().encode(E)
+    assert data[:2] == b"SW"
+    assert data[2] == FORMAT_VERSION
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: b"", "shorter than its header"),
+        (lambda d: d[:10], "shorter than its header"),
+        (lambda d: b"XX" + d[2:], "magic"),
+        (lambda d: d[:2] + bytes([9]) + d[3:], "version 9"),
+        (lambda d: d[:3] + b"\x01" + d[4:], "flags"),
+        (lambda d: d[:4] + struct.pack("<d", float("nan")) + d[12:], "times"),
+        (lambda d: d[:4] + struct.pack("<d", 999.0) + d[12:], "times"),
+        (lambda d: d[:-3] + b"\xc1\xc1\xc1", "payload"),
+        (lambda d: d[:36] + struct.pack("<H", 5000) + d[38:], "key check"),
+    ],
+)
+def test_damaged_records_are_corrupt(mutate, message):
+    with pytest.raises(CorruptEntryError, match=message):
+        codec().decode(mutate(codec().encode(E)))
+
+
+@given(st.binary(max_size=200))
+def test_random_bytes_never_decode_to_anything_but_corrupt(data):
+    try:
+        codec().decode(data)
+    except CorruptEntryError:
+        pass
+
+
+def test_foreign_serializer_payload_is_corrupt():
+    data = RecordCodec(JSONSerializer()).encode(E)
+    with pytest.raises(CorruptEntryError):
+        codec().decode(data)
+
+
+def test_key_check_detects_collisions():
+    c = codec()
+    data = c.encode(E, key_check=b"the-long-key")
+    assert c.decode(data, key_check=b"the-long-key") == E
+    with pytest.raises(CorruptEntryError, match="another key"):
+        c.decode(data, key_check=b"another-long-key")
+    with pytest.raises(CorruptEntryError, match="another key"):
+        c.decode(data)
+
+
+def test_digest_key_keeps_short_keys_and_bounds_long_ones():
+    assert digest_key("user:1", 511) == (b"user:1", b"")
+    long_key = "é" * 400
+    skey, check = digest_key(long_key, 511)
+    assert len(skey) == 511
+    assert check == long_key.encode()
+    assert skey.startswith("é".encode() * 10)
+    assert digest_key(long_key + "x", 511)[0] != skey
