@@ -1,0 +1,29 @@
+"""swr: a persistent stale-while-revalidate cache engine.
+
+``engine.execute(key, fetch)`` answers from the cache and keeps it warm: fresh entries
+are served as they are, stale ones at once while one background refresh runs, expired
+ones are kept as a last resort when the upstream fails.
+"""
+
+from swr.engine import AsyncStaleEngine, StaleEngine
+from swr.errors import ConfigError, FetchAbortedError, FetchTimeoutError, SWRError
+from swr.metrics import MetricsHook
+from swr.policy import CacheTTL, Result, Status, TTLSpec
+from swr.stats import EngineStats
+
+__all__ = [
+    "AsyncStaleEngine",
+    "CacheTTL",
+    "ConfigError",
+    "EngineStats",
+    "FetchAbortedError",
+    "FetchTimeoutError",
+    "MetricsHook",
+    "Result",
+    "SWRError",
+    "StaleEngine",
+    "Status",
+    "TTLSpec",
+]
+
+__version__ = "0.1.0"

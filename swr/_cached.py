@@ -1,0 +1,142 @@
+"""The ``@engine.cached`` decorator: a function whose results go through an engine."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from swr.engine import AsyncStaleEngine, StaleEngine
+    from swr.policy import Result, TTLSpec
+
+__all__ = ["AsyncCachedFunction", "CachedFunction", "default_key"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_SCALARS = (str, int, float, bool, bytes, type(None), Enum)
+
+
+def _check_key_part(value: object, where: str) -> None:
+    if isinstance(value, _SCALARS):
+        return
+    if isinstance(value, (tuple, list, frozenset)):
+        for item in value:
+            _check_key_part(item, where)
+        return
+    raise TypeError(
+        f"cannot derive a cache key from {where} of type {type(value).__name__}: its repr "
+        "may differ between processes; pass key=lambda ...: '...' to @cached"
+    )
+
+
+def default_key(func: Callable[..., Any]) -> Callable[..., str]:
+    """Return the key builder used when ``@cached`` gets no ``key``.
+
+    The key is the function's module and qualified name followed by the ``repr`` of the
+    arguments. Only simple arguments (str, int, float, bool, bytes, None, enums and
+    tuples/lists/frozensets of them) are accepted, because the ``repr`` of other objects
+    (an instance, ``self`` of a method) may change from one process to the next and
+    would silently defeat a persistent cache.
+    """
+    prefix = f"{func.__module__}.{func.__qualname__}"
+
+    def make_key(*args: Any, **kwargs: Any) -> str:
+        for index, arg in enumerate(args):
+            _check_key_part(arg, f"positional argument {index}")
+        for name, arg in kwargs.items():
+            _check_key_part(arg, f"argument {name!r}")
+        if kwargs:
+            return f"{prefix}{args!r}{sorted(kwargs.items())!r}"
+        return f"{prefix}{args!r}"
+
+    return make_key
+
+
+class CachedFunction(Generic[P, T]):
+    """A function whose results are served through a :class:`~swr.StaleEngine`.
+
+    Calling it returns the value (not the :class:`~swr.Result`). ``result(...)`` returns
+    the full result, ``invalidate(...)`` deletes the entry of those arguments and
+    ``key_for(...)`` shows the key they map to.
+    """
+
+    def __init__(
+        self,
+        engine: StaleEngine,
+        func: Callable[P, T],
+        key: Callable[..., str] | None,
+        ttl: TTLSpec | None,
+    ) -> None:
+        self.engine = engine
+        self.func = func
+        self.key_for: Callable[..., str] = key if key is not None else default_key(func)
+        self.ttl = ttl
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.result(*args, **kwargs).value
+
+    def result(self, *args: P.args, **kwargs: P.kwargs) -> Result[T]:
+        """Return the :class:`~swr.Result` of a call with these arguments."""
+        return self.engine.execute(
+            self.key_for(*args, **kwargs),
+            functools.partial(self.func, *args, **kwargs),
+            ttl=self.ttl,
+        )
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Delete the cached entry of these arguments; return whether one existed."""
+        return self.engine.delete(self.key_for(*args, **kwargs))
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        # Decorating a method: bind the instance like a plain function would.
+        if instance is None:
+            return self
+        call: Callable[..., Any] = self.__call__
+        return functools.partial(call, instance)
+
+
+class AsyncCachedFunction(Generic[P, T]):
+    """A coroutine function whose results are served through an :class:`~swr.AsyncStaleEngine`.
+
+    Awaiting a call returns the value; ``await result(...)``, ``await invalidate(...)``
+    and ``key_for(...)`` work as in :class:`CachedFunction`.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncStaleEngine,
+        func: Callable[P, Awaitable[T]],
+        key: Callable[..., str] | None,
+        ttl: TTLSpec | None,
+    ) -> None:
+        self.engine = engine
+        self.func = func
+        self.key_for: Callable[..., str] = key if key is not None else default_key(func)
+        self.ttl = ttl
+        functools.update_wrapper(self, func)
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
+        result = await self.result(*args, **kwargs)
+        return result.value
+
+    async def result(self, *args: P.args, **kwargs: P.kwargs) -> Result[T]:
+        """Return the :class:`~swr.Result` of a call with these arguments."""
+        return await self.engine.execute(
+            self.key_for(*args, **kwargs),
+            functools.partial(self.func, *args, **kwargs),
+            ttl=self.ttl,
+        )
+
+    async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Delete the cached entry of these arguments; return whether one existed."""
+        return await self.engine.delete(self.key_for(*args, **kwargs))
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        call: Callable[..., Any] = self.__call__
+        return functools.partial(call, instance)

@@ -1,0 +1,42 @@
+"""Errors raised by the engine.
+
+The tree::
+
+    SWRError                          any error raised by swr itself
+    ├── ConfigError (also ValueError)  invalid settings, raised by constructors
+    ├── FetchTimeoutError (also TimeoutError)
+    │                                 a fetch outlived ``refresh_timeout``
+    └── FetchAbortedError             the shared fetch a caller waited on was interrupted
+    SerializationError                re-exported from ``storage.errors`` (a TypeError)
+
+A fetch's own exception reaches the caller unchanged when nothing cached can be served
+instead; storage errors never reach callers of ``execute``.
+"""
+
+from __future__ import annotations
+
+from storage.errors import SerializationError
+
+__all__ = [
+    "ConfigError",
+    "FetchAbortedError",
+    "FetchTimeoutError",
+    "SWRError",
+    "SerializationError",
+]
+
+
+class SWRError(Exception):
+    """Base of the errors raised by swr itself."""
+
+
+class ConfigError(SWRError, ValueError):
+    """A setting is invalid; the message names the setting and the value."""
+
+
+class FetchTimeoutError(SWRError, TimeoutError):
+    """A fetch did not finish within ``refresh_timeout`` seconds."""
+
+
+class FetchAbortedError(SWRError):
+    """The shared fetch this caller waited on ended by an interruption, not a result."""

@@ -1,0 +1,224 @@
+"""Concurrent callers of one key share one fetch, in threads and in asyncio tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+import swr.engine
+from swr import AsyncStaleEngine, CacheTTL, FetchTimeoutError, StaleEngine, Status
+from tests.swr.drivers import wait_until
+from tests.swr.upstream import Upstream, UpstreamError
+
+TTL = CacheTTL(fresh=10, stale=20, expired=30)
+
+
+class CountingEvent(threading.Event):
+    """An Event that counts the threads waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = 0
+        self._count_lock = threading.Lock()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._count_lock:
+            self.waiting += 1
+        return super().wait(timeout)
+
+
+@pytest.fixture
+def flights(monkeypatch: pytest.MonkeyPatch) -> list[CountingEvent]:
+    """Make every in-process flight use a CountingEvent; return them as created."""
+    made: list[CountingEvent] = []
+
+    class CountingFlight(swr.engine._Flight):
+        def __init__(self) -> None:
+            super().__init__()
+            self.done = CountingEvent()
+            made.append(self.done)
+
+    monkeypatch.setattr(swr.engine, "_Flight", CountingFlight)
+    return made
+
+
+def run_threads(n: int, target) -> list[object]:
+    results: list[object] = [None] * n
+    barrier = threading.Barrier(n)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = target()
+        except BaseException as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    return results, threads
+
+
+def test_32_threads_on_a_missing_key_fetch_once(clock, flights):
+    engine = StaleEngine(ttl=TTL, clock=clock)
+    up = Upstream()
+    gate = up.hold()
+    results, threads = run_threads(32, lambda: engine.execute("k", up))
+    assert up.entered.wait(5)
+    wait_until(lambda: flights and flights[0].waiting == 31)
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert up.calls == 1
+    assert {(r.value, r.status) for r in results} == {("v1", Status.MISS)}
+    assert engine.stats().misses == 32
+    engine.close()
+
+
+def test_failing_leader_wakes_every_waiter_with_the_error(clock, flights):
+    engine = StaleEngine(ttl=TTL, clock=clock)
+    up = Upstream()
+    error = up.fail_with()
+    gate = up.hold()
+    results, threads = run_threads(32, lambda: engine.execute("k", up))
+    assert up.entered.wait(5)
+    wait_until(lambda: flights and flights[0].waiting == 31)
+    gate.set()
+    for t in threads:
+        t.join(5)
+        assert not t.is_alive()
+    assert up.calls == 1
+    assert all(r is error for r in results)
+    assert engine.get("k") is None  # nothing stored
+    assert engine.stats().fetch_errors == 1
+    engine.close()
+
+
+def test_expired_waiters_share_one_fetch_and_fall_back_together(clock, flights):
+    engine = StaleEngine(ttl=TTL, clock=clock)
+    up = Upstream()
+    engine.execute("k", up)
+    clock.advance(40)
+    up.fail_with()
+    gate = up.hold()
+    results, threads = run_threads(8, lambda: engine.execute("k", up))
+    assert up.entered.wait(5)
+    wait_until(lambda: flights and flights[-1].waiting == 7)
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert up.calls == 2
+    assert {(r.value, r.status) for r in results} == {("v1", Status.FALLBACK)}
+    engine.close()
+
+
+async def test_200_tasks_on_a_missing_key_fetch_once(clock):
+    engine = AsyncStaleEngine(ttl=TTL, clock=clock)
+    calls = 0
+    release = asyncio.Event()
+
+    async def fetch() -> str:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return "value"
+
+    tasks = [asyncio.create_task(engine.execute("k", fetch)) for _ in range(200)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.gather(*tasks)
+    assert calls == 1
+    assert {(r.value, r.status) for r in results} == {("value", Status.MISS)}
+    await engine.aclose()
+
+
+async def test_200_tasks_all_receive_the_leaders_error(clock):
+    engine = AsyncStaleEngine(ttl=TTL, clock=clock)
+    calls = 0
+    release = asyncio.Event()
+    error = UpstreamError("down")
+
+    async def fetch() -> str:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        raise error
+
+    tasks = [asyncio.create_task(engine.execute("k", fetch)) for _ in range(200)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=5)
+    assert calls == 1
+    assert all(r is error for r in results)
+    assert await engine.get("k") is None
+    assert engine.stats().fetch_errors == 1
+    await engine.aclose()
+
+
+async def test_cancelled_caller_does_not_cancel_the_shared_fetch(clock):
+    engine = AsyncStaleEngine(ttl=TTL, clock=clock)
+    release = asyncio.Event()
+
+    async def fetch() -> str:
+        await release.wait()
+        return "value"
+
+    first = asyncio.create_task(engine.execute("k", fetch))
+    second = asyncio.create_task(engine.execute("k", fetch))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    assert (await second).value == "value"
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert (await engine.get("k")).value == "value"
+    await engine.aclose()
+
+
+async def test_async_fetch_past_refresh_timeout_is_cancelled(clock):
+    engine = AsyncStaleEngine(ttl=TTL, clock=clock, refresh_timeout=0.05)
+    cancelled = asyncio.Event()
+
+    async def hang() -> str:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    with pytest.raises(FetchTimeoutError):
+        await engine.execute("k", hang)
+    assert cancelled.is_set()
+    # With an entry in the expired window, a timeout serves it as FALLBACK.
+    await engine.set("k", "old")
+    clock.advance(40)
+    r = await engine.execute("k", hang)
+    assert (r.value, r.status) == ("old", Status.FALLBACK)
+    assert engine.stats().fetch_errors == 2
+    await engine.aclose()
+
+
+async def test_timeout_error_raised_by_fetch_itself_is_not_our_timeout(clock):
+    engine = AsyncStaleEngine(ttl=TTL, clock=clock, refresh_timeout=5)
+    error = TimeoutError("socket timed out")
+
+    async def fetch() -> str:
+        raise error
+
+    with pytest.raises(TimeoutError) as caught:
+        await engine.execute("k", fetch)
+    assert caught.value is error
+    await engine.aclose()
+
+
+async def test_async_engine_refuses_a_sync_fetch_clearly(clock):
+    engine = AsyncStaleEngine(ttl=TTL, clock=clock)
+    with pytest.raises(TypeError, match="not an awaitable"):
+        await engine.execute("k", lambda: "plain")
+    await engine.aclose()
