@@ -1,0 +1,73 @@
+"""Shared timing helpers for the bench scripts.
+
+Machines running these are shared and noisy, so every script measures its baselines in
+the same run, interleaves the cases round by round, and reports the best round of each
+(the least disturbed one) as nanoseconds per operation, plus ratios between cases.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Case = Callable[[int], object]  # runs the operation n times
+
+
+def measure(cases: dict[str, Case], n: int, rounds: int = 15, warmup: int = 2) -> dict[str, float]:
+    """Return the best ns/op of each case over ``rounds`` interleaved rounds."""
+    best = {name: float("inf") for name in cases}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for round_no in range(warmup + rounds):
+            for name, run in cases.items():
+                started = time.perf_counter_ns()
+                run(n)
+                elapsed = (time.perf_counter_ns() - started) / n
+                if round_no >= warmup:
+                    best[name] = min(best[name], elapsed)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return best
+
+
+@dataclass(frozen=True)
+class Target:
+    """``numerator / denominator <= limit`` (or ``>=`` when ``at_least``)."""
+
+    label: str
+    numerator: str
+    denominator: str
+    limit: float
+    at_least: bool = False
+
+    def check(self, results: dict[str, float]) -> tuple[float, bool]:
+        ratio = results[self.numerator] / results[self.denominator]
+        return ratio, ratio >= self.limit if self.at_least else ratio <= self.limit
+
+
+def report(
+    title: str, results: dict[str, float], targets: list[Target], unit: str = "ns/op"
+) -> bool:
+    """Print a table of the results and the targets; return whether all targets held."""
+    width = max(len(name) for name in results)
+    print(f"\n{title}  (python {sys.version.split()[0]}, best of interleaved rounds)")
+    print(f"{'case':<{width}}  {unit:>12}")
+    for name, value in results.items():
+        print(f"{name:<{width}}  {value:>12.1f}")
+    all_met = True
+    if targets:
+        print()
+        for target in targets:
+            ratio, met = target.check(results)
+            all_met &= met
+            sign = ">=" if target.at_least else "<="
+            print(
+                f"{'MET ' if met else 'MISS'}  {target.label}: {ratio:.2f}x "
+                f"(target {sign} {target.limit}x)"
+            )
+    return all_met

@@ -1,0 +1,72 @@
+"""The repository's own rules: layering, exports, and CI running the README's command."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def python_files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", python_files("storage"), ids=lambda p: p.name)
+def test_storage_never_imports_swr(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        assert not any(n == "swr" or n.startswith("swr.") for n in names), (path, names)
+
+
+@pytest.mark.parametrize("package", ["swr", "storage", "swr.serializers", "swr.metrics"])
+def test_all_is_sorted_and_importable(package):
+    module = importlib.import_module(package)
+    exported = module.__all__
+
+    def isort_style(name: str) -> tuple[int, str]:
+        # Constants, then classes, then functions: the order ruff's RUF022 keeps.
+        return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+    assert exported == sorted(exported, key=isort_style)
+    for name in exported:
+        assert hasattr(module, name), name
+
+
+def test_public_contract_names():
+    from storage import AsyncStorage, MemoryStorage, Storage  # noqa: F401
+    from swr import AsyncStaleEngine, CacheTTL, Result, StaleEngine, Status  # noqa: F401
+
+    assert [s.value for s in Status] == ["hit", "stale", "expired", "miss", "fallback"]
+
+
+def test_py_typed_markers():
+    assert (ROOT / "swr" / "py.typed").exists()
+    assert (ROOT / "storage" / "py.typed").exists()
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```bash\n(.+?)\n```", text)
+
+
+def test_readme_opens_with_the_demo_and_the_test_command():
+    demo, tests = readme_commands()[:2]
+    assert demo.endswith("examples/quickstart.py")
+    assert "pytest" in tests
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    tests = readme_commands()[1]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert tests in ci.splitlines()
