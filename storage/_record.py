@@ -77,17 +77,7 @@ class RecordCodec:
         Raises:
             CorruptEntryError: the header is not a valid version-1 header.
         """
-        if len(data) < _HEADER_SIZE:
-            raise CorruptEntryError(f"record of {len(data)} bytes is shorter than its header")
-        magic, version, flags, stored, fresh, stale, expires, _ = _HEADER.unpack_from(data)
-        if magic != _MAGIC:
-            raise CorruptEntryError("record does not start with the swr magic bytes")
-        if version != FORMAT_VERSION:
-            raise CorruptEntryError(f"record format version {version} is not supported")
-        if flags:
-            raise CorruptEntryError(f"record has unknown flags {flags:#04x}")
-        if not (math.isfinite(stored) and stored <= fresh <= stale <= expires < math.inf):
-            raise CorruptEntryError("record times are not finite and ordered")
+        stored, fresh, stale, expires, _ = _parse_header(data)
         return stored, fresh, stale, expires
 
     def decode(self, data: bytes, key_check: bytes = b"") -> Entry:
@@ -101,13 +91,13 @@ class RecordCodec:
             CorruptEntryError: the record is damaged, foreign, of another version, was
                 written for another key, or its payload does not deserialize.
         """
-        stored, fresh, stale, expires = self.decode_times(data)
-        check_len = _HEADER.unpack_from(data)[-1]
+        stored, fresh, stale, expires, check_len = _parse_header(data)
         start = _HEADER_SIZE + check_len
-        if len(data) < start:
-            raise CorruptEntryError("record is shorter than its key check")
-        if data[_HEADER_SIZE:start] != key_check:
-            raise CorruptEntryError("record belongs to another key (digest collision)")
+        if check_len or key_check:
+            if len(data) < start:
+                raise CorruptEntryError("record is shorter than its key check")
+            if data[_HEADER_SIZE:start] != key_check:
+                raise CorruptEntryError("record belongs to another key (digest collision)")
         try:
             value = self.serializer.loads(data[start:])
         except CorruptEntryError:
@@ -116,13 +106,23 @@ class RecordCodec:
             raise CorruptEntryError(
                 f"payload does not deserialize: {type(exc).__name__}: {exc}"
             ) from exc
-        return Entry(
-            value=value,
-            stored_at=stored,
-            fresh_until=fresh,
-            stale_until=stale,
-            expires_at=expires,
-        )
+        return Entry(value, stored, fresh, stale, expires)
+
+
+def _parse_header(data: bytes) -> tuple[float, float, float, float, int]:
+    if len(data) < _HEADER_SIZE:
+        raise CorruptEntryError(f"record of {len(data)} bytes is shorter than its header")
+    magic, version, flags, stored, fresh, stale, expires, check_len = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        raise CorruptEntryError("record does not start with the swr magic bytes")
+    if version != FORMAT_VERSION:
+        raise CorruptEntryError(f"record format version {version} is not supported")
+    if flags:
+        raise CorruptEntryError(f"record has unknown flags {flags:#04x}")
+    # Written in this order so NaN (which fails every comparison) is rejected too.
+    if not (stored <= fresh <= stale <= expires < math.inf and stored > -math.inf):
+        raise CorruptEntryError("record times are not finite and ordered")
+    return stored, fresh, stale, expires, check_len
 
 
 def digest_key(key: str, limit: int) -> tuple[bytes, bytes]:

@@ -35,11 +35,16 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True)
 class Entry:
     """One cached value with its windows, as absolute epoch seconds.
 
     ``stored_at <= fresh_until <= stale_until <= expires_at`` always holds.
+
+    Entries are immutable by contract: neither storages nor the engine ever change
+    one after creating it (use ``dataclasses.replace`` for a modified copy). The class
+    is not ``frozen`` because a frozen dataclass costs five times as much to build,
+    and byte storages build one on every read.
 
     Attributes:
         value: The cached object. Memory storages keep the object itself (shared,

@@ -73,7 +73,7 @@ def resolve_ttl(spec: TTLSpec, key: str, value: Any) -> CacheTTL:
     return ttl
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True)
 class CachedEntry(Entry):
     """An entry made by the engine, carrying the results it answers HIT and STALE with.
 
