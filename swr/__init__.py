@@ -5,8 +5,15 @@ are served as they are, stale ones at once while one background refresh runs, ex
 ones are kept as a last resort when the upstream fails.
 """
 
+from swr.breaker import CircuitBreaker
 from swr.engine import AsyncStaleEngine, StaleEngine
-from swr.errors import ConfigError, FetchAbortedError, FetchTimeoutError, SWRError
+from swr.errors import (
+    CircuitOpenError,
+    ConfigError,
+    FetchAbortedError,
+    FetchTimeoutError,
+    SWRError,
+)
 from swr.metrics import MetricsHook
 from swr.policy import CacheTTL, Result, Status, TTLSpec
 from swr.stats import EngineStats
@@ -14,6 +21,8 @@ from swr.stats import EngineStats
 __all__ = [
     "AsyncStaleEngine",
     "CacheTTL",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "ConfigError",
     "EngineStats",
     "FetchAbortedError",

@@ -31,7 +31,8 @@ from storage import AsyncAdapter, AsyncLeases, Entry, Leases, MemoryStorage
 from swr import _core
 from swr._cached import AsyncCachedFunction, CachedFunction
 from swr._log import logger
-from swr.errors import ConfigError, FetchAbortedError, FetchTimeoutError
+from swr.breaker import CircuitBreaker, Permit
+from swr.errors import CircuitOpenError, ConfigError, FetchAbortedError, FetchTimeoutError
 from swr.policy import CacheTTL, Result, Status, TTLSpec
 from swr.refresh import Submit, TaskRefresher, ThreadRefresher
 from swr.stats import Counter, EngineStats
@@ -86,6 +87,10 @@ def _bind_serializer(storage: Any, serializer: Serializer | None) -> Any:
 class _EngineBase:
     """Configuration, counters and I/O-free decisions shared by both engines."""
 
+    # Provided by each shell: its executor and its refresh job.
+    _refresher: ThreadRefresher | TaskRefresher
+    _refresh: Callable[..., Any]
+
     def __init__(
         self,
         storage: Any,
@@ -100,6 +105,7 @@ class _EngineBase:
         backoff_initial: float,
         backoff_max: float,
         close_timeout: float,
+        breaker: CircuitBreaker | None,
     ) -> None:
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be a str, got {type(namespace).__name__}")
@@ -125,6 +131,9 @@ class _EngineBase:
                 raise ConfigError(f"{field} must be a finite number of seconds > 0, got {value}")
         if clock is not None and not callable(clock):
             raise TypeError("clock must be a zero-argument callable returning epoch seconds")
+        if breaker is not None and not isinstance(breaker, CircuitBreaker):
+            raise TypeError(f"breaker must be a CircuitBreaker, got {type(breaker).__name__}")
+        self._breaker = breaker
         self._ttl: TTLSpec = _core.validate_ttl_spec(ttl if ttl is not None else DEFAULT_TTL)
         self._prefix = f"{namespace}:" if namespace else ""
         self.namespace = namespace
@@ -156,6 +165,7 @@ class _EngineBase:
                 "fetch_errors",
                 "storage_read_errors",
                 "storage_write_errors",
+                "circuit_rejected",
             )
         }
         # Bound increments for the hot path: one C call each, no attribute chains.
@@ -257,15 +267,81 @@ class _EngineBase:
         return Result(entry.value, status, entry.stored_at, self._clock)
 
     def _refresh_allowed(self, skey: str, now: float) -> bool:
+        """Whether the key's backoff lets a refresh start now (counted when not)."""
         if self._backoff and not self._backoff.allows(skey, now):
             self._refresh_event("refreshes_skipped", "skipped")
             return False
         return True
 
-    def _refresh_submitted(self, skey: str, outcome: Submit) -> None:
-        if outcome is Submit.DROPPED:
-            self._refresh_event("refreshes_dropped", "dropped")
-            logger.debug("refresh_dropped", engine=self.name, key=skey)
+    def _serve_stale(
+        self, key: str, skey: str, fetch: Any, ttl: TTLSpec | None, entry: Entry, now: float
+    ) -> Result[Any]:
+        """Answer from a stale entry and start (at most) one background refresh.
+
+        With a circuit breaker that refuses calls, nothing is refreshed and the entry is
+        served as FALLBACK instead.
+        """
+        breaker = self._breaker
+        if breaker is not None and breaker.is_open():
+            return self._refused(entry)
+        refresher = self._refresher
+        if skey not in refresher.pending and self._refresh_allowed(skey, now):
+            permit: Permit | None = None
+            if breaker is not None:
+                permit = breaker.acquire()
+                if permit is None:  # half-open and every trial slot taken
+                    return self._refused(entry)
+            outcome = refresher.submit(
+                skey, self._refresh, (key, skey, fetch, ttl, entry.stored_at, permit)
+            )
+            if outcome is not Submit.ACCEPTED and permit is not None:
+                breaker.release(permit)  # type: ignore[union-attr]  # set with the permit
+            if outcome is Submit.DROPPED:
+                self._refresh_event("refreshes_dropped", "dropped")
+                logger.debug("refresh_dropped", engine=self.name, key=skey)
+        self._count_stale()
+        if self._metrics is not None:
+            self._metrics.record_status(self.name, _STALE)
+        if type(entry) is _CachedEntry:
+            return entry.stale
+        return Result(entry.value, _STALE, entry.stored_at, self._clock)
+
+    def _refused(self, entry: Entry) -> Result[Any]:
+        """The circuit refused a refresh: serve the cached entry as FALLBACK."""
+        self._counters["circuit_rejected"].incr()
+        self._answered(_FALLBACK)
+        return Result(entry.value, _FALLBACK, entry.stored_at, self._clock)
+
+    def _take_permit(self, permit: Permit | None, background: bool) -> Permit | None:
+        """The breaker permit for a fetch: the refresh's own, or a new foreground one.
+
+        Raises:
+            CircuitOpenError: the breaker refuses a foreground fetch.
+            _RefreshNotNeeded: the breaker opened while the refresh waited in the queue.
+        """
+        breaker = self._breaker
+        if breaker is None:
+            return None
+        if background:
+            if permit is not None and breaker.is_open():
+                breaker.release(permit)
+                self._counters["circuit_rejected"].incr()
+                raise _RefreshNotNeeded
+            return permit
+        permit = breaker.acquire()
+        if permit is None:
+            self._counters["circuit_rejected"].incr()
+            raise breaker.refusal()
+        return permit
+
+    def _fetch_outcome(self, permit: Permit | None, error: BaseException | None) -> None:
+        """Report a fetch's outcome to the breaker (``None`` error = success)."""
+        if permit is not None:
+            self._breaker.record(permit, error)  # type: ignore[union-attr]  # permit => breaker
+
+    def _release_permit(self, permit: Permit | None) -> None:
+        if permit is not None:
+            self._breaker.release(permit)  # type: ignore[union-attr]  # permit => breaker
 
     def _refresh_started(self) -> None:
         self._refresh_event("refreshes_started", "started")
@@ -302,8 +378,13 @@ class _EngineBase:
                 extra = dict(storage_stats())
             except Exception as exc:  # noqa: BLE001 - stats must never fail
                 extra = {"error": repr(exc)}
+        breaker = self._breaker
         return EngineStats(
-            **values, refreshes_in_flight=running, refreshes_queued=queued, storage=extra
+            **values,
+            refreshes_in_flight=running,
+            refreshes_queued=queued,
+            storage=extra,
+            circuit=breaker.stats() if breaker is not None else {},
         )
 
 
@@ -348,6 +429,9 @@ class StaleEngine(_EngineBase):
             doubles with each further failure, up to ``backoff_max``.
         backoff_max: Largest wait between refreshes of a failing key, in seconds.
         close_timeout: Seconds ``close()`` waits for running refreshes.
+        breaker: Optional :class:`~swr.CircuitBreaker` guarding ``fetch``: while it is
+            open nothing is fetched, stale and expired entries are served as FALLBACK
+            and a miss raises :class:`~swr.CircuitOpenError`. May be shared by engines.
 
     Raises:
         ConfigError: a setting is out of range (a ``ValueError``).
@@ -355,6 +439,8 @@ class StaleEngine(_EngineBase):
 
     Thread-safe: one engine serves every thread of a process.
     """
+
+    _refresher: ThreadRefresher
 
     def __init__(
         self,
@@ -372,6 +458,7 @@ class StaleEngine(_EngineBase):
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
         close_timeout: float = 5.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         owns = storage is None
         store: Any = MemoryStorage(clock=clock) if storage is None else storage
@@ -393,6 +480,7 @@ class StaleEngine(_EngineBase):
             backoff_initial,
             backoff_max,
             close_timeout,
+            breaker,
         )
         self._owns_storage = owns
         self._get = store.get
@@ -474,19 +562,7 @@ class StaleEngine(_EngineBase):
                         return entry.hit
                     return Result(entry.value, _HIT, entry.stored_at, clock)
                 if now < entry.stale_until:
-                    self._count_stale()
-                    if self._metrics is not None:
-                        self._metrics.record_status(self.name, _STALE)
-                    if skey not in self._refresher.pending and self._refresh_allowed(skey, now):
-                        self._refresh_submitted(
-                            skey,
-                            self._refresher.submit(
-                                skey, self._refresh, (key, skey, fetch, ttl, entry.stored_at)
-                            ),
-                        )
-                    if type(entry) is _CachedEntry:
-                        return entry.stale
-                    return Result(entry.value, _STALE, entry.stored_at, clock)
+                    return self._serve_stale(key, skey, fetch, ttl, entry, now)
                 if now >= entry.expires_at:
                     entry = None
         return self._load(key, skey, fetch, ttl, entry, force_refresh)
@@ -513,7 +589,8 @@ class StaleEngine(_EngineBase):
                 fresh = self._fetch_and_store(key, skey, fetch, ttl, seen)
             except BaseException as exc:  # noqa: BLE001 - waiters must learn of any end
                 flight.error = exc
-                self._fetch_failed(skey, exc)
+                if not isinstance(exc, CircuitOpenError):
+                    self._fetch_failed(skey, exc)
                 self._end_flight(skey, flight)
                 return self._answer_failure(
                     skey, exc, self._fallback(skey, entry, force_refresh), leader=True
@@ -572,6 +649,7 @@ class StaleEngine(_EngineBase):
         seen: float,
         *,
         background: bool = False,
+        permit: Permit | None = None,
     ) -> Entry:
         """Fetch once across processes (lease), store and return the new entry.
 
@@ -586,28 +664,41 @@ class StaleEngine(_EngineBase):
                 raises ``_RefreshNotNeeded`` when another process holds the lease or
                 already refreshed, and a result arriving after ``refresh_timeout`` is
                 discarded with ``FetchTimeoutError``.
+            permit: The circuit breaker's permit a refresh took when it was queued; a
+                foreground fetch takes its own (``CircuitOpenError`` when refused).
         """
+        permit = self._take_permit(permit, background)
         token: str | None = None
-        if self._leases is not None:
-            token, found = self._lease_or_result(skey, seen, wait=not background)
-            if found is not None:
-                if background:
-                    raise _RefreshNotNeeded
-                return found
+        reported = False
         try:
+            if self._leases is not None:
+                token, found = self._lease_or_result(skey, seen, wait=not background)
+                if found is not None:
+                    if background:
+                        raise _RefreshNotNeeded
+                    return found
             if background:
                 self._refresh_started()
                 late_after = _time.monotonic() + self._refresh_timeout
-            value = fetch()
-            if background and _time.monotonic() > late_after:
-                raise FetchTimeoutError(
-                    f"the refresh of {skey!r} took more than {self._refresh_timeout}s; "
-                    "its result was discarded"
-                )
+            try:
+                value = fetch()
+                if background and _time.monotonic() > late_after:
+                    raise FetchTimeoutError(  # noqa: TRY301 - reported as the fetch's outcome
+                        f"the refresh of {skey!r} took more than {self._refresh_timeout}s; "
+                        "its result was discarded"
+                    )
+            except BaseException as exc:
+                reported = True
+                self._fetch_outcome(permit, exc)
+                raise
+            reported = True
+            self._fetch_outcome(permit, None)
             entry = self._new_entry(key, value, ttl)
             self._write(skey, entry)
             return entry
         finally:
+            if not reported:
+                self._release_permit(permit)
             if token is not None:
                 self._release_lease(skey, token)
 
@@ -656,10 +747,16 @@ class StaleEngine(_EngineBase):
     # -- background refreshes ----------------------------------------------------------
 
     def _refresh(
-        self, key: str, skey: str, fetch: Callable[[], Any], ttl: TTLSpec | None, seen: float
+        self,
+        key: str,
+        skey: str,
+        fetch: Callable[[], Any],
+        ttl: TTLSpec | None,
+        seen: float,
+        permit: Permit | None,
     ) -> None:
         try:
-            self._fetch_and_store(key, skey, fetch, ttl, seen, background=True)
+            self._fetch_and_store(key, skey, fetch, ttl, seen, background=True, permit=permit)
         except _RefreshNotNeeded:
             self._refresh_event("refreshes_skipped", "skipped")
         except Exception as exc:  # noqa: BLE001 - counted, logged, stale keeps serving
@@ -799,6 +896,8 @@ class AsyncStaleEngine(_EngineBase):
     Use one engine from one event loop at a time.
     """
 
+    _refresher: TaskRefresher
+
     def __init__(
         self,
         storage: Storage | AsyncStorage | None = None,
@@ -815,6 +914,7 @@ class AsyncStaleEngine(_EngineBase):
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
         close_timeout: float = 5.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         owns = storage is None
         base: Any = MemoryStorage(clock=clock) if storage is None else storage
@@ -832,6 +932,7 @@ class AsyncStaleEngine(_EngineBase):
             backoff_initial,
             backoff_max,
             close_timeout,
+            breaker,
         )
         self._owns_storage = owns
         # Inline adapters over non-blocking storages are read without an extra await,
@@ -908,19 +1009,7 @@ class AsyncStaleEngine(_EngineBase):
                         return entry.hit
                     return Result(entry.value, _HIT, entry.stored_at, clock)
                 if now < entry.stale_until:
-                    self._count_stale()
-                    if self._metrics is not None:
-                        self._metrics.record_status(self.name, _STALE)
-                    if skey not in self._refresher.pending and self._refresh_allowed(skey, now):
-                        self._refresh_submitted(
-                            skey,
-                            self._refresher.submit(
-                                skey, self._refresh, (key, skey, fetch, ttl, entry.stored_at)
-                            ),
-                        )
-                    if type(entry) is _CachedEntry:
-                        return entry.stale
-                    return Result(entry.value, _STALE, entry.stored_at, clock)
+                    return self._serve_stale(key, skey, fetch, ttl, entry, now)
                 if now >= entry.expires_at:
                     entry = None
         return await self._load(key, skey, fetch, ttl, entry, force_refresh)
@@ -960,7 +1049,9 @@ class AsyncStaleEngine(_EngineBase):
             del self._flights[skey]
         if task.cancelled():
             self._fetch_failed(skey, asyncio.CancelledError())
-        elif (exc := task.exception()) is not None:  # also marks it retrieved
+        elif (exc := task.exception()) is not None and not isinstance(
+            exc, CircuitOpenError
+        ):  # task.exception() also marks the error retrieved
             self._fetch_failed(skey, exc)
 
     async def _fallback(self, skey: str, entry: Entry | None, force_refresh: bool) -> Entry | None:
@@ -1018,26 +1109,38 @@ class AsyncStaleEngine(_EngineBase):
         seen: float,
         *,
         background: bool = False,
+        permit: Permit | None = None,
     ) -> Entry:
         """Fetch once across processes (lease), store and return the new entry.
 
         The twin of :meth:`StaleEngine._fetch_and_store`; timeouts cancel the fetch.
         """
+        permit = self._take_permit(permit, background)
         token: str | None = None
-        if self._leases is not None:
-            token, found = await self._lease_or_result(skey, seen, wait=not background)
-            if found is not None:
-                if background:
-                    raise _RefreshNotNeeded
-                return found
+        reported = False
         try:
+            if self._leases is not None:
+                token, found = await self._lease_or_result(skey, seen, wait=not background)
+                if found is not None:
+                    if background:
+                        raise _RefreshNotNeeded
+                    return found
             if background:
                 self._refresh_started()
-            value = await self._call_fetch(skey, fetch)
+            try:
+                value = await self._call_fetch(skey, fetch)
+            except BaseException as exc:
+                reported = True
+                self._fetch_outcome(permit, exc)
+                raise
+            reported = True
+            self._fetch_outcome(permit, None)
             entry = self._new_entry(key, value, ttl)
             await self._write(skey, entry)
             return entry
         finally:
+            if not reported:
+                self._release_permit(permit)
             if token is not None:
                 await self._release_lease(skey, token)
 
@@ -1083,9 +1186,10 @@ class AsyncStaleEngine(_EngineBase):
         fetch: Callable[[], Awaitable[Any]],
         ttl: TTLSpec | None,
         seen: float,
+        permit: Permit | None,
     ) -> None:
         try:
-            await self._fetch_and_store(key, skey, fetch, ttl, seen, background=True)
+            await self._fetch_and_store(key, skey, fetch, ttl, seen, background=True, permit=permit)
         except _RefreshNotNeeded:
             self._refresh_event("refreshes_skipped", "skipped")
         except Exception as exc:  # noqa: BLE001 - counted, logged, stale keeps serving

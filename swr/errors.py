@@ -6,7 +6,9 @@ The tree::
     ├── ConfigError (also ValueError)  invalid settings, raised by constructors
     ├── FetchTimeoutError (also TimeoutError)
     │                                 a fetch outlived ``refresh_timeout``
-    └── FetchAbortedError             the shared fetch a caller waited on was interrupted
+    ├── FetchAbortedError             the shared fetch a caller waited on was interrupted
+    └── CircuitOpenError              the circuit breaker refuses calls and nothing cached
+                                      can be served instead
     SerializationError                re-exported from ``storage.errors`` (a TypeError)
 
 A fetch's own exception reaches the caller unchanged when nothing cached can be served
@@ -18,6 +20,7 @@ from __future__ import annotations
 from storage.errors import SerializationError
 
 __all__ = [
+    "CircuitOpenError",
     "ConfigError",
     "FetchAbortedError",
     "FetchTimeoutError",
@@ -40,3 +43,17 @@ class FetchTimeoutError(SWRError, TimeoutError):
 
 class FetchAbortedError(SWRError):
     """The shared fetch this caller waited on ended by an interruption, not a result."""
+
+
+class CircuitOpenError(SWRError):
+    """The circuit breaker refuses calls to the upstream for now.
+
+    Attributes:
+        retry_at: Epoch seconds from which a trial call may go through.
+        retry_in: Seconds from when the error was raised until ``retry_at``.
+    """
+
+    def __init__(self, message: str, *, retry_at: float, retry_in: float) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+        self.retry_in = retry_in

@@ -47,7 +47,12 @@ class EngineStats:
         fetch_errors: foreground fetches that raised or timed out.
         storage_read_errors: storage reads that raised (read as misses).
         storage_write_errors: storage writes that raised (values still returned).
+        circuit_rejected: fetches and refreshes not attempted because the circuit
+            breaker refused them (the entry was served as FALLBACK, or the caller got
+            ``CircuitOpenError``).
         storage: the storage's own counters, when it keeps any (e.g. corrupt entries).
+        circuit: the circuit breaker's state and transition counts (shared by every
+            engine using that breaker); empty without a breaker.
     """
 
     hits: int = 0
@@ -66,7 +71,9 @@ class EngineStats:
     fetch_errors: int = 0
     storage_read_errors: int = 0
     storage_write_errors: int = 0
+    circuit_rejected: int = 0
     storage: dict[str, Any] = field(default_factory=dict)
+    circuit: dict[str, Any] = field(default_factory=dict)
 
     @property
     def requests(self) -> int:

@@ -17,8 +17,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture(autouse=True, scope="session")
 def _quiet_structlog() -> None:
-    """Tests are the application here: show warnings and up, not debug chatter.
+    """Tests are the application here: info and up, not debug chatter.
 
     ``structlog.testing.capture_logs`` still captures every event a test asserts.
     """
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))

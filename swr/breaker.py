@@ -1,0 +1,340 @@
+"""CircuitBreaker: stop calling an upstream that keeps failing, and let it recover.
+
+How it works::
+
+             failure_threshold consecutive failures
+    CLOSED ------------------------------------------> OPEN
+      ^                                                  |  reset_timeout passes
+      |  success_threshold trial successes               v
+      +-------------------------------------------- HALF_OPEN
+                         any trial failure: back to OPEN for another reset_timeout
+
+- CLOSED: every call goes through; a success resets the failure count.
+- OPEN: no call goes through (``CircuitOpenError`` says when one may, ``retry_at``).
+- HALF_OPEN: at most ``half_open_max_calls`` trial calls run at once; the rest are
+  refused as if open.
+
+What always holds: every transition happens under one lock, so no two callers both
+take the last trial slot and each transition is logged and counted once. Each state
+has a generation number; a permit remembers the generation it was issued in, and the
+outcome of a call started in an earlier generation (a slow call that began while
+closed and ends after the circuit opened) changes nothing. OPEN turns into HALF_OPEN
+lazily: the first caller or reader after ``reset_timeout`` makes the transition.
+
+One breaker may be shared by several engines calling the same upstream, and used by
+threads and asyncio tasks alike (the lock is never held across an ``await``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import threading
+import time as _time
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, cast
+
+from swr._log import logger
+from swr.errors import CircuitOpenError
+
+__all__ = ["CircuitBreaker", "CircuitOpenError", "Permit"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half_open"
+
+
+class Permit:
+    """Leave to make one call; hand it back with exactly one outcome."""
+
+    __slots__ = ("generation", "trial")
+
+    def __init__(self, generation: int, trial: bool) -> None:
+        self.generation = generation
+        self.trial = trial
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"CircuitBreaker.{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"CircuitBreaker.{name} must be >= 1, got {value}")
+    return value
+
+
+class CircuitBreaker:
+    """Stops calls to a failing upstream for a while, then lets trial calls test it.
+
+    Example::
+
+        breaker = CircuitBreaker(failure_threshold=5, reset_timeout=30)
+        engine = StaleEngine(ttl=CacheTTL(fresh=60, stale=600), breaker=breaker)
+
+        @breaker
+        def call_upstream() -> dict: ...
+
+    Args:
+        failure_threshold: Consecutive failures that open the circuit.
+        success_threshold: Successful trial calls in half-open that close it.
+        reset_timeout: Seconds the circuit stays open before trial calls are allowed.
+        half_open_max_calls: Trial calls allowed at once in half-open.
+        clock: Zero-argument callable returning epoch seconds; default ``time.time``
+            looked up at each call (freezegun works).
+        name: Name used in log events.
+        ignore: Exception types that pass through without counting as failures
+            (e.g. a "not found" that proves the upstream is healthy).
+
+    Raises:
+        ValueError: a threshold < 1 or a negative / non-finite ``reset_timeout``;
+            the message names the field.
+        TypeError: a setting of the wrong type.
+
+    Thread-safe and usable from asyncio tasks; may be shared by several engines.
+    """
+
+    def __init__(
+        self,
+        failure_threshold: int = 5,
+        success_threshold: int = 2,
+        reset_timeout: float = 30.0,
+        half_open_max_calls: int = 1,
+        clock: Callable[[], float] | None = None,
+        *,
+        name: str = "circuit",
+        ignore: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self.failure_threshold = _positive_int("failure_threshold", failure_threshold)
+        self.success_threshold = _positive_int("success_threshold", success_threshold)
+        self.half_open_max_calls = _positive_int("half_open_max_calls", half_open_max_calls)
+        if isinstance(reset_timeout, bool) or not isinstance(reset_timeout, (int, float)):
+            raise TypeError("CircuitBreaker.reset_timeout must be seconds as a number")
+        if reset_timeout < 0 or not math.isfinite(reset_timeout):
+            raise ValueError(
+                f"CircuitBreaker.reset_timeout must be finite and >= 0 seconds, got {reset_timeout}"
+            )
+        if clock is not None and not callable(clock):
+            raise TypeError("CircuitBreaker.clock must be a zero-argument callable")
+        self.reset_timeout = float(reset_timeout)
+        self.name = name
+        self.ignore = tuple(ignore)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state = CLOSED
+        self._generation = 0
+        self._closed_permit = Permit(0, trial=False)
+        self._failures = 0
+        self._successes = 0
+        self._trials = 0
+        self._open_until = 0.0
+        self._transitions = {OPEN: 0, HALF_OPEN: 0, CLOSED: 0}
+        self._rejected = 0
+
+    def _now(self) -> float:
+        clock = self._clock
+        return clock() if clock is not None else _time.time()
+
+    # -- state -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half_open"`` as of now."""
+        with self._lock:
+            self._half_open_if_due_locked(self._now())
+            return self._state
+
+    def is_open(self) -> bool:
+        """Whether calls are refused outright now (open, and not yet due for trials).
+
+        Lock-free: a racing transition may be missed by a moment; :meth:`acquire` is
+        the authority.
+        """
+        return self._state == OPEN and self._now() < self._open_until
+
+    @property
+    def retry_at(self) -> float:
+        """Epoch seconds from which a trial call may run (now, unless open)."""
+        with self._lock:
+            return self._open_until if self._state == OPEN else self._now()
+
+    def _set_state_locked(self, state: str, now: float) -> None:
+        self._state = state
+        self._generation += 1
+        self._transitions[state] += 1
+        self._successes = 0
+        self._trials = 0
+        if state == CLOSED:
+            self._failures = 0
+            self._closed_permit = Permit(self._generation, trial=False)
+            logger.info("circuit_closed", circuit=self.name)
+        elif state == OPEN:
+            self._open_until = now + self.reset_timeout
+            logger.warning(
+                "circuit_opened",
+                circuit=self.name,
+                failures=self._failures,
+                retry_in=self.reset_timeout,
+            )
+        else:
+            logger.info("circuit_half_open", circuit=self.name)
+
+    def _half_open_if_due_locked(self, now: float) -> None:
+        if self._state == OPEN and now >= self._open_until:
+            self._set_state_locked(HALF_OPEN, now)
+
+    # -- permits -----------------------------------------------------------------------
+
+    def acquire(self) -> Permit | None:
+        """Ask leave to make one call; ``None`` means refused (open or no trial slot).
+
+        Every permit must be handed back once with :meth:`record_success`,
+        :meth:`record_failure` or :meth:`release`.
+        """
+        if self._state == CLOSED:
+            # Lock-free fast path: a permit of a generation that ends meanwhile is
+            # simply ignored when handed back.
+            return self._closed_permit
+        with self._lock:
+            self._half_open_if_due_locked(self._now())
+            if self._state == CLOSED:
+                return self._closed_permit
+            if self._state == HALF_OPEN and self._trials < self.half_open_max_calls:
+                self._trials += 1
+                return Permit(self._generation, trial=True)
+            self._rejected += 1
+            return None
+
+    def refusal(self) -> CircuitOpenError:
+        """The error describing why a call is refused now."""
+        retry_at = self.retry_at
+        return CircuitOpenError(
+            f"circuit {self.name!r} is {self.state}; a trial call is allowed from "
+            f"{retry_at:.3f} (in {max(0.0, retry_at - self._now()):.3f}s)",
+            retry_at=retry_at,
+            retry_in=max(0.0, retry_at - self._now()),
+        )
+
+    def record_success(self, permit: Permit) -> None:
+        """The call made under ``permit`` succeeded."""
+        with self._lock:
+            if permit.generation != self._generation:
+                return
+            if self._state == CLOSED:
+                self._failures = 0
+                return
+            # HALF_OPEN: a trial succeeded.
+            self._trials -= 1
+            self._successes += 1
+            if self._successes >= self.success_threshold:
+                self._set_state_locked(CLOSED, self._now())
+
+    def record_failure(self, permit: Permit) -> None:
+        """The call made under ``permit`` failed (raised or timed out)."""
+        with self._lock:
+            if permit.generation != self._generation:
+                return
+            if self._state == CLOSED:
+                self._failures += 1
+                if self._failures >= self.failure_threshold:
+                    self._set_state_locked(OPEN, self._now())
+                return
+            # HALF_OPEN: any failed trial re-opens the circuit.
+            self._failures += 1
+            self._set_state_locked(OPEN, self._now())
+
+    def release(self, permit: Permit) -> None:
+        """Hand back a permit whose call never ran (or was interrupted): no outcome."""
+        if not permit.trial:
+            return
+        with self._lock:
+            if permit.generation == self._generation and self._trials > 0:
+                self._trials -= 1
+
+    def record(self, permit: Permit, error: BaseException | None) -> None:
+        """Hand back ``permit`` with the outcome ``error`` (``None`` for success).
+
+        Errors in ``ignore`` count as successes (the upstream answered), interruptions
+        (``KeyboardInterrupt``, cancellation) as no outcome.
+        """
+        if error is None or isinstance(error, self.ignore):
+            self.record_success(permit)
+        elif isinstance(error, Exception):
+            self.record_failure(permit)
+        else:
+            self.release(permit)
+
+    def stats(self) -> dict[str, Any]:
+        """State, transition counts, refusals and the current consecutive failures."""
+        with self._lock:
+            self._half_open_if_due_locked(self._now())
+            return {
+                "state": self._state,
+                "opened": self._transitions[OPEN],
+                "half_opened": self._transitions[HALF_OPEN],
+                "closed": self._transitions[CLOSED],
+                "rejected": self._rejected,
+                "consecutive_failures": self._failures,
+            }
+
+    def reset(self) -> None:
+        """Close the circuit now, forgetting failures (for operators and tests)."""
+        with self._lock:
+            if self._state != CLOSED:
+                self._set_state_locked(CLOSED, self._now())
+            self._failures = 0
+
+    # -- wrapping calls ----------------------------------------------------------------
+
+    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call ``fn(*args, **kwargs)`` through the breaker.
+
+        Raises:
+            CircuitOpenError: the circuit refuses calls now.
+            Exception: whatever ``fn`` raised (and it counts as a failure).
+        """
+        permit = self.acquire()
+        if permit is None:
+            raise self.refusal()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self.record(permit, exc)
+            raise
+        self.record_success(permit)
+        return result
+
+    async def acall(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await ``fn(*args, **kwargs)`` through the breaker; see :meth:`call`."""
+        permit = self.acquire()
+        if permit is None:
+            raise self.refusal()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self.record(permit, exc)
+            raise
+        self.record_success(permit)
+        return result
+
+    def __call__(self, func: Callable[P, T]) -> Callable[P, T]:
+        """Decorate a function or coroutine function so every call goes through the breaker."""
+        if inspect.iscoroutinefunction(func):
+            async_func = cast("Callable[P, Awaitable[Any]]", func)
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await self.acall(async_func, *args, **kwargs)
+
+            return cast("Callable[P, T]", async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            return self.call(func, *args, **kwargs)
+
+        return wrapper
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(name={self.name!r}, state={self.state!r})"
