@@ -55,18 +55,15 @@ def default_key(func: Callable[..., Any]) -> Callable[..., str]:
     return make_key
 
 
-class CachedFunction(Generic[P, T]):
-    """A function whose results are served through a :class:`~swr.StaleEngine`.
+class _Cached(Generic[P, T]):
+    """What both decorators share: the engine, the key builder, the ttl, the wrapping."""
 
-    Calling it returns the value (not the :class:`~swr.Result`). ``result(...)`` returns
-    the full result, ``invalidate(...)`` deletes the entry of those arguments and
-    ``key_for(...)`` shows the key they map to.
-    """
+    __call__: Callable[..., Any]  # each subclass defines how a call goes through
 
     def __init__(
         self,
-        engine: StaleEngine,
-        func: Callable[P, T],
+        engine: Any,
+        func: Callable[P, Any],
         key: Callable[..., str] | None,
         ttl: TTLSpec | None,
     ) -> None:
@@ -75,6 +72,24 @@ class CachedFunction(Generic[P, T]):
         self.key_for: Callable[..., str] = key if key is not None else default_key(func)
         self.ttl = ttl
         functools.update_wrapper(self, func)
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        # Decorating a method: bind the instance like a plain function would.
+        if instance is None:
+            return self
+        return functools.partial(self.__call__, instance)
+
+
+class CachedFunction(_Cached[P, T]):
+    """A function whose results are served through a :class:`~swr.StaleEngine`.
+
+    Calling it returns the value (not the :class:`~swr.Result`). ``result(...)`` returns
+    the full result, ``invalidate(...)`` deletes the entry of those arguments and
+    ``key_for(...)`` shows the key they map to.
+    """
+
+    engine: StaleEngine
+    func: Callable[P, T]
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         return self.result(*args, **kwargs).value
@@ -91,33 +106,16 @@ class CachedFunction(Generic[P, T]):
         """Delete the cached entry of these arguments; return whether one existed."""
         return self.engine.delete(self.key_for(*args, **kwargs))
 
-    def __get__(self, instance: object, owner: type | None = None) -> Any:
-        # Decorating a method: bind the instance like a plain function would.
-        if instance is None:
-            return self
-        call: Callable[..., Any] = self.__call__
-        return functools.partial(call, instance)
 
-
-class AsyncCachedFunction(Generic[P, T]):
+class AsyncCachedFunction(_Cached[P, T]):
     """A coroutine function whose results are served through an :class:`~swr.AsyncStaleEngine`.
 
     Awaiting a call returns the value; ``await result(...)``, ``await invalidate(...)``
     and ``key_for(...)`` work as in :class:`CachedFunction`.
     """
 
-    def __init__(
-        self,
-        engine: AsyncStaleEngine,
-        func: Callable[P, Awaitable[T]],
-        key: Callable[..., str] | None,
-        ttl: TTLSpec | None,
-    ) -> None:
-        self.engine = engine
-        self.func = func
-        self.key_for: Callable[..., str] = key if key is not None else default_key(func)
-        self.ttl = ttl
-        functools.update_wrapper(self, func)
+    engine: AsyncStaleEngine
+    func: Callable[P, Awaitable[T]]
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         result = await self.result(*args, **kwargs)
@@ -134,9 +132,3 @@ class AsyncCachedFunction(Generic[P, T]):
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Delete the cached entry of these arguments; return whether one existed."""
         return await self.engine.delete(self.key_for(*args, **kwargs))
-
-    def __get__(self, instance: object, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        call: Callable[..., Any] = self.__call__
-        return functools.partial(call, instance)

@@ -252,6 +252,21 @@ class _EngineBase:
         self._answered(_MISS)
         raise exc
 
+    def _peek_result(self, entry: Entry | None) -> Result[Any] | None:
+        """The answer of ``get``: the entry's window now, or ``None`` if it is dead."""
+        if entry is None:
+            return None
+        status = _core.classify(entry, self._now())
+        if status is _MISS:
+            return None
+        return Result(entry.value, status, entry.stored_at, self._clock)
+
+    def _live(self, entry: Entry | None) -> Entry | None:
+        """``entry`` if it is still within its lifetime (a usable fallback), else None."""
+        if entry is not None and self._now() >= entry.expires_at:
+            return None
+        return entry
+
     def _seen(self, entry: Entry | None, force_refresh: bool) -> float:
         """The ``stored_at`` after which another process's result can replace our fetch.
 
@@ -621,9 +636,7 @@ class StaleEngine(_EngineBase):
     def _fallback(self, skey: str, entry: Entry | None, force_refresh: bool) -> Entry | None:
         """The entry to serve after a failed fetch: the one read, or (forced) one read now."""
         if entry is None and force_refresh:
-            entry = self._read_quiet(skey)
-            if entry is not None and self._now() >= entry.expires_at:
-                return None
+            return self._live(self._read_quiet(skey))
         return entry
 
     def _read_quiet(self, skey: str) -> Entry | None:
@@ -772,15 +785,7 @@ class StaleEngine(_EngineBase):
         The status is the entry's window now (HIT, STALE or EXPIRED); ``None`` when
         nothing live is cached or the storage fails. Not counted in ``stats()``.
         """
-        skey = self._skey(key)
-        entry = self._read_quiet(skey)
-        if entry is None:
-            return None
-        now = self._now()
-        status = _core.classify(entry, now)
-        if status is _MISS:
-            return None
-        return Result(entry.value, status, entry.stored_at, self._clock)
+        return self._peek_result(self._read_quiet(self._skey(key)))
 
     def set(self, key: str, value: Any, ttl: TTLSpec | None = None) -> None:
         """Store ``value`` under ``key`` as if just fetched.
@@ -1056,9 +1061,7 @@ class AsyncStaleEngine(_EngineBase):
 
     async def _fallback(self, skey: str, entry: Entry | None, force_refresh: bool) -> Entry | None:
         if entry is None and force_refresh:
-            entry = await self._read_quiet(skey)
-            if entry is not None and self._now() >= entry.expires_at:
-                return None
+            return self._live(await self._read_quiet(skey))
         return entry
 
     async def _read_quiet(self, skey: str) -> Entry | None:
@@ -1199,15 +1202,7 @@ class AsyncStaleEngine(_EngineBase):
 
     async def get(self, key: str) -> Result[Any] | None:
         """Return the cached result of ``key`` without fetching; see :meth:`StaleEngine.get`."""
-        skey = self._skey(key)
-        entry = await self._read_quiet(skey)
-        if entry is None:
-            return None
-        now = self._now()
-        status = _core.classify(entry, now)
-        if status is _MISS:
-            return None
-        return Result(entry.value, status, entry.stored_at, self._clock)
+        return self._peek_result(await self._read_quiet(self._skey(key)))
 
     async def set(self, key: str, value: Any, ttl: TTLSpec | None = None) -> None:
         """Store ``value`` under ``key`` as if just fetched; storage errors propagate."""
