@@ -37,9 +37,9 @@ to its own writes (another cache's writes take expired entries or what is above 
 Registration enforces ``max <= capacity - (the other caches' mins)`` for every cache,
 which is what makes step 4 always find an entry.
 
-Reads take no lock: a dict lookup and ``move_to_end`` are each atomic under the GIL, and
+Hits take no lock: a dict lookup and ``move_to_end`` are each atomic under the GIL, and
 hits and misses are counted with ``itertools.count`` (one atomic C call). Writes,
-deletes, evictions and expiry take the pool's lock. A background thread (every
+deletes, evictions and expiry take the pool's one lock. A background thread (every
 ``gc_interval`` seconds) drops expired entries a few hundred at a time, releasing the
 lock in between.
 """
@@ -577,13 +577,12 @@ class PoolCache(Generic[K, V]):
         if first > now:
             return False
         expiry = self._expiry
-        data = self._data
         if expiry and next(iter(expiry.values())) == first:
             key = next(iter(expiry))
             del expiry[key]
-        else:
+        else:  # the heap's top is the live item due first (_first_expiry cleaned it)
             key = heapq.heappop(self._late)[2]
-        del data[key]
+        del self._data[key]
         self._pool._used -= 1
         self._expirations += 1
         return True
