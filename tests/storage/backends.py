@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from storage import AsyncAdapter, MemoryStorage
+from storage import AsyncAdapter, MemoryPool, MemoryStorage
 from swr.testing import FakeClock
 
 T = TypeVar("T")
@@ -32,9 +32,17 @@ def memory(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> 
     store.close()
 
 
+@contextmanager
+def pool(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
+    # A registered cache sharing its pool with another one, as an engine would use it.
+    with MemoryPool(capacity=20_000, gc_interval=None, clock=clock) as shared:
+        shared.register("neighbour", min=100, max=5_000, ttl=60, priority=5)
+        yield shared.register("contract", max=10_000, priority=1)
+
+
 # name -> factory of a synchronous storage. Add backends here; marks (e.g. redis) go in
 # BACKEND_MARKS.
-BACKENDS: dict[str, Factory] = {"memory": memory}
+BACKENDS: dict[str, Factory] = {"memory": memory, "pool": pool}
 BACKEND_MARKS: dict[str, list[pytest.MarkDecorator]] = {}
 # name -> factory of a native asyncio storage (yields an AsyncStorage).
 ASYNC_BACKENDS: dict[str, Factory] = {}
