@@ -229,6 +229,8 @@ def test_close_waits_a_bounded_time_for_a_hung_refresh(clock):
     assert engine.execute("j", up).status is Status.STALE
     assert engine.stats().refreshes_started == 1
     gate.set()
+    wait_until(lambda: engine.stats().refreshes_in_flight == 0)
+    assert storage.get("k").value == "v1"  # the refresh running at close still landed
     storage.close()
 
 
