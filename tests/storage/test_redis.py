@@ -371,3 +371,36 @@ def test_the_async_twin_fails_fast_and_its_probe_brings_it_back(own_redis, clock
             await store.get("k")
 
     asyncio.run(scenario())
+
+
+def test_the_twin_of_a_storage_built_on_a_client_reaches_the_same_server(redis_server, clock):
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=0.3)
+    store = RedisStorage(client, prefix=f"tw{uuid.uuid4().hex[:6]}:", clock=clock)
+    store.set("k", entry("v", clock()))
+    twin = store.as_async()
+    assert twin.client.connection_pool.connection_kwargs["socket_timeout"] == 0.3
+
+    async def read() -> object:
+        got = await twin.get("k")
+        await twin.aclose()
+        return got.value
+
+    assert asyncio.run(read()) == "v"
+    store.close()
+    client.close()
+
+
+def test_the_twin_of_a_storage_built_on_a_cluster_client(redis_cluster, clock):
+    client = redis.cluster.RedisCluster(host="127.0.0.1", port=redis_cluster.nodes[0].port)
+    store = RedisStorage(client, prefix="twc:", clock=clock)
+    store.set_many({f"k{i}": entry(i, clock()) for i in range(10)})
+    twin = store.as_async()
+
+    async def read() -> list[object]:
+        got = await twin.get_many([f"k{i}" for i in range(10)])
+        await twin.aclose()
+        return [e.value for e in got]
+
+    assert asyncio.run(read()) == list(range(10))
+    store.close()
+    client.close()
