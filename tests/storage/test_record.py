@@ -108,3 +108,18 @@ def test_decode_many_rejects_what_decode_rejects():
     assert entries == [None, None]
     assert str(corrupt[0][1]) == "record times are not finite and ordered"
     assert "payload does not deserialize" in str(corrupt[1][1])
+
+
+def test_decoded_entries_are_plain_entries_built_without_validation():
+    # The codec fills Entry's slots directly; that is only equivalent while Entry's
+    # constructor does nothing but assign them.
+    assert not hasattr(Entry, "__post_init__")
+    got = codec().decode(codec().encode(E))
+    assert type(got) is Entry
+    assert (got.value, got.stored_at, got.fresh_until, got.stale_until, got.expires_at) == (
+        {"a": 1},
+        100.0,
+        110.0,
+        130.0,
+        160.0,
+    )
