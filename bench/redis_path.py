@@ -246,8 +246,8 @@ def async_cases(
 
 
 def main() -> int:
-    n = int(os.environ.get("SWR_BENCH_N", "500"))
-    rounds = int(os.environ.get("SWR_BENCH_ROUNDS", "31"))
+    n = int(os.environ.get("SWR_BENCH_N", "400"))
+    rounds = int(os.environ.get("SWR_BENCH_ROUNDS", "41"))
     closers: list[Any] = []
     loop = asyncio.new_event_loop()
     with redis_server() as url:
