@@ -1,5 +1,8 @@
 """Storage layer of swr: entries, the storage protocols and their backends.
 
+``RedisStorage`` needs the ``redis`` extra (``pip install "swr[redis]"``); importing this
+package does not.
+
 This package never imports ``swr``; it is usable on its own.
 """
 
@@ -16,6 +19,7 @@ from storage.errors import (
     StorageFullError,
     StorageUnavailableError,
 )
+from storage.fallback import AsyncFallbackStorage, FallbackStorage
 from storage.memory import MemoryStorage
 from storage.pool import (
     AsyncBatchLoader,
@@ -25,18 +29,24 @@ from storage.pool import (
     PoolCache,
     PoolStats,
 )
+from storage.redis import AsyncRedisStorage, RedisStorage
+from storage.tiered import AsyncTieredStorage, TieredStorage
 
 __all__ = [
     "AsyncAdapter",
     "AsyncBatchLoader",
+    "AsyncFallbackStorage",
     "AsyncLeases",
+    "AsyncRedisStorage",
     "AsyncStorage",
+    "AsyncTieredStorage",
     "BatchLoader",
     "CacheLimitsError",
     "CacheNameError",
     "CacheStats",
     "CorruptEntryError",
     "Entry",
+    "FallbackStorage",
     "Leases",
     "MemoryPool",
     "MemoryStorage",
@@ -44,10 +54,12 @@ __all__ = [
     "PoolCapacityError",
     "PoolConfigError",
     "PoolStats",
+    "RedisStorage",
     "SerializationError",
     "Storage",
     "StorageError",
     "StorageFullError",
     "StorageMixin",
     "StorageUnavailableError",
+    "TieredStorage",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -17,7 +18,17 @@ from typing import Any, TypeVar
 
 import pytest
 
-from storage import AsyncAdapter, MemoryPool, MemoryStorage
+from storage import (
+    AsyncAdapter,
+    AsyncFallbackStorage,
+    AsyncRedisStorage,
+    AsyncTieredStorage,
+    FallbackStorage,
+    MemoryPool,
+    MemoryStorage,
+    RedisStorage,
+    TieredStorage,
+)
 from swr.testing import FakeClock
 
 T = TypeVar("T")
@@ -40,12 +51,95 @@ def pool(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> It
         yield shared.register("contract", max=10_000, priority=1)
 
 
+def _redis_url(request: pytest.FixtureRequest, cluster: bool) -> str:
+    server = request.getfixturevalue("redis_cluster" if cluster else "redis_server")
+    url: str = server.url
+    return url
+
+
+def _prefix() -> str:
+    # A fresh prefix per test: tests share one server and never see each other's keys.
+    return f"t{uuid.uuid4().hex[:12]}:"
+
+
+def _redis_factory(cluster: bool) -> Factory:
+    @contextmanager
+    def make(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
+        url = _redis_url(request, cluster)
+        store = RedisStorage.from_url(url, prefix=_prefix(), cluster=cluster, clock=clock)
+        yield store
+        store.close()
+
+    return make
+
+
+def _async_redis_factory(cluster: bool) -> Factory:
+    @contextmanager
+    def make(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
+        url = _redis_url(request, cluster)
+        # Closed by the test's facade on the event loop that used it.
+        yield AsyncRedisStorage.from_url(url, prefix=_prefix(), cluster=cluster, clock=clock)
+
+    return make
+
+
+@contextmanager
+def fallback(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
+    primary = RedisStorage.from_url(_redis_url(request, False), prefix=_prefix(), clock=clock)
+    store = FallbackStorage(primary, MemoryStorage(max_entries=10_000, clock=clock), clock=clock)
+    yield store
+    store.close()
+
+
+@contextmanager
+def tiered(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
+    l2 = RedisStorage.from_url(_redis_url(request, False), prefix=_prefix(), clock=clock)
+    store = TieredStorage(MemoryStorage(max_entries=10_000, clock=clock), l2)
+    yield store
+    store.close()
+
+
+@contextmanager
+def fallback_async(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> Iterator[Any]:
+    url = _redis_url(request, False)
+    yield AsyncFallbackStorage(
+        AsyncRedisStorage.from_url(url, prefix=_prefix(), clock=clock),
+        MemoryStorage(max_entries=10_000, clock=clock).as_async(),
+        clock=clock,
+    )
+
+
+@contextmanager
+def tiered_async(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
+    url = _redis_url(request, False)
+    yield AsyncTieredStorage(
+        MemoryStorage(max_entries=10_000, clock=clock).as_async(),
+        AsyncRedisStorage.from_url(url, prefix=_prefix(), clock=clock),
+    )
+
+
 # name -> factory of a synchronous storage. Add backends here; marks (e.g. redis) go in
 # BACKEND_MARKS.
-BACKENDS: dict[str, Factory] = {"memory": memory, "pool": pool}
-BACKEND_MARKS: dict[str, list[pytest.MarkDecorator]] = {}
+BACKENDS: dict[str, Factory] = {
+    "memory": memory,
+    "pool": pool,
+    "redis": _redis_factory(cluster=False),
+    "redis-cluster": _redis_factory(cluster=True),
+    "fallback": fallback,
+    "tiered": tiered,
+}
 # name -> factory of a native asyncio storage (yields an AsyncStorage).
-ASYNC_BACKENDS: dict[str, Factory] = {}
+ASYNC_BACKENDS: dict[str, Factory] = {
+    "redis-async": _async_redis_factory(cluster=False),
+    "redis-cluster-async": _async_redis_factory(cluster=True),
+    "fallback-async": fallback_async,
+    "tiered-async": tiered_async,
+}
+BACKEND_MARKS: dict[str, list[pytest.MarkDecorator]] = {
+    name: [pytest.mark.redis] for name in (*BACKENDS, *ASYNC_BACKENDS) if name != "memory"
+}
 
 
 def as_async(storage: Any) -> Any:

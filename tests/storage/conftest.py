@@ -38,6 +38,7 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) ->
             try:
                 yield facade
             finally:
+                facade.close()  # on the loop that used it; idempotent
                 facade.shutdown()
         return
     with BACKENDS[name](request, tmp_path, clock) as store:
@@ -48,4 +49,5 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) ->
         try:
             yield facade
         finally:
+            facade.close()  # on the loop that used it; idempotent
             facade.shutdown()

@@ -82,3 +82,44 @@ def test_digest_key_keeps_short_keys_and_bounds_long_ones():
     assert check == long_key.encode()
     assert skey.startswith("é".encode() * 10)
     assert digest_key(long_key + "x", 511)[0] != skey
+
+
+@pytest.mark.parametrize(
+    "serializer", [default_serializer(), JSONSerializer()], ids=["default", "json"]
+)
+def test_decode_many_agrees_with_decode(serializer):
+    c = RecordCodec(serializer)
+    big = Entry({"blob": "x" * 5000}, 100.0, 110.0, 130.0, 160.0)  # zstd-compressed
+    dead = Entry("dead", 10.0, 11.0, 12.0, 50.0)
+    records = [c.encode(E), None, c.encode(big), c.encode(dead), b"SW\x01junk", c.encode(E)]
+    entries, corrupt = c.decode_many(records, now=100.0)
+    assert entries == [E, None, big, None, None, E]
+    assert [index for index, _ in corrupt] == [4]
+    assert isinstance(corrupt[0][1], CorruptEntryError)
+
+
+def test_decode_many_rejects_what_decode_rejects():
+    c = codec()
+    good = c.encode(E)
+    unordered = bytearray(good)
+    struct.pack_into("<d", unordered, 4, 500.0)  # stored_at after expires_at
+    bad_payload = good[:38] + b"\x00\xc1"  # 0xc1 is never valid msgpack
+    entries, corrupt = c.decode_many([bytes(unordered), bad_payload], now=0.0)
+    assert entries == [None, None]
+    assert str(corrupt[0][1]) == "record times are not finite and ordered"
+    assert "payload does not deserialize" in str(corrupt[1][1])
+
+
+def test_decoded_entries_are_plain_entries_built_without_validation():
+    # The codec fills Entry's slots directly; that is only equivalent while Entry's
+    # constructor does nothing but assign them.
+    assert not hasattr(Entry, "__post_init__")
+    got = codec().decode(codec().encode(E))
+    assert type(got) is Entry
+    assert (got.value, got.stored_at, got.fresh_until, got.stale_until, got.expires_at) == (
+        {"a": 1},
+        100.0,
+        110.0,
+        130.0,
+        160.0,
+    )

@@ -1,0 +1,310 @@
+"""The Redis read path of swr against raw redis-py and the Redis caches Python uses today.
+
+Run: python bench/redis_path.py   (needs the redis and bench extras and redis-server;
+it starts its own server on a free loopback port and stops it by pid)
+
+Prints ns per operation, measured in the same run, with redis-py's hiredis parser and
+with its pure-Python parser (chosen per client with ``parser_class``):
+
+- StaleEngine.execute HIT on RedisStorage, and the limit: raw ``GET`` +
+  ``msgpack.unpackb`` with the same client; dogpile.cache's redis ``get_or_create`` hit
+- AsyncStaleEngine.execute HIT on AsyncRedisStorage, its limit (raw asyncio ``GET`` +
+  ``unpackb``, same client) and cashews' redis ``@cache`` hit (cashews is asyncio-only)
+- RedisStorage.get_many of 100 keys against raw ``MGET`` + ``unpackb`` of each value (the
+  limit: a cache must decode what it returns), and raw ``MGET`` alone for reference
+- StaleEngine.execute HIT through TieredStorage answered by L1 (memory)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import msgpack
+from _harness import Target, measure, report
+
+from storage import AsyncRedisStorage, Entry, MemoryStorage, RedisStorage, TieredStorage
+from swr import AsyncStaleEngine, CacheTTL, StaleEngine, Status
+
+KEY = "user:42"
+VALUE = {"id": 42, "name": "Ada", "roles": ["admin", "dev"], "active": True}
+TTL = CacheTTL(fresh=3600, stale=3600)
+BATCH = 100
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    directory = tempfile.mkdtemp(prefix="swr-bench-redis-")
+    process = subprocess.Popen(
+        [
+            *(binary, "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", directory, "--loglevel", "warning"),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(10)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def parsers() -> dict[str, tuple[Any, Any]]:
+    """``label -> (sync parser class, asyncio parser class)``."""
+    from redis._parsers import _AsyncRESP2Parser, _RESP2Parser
+
+    found: dict[str, tuple[Any, Any]] = {}
+    try:
+        import hiredis  # noqa: F401
+        from redis._parsers import _AsyncHiredisParser, _HiredisParser
+
+        found["hiredis"] = (_HiredisParser, _AsyncHiredisParser)
+    except ImportError:
+        print("hiredis is not installed: only the pure-Python parser is measured")
+    found["python"] = (_RESP2Parser, _AsyncRESP2Parser)
+    return found
+
+
+def sync_cases(
+    url: str, label: str, parser: Any, closers: list[Callable[[], None]]
+) -> dict[str, Any]:
+    from dogpile.cache import make_region
+    from redis import ConnectionPool
+
+    store = RedisStorage.from_url(url, prefix="bench:", parser_class=parser)
+    engine = StaleEngine(store, ttl=TTL)
+    closers.append(engine.close)
+    closers.append(store.close)
+    engine.execute(KEY, lambda: VALUE)
+    assert engine.execute(KEY, lambda: VALUE).status is Status.HIT
+    client = store.client
+    client.set("raw:" + KEY, msgpack.packb(VALUE))
+    unpackb = msgpack.unpackb
+    raw_get = client.get
+
+    keys = [f"item:{i}" for i in range(BATCH)]
+    now = time.time()
+    store.set_many({key: Entry(VALUE, now, now + 3600, now + 7200, now + 7200) for key in keys})
+    raw_keys = ["raw:" + key for key in keys]
+    client.mset({key: msgpack.packb(VALUE) for key in raw_keys})
+
+    tiered = TieredStorage(MemoryStorage(max_entries=10_000), store)
+    tiered_engine = StaleEngine(tiered, ttl=TTL)
+    closers.append(tiered_engine.close)
+    tiered_engine.execute("tiered:" + KEY, lambda: VALUE)
+    assert tiered_engine.execute("tiered:" + KEY, lambda: VALUE).status is Status.HIT
+
+    pool = ConnectionPool.from_url(url, parser_class=parser)
+    region = make_region().configure(
+        "dogpile.cache.redis",
+        expiration_time=3600,
+        arguments={"connection_pool": pool, "distributed_lock": False},
+    )
+    region.get_or_create(KEY, lambda: VALUE)
+    closers.append(pool.disconnect)
+
+    def execute_hit(n: int) -> None:
+        execute = engine.execute
+        for _ in range(n):
+            execute(KEY, fetch)
+
+    def raw(n: int) -> None:
+        for _ in range(n):
+            unpackb(raw_get("raw:" + KEY))
+
+    def dogpile_hit(n: int) -> None:
+        get_or_create = region.get_or_create
+        for _ in range(n):
+            get_or_create(KEY, fetch)
+
+    def get_many(n: int) -> None:
+        for _ in range(n):
+            store.get_many(keys)
+
+    def raw_mget(n: int) -> None:
+        mget = client.mget
+        for _ in range(n):
+            [unpackb(value) for value in mget(raw_keys)]
+
+    def raw_mget_only(n: int) -> None:
+        mget = client.mget
+        for _ in range(n):
+            mget(raw_keys)
+
+    def tiered_hit(n: int) -> None:
+        execute = tiered_engine.execute
+        for _ in range(n):
+            execute("tiered:" + KEY, fetch)
+
+    return {
+        f"[{label}] StaleEngine.execute HIT (RedisStorage)": execute_hit,
+        f"[{label}] raw GET + unpackb (same client)": raw,
+        f"[{label}] dogpile.cache redis get_or_create hit": dogpile_hit,
+        f"[{label}] RedisStorage.get_many({BATCH})": get_many,
+        f"[{label}] raw MGET({BATCH}) + unpackb each": raw_mget,
+        f"[{label}] raw MGET({BATCH}), values left undecoded": raw_mget_only,
+        f"[{label}] StaleEngine.execute HIT (TieredStorage, L1 hit)": tiered_hit,
+    }
+
+
+def fetch() -> dict[str, Any]:
+    return VALUE
+
+
+async def afetch() -> dict[str, Any]:
+    return VALUE
+
+
+def async_cases(
+    url: str, label: str, parser: Any, loop: asyncio.AbstractEventLoop, closers: list[Any]
+) -> dict[str, Any]:
+    from cashews import Cache
+
+    async def setup() -> tuple[AsyncStaleEngine, AsyncRedisStorage, Any, Any]:
+        store = AsyncRedisStorage.from_url(url, prefix="abench:", parser_class=parser)
+        engine = AsyncStaleEngine(store, ttl=TTL)
+        await engine.execute(KEY, afetch)
+        assert (await engine.execute(KEY, afetch)).status is Status.HIT
+        await store.client.set("araw:" + KEY, msgpack.packb(VALUE))
+        cache = Cache()
+        cache.setup(url, parser_class=parser)
+
+        @cache(ttl="1h")
+        async def cashews_user(user_id: int) -> dict[str, Any]:
+            return VALUE
+
+        await cashews_user(42)
+        return engine, store, cache, cashews_user
+
+    engine, store, cache, cashews_user = loop.run_until_complete(setup())
+    client = store.client
+    unpackb = msgpack.unpackb
+
+    async def close() -> None:
+        await engine.aclose()
+        await store.aclose()
+        await cache.close()
+
+    closers.append(close)
+
+    async def execute_loop(n: int) -> None:
+        execute = engine.execute
+        for _ in range(n):
+            await execute(KEY, afetch)
+
+    async def raw_loop(n: int) -> None:
+        get = client.get
+        for _ in range(n):
+            unpackb(await get("araw:" + KEY))
+
+    async def cashews_loop(n: int) -> None:
+        for _ in range(n):
+            await cashews_user(42)
+
+    return {
+        f"[{label}] AsyncStaleEngine.execute HIT (AsyncRedisStorage)": lambda n: (
+            loop.run_until_complete(execute_loop(n))
+        ),
+        f"[{label}] raw asyncio GET + unpackb (same client)": lambda n: loop.run_until_complete(
+            raw_loop(n)
+        ),
+        f"[{label}] cashews redis @cache hit": lambda n: loop.run_until_complete(cashews_loop(n)),
+    }
+
+
+def main() -> int:
+    n = int(os.environ.get("SWR_BENCH_N", "400"))
+    rounds = int(os.environ.get("SWR_BENCH_ROUNDS", "41"))
+    closers: list[Any] = []
+    loop = asyncio.new_event_loop()
+    with redis_server() as url:
+        cases: dict[str, Any] = {}
+        for label, (sync_parser, async_parser) in parsers().items():
+            cases.update(sync_cases(url, label, sync_parser, closers))
+            cases.update(async_cases(url, label, async_parser, loop, closers))
+        # Batches cost ~100x a single read: time them over fewer iterations.
+        batch_names = {name for name in cases if f"({BATCH})" in name}
+        single = {name: run for name, run in cases.items() if name not in batch_names}
+        batch = {name: run for name, run in cases.items() if name in batch_names}
+        results = measure(single, n, rounds=rounds)
+        results.update(measure(batch, max(n // 20, 10), rounds=rounds))
+        targets: list[Target] = []
+        for label in parsers():
+            p = f"[{label}] "
+            targets += [
+                Target(
+                    f"{p}HIT / raw GET+unpackb",
+                    p + "StaleEngine.execute HIT (RedisStorage)",
+                    p + "raw GET + unpackb (same client)",
+                    1.15,
+                ),
+                Target(
+                    f"{p}async HIT / raw asyncio GET+unpackb",
+                    p + "AsyncStaleEngine.execute HIT (AsyncRedisStorage)",
+                    p + "raw asyncio GET + unpackb (same client)",
+                    1.15,
+                ),
+                Target(
+                    f"{p}HIT / dogpile.cache hit",
+                    p + "StaleEngine.execute HIT (RedisStorage)",
+                    p + "dogpile.cache redis get_or_create hit",
+                    1.0,
+                ),
+                Target(
+                    f"{p}async HIT / cashews hit",
+                    p + "AsyncStaleEngine.execute HIT (AsyncRedisStorage)",
+                    p + "cashews redis @cache hit",
+                    1.0,
+                ),
+                Target(
+                    f"{p}get_many({BATCH}) / raw MGET+unpackb",
+                    p + f"RedisStorage.get_many({BATCH})",
+                    p + f"raw MGET({BATCH}) + unpackb each",
+                    1.2,
+                ),
+            ]
+        ordered = {name: results[name] for name in cases}
+        met = report("redis read path", ordered, targets)
+        for close in reversed(closers):
+            outcome = close()
+            if asyncio.iscoroutine(outcome):
+                loop.run_until_complete(outcome)
+    loop.close()
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

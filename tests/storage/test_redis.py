@@ -1,0 +1,406 @@
+"""RedisStorage specifics on real servers: expiry, records, batches, leases, health."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import msgpack
+import pytest
+import redis
+from redis.cluster import key_slot
+from structlog.testing import capture_logs
+
+from storage import (
+    AsyncRedisStorage,
+    Entry,
+    RedisStorage,
+    StorageError,
+    StorageUnavailableError,
+)
+from storage.redis import lease_key
+from storage.serializers import JSONSerializer, _msgpack_ext_hook
+from tests.swr.drivers import wait_until
+
+pytestmark = pytest.mark.redis
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def entry(value: object, now: float, fresh: float = 10, lifetime: float = 60) -> Entry:
+    return Entry(value, now, now + fresh, now + (fresh + lifetime) / 2, now + lifetime)
+
+
+@pytest.fixture
+def store(redis_server, clock):
+    s = RedisStorage.from_url(redis_server.url, prefix=f"t{uuid.uuid4().hex[:8]}:", clock=clock)
+    yield s
+    s.close()
+
+
+def test_redis_expiry_is_the_whole_remaining_lifetime(store, clock):
+    store.set("k", entry("v", clock(), fresh=10, lifetime=60))
+    assert 59_000 < store.client.pttl(store.prefix + "k") <= 60_000
+    clock.advance(59.5)  # the same entry written later has 0.5 s left
+    store.set("k", entry("v", clock() - 59.5, fresh=10, lifetime=60))
+    assert 0 < store.client.pttl(store.prefix + "k") <= 500
+
+
+def test_writing_a_dead_entry_removes_the_key(store, clock):
+    store.set("k", entry("old", clock()))
+    dead = Entry("new", clock() - 10, clock() - 9, clock() - 8, clock() - 1)
+    store.set("k", dead)
+    assert store.client.exists(store.prefix + "k") == 0
+    assert store.get("k") is None
+    store.set_many({"a": dead, "b": entry("b", clock())})
+    assert store.client.exists(store.prefix + "a") == 0
+    assert store.get("b").value == "b"
+
+
+def test_keys_are_prefixed_and_values_are_msgpack(store, clock):
+    value = {"name": "Ada", "pair": (1, 2)}
+    store.set("user:1", entry(value, clock()))
+    assert store.client.keys(store.prefix + "*") == [(store.prefix + "user:1").encode()]
+    assert store.client.exists("user:1") == 0
+    raw = store.client.get(store.prefix + "user:1")
+    assert raw[:2] == b"SW"
+    # After the 38-byte header and the "uncompressed" marker: plain msgpack, no pickle.
+    assert raw[38] == 0
+    assert msgpack.unpackb(raw[39:], ext_hook=_msgpack_ext_hook, strict_map_key=False) == value
+
+
+def test_with_serializer_is_a_view_of_the_same_server(store, clock):
+    as_json = store.with_serializer(JSONSerializer())
+    as_json.set("j", entry({"a": [1, 2]}, clock()))
+    raw = store.client.get(store.prefix + "j")
+    assert raw.endswith(b'{"a":[1,2]}')
+    assert as_json.get("j").value == {"a": [1, 2]}
+    as_json.close()
+    with pytest.raises(StorageUnavailableError):
+        store.get("j")  # one backend: closing the view closed it
+
+
+def test_corrupt_records_are_deleted_counted_and_logged(store, clock):
+    store.client.set(store.prefix + "bad", b"not a record")
+    store.client.set(store.prefix + "bad2", b"SW\x07" + b"\x00" * 40)
+    store.set("good", entry("fine", clock()))
+    with capture_logs() as logs:
+        assert store.get("bad") is None
+        assert [e.value if e else None for e in store.get_many(["bad2", "good"])] == [None, "fine"]
+    assert store.client.exists(store.prefix + "bad", store.prefix + "bad2") == 0
+    assert store.stats()["corrupt_entries"] == 2
+    assert [log["event"] for log in logs] == ["corrupt_entry", "corrupt_entry"]
+    assert "version 7" in logs[1]["error"]
+
+
+def test_entries_past_expiry_by_the_storage_clock_read_as_none_in_batches(store, clock):
+    store.set_many({"short": entry(1, clock(), 1, 5), "long": entry(2, clock(), 1, 500)})
+    clock.advance(10)
+    assert [e.value if e else None for e in store.get_many(["short", "long"])] == [None, 2]
+
+
+class CountingConnection(redis.Connection):
+    """A real connection that counts the request batches it sends (round trips)."""
+
+    sent = 0
+
+    def send_packed_command(self, command, check_health=True):
+        CountingConnection.sent += 1
+        super().send_packed_command(command, check_health)
+
+
+def test_batches_take_one_round_trip(redis_server, clock):
+    pool = redis.ConnectionPool(
+        host="127.0.0.1", port=redis_server.port, connection_class=CountingConnection
+    )
+    client = redis.Redis(connection_pool=pool)
+    store = RedisStorage(client, prefix=f"rt{uuid.uuid4().hex[:6]}:", clock=clock)
+    client.ping()
+    entries = {f"k{i}": entry(i, clock()) for i in range(50)}
+    CountingConnection.sent = 0
+    store.set_many(entries)
+    assert CountingConnection.sent == 1
+    CountingConnection.sent = 0
+    got = store.get_many([*entries, "absent"])
+    assert CountingConnection.sent == 1
+    assert [e.value if e else None for e in got] == [*range(50), None]
+    store.close()
+    client.ping()  # a client passed in is not closed by the storage
+    client.close()
+
+
+def test_lease_is_set_nx_px_and_survives_a_script_cache_flush(store):
+    token = store.acquire_lease("k", 2.5)
+    key = lease_key(store.prefix + "k")
+    assert store.client.get(key) == token.encode()
+    assert 2000 < store.client.pttl(key) <= 2500
+    store.release_lease("k", "someone-else")
+    assert store.client.exists(key) == 1
+    store.client.script_flush()  # EVALSHA now fails with NOSCRIPT: EVAL takes over
+    store.release_lease("k", token)
+    assert store.client.exists(key) == 0
+    with pytest.raises(ValueError, match="ttl"):
+        store.acquire_lease("k", 0)
+
+
+@pytest.mark.parametrize("key", ["user:1", "app:{user:1}:profile", "x{", "x{a", "café:ключ"])
+def test_lease_key_hashes_to_the_entry_slot(key):
+    assert key_slot(lease_key(key).encode()) == key_slot(key.encode())
+    assert lease_key(key).startswith("lease:")
+
+
+@pytest.mark.parametrize("key", ["a}b", "a{}b", "{}{a}"])
+def test_a_key_with_a_stray_brace_and_no_tag_gets_a_plain_lease_key(key):
+    # No hash tag can reproduce its slot; one key per lease command keeps it correct.
+    assert lease_key(key) == "lease:" + key
+
+
+def test_cluster_batches_span_nodes_and_leases_live_with_their_entries(redis_cluster, clock):
+    store = RedisStorage.from_url(redis_cluster.url, cluster=True, prefix="c:", clock=clock)
+    keys = [f"key-{i}" for i in range(40)]
+    nodes = {store.client.get_node_from_key(store.prefix + key).name for key in keys}
+    assert len(nodes) == 3  # the batch really crosses the three masters
+    store.set_many({key: entry(key, clock()) for key in keys})
+    got = store.get_many([*keys, "absent"])
+    assert [e.value if e else None for e in got] == [*keys, None]
+    token = store.acquire_lease("key-7", 5)
+    lease_node = store.client.get_node_from_key(lease_key("c:key-7")).name
+    assert lease_node == store.client.get_node_from_key("c:key-7").name
+    assert store.acquire_lease("key-7", 5) is None
+    store.release_lease("key-7", token)
+    assert store.acquire_lease("key-7", 5) is not None
+    store.close()
+
+
+def test_default_timeouts_are_short_and_timeouts_are_not_retried(redis_server):
+    store = RedisStorage.from_url(redis_server.url)
+    settings = store.client.connection_pool.connection_kwargs
+    assert settings["socket_timeout"] == 0.5
+    assert settings["socket_connect_timeout"] == 0.5
+    retry = settings["retry"]
+    assert retry.get_retries() == 1
+    assert redis.exceptions.TimeoutError not in retry._supported_errors
+    store.close()
+
+
+def test_tls_and_credentials_pass_through_to_redis_py():
+    store = RedisStorage.from_url(
+        "rediss://alice:secret@127.0.0.1:1/2", ssl_cert_reqs="none", prefix="p:"
+    )
+    pool = store.client.connection_pool
+    assert issubclass(pool.connection_class, redis.SSLConnection)
+    assert pool.connection_kwargs["username"] == "alice"
+    assert pool.connection_kwargs["password"] == "secret"
+    assert pool.connection_kwargs["db"] == 2
+    assert "secret" not in repr(store)  # no credentials in logs or reprs
+    twin = store.as_async()
+    assert issubclass(twin.client.connection_pool.connection_class, redis.asyncio.SSLConnection)
+    asyncio.run(twin.aclose())
+    store.close()
+
+
+def test_acl_user_and_password(redis_server):
+    user, password = f"u{uuid.uuid4().hex[:6]}", "pw-" + uuid.uuid4().hex
+    redis_server.cli("ACL", "SETUSER", user, "on", f">{password}", "~acl:*", "~lease:*", "+@all")
+    try:
+        url = f"redis://{user}:{password}@127.0.0.1:{redis_server.port}/0"
+        store = RedisStorage.from_url(url, prefix="acl:")
+        now = time.time()
+        store.set("k", entry("v", now))
+        assert store.get("k").value == "v"
+        token = store.acquire_lease("k", 5)
+        assert token is not None
+        store.release_lease("k", token)
+        store.close()
+        wrong = RedisStorage.from_url(f"redis://{user}:nope@127.0.0.1:{redis_server.port}/0")
+        with pytest.raises(StorageUnavailableError):
+            wrong.get("k")
+        wrong.close()
+    finally:
+        redis_server.cli("ACL", "DELUSER", user)
+
+
+def test_a_command_redis_refuses_is_a_storage_error_without_going_down(store, clock):
+    store.client.hset(store.prefix + "hash", "f", "v")  # wrong type for GET
+    with pytest.raises(StorageError) as caught:
+        store.get("hash")
+    assert not isinstance(caught.value, StorageUnavailableError)
+    assert store.available
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"socket_timeout": 0}, ValueError),
+        ({"connect_timeout": float("inf")}, ValueError),
+        ({"socket_timeout": "1"}, TypeError),
+        ({"prefix": 3}, TypeError),
+        ({"backoff_initial": 2.0, "backoff_max": 1.0}, ValueError),
+    ],
+)
+def test_bad_settings_fail_in_the_constructor(kwargs, error):
+    with pytest.raises(error):
+        RedisStorage.from_url("redis://127.0.0.1:1/0", **kwargs)
+
+
+def test_clients_of_the_wrong_kind_are_refused():
+    with pytest.raises(TypeError, match="redis.Redis"):
+        RedisStorage(object())
+    with pytest.raises(TypeError, match="AsyncRedisStorage"):
+        RedisStorage(redis.asyncio.Redis())
+    with pytest.raises(TypeError, match="RedisStorage"):
+        AsyncRedisStorage(redis.Redis())
+
+
+def test_importing_storage_without_redis_works_and_using_redis_names_the_extra():
+    script = """
+import sys
+
+class BlockRedis:
+    def find_spec(self, name, path=None, target=None):
+        if name == "redis" or name.startswith("redis."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+sys.meta_path.insert(0, BlockRedis())
+import storage
+from storage import MemoryStorage, RedisStorage
+MemoryStorage().close()
+try:
+    RedisStorage.from_url("redis://127.0.0.1:1/0")
+except ImportError as exc:
+    print("IMPORT-ERROR:", exc)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert "IMPORT-ERROR: RedisStorage needs the redis package" in done.stdout
+    assert 'pip install "swr[redis]"' in done.stdout
+
+
+# -- health: dead, hung and returning servers -------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_dead_redis_costs_one_failure_then_fails_fast_until_it_returns(own_redis, clock):
+    store = RedisStorage.from_url(own_redis.url, clock=clock, backoff_initial=0.05, backoff_max=0.2)
+    store.set("k", entry("v", clock()))
+    own_redis.kill()
+    with capture_logs() as logs:
+        with pytest.raises(StorageUnavailableError):
+            store.get("k")
+        started = time.monotonic()
+        for _ in range(200):
+            with pytest.raises(StorageUnavailableError, match="unavailable"):
+                store.get("k")
+        assert time.monotonic() - started < 0.2  # no network: refused at once
+    assert [log["event"] for log in logs] == ["redis_unavailable"]
+    stats = store.stats()
+    assert stats["unavailable_errors"] == 1
+    assert stats["refused"] == 200
+    assert stats["available"] == 0
+    own_redis.start()
+    wait_until(lambda: store.available, timeout=5)
+    store.set("k", entry("back", clock()))
+    assert store.get("k").value == "back"
+    assert store.stats()["recoveries"] == 1
+    store.close()
+
+
+@pytest.mark.slow
+def test_a_hung_redis_costs_one_socket_timeout(own_redis, clock):
+    store = RedisStorage.from_url(
+        own_redis.url, clock=clock, socket_timeout=0.2, backoff_initial=0.05, backoff_max=0.1
+    )
+    store.set("k", entry("v", clock()))
+    own_redis.pause()
+    try:
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailableError):
+            store.get("k")
+        first = time.monotonic() - started
+        for _ in range(100):
+            with pytest.raises(StorageUnavailableError):
+                store.set("k", entry("w", clock()))
+        total = time.monotonic() - started
+        assert 0.15 <= first < 0.6
+        assert total < first + 0.2
+    finally:
+        own_redis.resume()
+    wait_until(lambda: store.available, timeout=5)
+    assert store.get("k").value == "v"
+    store.close()
+
+
+@pytest.mark.slow
+def test_the_async_twin_fails_fast_and_its_probe_brings_it_back(own_redis, clock):
+    async def scenario() -> None:
+        store = AsyncRedisStorage.from_url(
+            own_redis.url, clock=clock, backoff_initial=0.05, backoff_max=0.2
+        )
+        await store.set("k", entry("v", clock()))
+        own_redis.kill()
+        with pytest.raises(StorageUnavailableError):
+            await store.get("k")
+        started = time.monotonic()
+        for _ in range(100):
+            with pytest.raises(StorageUnavailableError):
+                await store.get("k")
+        assert time.monotonic() - started < 0.2
+        own_redis.start()
+        deadline = time.monotonic() + 5
+        while not store.available:
+            assert time.monotonic() < deadline, "the probe never brought the storage back"
+            await asyncio.sleep(0.01)
+        await store.set("k", entry("back", clock()))
+        assert (await store.get("k")).value == "back"
+        await store.aclose()
+        await store.aclose()  # idempotent
+        with pytest.raises(StorageUnavailableError, match="closed"):
+            await store.get("k")
+
+    asyncio.run(scenario())
+
+
+def test_the_twin_of_a_storage_built_on_a_client_reaches_the_same_server(redis_server, clock):
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=0.3)
+    store = RedisStorage(client, prefix=f"tw{uuid.uuid4().hex[:6]}:", clock=clock)
+    store.set("k", entry("v", clock()))
+    twin = store.as_async()
+    assert twin.client.connection_pool.connection_kwargs["socket_timeout"] == 0.3
+
+    async def read() -> object:
+        got = await twin.get("k")
+        await twin.aclose()
+        return got.value
+
+    assert asyncio.run(read()) == "v"
+    store.close()
+    client.close()
+
+
+def test_the_twin_of_a_storage_built_on_a_cluster_client(redis_cluster, clock):
+    client = redis.cluster.RedisCluster(host="127.0.0.1", port=redis_cluster.nodes[0].port)
+    store = RedisStorage(client, prefix="twc:", clock=clock)
+    store.set_many({f"k{i}": entry(i, clock()) for i in range(10)})
+    twin = store.as_async()
+
+    async def read() -> list[object]:
+        got = await twin.get_many([f"k{i}" for i in range(10)])
+        await twin.aclose()
+        return [e.value for e in got]
+
+    assert asyncio.run(read()) == list(range(10))
+    store.close()
+    client.close()
