@@ -12,6 +12,7 @@ from storage.errors import (
     StorageFullError,
     StorageUnavailableError,
 )
+from storage.lmdb import LMDBStorage
 from storage.memory import MemoryStorage
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "AsyncStorage",
     "CorruptEntryError",
     "Entry",
+    "LMDBStorage",
     "Leases",
     "MemoryStorage",
     "SerializationError",

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from storage import AsyncAdapter, MemoryStorage
+from storage import AsyncAdapter, LMDBStorage, MemoryStorage
 from swr.testing import FakeClock
 
 T = TypeVar("T")
@@ -32,9 +32,26 @@ def memory(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> 
     store.close()
 
 
+@contextmanager
+def lmdb(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
+    store = LMDBStorage(tmp_path / "lmdb", max_bytes=64 << 20, clock=clock, sweep_interval=None)
+    yield store
+    store.close()
+
+
+@contextmanager
+def lmdb_system(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
+    # fsync per commit; writes of its asyncio view run in a worker thread.
+    store = LMDBStorage(
+        tmp_path / "lmdb", durability="system", clock=clock, sweep_interval=None, read_cache=0
+    )
+    yield store
+    store.close()
+
+
 # name -> factory of a synchronous storage. Add backends here; marks (e.g. redis) go in
 # BACKEND_MARKS.
-BACKENDS: dict[str, Factory] = {"memory": memory}
+BACKENDS: dict[str, Factory] = {"memory": memory, "lmdb": lmdb, "lmdb-system": lmdb_system}
 BACKEND_MARKS: dict[str, list[pytest.MarkDecorator]] = {}
 # name -> factory of a native asyncio storage (yields an AsyncStorage).
 ASYNC_BACKENDS: dict[str, Factory] = {}
