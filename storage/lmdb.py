@@ -266,11 +266,11 @@ class _Backend:
                     result = fn(txn, *args)
                     txn.commit()
                 except lmdb.MapFullError:
-                    txn.abort()
+                    _end_failed(txn)
                     self._grow()
                     continue
                 except lmdb.MapResizedError:
-                    txn.abort()
+                    _end_failed(txn)
                     env.set_mapsize(0)
                     continue
                 except BaseException:
@@ -292,6 +292,11 @@ class _Backend:
         with self.wlock:
             if not self.closed:
                 self.env.set_mapsize(0)
+
+    def wait_for_writer(self) -> None:
+        """Return once no write (nor map resize) of this process is under way."""
+        with self.wlock:
+            pass
 
     def check_readers(self) -> None:
         """Free the reader slots of processes that died inside a read transaction."""
@@ -512,6 +517,18 @@ class _Backend:
         import ctypes  # noqa: PLC0415 - only on this rare path
 
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(self.env))
+
+
+def _end_failed(txn: lmdb.Transaction[bytes]) -> None:
+    """End a write transaction that LMDB has marked failed (map full, resized).
+
+    LMDB refuses to commit a failed transaction and aborts it instead. Going through
+    ``commit`` matters: py-lmdb's ``abort`` of a write transaction first waits until no
+    LMDB call is running on any thread of the process, which under a steady stream of
+    reads in other threads may never happen.
+    """
+    with contextlib.suppress(lmdb.Error):
+        txn.commit()
 
 
 def _before_fork() -> None:
@@ -1073,7 +1090,7 @@ class LMDBStorage(StorageMixin):
                 elif readers_full:
                     backend.check_readers()
                 else:
-                    _time.sleep(0)
+                    backend.wait_for_writer()  # e.g. a map resize in another thread
             except lmdb.Error as exc:
                 raise _translate(self.path, exc) from exc
         raise StorageUnavailableError(f"LMDB store {self.path} failed: {failure}") from failure

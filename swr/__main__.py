@@ -26,21 +26,21 @@ def _size(n: int) -> str:
 
 
 def _describe(summary: StoreSummary) -> str:
-    lines = [
-        f"store      {summary.path}",
-        f"entries    {summary.entries}",
-        f"bytes used {_size(summary.bytes)}  (keys and records, what max_bytes bounds)",
-        f"file size  {_size(summary.file_bytes)}",
-        f"map size   {_size(summary.map_size)}",
-        f"fresh      {summary.fresh}",
-        f"stale      {summary.stale}",
-        f"expired    {summary.expired}  (kept as fallbacks)",
-        f"dead       {summary.dead}  (past expires_at, removed by the next sweep)",
+    rows = [
+        ("store", summary.path),
+        ("entries", str(summary.entries)),
+        ("bytes used", f"{_size(summary.bytes)}  (keys and records: what max_bytes bounds)"),
+        ("file size", _size(summary.file_bytes)),
+        ("map size", _size(summary.map_size)),
+        ("fresh", str(summary.fresh)),
+        ("stale", str(summary.stale)),
+        ("expired", f"{summary.expired}  (kept as fallbacks)"),
+        ("dead", f"{summary.dead}  (past expires_at: removed by the next sweep)"),
     ]
     if summary.corrupt:
-        lines.append(f"corrupt    {summary.corrupt}  (removed when read)")
-    lines.append(f"leases     {summary.leases}")
-    return "\n".join(lines)
+        rows.append(("corrupt", f"{summary.corrupt}  (removed when read)"))
+    rows.append(("leases", str(summary.leases)))
+    return "\n".join(f"{label:<12}{value}" for label, value in rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
