@@ -65,7 +65,10 @@ def engine_cases(path: Path) -> dict[str, Any]:
 
 
 def raw_cases(path: Path) -> dict[str, Any]:
-    env = lmdb.open(str(path / "raw"), map_size=1 << 30, sync=False, metasync=False)
+    # The settings LMDBStorage uses: no flush per commit, a spare read transaction.
+    env = lmdb.open(
+        str(path / "raw"), map_size=1 << 30, sync=False, metasync=False, max_spare_txns=1
+    )
     keys = [key.encode() for key in KEYS]
     with env.begin(write=True) as txn:
         for key in keys:

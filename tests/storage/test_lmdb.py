@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -557,3 +558,20 @@ def test_stats_after_close_keep_the_counters(make, clock):
         "map_resizes": 0,
     }
     assert "LMDBStorage(" in repr(store)
+
+
+def test_an_entry_factory_view_decodes_into_its_own_entries(make, clock):
+    class Tagged(Entry):
+        __slots__ = ()
+
+    store = make()
+    view = store.with_entry_factory(Tagged)
+    store.set("k", entry("v", clock))
+    got = view.get("k")
+    assert type(got) is Tagged and astuple(got) == astuple(store.get("k"))
+    assert type(store.get("k")) is Entry
+    assert view.get("k") is got  # kept by the view's read cache
+    with pytest.raises(TypeError, match="callable"):
+        store.with_entry_factory(None)  # type: ignore[arg-type]
+    uncached = make("uncached", read_cache=0)
+    assert uncached.with_entry_factory(Tagged) is uncached  # nothing to keep

@@ -171,3 +171,21 @@ def test_threads_of_one_process_and_a_second_engine_share_one_fetch(tmp_path, cl
         assert up.calls == 1
         first.close()
         second.close()
+
+
+def test_hits_on_lmdb_share_one_result_like_memory_hits(tmp_path, clock):
+    with LMDBStorage(tmp_path / "cache", clock=clock, sweep_interval=None) as store:
+        engine = StaleEngine(store, ttl=TTL, clock=clock)
+        engine.execute("k", lambda: {"n": 1})
+        first, second = engine.execute("k", Upstream()), engine.execute("k", Upstream())
+        assert first is second and first.status is Status.HIT and first.value == {"n": 1}
+        clock.advance(10)
+        assert first.age == 10  # the shared result measures its age when read
+        engine.close()
+    with LMDBStorage(tmp_path / "other", clock=clock, sweep_interval=None, read_cache=0) as store:
+        engine = StaleEngine(store, ttl=TTL, clock=clock)
+        engine.execute("k", lambda: {"n": 1})
+        first, second = engine.execute("k", Upstream()), engine.execute("k", Upstream())
+        assert first is not second and first == second
+        assert first.value is not second.value  # decoded afresh each time
+        engine.close()
