@@ -25,18 +25,12 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from collections.abc import Callable
-from typing import Any
 
 from storage.base import Entry
 from storage.errors import CorruptEntryError
 from storage.serializers import Serializer
 
-__all__ = ["FORMAT_VERSION", "EntryFactory", "RecordCodec", "digest_key"]
-
-EntryFactory = Callable[[Any, float, float, float, float], Entry]
-"""Builds the entry a decoded record reads as, from ``(value, stored_at, fresh_until,
-stale_until, expires_at)``: :class:`~storage.base.Entry` itself, or a subclass."""
+__all__ = ["FORMAT_VERSION", "RecordCodec", "digest_key"]
 
 FORMAT_VERSION = 1
 _MAGIC = b"SW"
@@ -49,14 +43,12 @@ class RecordCodec:
 
     Args:
         serializer: Encodes the entry's value (the payload).
-        entry_factory: Builds the entries :meth:`decode` returns; ``Entry`` by default.
     """
 
-    __slots__ = ("_make", "serializer")
+    __slots__ = ("serializer",)
 
-    def __init__(self, serializer: Serializer, entry_factory: EntryFactory | None = None) -> None:
+    def __init__(self, serializer: Serializer) -> None:
         self.serializer = serializer
-        self._make: EntryFactory = Entry if entry_factory is None else entry_factory
 
     def encode(self, entry: Entry, key_check: bytes = b"") -> bytes:
         """Return the record of ``entry``.
@@ -114,7 +106,7 @@ class RecordCodec:
             raise CorruptEntryError(
                 f"payload does not deserialize: {type(exc).__name__}: {exc}"
             ) from exc
-        return self._make(value, stored, fresh, stale, expires)
+        return Entry(value, stored, fresh, stale, expires)
 
 
 def _parse_header(data: bytes) -> tuple[float, float, float, float, int]:

@@ -22,9 +22,12 @@ transaction, atomic across processes and crashes, so these always hold after a c
 - the byte total is the sum of ``len(key) + len(record)`` over the entries;
 - after a write, the total is at most ``max_bytes``.
 
-Reads take one read transaction and one ``get``. Decoded entries are kept in a small
-per-view cache keyed by the caller's key and validated against the stored bytes on
-every read, so a value changed by any process is never served from it.
+Reads take one read transaction (py-lmdb reuses one reset transaction per process,
+which spares the reader-table mutex all processes share) and one ``get``. Decoded
+entries are kept in a small per-view cache keyed by the caller's key and validated
+against the stored bytes on every read, so a value changed by any process is never
+served from it; the engines read through a view that decodes into their own entries
+(``with_entry_factory``), so a hit allocates nothing.
 
 Threads of a process write one at a time (``_Backend.wlock``); growing the map happens
 under that lock, and py-lmdb invalidates read transactions racing it, which the read
@@ -49,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 import lmdb
 import structlog
 
-from storage._record import EntryFactory, RecordCodec, digest_key
+from storage._record import RecordCodec, digest_key
 from storage.base import Entry, StorageMixin
 from storage.errors import (
     CorruptEntryError,
@@ -66,6 +69,8 @@ __all__ = ["LMDBStorage", "StoreSummary", "inspect_store", "purge_store"]
 
 T = TypeVar("T")
 Durability = Literal["process", "system"]
+EntryFactory = Callable[[Any, float, float, float, float], Entry]
+"""Builds an entry from ``(value, stored_at, fresh_until, stale_until, expires_at)``."""
 
 _log: Any = structlog.get_logger("swr")
 
@@ -591,9 +596,13 @@ def _open_env(path: str, options: _Options, *, create: bool) -> lmdb.Environment
         subdir=True,
         max_dbs=len(_OUR_DBS),
         max_readers=options.max_readers,
-        # "process": no flush per commit. A killed process loses nothing (the kernel
-        # holds the written pages); an OS crash may lose the last commits, and since
-        # writemap stays off, LMDB's copy-on-write keeps the file consistent.
+        # "process": no flush per commit. A killed process loses nothing: its commits
+        # are written to the file (the kernel's page cache) before commit returns. An OS
+        # crash loses what the kernel had not yet written back; LMDB writes new pages
+        # before the meta page pointing at them (writemap stays off for that, and
+        # because a full disk would then be a SIGBUS), so the store normally comes back
+        # at an earlier commit, and one that does not open is moved aside. metasync
+        # only matters with sync, so it follows it.
         sync=system,
         metasync=system,
         lock=True,
@@ -936,8 +945,8 @@ class LMDBStorage(StorageMixin):
         self._h = handle
         self.serializer: Serializer = serializer if serializer is not None else default_serializer()
         self._entry_factory = entry_factory
-        self._codec = RecordCodec(self.serializer, entry_factory)
-        self._decode = self._codec.decode
+        self._codec = RecordCodec(self.serializer)
+        self._decode = self._codec.decode if entry_factory is None else self._decode_into
         self._encode = self._codec.encode
         self._clock = clock
         self._key_limit = handle.backend.key_limit
@@ -1062,13 +1071,23 @@ class LMDBStorage(StorageMixin):
             return None
         return entry
 
+    def _decode_into(self, data: bytes, check: bytes) -> Entry:
+        """Decode with the view's entry factory (only on read cache misses)."""
+        entry = self._codec.decode(data, check)
+        factory = cast("EntryFactory", self._entry_factory)
+        return factory(
+            entry.value, entry.stored_at, entry.fresh_until, entry.stale_until, entry.expires_at
+        )
+
     def _remember(self, key: str, item: tuple[bytes, bytes, bytes, Entry]) -> None:
         cache = self._cache
         with self._cache_lock:
             cache[key] = item
             if len(cache) > self._cache_max:
-                # Oldest insertion first: cheap, and a hot key comes back on its next read.
-                del cache[next(iter(cache))]
+                # Oldest insertion first: cheap, and a hot key comes back on its next
+                # read. Writers pop keys without this lock: iterating may then fail.
+                with contextlib.suppress(RuntimeError, StopIteration):
+                    cache.pop(next(iter(cache)), None)
 
     def _get_slow(self, key: str, kb: bytes, check: bytes) -> Entry | None:
         (data,) = self._read([kb])
