@@ -143,14 +143,13 @@ def test_a_record_damaged_by_another_process_reads_as_a_counted_miss(tmp_path, c
 def test_a_lease_left_by_a_dead_process_expires_on_its_own(tmp_path):
     path = str(tmp_path / "cache")
     results = SPAWN.Queue()
-    run(lmdb_workers.hold_lease, path, "k", 0.3, results)
+    run(lmdb_workers.hold_lease, path, "k", 30, results)  # taken, never released
     assert results.get(timeout=10) is not None
-    with LMDBStorage(path, sweep_interval=None) as store:
-        taken = store.acquire_lease("k", 10)
-        if taken is None:  # still within the dead holder's 0.3 s
-            time.sleep(0.3)
-            taken = store.acquire_lease("k", 10)
-        assert taken is not None
+    clock = FakeClock(time.time())
+    with LMDBStorage(path, clock=clock, sweep_interval=None) as store:
+        assert store.acquire_lease("k", 10) is None  # the dead holder's lease still counts
+        clock.advance(31)
+        assert store.acquire_lease("k", 10) is not None
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads, Python 3.12+

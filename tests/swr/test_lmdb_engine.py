@@ -125,7 +125,10 @@ def test_processes_missing_the_same_key_call_the_upstream_once(tmp_path):
     answers = run_workers(path, "k", counter, 4)
     assert len(counter.read_text().split()) == 1
     assert len({value for _, value, _ in answers}) == 1
-    assert {status for status, _, _ in answers} == {"miss"}
+    # All waited for the one fetch (a worker descheduled for its whole 0.3 s would
+    # find the value stored and answer HIT: still no second call).
+    statuses = [status for status, _, _ in answers]
+    assert "miss" in statuses and set(statuses) <= {"miss", "hit"}
 
 
 @pytest.mark.slow
