@@ -330,9 +330,13 @@ class _Backend:
                     txn.delete(old_ikey, db=expiry)
             txn.put(ikey, b"", db=expiry)
         evicted = 0
-        if total > self.options.max_bytes:
+        limit = self.options.max_bytes
+        if total > limit:
             keep = {kb for kb, _, _ in items}
-            total, evicted = self._evict(txn, total, int(self.options.max_bytes * _LOW_WATER), keep)
+            total, evicted = self._evict(txn, total, int(limit * _LOW_WATER), keep)
+            if total > limit:  # a batch bigger than the bound: its own shortest-lived go too
+                total, more = self._evict(txn, total, limit, set())
+                evicted += more
         txn.put(_TOTAL_KEY, _I64.pack(max(total, 0)), db=expiry)
         return evicted
 

@@ -396,6 +396,15 @@ def test_the_entry_just_written_is_never_evicted(make, clock):
     assert store.stats()["bytes"] <= 10_000
 
 
+def test_a_batch_larger_than_max_bytes_keeps_its_longest_lived(make, clock):
+    store = make(max_bytes=10_000, read_cache=0)
+    store.set_many({f"k{i}": entry("x" * 900, clock, lifetime=100 + i) for i in range(20)})
+    stats = store.stats()
+    assert stats["bytes"] <= 10_000 and stats["evictions"] > 0
+    kept = [i for i in range(20) if store.get(f"k{i}") is not None]
+    assert kept == list(range(20 - len(kept), 20))
+
+
 def test_a_record_larger_than_max_bytes_is_refused(make, clock):
     store = make(max_bytes=4096)
     with pytest.raises(StorageFullError, match="max_bytes=4096"):
