@@ -1,16 +1,20 @@
-"""Quickstart: an engine in front of a slow, sometimes failing upstream.
+"""Quickstart: an engine on a durable LMDB store, in front of a slow, flaky upstream.
 
 Run: python examples/quickstart.py
 
 Time is simulated with a clock we move by hand, so a day of cache life plays out in a
 second; the upstream itself really is slow (0.2 s a call). Each line shows what a
-caller got: the status, the value and how old it was.
+caller got: the status, the value and how old it was. Every run uses a new store in a
+temporary directory, printed at the start: look inside with
+``python -m swr inspect <that directory>``.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 
+from storage import LMDBStorage
 from swr import CacheTTL, StaleEngine, Status
 from swr.testing import FakeClock
 
@@ -31,12 +35,17 @@ class Upstream:
 
 
 def main() -> None:
-    clock = FakeClock()
+    clock = FakeClock(time.time())  # starts now, so `swr inspect` agrees afterwards
     upstream = Upstream()
     # fresh for 60 s, then served stale for 5 min while refreshing, then kept 1 h as
     # a fallback for when the upstream fails.
     ttl = CacheTTL(fresh=60, stale=300, expired=3600)
-    with StaleEngine(ttl=ttl, clock=clock) as engine:
+    path = tempfile.mkdtemp(prefix="swr-quickstart-")
+    print(f"store: {path}\n")
+    # The store judges expiry with the same simulated clock; the background sweep is
+    # off because that clock only moves when we say so.
+    store = LMDBStorage(path, max_bytes=64 << 20, clock=clock, sweep_interval=None)
+    with store, StaleEngine(store, ttl=ttl, clock=clock) as engine:
         started = clock()
 
         def call(note: str) -> None:
@@ -76,6 +85,10 @@ def main() -> None:
             f"\nupstream calls: {upstream.calls}; hits {stats.hits}, stale {stats.stale}, "
             f"expired {stats.expired}, misses {stats.misses}, fallbacks {stats.fallbacks}, "
             f"refreshes {stats.refreshes_succeeded}"
+        )
+        print(
+            f"store: {stats.storage['entries']} entry, {stats.storage['bytes']} bytes in {path}\n"
+            f"  (the entry stays there: python -m swr inspect {path})"
         )
 
 

@@ -20,6 +20,7 @@ from storage.errors import (
     StorageUnavailableError,
 )
 from storage.fallback import AsyncFallbackStorage, FallbackStorage
+from storage.lmdb import LMDBStorage
 from storage.memory import MemoryStorage
 from storage.pool import (
     AsyncBatchLoader,
@@ -47,6 +48,7 @@ __all__ = [
     "CorruptEntryError",
     "Entry",
     "FallbackStorage",
+    "LMDBStorage",
     "Leases",
     "MemoryPool",
     "MemoryStorage",

@@ -21,6 +21,7 @@ __all__ = [
     "CachedEntry",
     "check_key",
     "classify",
+    "entry_factory",
     "make_entry",
     "resolve_ttl",
     "validate_ttl_spec",
@@ -111,6 +112,32 @@ def make_entry(
         hit=Result(value, Status.HIT, now, clock),
         stale=Result(value, Status.STALE, now, clock),
     )
+
+
+def entry_factory(
+    clock: Callable[[], float] | None = None,
+) -> Callable[[Any, float, float, float, float], CachedEntry]:
+    """Return a builder of cached entries for byte storages to decode records into.
+
+    A byte storage that keeps decoded entries (LMDBStorage's read cache) then hands the
+    engine entries that already carry their HIT and STALE results, as memory storages do.
+    """
+    hit, stale = Status.HIT, Status.STALE
+
+    def make(
+        value: Any, stored_at: float, fresh_until: float, stale_until: float, expires_at: float
+    ) -> CachedEntry:
+        return CachedEntry(
+            value,
+            stored_at,
+            fresh_until,
+            stale_until,
+            expires_at,
+            Result(value, hit, stored_at, clock),
+            Result(value, stale, stored_at, clock),
+        )
+
+    return make
 
 
 class Backoff:

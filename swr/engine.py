@@ -84,6 +84,18 @@ def _bind_serializer(storage: Any, serializer: Serializer | None) -> Any:
     return with_serializer(serializer)
 
 
+def _bind_entries(storage: Any, clock: Callable[[], float] | None) -> Any:
+    """A view of a byte storage that decodes into entries carrying their results.
+
+    Byte storages that keep decoded entries offer ``with_entry_factory``; their hits
+    then reach the same allocation-free return as memory hits.
+    """
+    with_entry_factory = getattr(storage, "with_entry_factory", None)
+    if with_entry_factory is None:
+        return storage
+    return with_entry_factory(_core.entry_factory(clock))
+
+
 class _EngineBase:
     """Configuration, counters and I/O-free decisions shared by both engines."""
 
@@ -481,7 +493,7 @@ class StaleEngine(_EngineBase):
             raise ConfigError(
                 f"{type(store).__name__} is an asyncio storage; use AsyncStaleEngine with it"
             )
-        store = _bind_serializer(store, serializer)
+        store = _bind_entries(_bind_serializer(store, serializer), clock)
         super().__init__(
             store,
             ttl,
@@ -923,7 +935,7 @@ class AsyncStaleEngine(_EngineBase):
     ) -> None:
         owns = storage is None
         base: Any = MemoryStorage(clock=clock) if storage is None else storage
-        store = _as_async_storage(_bind_serializer(base, serializer))
+        store = _as_async_storage(_bind_entries(_bind_serializer(base, serializer), clock))
         super().__init__(
             store,
             ttl,

@@ -24,6 +24,7 @@ from storage import (
     AsyncRedisStorage,
     AsyncTieredStorage,
     FallbackStorage,
+    LMDBStorage,
     MemoryPool,
     MemoryStorage,
     RedisStorage,
@@ -39,6 +40,23 @@ Factory = Callable[[pytest.FixtureRequest, Path, FakeClock], AbstractContextMana
 @contextmanager
 def memory(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
     store = MemoryStorage(max_entries=10_000, clock=clock)
+    yield store
+    store.close()
+
+
+@contextmanager
+def lmdb(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
+    store = LMDBStorage(tmp_path / "lmdb", max_bytes=64 << 20, clock=clock, sweep_interval=None)
+    yield store
+    store.close()
+
+
+@contextmanager
+def lmdb_system(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
+    # fsync per commit; writes of its asyncio view run in a worker thread.
+    store = LMDBStorage(
+        tmp_path / "lmdb", durability="system", clock=clock, sweep_interval=None, read_cache=0
+    )
     yield store
     store.close()
 
@@ -125,6 +143,8 @@ def tiered_async(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeCloc
 BACKENDS: dict[str, Factory] = {
     "memory": memory,
     "pool": pool,
+    "lmdb": lmdb,
+    "lmdb-system": lmdb_system,
     "redis": _redis_factory(cluster=False),
     "redis-cluster": _redis_factory(cluster=True),
     "fallback": fallback,

@@ -1,0 +1,586 @@
+"""LMDBStorage specifics in one process: settings, keys, corruption, size, sweep, views."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from dataclasses import astuple
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import pytest
+from structlog.testing import capture_logs
+
+from storage import Entry, LMDBStorage, StorageError, StorageFullError, StorageUnavailableError
+from storage.lmdb import inspect_store
+from storage.serializers import JSONSerializer, MsgpackSerializer
+from swr.testing import FakeClock
+
+
+def entry(value: object, clock: FakeClock, lifetime: float = 60.0, start: float = 0.0) -> Entry:
+    now = clock() + start
+    return Entry(value, now, now + lifetime / 4, now + lifetime / 2, now + lifetime)
+
+
+@pytest.fixture
+def make(tmp_path: Path, clock: FakeClock):
+    made: list[LMDBStorage] = []
+
+    def make(name: str = "store", **kwargs: Any) -> LMDBStorage:
+        kwargs.setdefault("clock", clock)
+        kwargs.setdefault("sweep_interval", None)
+        store = LMDBStorage(tmp_path / name, **kwargs)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+def raw_put(store: LMDBStorage, key: bytes, value: bytes) -> None:
+    """Write bytes straight into the entries database, as a damaged disk or a foreign writer."""
+    backend = store._h.backend
+    with backend.env.begin(write=True) as txn:
+        txn.put(key, value, db=backend.entries)
+
+
+def raw_get(store: LMDBStorage, key: bytes) -> bytes | None:
+    backend = store._h.backend
+    with backend.env.begin() as txn:
+        return txn.get(key, db=backend.entries)
+
+
+def recount(store: LMDBStorage) -> tuple[int, int]:
+    """(entries, bytes) counted record by record."""
+    backend = store._h.backend
+    with backend.env.begin() as txn:
+        sizes = [len(k) + len(v) for k, v in txn.cursor(db=backend.entries)]
+    return len(sizes), sum(sizes)
+
+
+# -- settings ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"durability": "disk"}, ValueError, ["durability", "'process', 'system'", "'disk'"]),
+        ({"max_bytes": 0}, ValueError, ["max_bytes", ">= 1"]),
+        ({"max_bytes": "1GB"}, TypeError, ["max_bytes", "int"]),
+        ({"max_bytes": True}, TypeError, ["max_bytes"]),
+        ({"map_size": 1000}, ValueError, ["map_size"]),
+        ({"max_readers": 0}, ValueError, ["max_readers"]),
+        ({"read_cache": -1}, ValueError, ["read_cache"]),
+        ({"sweep_interval": 0}, ValueError, ["sweep_interval"]),
+        ({"sweep_interval": float("inf")}, ValueError, ["sweep_interval"]),
+        ({"sweep_interval": "1s"}, TypeError, ["sweep_interval"]),
+        ({"clock": 5}, TypeError, ["clock"]),
+        ({"serializer": object()}, TypeError, ["serializer"]),
+    ],
+)
+def test_bad_settings_fail_in_the_constructor_naming_the_field(tmp_path, kwargs, error, words):
+    with pytest.raises(error) as info:
+        LMDBStorage(tmp_path / "s", **kwargs)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_a_path_that_is_a_file_or_empty_is_refused(tmp_path):
+    afile = tmp_path / "file"
+    afile.write_text("not a directory")
+    with pytest.raises(StorageUnavailableError, match="file"):
+        LMDBStorage(afile, sweep_interval=None)
+    with pytest.raises(ValueError, match="path"):
+        LMDBStorage("", sweep_interval=None)
+
+
+def test_directory_and_parents_are_created(tmp_path, clock):
+    path = tmp_path / "a" / "b" / "cache"
+    with LMDBStorage(path, clock=clock, sweep_interval=None) as store:
+        store.set("k", entry("v", clock))
+    assert (path / "data.mdb").is_file()
+    assert store.path == str(path.resolve())
+
+
+def test_durability_chooses_flush_per_commit(make):
+    process = make("p")
+    system = make("s", durability="system")
+    assert process._h.backend.env.flags()["sync"] is False
+    assert system._h.backend.env.flags()["sync"] is True
+    assert (process.durability, system.durability) == ("process", "system")
+
+
+# -- keys and entries --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "error", "words"),
+    [
+        ("", ValueError, "empty"),
+        (5, TypeError, "str"),
+        (b"bytes", TypeError, "str"),
+        (["a"], TypeError, "str"),
+        (None, TypeError, "str"),
+        ("\ud800", ValueError, "UTF-8"),
+    ],
+)
+def test_bad_keys_raise_naming_the_problem(make, clock, key, error, words):
+    store = make()
+    with pytest.raises(error, match=words):
+        store.get(key)
+    with pytest.raises(error, match=words):
+        store.set(key, entry("v", clock))
+    with pytest.raises(error, match=words):
+        store.delete(key)
+    with pytest.raises(error, match=words):
+        store.acquire_lease(key, 1)
+    with pytest.raises(error, match=words):
+        store.get_many(["ok", key])
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        (0.0, 1.0, 2.0, float("inf")),
+        (0.0, 1.0, float("nan"), 3.0),
+        (0.0, 5.0, 2.0, 3.0),
+    ],
+)
+def test_entries_with_times_that_cannot_be_read_back_are_refused(make, times):
+    store = make()
+    with pytest.raises(ValueError, match="finite and ordered"):
+        store.set("k", Entry("v", *times))
+    assert store.get("k") is None
+
+
+def test_only_entries_are_stored(make):
+    with pytest.raises(TypeError, match="Entry"):
+        make().set("k", ("v", 0, 1, 2, 3))  # type: ignore[arg-type]
+
+
+def test_long_keys_are_stored_under_a_digest_and_a_collision_reads_as_a_miss(make, clock):
+    store = make()
+    long_a, long_b = "k" * 700 + "a", "k" * 700 + "b"
+    store.set(long_a, entry("A", clock))
+    stored_key, check = store._key(long_a)
+    assert len(stored_key) <= 503 and b"#" in stored_key and check == long_a.encode()
+    assert raw_get(store, stored_key) is not None
+    # Make B's digest hold A's record, as a digest collision would.
+    b_key, _ = store._key(long_b)
+    raw_put(store, b_key, raw_get(store, stored_key))
+    with capture_logs() as logs:
+        assert store.get(long_b) is None
+    assert store.get(long_a).value == "A"
+    assert [log["event"] for log in logs] == ["corrupt_entry"]
+    assert "another key" in logs[0]["error"]
+    assert raw_get(store, b_key) is None
+
+
+# -- corruption --------------------------------------------------------------------------
+
+
+def test_garbage_records_read_as_misses_and_are_deleted_logged_and_counted(make, clock):
+    store = make()
+    store.set("good", entry("fine", clock))
+    keys = ["random", "foreign", "badpayload", "badversion", "truncated"]
+    for key in keys:
+        store.set(key, entry("a value of some length", clock))
+    record = raw_get(store, b"random")
+    size = len(record)
+    # What a damaged disk or another program could leave (same sizes, so the byte
+    # total stays exact; a record's bytes are subtracted when it is deleted).
+    garbage = {
+        b"random": os.urandom(size),
+        b"foreign": (b"someone else's data " * 10)[:size],
+        b"badpayload": record[:38] + b"\xc1" * (size - 38),  # header intact
+        b"badversion": record[:2] + b"\x09" + record[3:],
+        b"truncated": record[:20],
+    }
+    for key, value in garbage.items():
+        raw_put(store, key, value)
+    with capture_logs() as logs:
+        for key in keys:
+            assert store.get(key) is None
+    events = [(log["event"], log["key"], log["backend"]) for log in logs]
+    assert events == [("corrupt_entry", key, "lmdb") for key in keys]
+    assert store.stats()["corrupt_entries"] == len(keys)
+    assert all(raw_get(store, key) is None for key in garbage)
+    assert store.get("good").value == "fine"
+    entries, size_now = recount(store)
+    assert entries == 1
+    # Exact but for the truncated record, whose lost bytes are still counted.
+    assert store.stats()["bytes"] == size_now + size - 20
+
+
+def test_a_corrupt_record_rewritten_meanwhile_is_kept(make, clock):
+    store = make()
+    raw_put(store, b"k", b"garbage")
+    backend = store._h.backend
+    store.set("k", entry("new", clock))  # someone rewrote it after we read the garbage
+    assert backend.write(backend.drop_if_same, b"k", b"garbage") is False
+    assert store.get("k").value == "new"
+
+
+def test_a_damaged_store_is_moved_aside_and_recreated(tmp_path, clock):
+    path = tmp_path / "cache"
+    with LMDBStorage(path, clock=clock, sweep_interval=None) as store:
+        store.set("k", entry("v", clock))
+    with (path / "data.mdb").open("r+b") as f:
+        f.write(os.urandom(16384))  # both meta pages and more
+    with capture_logs() as logs:
+        store = LMDBStorage(path, clock=clock, sweep_interval=None)
+    try:
+        events = [log for log in logs if log["event"] == "lmdb_store_recreated"]
+        assert len(events) == 1 and events[0]["log_level"] == "error"
+        aside = Path(events[0]["moved_to"])
+        assert aside.parent == tmp_path and aside.name.startswith("cache.corrupt-")
+        assert (aside / "data.mdb").is_file()
+        assert store.get("k") is None
+        store.set("k", entry("again", clock))
+        assert store.get("k").value == "again"
+    finally:
+        store.close()
+
+
+def test_a_directory_holding_another_lmdb_database_is_refused_untouched(tmp_path):
+    path = tmp_path / "theirs"
+    env = lmdb.open(str(path))
+    with env.begin(write=True) as txn:
+        txn.put(b"their", b"data")
+    env.close()
+    with pytest.raises(StorageUnavailableError, match="not an swr store"):
+        LMDBStorage(path, sweep_interval=None)
+    env = lmdb.open(str(path))
+    with env.begin() as txn:
+        assert list(txn.cursor()) == [(b"their", b"data")]
+    env.close()
+
+
+# -- reads -------------------------------------------------------------------------------
+
+
+def test_reads_share_decoded_values_until_the_stored_bytes_change(make, clock):
+    store = make()
+    other = make()  # the same directory through another storage, like another process
+    store.set("k", entry({"n": 1}, clock))
+    first = store.get("k")
+    assert store.get("k") is first
+    other.set("k", entry({"n": 2}, clock))
+    assert store.get("k").value == {"n": 2}
+    other.delete("k")
+    assert store.get("k") is None
+
+
+def test_read_cache_zero_decodes_a_fresh_copy_each_time(make, clock):
+    store = make(read_cache=0)
+    store.set("k", entry({"n": 1}, clock))
+    a, b = store.get("k"), store.get("k")
+    assert a == b and a is not b and a.value is not b.value
+
+
+def test_read_cache_is_bounded(make, clock):
+    store = make(read_cache=3)
+    for i in range(10):
+        store.set(f"k{i}", entry(i, clock))
+        store.get(f"k{i}")
+    assert len(store._cache) == 3
+    assert [store.get(f"k{i}").value for i in range(10)] == list(range(10))
+
+
+def test_batches_read_and_write_in_one_transaction(make, clock):
+    store = make()
+    store.set_many({"a": entry(1, clock), "b": entry(2, clock), "c" * 600: entry(3, clock)})
+    raw_put(store, b"bad", b"garbage")
+    got = store.get_many(["a", "missing", "c" * 600, "bad", "b"])
+    assert [e.value if e else None for e in got] == [1, None, 3, None, 2]
+    assert store.stats()["corrupt_entries"] == 1
+
+
+def test_dead_entries_read_as_none_but_are_kept_until_swept(make, clock):
+    store = make()
+    store.set("k", entry("v", clock, lifetime=10))
+    clock.advance(10)
+    assert store.get("k") is None
+    assert "k" not in store
+    assert store.stats()["entries"] == 1
+    assert store.delete("k") is True  # it was there, dead
+
+
+# -- size: map growth, eviction ----------------------------------------------------------
+
+
+def test_the_map_grows_when_full_while_other_threads_read(make, clock):
+    store = make(map_size=1 << 20, max_bytes=1 << 30, read_cache=0)
+    store.set("reader-key", entry("r", clock))
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                assert store.get("reader-key").value == "r"
+        except BaseException as exc:
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    try:
+        blobs = {f"blob{i}": os.urandom(64 * 1024) for i in range(48)}  # 3 MiB, incompressible
+        for key, blob in blobs.items():
+            store.set(key, entry(blob, clock))
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(10)
+    assert errors == []
+    stats = store.stats()
+    assert stats["map_resizes"] >= 2
+    assert stats["map_size"] >= 3 << 20
+    assert all(store.get(key).value == blob for key, blob in blobs.items())
+
+
+def test_eviction_takes_dead_entries_first_then_those_closest_to_their_end(make, clock):
+    store = make(max_bytes=40_000, read_cache=0)
+    payload = "x" * 900  # about 1 KB a record
+    for i in range(5):
+        store.set(f"dead{i}", entry(payload, clock, lifetime=1, start=-10))  # already dead
+    for i in range(30):
+        store.set(f"live{i}", entry(payload, clock, lifetime=1000 + i))  # ~35 KB in all
+    assert store.stats()["evictions"] == 0
+    for i in range(10):
+        store.set(f"late{i}", entry(payload, clock, lifetime=5000 + i))
+    stats = store.stats()
+    assert stats["bytes"] <= 40_000
+    assert (stats["entries"], stats["bytes"]) == recount(store)
+    written = [f"dead{i}" for i in range(5)] + [f"live{i}" for i in range(30)]
+    gone = {k for k in written if raw_get(store, k.encode()) is None}
+    assert {f"dead{i}" for i in range(5)} <= gone
+    # Live entries go in order of expiry: the survivors are the longest-lived.
+    evicted_live = sorted(int(k[4:]) for k in gone if k.startswith("live"))
+    assert evicted_live == list(range(len(evicted_live))) and evicted_live
+    assert all(store.get(f"late{i}") is not None for i in range(10))
+    assert stats["evictions"] == len(gone)
+
+
+def test_eviction_frees_a_batch_not_one_entry_per_write(make, clock, monkeypatch):
+    store = make(max_bytes=20_000, read_cache=0)
+    backend = store._h.backend
+    evictions: list[int] = []
+    evict = backend._evict
+
+    def counting(*args: Any) -> Any:
+        result = evict(*args)
+        evictions.append(result[1])
+        return result
+
+    monkeypatch.setattr(backend, "_evict", counting)
+    for i in range(60):
+        store.set(f"k{i}", entry("x" * 900, clock, lifetime=100 + i))
+    assert store.stats()["bytes"] <= 20_000
+    # Each eviction frees down to 90% of the bound: several entries at a time, and
+    # far fewer evicting writes than writes over the bound.
+    assert evictions and min(evictions) >= 2
+    assert len(evictions) < 60 - 20
+
+
+def test_the_entry_just_written_is_never_evicted(make, clock):
+    store = make(max_bytes=10_000, read_cache=0)
+    for i in range(9):
+        store.set(f"k{i}", entry("x" * 900, clock, lifetime=1000))
+    store.set("short", entry("y" * 900, clock, lifetime=1))  # closest to its end
+    assert store.get("short").value == "y" * 900
+    assert store.stats()["bytes"] <= 10_000
+
+
+def test_a_batch_larger_than_max_bytes_keeps_its_longest_lived(make, clock):
+    store = make(max_bytes=10_000, read_cache=0)
+    store.set_many({f"k{i}": entry("x" * 900, clock, lifetime=100 + i) for i in range(20)})
+    stats = store.stats()
+    assert stats["bytes"] <= 10_000 and stats["evictions"] > 0
+    kept = [i for i in range(20) if store.get(f"k{i}") is not None]
+    assert kept == list(range(20 - len(kept), 20))
+
+
+def test_a_record_larger_than_max_bytes_is_refused(make, clock):
+    store = make(max_bytes=4096)
+    with pytest.raises(StorageFullError, match="max_bytes=4096"):
+        store.set("big", entry(os.urandom(8192), clock))
+    assert store.get("big") is None
+
+
+def test_overwrites_and_deletes_keep_the_byte_total_exact(make, clock):
+    store = make()
+    for i in range(50):
+        store.set(f"k{i % 7}", entry("v" * i, clock, lifetime=100 + i))
+    store.delete("k3")
+    store.delete("never")
+    assert (store.stats()["entries"], store.stats()["bytes"]) == recount(store)
+    backend = store._h.backend
+    with backend.env.begin() as txn:
+        index = [k for k, _ in txn.cursor(db=backend.expiry) if not k.startswith(b"\xff\xff")]
+    assert sorted(k[8:] for k in index) == sorted(f"k{i}".encode() for i in (0, 1, 2, 4, 5, 6))
+
+
+# -- sweep -------------------------------------------------------------------------------
+
+
+def test_sweep_removes_dead_entries_in_small_transactions(make, clock, monkeypatch):
+    store = make()
+    store.set_many({f"short{i}": entry("v", clock, lifetime=10) for i in range(600)})
+    store.set_many({f"long{i}": entry("v", clock, lifetime=1000) for i in range(5)})
+    backend = store._h.backend
+    writes: list[str] = []
+    write = backend.write
+
+    def counting(fn: Any, *args: Any) -> Any:
+        writes.append(fn.__name__)
+        return write(fn, *args)
+
+    monkeypatch.setattr(backend, "write", counting)
+    assert store.sweep() == 0  # nothing dead yet: a read finds it out
+    assert writes == ["sweep_leases"]
+    clock.advance(20)
+    writes.clear()
+    assert store.sweep() == 600
+    assert writes.count("sweep_batch") == 3  # 256 + 256 + 88
+    stats = store.stats()
+    assert (stats["entries"], stats["expired_removed"]) == (5, 600)
+    assert (stats["entries"], stats["bytes"]) == recount(store)
+
+
+def test_sweep_removes_leases_of_dead_holders(make, clock):
+    store = make()
+    store.acquire_lease("dead-holder", 5)
+    live = store.acquire_lease("live-holder", 100)
+    clock.advance(10)
+    store.sweep()
+    assert inspect_store(store.path).leases == 1
+    assert store.acquire_lease("live-holder", 1) is None
+    store.release_lease("live-holder", live)
+
+
+@pytest.mark.slow
+def test_the_background_sweep_runs_on_its_interval(tmp_path):
+    import time
+
+    with LMDBStorage(tmp_path / "s", sweep_interval=0.05) as store:
+        now = time.time()
+        store.set("k", Entry("v", now - 10, now - 5, now - 1, now + 0.05))
+        deadline = time.monotonic() + 5
+        while store.stats()["entries"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.stats()["entries"] == 0
+        assert store.stats()["expired_removed"] == 1
+
+
+# -- leases ------------------------------------------------------------------------------
+
+
+def test_lease_settings_and_foreign_tokens(make):
+    store = make()
+    with pytest.raises(ValueError, match="ttl"):
+        store.acquire_lease("k", 0)
+    with pytest.raises(ValueError, match="ttl"):
+        store.acquire_lease("k", float("nan"))
+    with pytest.raises(TypeError, match="ttl"):
+        store.acquire_lease("k", "1")
+    token = store.acquire_lease("k", 30)
+    for bad in ("not-hex", "00" * 8, "", None):
+        store.release_lease("k", bad)  # type: ignore[arg-type]
+    assert store.acquire_lease("k", 30) is None
+    store.release_lease("k", token)
+    assert store.acquire_lease("k", 30) is not None
+
+
+# -- sharing, views, async ---------------------------------------------------------------
+
+
+def test_one_directory_opened_twice_in_a_process_shares_one_environment(make, clock):
+    a = make()
+    b = make()
+    assert a._h.backend is b._h.backend
+    a.set("k", entry("v", clock))
+    a.close()
+    assert b.get("k").value == "v"  # closing one leaves the other open
+    with pytest.raises(StorageError):
+        a.get("k")
+
+
+def test_reopening_with_other_bound_or_durability_is_refused(make):
+    make()
+    with pytest.raises(ValueError, match="durability='process'"):
+        make(durability="system")
+    with pytest.raises(ValueError, match="max_bytes"):
+        make(max_bytes=123456)
+
+
+def test_a_serializer_view_shares_the_store_and_its_closing(make, clock):
+    store = make()
+    view = store.with_serializer(JSONSerializer())
+    view.set("json", entry({"a": [1, 2]}, clock))
+    assert view.get("json").value == {"a": [1, 2]}
+    assert raw_get(store, b"json")[38:].startswith(b'{"a"')
+    other = store.with_serializer(MsgpackSerializer())
+    assert other._cache is not store._cache
+    with pytest.raises(TypeError, match="serializer"):
+        store.with_serializer("json")  # type: ignore[arg-type]
+    store.close()
+    with pytest.raises(StorageUnavailableError):
+        view.get("json")
+
+
+@pytest.mark.parametrize(("durability", "inline"), [("process", True), ("system", False)])
+def test_the_asyncio_view_writes_off_the_loop_only_when_durable(make, clock, durability, inline):
+    store = make(durability=durability)
+    seen: list[int] = []
+
+    class Recording(MsgpackSerializer):
+        def dumps(self, value: Any) -> bytes:
+            seen.append(threading.get_ident())
+            return super().dumps(value)
+
+    view = store.with_serializer(Recording()).as_async()
+    assert view.inline is inline and view.supports_leases
+
+    async def main() -> int:
+        await view.set("k", entry("v", clock))
+        assert (await view.get("k")).value == "v"
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert (seen == [loop_thread]) is inline
+
+
+def test_stats_after_close_keep_the_counters(make, clock):
+    store = make()
+    raw_put(store, b"bad", b"garbage")
+    store.get("bad")
+    store.close()
+    assert store.stats() == {
+        "corrupt_entries": 1,
+        "evictions": 0,
+        "expired_removed": 0,
+        "map_resizes": 0,
+    }
+    assert "LMDBStorage(" in repr(store)
+
+
+def test_an_entry_factory_view_decodes_into_its_own_entries(make, clock):
+    class Tagged(Entry):
+        __slots__ = ()
+
+    store = make()
+    view = store.with_entry_factory(Tagged)
+    store.set("k", entry("v", clock))
+    got = view.get("k")
+    assert type(got) is Tagged and astuple(got) == astuple(store.get("k"))
+    assert type(store.get("k")) is Entry
+    assert view.get("k") is got  # kept by the view's read cache
+    with pytest.raises(TypeError, match="callable"):
+        store.with_entry_factory(None)  # type: ignore[arg-type]
+    uncached = make("uncached", read_cache=0)
+    assert uncached.with_entry_factory(Tagged) is uncached  # nothing to keep
