@@ -21,7 +21,6 @@ __all__ = [
     "CachedEntry",
     "check_key",
     "classify",
-    "entry_factory",
     "make_entry",
     "resolve_ttl",
     "validate_ttl_spec",
@@ -76,68 +75,31 @@ def resolve_ttl(spec: TTLSpec, key: str, value: Any) -> CacheTTL:
 
 @dataclass(slots=True)
 class CachedEntry(Entry):
-    """An entry made by the engine, carrying the results it answers HIT and STALE with.
+    """An entry made by the engine, remembering the results it answered HIT and STALE with.
 
-    Memory storages hand back the very object they were given, so the engine answers a
-    hit with ``entry.hit`` instead of allocating a result per call. Byte storages store
-    only the :class:`~storage.Entry` fields and read back plain entries.
+    Memory storages (and LMDBStorage's read cache) hand back the very object they were
+    given, so the engine builds the HIT result of an entry once, on its first hit, and
+    answers every later hit with that same object: the hit path allocates nothing. Byte
+    storages store only the :class:`~storage.Entry` fields.
     """
 
-    hit: Result[Any] = field(compare=False, repr=False)
-    stale: Result[Any] = field(compare=False, repr=False)
+    hit: Result[Any] | None = field(default=None, compare=False, repr=False)
+    stale: Result[Any] | None = field(default=None, compare=False, repr=False)
 
 
 def make_entry(
     value: Any,
     ttl: CacheTTL,
     now: float,
-    clock: Callable[[], float] | None = None,
     rand: Callable[[], float] = random.random,
 ) -> CachedEntry:
-    """Build the entry of a value fetched at ``now`` with absolute window boundaries.
-
-    ``clock`` is the engine's clock, used by the shared results to measure their age.
-    """
+    """Build the entry of a value fetched at ``now`` with absolute window boundaries."""
     fresh = ttl.fresh
     if ttl.jitter:
         fresh *= 1.0 - ttl.jitter * rand()
     fresh_until = now + fresh
     stale_until = fresh_until + ttl.stale
-    return CachedEntry(
-        value=value,
-        stored_at=now,
-        fresh_until=fresh_until,
-        stale_until=stale_until,
-        expires_at=stale_until + ttl.expired,
-        hit=Result(value, Status.HIT, now, clock),
-        stale=Result(value, Status.STALE, now, clock),
-    )
-
-
-def entry_factory(
-    clock: Callable[[], float] | None = None,
-) -> Callable[[Any, float, float, float, float], CachedEntry]:
-    """Return a builder of cached entries for byte storages to decode records into.
-
-    A byte storage that keeps decoded entries (LMDBStorage's read cache) then hands the
-    engine entries that already carry their HIT and STALE results, as memory storages do.
-    """
-    hit, stale = Status.HIT, Status.STALE
-
-    def make(
-        value: Any, stored_at: float, fresh_until: float, stale_until: float, expires_at: float
-    ) -> CachedEntry:
-        return CachedEntry(
-            value,
-            stored_at,
-            fresh_until,
-            stale_until,
-            expires_at,
-            Result(value, hit, stored_at, clock),
-            Result(value, stale, stored_at, clock),
-        )
-
-    return make
+    return CachedEntry(value, now, fresh_until, stale_until, stale_until + ttl.expired)
 
 
 class Backoff:

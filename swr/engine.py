@@ -84,8 +84,8 @@ def _bind_serializer(storage: Any, serializer: Serializer | None) -> Any:
     return with_serializer(serializer)
 
 
-def _bind_entries(storage: Any, clock: Callable[[], float] | None) -> Any:
-    """A view of a byte storage that decodes into entries carrying their results.
+def _bind_entries(storage: Any) -> Any:
+    """A view of a byte storage that decodes into entries able to remember their results.
 
     Byte storages that keep decoded entries offer ``with_entry_factory``; their hits
     then reach the same allocation-free return as memory hits.
@@ -93,7 +93,7 @@ def _bind_entries(storage: Any, clock: Callable[[], float] | None) -> Any:
     with_entry_factory = getattr(storage, "with_entry_factory", None)
     if with_entry_factory is None:
         return storage
-    return with_entry_factory(_core.entry_factory(clock))
+    return with_entry_factory(_core.CachedEntry)
 
 
 class _EngineBase:
@@ -205,9 +205,7 @@ class _EngineBase:
 
     def _new_entry(self, key: str, value: Any, ttl: TTLSpec | None) -> Entry:
         spec = self._ttl if ttl is None else ttl
-        return _core.make_entry(
-            value, _core.resolve_ttl(spec, key, value), self._now(), self._clock
-        )
+        return _core.make_entry(value, _core.resolve_ttl(spec, key, value), self._now())
 
     def _answered(self, status: Status) -> None:
         self._count[status].incr()
@@ -330,7 +328,10 @@ class _EngineBase:
         if self._metrics is not None:
             self._metrics.record_status(self.name, _STALE)
         if type(entry) is _CachedEntry:
-            return entry.stale
+            result = entry.stale
+            if result is None:
+                result = entry.stale = Result(entry.value, _STALE, entry.stored_at, self._clock)
+            return result
         return Result(entry.value, _STALE, entry.stored_at, self._clock)
 
     def _refused(self, entry: Entry) -> Result[Any]:
@@ -493,7 +494,7 @@ class StaleEngine(_EngineBase):
             raise ConfigError(
                 f"{type(store).__name__} is an asyncio storage; use AsyncStaleEngine with it"
             )
-        store = _bind_entries(_bind_serializer(store, serializer), clock)
+        store = _bind_entries(_bind_serializer(store, serializer))
         super().__init__(
             store,
             ttl,
@@ -586,7 +587,10 @@ class StaleEngine(_EngineBase):
                     if self._metrics is not None:
                         self._metrics.record_status(self.name, _HIT)
                     if type(entry) is _CachedEntry:
-                        return entry.hit
+                        result = entry.hit
+                        if result is None:  # the entry's first hit
+                            result = entry.hit = Result(entry.value, _HIT, entry.stored_at, clock)
+                        return result
                     return Result(entry.value, _HIT, entry.stored_at, clock)
                 if now < entry.stale_until:
                     return self._serve_stale(key, skey, fetch, ttl, entry, now)
@@ -935,7 +939,7 @@ class AsyncStaleEngine(_EngineBase):
     ) -> None:
         owns = storage is None
         base: Any = MemoryStorage(clock=clock) if storage is None else storage
-        store = _as_async_storage(_bind_entries(_bind_serializer(base, serializer), clock))
+        store = _as_async_storage(_bind_entries(_bind_serializer(base, serializer)))
         super().__init__(
             store,
             ttl,
@@ -1023,7 +1027,10 @@ class AsyncStaleEngine(_EngineBase):
                     if self._metrics is not None:
                         self._metrics.record_status(self.name, _HIT)
                     if type(entry) is _CachedEntry:
-                        return entry.hit
+                        result = entry.hit
+                        if result is None:  # the entry's first hit
+                            result = entry.hit = Result(entry.value, _HIT, entry.stored_at, clock)
+                        return result
                     return Result(entry.value, _HIT, entry.stored_at, clock)
                 if now < entry.stale_until:
                     return self._serve_stale(key, skey, fetch, ttl, entry, now)

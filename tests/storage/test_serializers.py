@@ -193,3 +193,32 @@ def test_all_serializers_satisfy_the_protocol():
     for s in (MsgpackSerializer(), JSONSerializer(), PickleSerializer(), ZstdSerializer()):
         assert isinstance(s, Serializer)
         assert repr(s)
+
+
+def test_msgpack_dumps_is_clean_after_a_failure_and_across_threads():
+    import threading
+
+    s = MsgpackSerializer()
+
+    class Custom:
+        pass
+
+    with pytest.raises(SerializationError):
+        s.dumps([1, 2, Custom()])
+    assert s.loads(s.dumps([1, 2, 3])) == [1, 2, 3]  # nothing left over from the failure
+    big = "x" * (2 << 20)
+    assert s.loads(s.dumps(big)) == big
+    errors: list[object] = []
+
+    def work(n: int) -> None:
+        for i in range(500):
+            value = {"thread": n, "i": i, "items": list(range(i % 7))}
+            if s.loads(s.dumps(value)) != value:
+                errors.append(value)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

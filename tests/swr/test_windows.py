@@ -317,3 +317,18 @@ def test_sync_waiter_gives_up_after_refresh_timeout(clock, up):
     leader.join(5)
     assert engine.execute("k", up).status is Status.HIT
     engine.close()
+
+
+def test_hits_of_one_entry_share_one_result(make_driver, clock, up):
+    d = make_driver(ttl=TTL, clock=clock)
+    d.execute("k", up)
+    first = d.execute("k", up)
+    clock.advance(1)
+    second = d.execute("k", up)
+    assert second is first  # no allocation per hit
+    assert second.age == 1  # measured when read
+    clock.advance(10)
+    stale = d.execute("k", up)
+    d.settle()
+    assert stale.status is Status.STALE
+    assert stale is not first
