@@ -7,7 +7,15 @@ This package never imports ``swr``; it is usable on its own.
 """
 
 from storage.adapters import AsyncAdapter
-from storage.base import AsyncLeases, AsyncStorage, Entry, Leases, Storage, StorageMixin
+from storage.base import (
+    AsyncLeases,
+    AsyncStorage,
+    AsyncStorageMixin,
+    Entry,
+    Leases,
+    Storage,
+    StorageMixin,
+)
 from storage.errors import (
     CacheLimitsError,
     CacheNameError,
@@ -40,6 +48,7 @@ __all__ = [
     "AsyncLeases",
     "AsyncRedisStorage",
     "AsyncStorage",
+    "AsyncStorageMixin",
     "AsyncTieredStorage",
     "BatchLoader",
     "CacheLimitsError",

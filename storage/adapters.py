@@ -6,17 +6,15 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from storage.base import Entry, Leases, Storage
+from storage.base import AsyncStorageMixin, Entry, Leases, Storage
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
-    from typing_extensions import Self
+    pass
 
 __all__ = ["AsyncAdapter"]
 
 
-class AsyncAdapter:
+class AsyncAdapter(AsyncStorageMixin):
     """Presents a sync :class:`~storage.base.Storage` as an :class:`~storage.base.AsyncStorage`.
 
     With ``inline=True`` every call runs directly on the event loop: right for storages
@@ -99,17 +97,6 @@ class AsyncAdapter:
         """The wrapped storage's counters, if it keeps any."""
         stats = getattr(self.sync, "stats", None)
         return dict(stats()) if callable(stats) else {}
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"AsyncAdapter({self.sync!r}, inline={self.inline})"

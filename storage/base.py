@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AsyncLeases",
     "AsyncStorage",
+    "AsyncStorageMixin",
     "Entry",
     "Leases",
     "Storage",
@@ -188,3 +189,21 @@ class StorageMixin:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class AsyncStorageMixin:
+    """``async with`` support for asyncio storages: leaving the block awaits ``aclose()``."""
+
+    async def aclose(self) -> None:
+        """Release resources; the default has none."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

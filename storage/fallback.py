@@ -31,14 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 from storage._log import logger
 from storage._views import as_async, has_async_leases, with_serializer
-from storage.base import Entry, Leases, StorageMixin
+from storage.base import AsyncStorageMixin, Entry, Leases, StorageMixin
 from storage.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
-    from typing_extensions import Self
-
     from storage.base import AsyncStorage, Storage
     from storage.serializers import Serializer
 
@@ -391,7 +387,7 @@ class FallbackStorage(_FallbackBase, StorageMixin):
             self.fallback.close()
 
 
-class AsyncFallbackStorage(_FallbackBase):
+class AsyncFallbackStorage(_FallbackBase, AsyncStorageMixin):
     """The asyncio twin of :class:`FallbackStorage`, over two asyncio storages.
 
     Example::
@@ -568,14 +564,3 @@ class AsyncFallbackStorage(_FallbackBase):
             await self.primary.aclose()
         finally:
             await self.fallback.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import threading
 import time as _time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from storage._leases import LocalLeases
 from storage.base import Entry, StorageMixin
 from storage.errors import StorageUnavailableError
 
@@ -62,7 +62,7 @@ class MemoryStorage(StorageMixin):
         self._data: OrderedDict[str, Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
-        self._leases: dict[str, tuple[str, float]] = {}
+        self._leases = LocalLeases()
         self._evictions = 0
 
     def _now(self) -> float:
@@ -164,19 +164,12 @@ class MemoryStorage(StorageMixin):
         now = self._now()
         with self._lock:
             self._check_open()
-            held = self._leases.get(key)
-            if held is not None and held[1] > now:
-                return None
-            token = uuid.uuid4().hex
-            self._leases[key] = (token, now + ttl)
-            return token
+            return self._leases.acquire(key, ttl, now)
 
     def release_lease(self, key: str, token: str) -> None:
         """Release the lease on ``key`` if ``token`` still holds it."""
         with self._lock:
-            held = self._leases.get(key)
-            if held is not None and held[0] == token:
-                del self._leases[key]
+            self._leases.release(key, token)
 
     def as_async(self) -> AsyncAdapter:
         """Return an asyncio view calling this storage inline (it never blocks)."""

@@ -55,7 +55,6 @@ import itertools
 import math
 import threading
 import time as _time
-import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -66,6 +65,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
 
+from storage._leases import LocalLeases
 from storage.adapters import AsyncAdapter
 from storage.base import Entry
 from storage.errors import (
@@ -315,7 +315,7 @@ class PoolCache(Generic[K, V]):
         self._evictions = 0
         self._expirations = 0
         self._closed = False
-        self._leases: dict[K, tuple[str, float]] = {}
+        self._leases = LocalLeases()
         self._flights: dict[K, _Flight] = {}
         self._flights_lock = threading.Lock()
         self._aflights: dict[K, asyncio.Task[V]] = {}
@@ -805,19 +805,12 @@ class PoolCache(Generic[K, V]):
         with self._lock:
             if self._closed:
                 raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
-            held = self._leases.get(key)
-            if held is not None and held[1] > now:
-                return None
-            token = uuid.uuid4().hex
-            self._leases[key] = (token, now + ttl)
-            return token
+            return self._leases.acquire(key, ttl, now)
 
     def release_lease(self, key: K, token: str) -> None:
         """Release the lease on ``key`` if ``token`` still holds it."""
         with self._lock:
-            held = self._leases.get(key)
-            if held is not None and held[0] == token:
-                del self._leases[key]
+            self._leases.release(key, token)
 
     def stats(self) -> CacheStats:
         """Return a snapshot of this cache's size and counters."""

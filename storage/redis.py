@@ -42,13 +42,11 @@ from typing import TYPE_CHECKING, Any
 
 from storage._log import logger
 from storage._record import RecordCodec
-from storage.base import Entry, StorageMixin
+from storage.base import AsyncStorageMixin, Entry, StorageMixin
 from storage.errors import CorruptEntryError, StorageError, StorageUnavailableError
 from storage.serializers import Serializer, default_serializer
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from typing_extensions import Self
 
 __all__ = ["AsyncRedisStorage", "RedisStorage", "lease_key"]
@@ -824,7 +822,7 @@ def _async_client_like(redis: ModuleType, client: Any) -> Any:
     return redis.asyncio.Redis(**copied)
 
 
-class AsyncRedisStorage(_RedisBase):
+class AsyncRedisStorage(_RedisBase, AsyncStorageMixin):
     """The asyncio twin of :class:`RedisStorage`, over ``redis.asyncio`` (no thread hop).
 
     Example::
@@ -1121,14 +1119,3 @@ class AsyncRedisStorage(_RedisBase):
                 await self._client.aclose()
             except self._driver_errors as exc:  # pragma: no cover - closing sockets
                 logger.debug("redis_close_failed", backend="redis", error=repr(exc))
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

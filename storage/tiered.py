@@ -20,14 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from storage._views import as_async, has_async_leases, with_serializer
 from storage.adapters import AsyncAdapter
-from storage.base import Entry, Leases, StorageMixin
+from storage.base import AsyncStorageMixin, Entry, Leases, StorageMixin
 from storage.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
-    from typing_extensions import Self
-
     from storage.base import AsyncStorage, Storage
     from storage.serializers import Serializer
 
@@ -211,7 +207,7 @@ class TieredStorage(_TieredBase, StorageMixin):
             self.l1.close()
 
 
-class AsyncTieredStorage(_TieredBase):
+class AsyncTieredStorage(_TieredBase, AsyncStorageMixin):
     """The asyncio twin of :class:`TieredStorage`, over two asyncio storages.
 
     Example::
@@ -323,14 +319,3 @@ class AsyncTieredStorage(_TieredBase):
             await self.l2.aclose()
         finally:
             await self.l1.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -19,7 +19,7 @@ from storage import (
 )
 from storage.fallback import _Action, reconcile
 from storage.serializers import JSONSerializer
-from tests.swr.drivers import wait_until
+from tests.helpers import wait_until
 
 
 def entry(value: object, stored_at: float, lifetime: float = 600) -> Entry:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import math
 import threading
-import time
 import weakref
 from datetime import timedelta
 
@@ -27,6 +26,7 @@ from storage import (
     StorageUnavailableError,
 )
 from swr.testing import FakeClock
+from tests.helpers import wait_until
 
 
 def make_pool(capacity: int, clock: FakeClock | None = None) -> MemoryPool:
@@ -35,14 +35,6 @@ def make_pool(capacity: int, clock: FakeClock | None = None) -> MemoryPool:
 
 def entry(value: object, expires_at: float) -> Entry:
     return Entry(value, expires_at - 30, expires_at - 20, expires_at - 10, expires_at)
-
-
-def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("background work did not finish in time")
-        time.sleep(0.002)
 
 
 # -- validation ------------------------------------------------------------------------

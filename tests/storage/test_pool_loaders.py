@@ -11,21 +11,7 @@ import pytest
 
 import storage.pool
 from storage import MemoryPool, PoolCache, PoolConfigError, StorageUnavailableError
-from tests.storage.test_pool import wait_until
-
-
-class CountingEvent(threading.Event):
-    """An Event that counts the threads waiting on it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.waiting = 0
-        self._count_lock = threading.Lock()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        with self._count_lock:
-            self.waiting += 1
-        return super().wait(timeout)
+from tests.helpers import CountingEvent, wait_until
 
 
 @pytest.fixture

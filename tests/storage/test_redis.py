@@ -25,7 +25,7 @@ from storage import (
 )
 from storage.redis import lease_key
 from storage.serializers import JSONSerializer, _msgpack_ext_hook
-from tests.swr.drivers import wait_until
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.redis
 

@@ -9,23 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from swr import AsyncStaleEngine, StaleEngine
 from swr.stats import EngineStats
+from tests.helpers import wait_until
 
 T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for background work (not for time to pass): poll ``predicate``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("background work did not finish in time")
-        time.sleep(0.001)
 
 
 class SyncDriver:

@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from swr import CircuitBreaker, CircuitOpenError
-from tests.swr.drivers import wait_until
+from tests.helpers import wait_until
 
 
 class Boom(Exception):

@@ -16,7 +16,7 @@ from swr import (
     StaleEngine,
     Status,
 )
-from tests.swr.drivers import wait_until
+from tests.helpers import wait_until
 from tests.swr.upstream import Upstream
 
 # fresh [0, 10), stale [10, 30), expired [30, 60)

@@ -7,7 +7,7 @@ import time
 
 from storage import MemoryStorage
 from swr import CacheTTL, StaleEngine, Status
-from tests.swr.drivers import wait_until
+from tests.helpers import wait_until
 from tests.swr.upstream import Upstream
 
 TTL = CacheTTL(fresh=10, stale=20, expired=30)

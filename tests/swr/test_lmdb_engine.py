@@ -12,8 +12,8 @@ from storage import LMDBStorage
 from storage.serializers import JSONSerializer
 from swr import StaleEngine, Status
 from swr.testing import FakeClock
+from tests.helpers import wait_until
 from tests.storage import lmdb_workers
-from tests.swr.drivers import wait_until
 from tests.swr.upstream import Upstream
 
 TTL = lmdb_workers.TTL  # fresh 60 s, stale 600 s, expired 3600 s

@@ -21,7 +21,7 @@ from storage import (
     TieredStorage,
 )
 from swr import AsyncStaleEngine, CacheTTL, StaleEngine, Status
-from tests.swr.drivers import wait_until
+from tests.helpers import wait_until
 from tests.swr.upstream import Upstream
 
 pytestmark = pytest.mark.redis

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from storage import MemoryStorage, StorageUnavailableError
 from swr import AsyncStaleEngine, CacheTTL, StaleEngine, Status
 from swr.refresh import Submit, ThreadRefresher
-from tests.swr.drivers import wait_until
+from tests.helpers import wait_until
 from tests.swr.upstream import Upstream
 
 TTL = CacheTTL(fresh=10, stale=1000, expired=1000)

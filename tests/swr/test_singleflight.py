@@ -9,24 +9,10 @@ import pytest
 
 import swr.engine
 from swr import AsyncStaleEngine, CacheTTL, FetchTimeoutError, StaleEngine, Status
-from tests.swr.drivers import wait_until
+from tests.helpers import CountingEvent, wait_until
 from tests.swr.upstream import Upstream, UpstreamError
 
 TTL = CacheTTL(fresh=10, stale=20, expired=30)
-
-
-class CountingEvent(threading.Event):
-    """An Event that counts the threads waiting on it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.waiting = 0
-        self._count_lock = threading.Lock()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        with self._count_lock:
-            self.waiting += 1
-        return super().wait(timeout)
 
 
 @pytest.fixture
