@@ -11,9 +11,10 @@ One call of ``execute(key, fetch)``:
 1. read the entry (a storage error reads as a miss, counted and logged);
 2. by its windows: HIT -> return; STALE -> return and queue one refresh of the key;
    EXPIRED or MISS -> join the key's singleflight and wait for its fetch;
-3. the singleflight leader takes the storage's lease when it has leases (several
-   processes or hosts then fetch once between them), fetches, stores, and wakes the
-   others; a failed fetch serves the old value as FALLBACK when there is one.
+3. the singleflight leader takes a circuit breaker permit (when the engine has a
+   breaker), then the storage's lease when it has leases (several processes or hosts
+   then fetch once between them), fetches, stores, and wakes the others; a failed or
+   refused fetch serves the old value as FALLBACK when there is one.
 """
 
 from __future__ import annotations
