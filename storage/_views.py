@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeGuard
+from typing import Any
 
-from storage.adapters import AsyncAdapter
-from storage.base import AsyncLeases
+from storage.adapters import as_async, has_async_leases
 from storage.serializers import Serializer
 
-__all__ = ["as_async", "has_async_leases", "with_serializer"]
+__all__ = ["add_tier_stats", "as_async", "has_async_leases", "with_serializer"]
 
 
 def with_serializer(storage: Any, serializer: Serializer) -> Any:
@@ -17,14 +16,11 @@ def with_serializer(storage: Any, serializer: Serializer) -> Any:
     return method(serializer) if callable(method) else storage
 
 
-def as_async(storage: Any) -> Any:
-    """The asyncio view of a sync storage: its ``as_async()``, or an inline adapter."""
-    method = getattr(storage, "as_async", None)
-    return method() if callable(method) else AsyncAdapter(storage)
-
-
-def has_async_leases(storage: Any) -> TypeGuard[AsyncLeases]:
-    """Whether an asyncio storage (or adapter) offers leases."""
-    if isinstance(storage, AsyncAdapter):
-        return storage.supports_leases
-    return isinstance(storage, AsyncLeases)
+def add_tier_stats(stats: dict[str, int], tiers: dict[str, Any]) -> dict[str, int]:
+    """Add each tier's own ``stats()`` to ``stats``, prefixed by the tier's name."""
+    for name, tier in tiers.items():
+        tier_stats = getattr(tier, "stats", None)
+        if callable(tier_stats):
+            for counter, value in tier_stats().items():
+                stats[f"{name}_{counter}"] = value
+    return stats

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-from storage.base import AsyncStorageMixin, Entry, Leases, Storage
+from storage.base import AsyncLeases, AsyncStorageMixin, Entry, Leases, Storage
 
 if TYPE_CHECKING:
     pass
 
-__all__ = ["AsyncAdapter"]
+__all__ = ["AsyncAdapter", "as_async", "has_async_leases"]
 
 
 class AsyncAdapter(AsyncStorageMixin):
@@ -100,3 +101,22 @@ class AsyncAdapter(AsyncStorageMixin):
 
     def __repr__(self) -> str:
         return f"AsyncAdapter({self.sync!r}, inline={self.inline})"
+
+
+def as_async(storage: Any) -> Any:
+    """The asyncio view of ``storage``.
+
+    An asyncio storage is returned as it is; a sync storage gives its ``as_async()``
+    view when it has one (Redis twins, LMDB), else an inline :class:`AsyncAdapter`.
+    """
+    if inspect.iscoroutinefunction(getattr(storage, "get", None)):
+        return storage
+    method = getattr(storage, "as_async", None)
+    return method() if callable(method) else AsyncAdapter(storage)
+
+
+def has_async_leases(storage: Any) -> TypeGuard[AsyncLeases]:
+    """Whether an asyncio storage (or adapter) offers leases."""
+    if isinstance(storage, AsyncAdapter):
+        return storage.supports_leases
+    return isinstance(storage, AsyncLeases)

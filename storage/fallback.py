@@ -30,7 +30,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from storage._log import logger
-from storage._views import as_async, has_async_leases, with_serializer
+from storage._views import add_tier_stats, as_async, has_async_leases, with_serializer
 from storage.base import AsyncStorageMixin, Entry, Leases, StorageMixin
 from storage.errors import StorageUnavailableError
 
@@ -176,12 +176,7 @@ class _FallbackBase:
             "dirty_dropped": self._dirty_dropped,
             "primary_available": int(self._primary_up()),
         }
-        for name, tier in (("primary", self.primary), ("fallback", self.fallback)):
-            tier_stats = getattr(tier, "stats", None)
-            if callable(tier_stats):
-                for counter, value in tier_stats().items():
-                    stats[f"{name}_{counter}"] = value
-        return stats
+        return add_tier_stats(stats, {"primary": self.primary, "fallback": self.fallback})
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(primary={self.primary!r}, fallback={self.fallback!r})"

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from storage._views import as_async, has_async_leases, with_serializer
+from storage._views import add_tier_stats, as_async, has_async_leases, with_serializer
 from storage.adapters import AsyncAdapter
 from storage.base import AsyncStorageMixin, Entry, Leases, StorageMixin
 from storage.errors import StorageUnavailableError
@@ -75,12 +75,7 @@ class _TieredBase:
         (prefixed ``l1_`` and ``l2_``). Counts are approximate under heavy threading.
         """  # noqa: D205 - the list of counters is the summary
         stats = {"l1_hits": self._l1_hits, "l2_hits": self._l2_hits, "misses": self._misses}
-        for name, tier in (("l1", self.l1), ("l2", self.l2)):
-            tier_stats = getattr(tier, "stats", None)
-            if callable(tier_stats):
-                for counter, value in tier_stats().items():
-                    stats[f"{name}_{counter}"] = value
-        return stats
+        return add_tier_stats(stats, {"l1": self.l1, "l2": self.l2})
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(l1={self.l1!r}, l2={self.l2!r})"

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from storage import AsyncAdapter, AsyncLeases, Entry, Leases, MemoryStorage
+from storage.adapters import as_async, has_async_leases
 from swr import _core
 from swr._cached import AsyncCachedFunction, CachedFunction
 from swr._log import logger
@@ -892,15 +893,6 @@ class StaleEngine(_EngineBase):
         return f"StaleEngine(name={self.name!r}, storage={self._storage!r})"
 
 
-def _as_async_storage(storage: Any) -> Any:
-    if inspect.iscoroutinefunction(getattr(storage, "get", None)):
-        return storage
-    as_async = getattr(storage, "as_async", None)
-    if callable(as_async):
-        return as_async()
-    return AsyncAdapter(storage)
-
-
 class AsyncStaleEngine(_EngineBase):
     """The asyncio twin of :class:`StaleEngine`, with the same arguments and rules.
 
@@ -940,7 +932,7 @@ class AsyncStaleEngine(_EngineBase):
     ) -> None:
         owns = storage is None
         base: Any = MemoryStorage(clock=clock) if storage is None else storage
-        store = _as_async_storage(_bind_entries(_bind_serializer(base, serializer)))
+        store = as_async(_bind_entries(_bind_serializer(base, serializer)))
         super().__init__(
             store,
             ttl,
@@ -967,11 +959,7 @@ class AsyncStaleEngine(_EngineBase):
             lookup_functions = getattr(store.sync, "lookup_functions", None)
             if callable(lookup_functions):
                 self._lookup, self._touch = lookup_functions()
-        if isinstance(store, AsyncAdapter):
-            lease_capable = store.supports_leases
-        else:
-            lease_capable = isinstance(store, AsyncLeases)
-        self._leases: AsyncLeases | None = store if lease_capable else None
+        self._leases: AsyncLeases | None = store if has_async_leases(store) else None
         self._flights: dict[str, asyncio.Task[Entry]] = {}
         self._refresher = TaskRefresher(max_concurrent_refreshes, refresh_queue_size)
 

@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 import pytest
 
 from storage import (
-    AsyncAdapter,
     AsyncFallbackStorage,
     AsyncRedisStorage,
     AsyncTieredStorage,
@@ -160,11 +159,6 @@ ASYNC_BACKENDS: dict[str, Factory] = {
 BACKEND_MARKS: dict[str, list[pytest.MarkDecorator]] = {
     name: [pytest.mark.redis] for name in (*BACKENDS, *ASYNC_BACKENDS) if name != "memory"
 }
-
-
-def as_async(storage: Any) -> Any:
-    as_async = getattr(storage, "as_async", None)
-    return as_async() if callable(as_async) else AsyncAdapter(storage)
 
 
 class SyncFacade:

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
+from storage.adapters import as_async
 from swr.testing import FakeClock
 from tests.storage.backends import (
     ASYNC_BACKENDS,
     BACKEND_MARKS,
     BACKENDS,
     SyncFacade,
-    as_async,
 )
 
 
