@@ -8,9 +8,11 @@ This package never imports ``swr``; it is usable on its own.
 
 from storage.adapters import AsyncAdapter
 from storage.base import (
+    AsyncCloseable,
     AsyncLeases,
     AsyncStorage,
     AsyncStorageMixin,
+    Closeable,
     Entry,
     Leases,
     Storage,
@@ -44,6 +46,7 @@ from storage.tiered import AsyncTieredStorage, TieredStorage
 __all__ = [
     "AsyncAdapter",
     "AsyncBatchLoader",
+    "AsyncCloseable",
     "AsyncFallbackStorage",
     "AsyncLeases",
     "AsyncRedisStorage",
@@ -54,6 +57,7 @@ __all__ = [
     "CacheLimitsError",
     "CacheNameError",
     "CacheStats",
+    "Closeable",
     "CorruptEntryError",
     "Entry",
     "FallbackStorage",

@@ -26,9 +26,11 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = [
+    "AsyncCloseable",
     "AsyncLeases",
     "AsyncStorage",
     "AsyncStorageMixin",
+    "Closeable",
     "Entry",
     "Leases",
     "Storage",
@@ -152,7 +154,49 @@ class AsyncLeases(Protocol):
         ...
 
 
-class StorageMixin:
+class Closeable:
+    """``with`` support for anything with a ``close()``: leaving the block closes it."""
+
+    __slots__ = ()
+
+    def close(self) -> None:  # pragma: no cover - always overridden
+        """Release resources."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncCloseable:
+    """``async with`` support for anything with an ``aclose()``: leaving awaits it."""
+
+    __slots__ = ()
+
+    async def aclose(self) -> None:  # pragma: no cover - always overridden
+        """Release resources."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class StorageMixin(Closeable):
     """Defaults for synchronous storages: batch calls as loops, and ``with`` support.
 
     Backends with a real batch primitive (Redis pipelines, one LMDB transaction)
@@ -179,31 +223,9 @@ class StorageMixin:
         for key, entry in entries.items():
             self.set(key, entry)
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class AsyncStorageMixin:
+class AsyncStorageMixin(AsyncCloseable):
     """``async with`` support for asyncio storages: leaving the block awaits ``aclose()``."""
 
     async def aclose(self) -> None:
         """Release resources; the default has none."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -67,7 +67,7 @@ import structlog
 
 from storage._leases import LocalLeases
 from storage.adapters import AsyncAdapter
-from storage.base import Entry
+from storage.base import Closeable, Entry
 from storage.errors import (
     CacheLimitsError,
     CacheNameError,
@@ -77,9 +77,7 @@ from storage.errors import (
 )
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
-    from typing_extensions import Self
+    pass
 
 __all__ = [
     "AsyncBatchLoader",
@@ -217,7 +215,7 @@ def _shared_error(exc: BaseException, what: str) -> BaseException:
     return interrupted
 
 
-class PoolCache(Generic[K, V]):
+class PoolCache(Closeable, Generic[K, V]):
     """One typed cache of a :class:`MemoryPool`; also a :class:`~storage.Storage`.
 
     Made by :meth:`MemoryPool.register`, never directly. Keys are any hashable, values
@@ -845,17 +843,6 @@ class PoolCache(Generic[K, V]):
             self._leases.clear()
             self._pool._unregister(self)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return (
             f"PoolCache(name={self.name!r}, min={self.min}, max={self.max}, ttl={self.ttl}, "
@@ -1151,7 +1138,7 @@ class AsyncBatchLoader(Generic[K, V]):
             raise error
 
 
-class MemoryPool:
+class MemoryPool(Closeable):
     """Several typed in-process caches sharing one capacity, with priorities and mins.
 
     Example::
@@ -1374,17 +1361,6 @@ class MemoryPool:
             caches = list(self._caches.values())
         for cache in caches:
             cache.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

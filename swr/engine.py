@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from storage import AsyncAdapter, AsyncLeases, Entry, Leases, MemoryStorage
 from storage.adapters import as_async, has_async_leases
+from storage.base import AsyncCloseable, Closeable
 from swr import _core
 from swr._cached import AsyncCachedFunction, CachedFunction
 from swr._log import logger
@@ -40,9 +41,7 @@ from swr.refresh import Submit, TaskRefresher, ThreadRefresher
 from swr.stats import Counter, EngineStats
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
-    from typing_extensions import ParamSpec, Self
+    from typing_extensions import ParamSpec
 
     from storage import AsyncStorage, Storage
     from storage.serializers import Serializer
@@ -429,7 +428,7 @@ class _Flight:
         self.error: BaseException | None = None
 
 
-class StaleEngine(_EngineBase):
+class StaleEngine(_EngineBase, Closeable):
     """A stale-while-revalidate cache in front of slow or flaky calls (threads).
 
     Example::
@@ -878,22 +877,11 @@ class StaleEngine(_EngineBase):
         if self._owns_storage:
             self._storage.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"StaleEngine(name={self.name!r}, storage={self._storage!r})"
 
 
-class AsyncStaleEngine(_EngineBase):
+class AsyncStaleEngine(_EngineBase, AsyncCloseable):
     """The asyncio twin of :class:`StaleEngine`, with the same arguments and rules.
 
     Example::
@@ -1262,17 +1250,6 @@ class AsyncStaleEngine(_EngineBase):
             logger.warning("close_timed_out", engine=self.name)
         if self._owns_storage:
             await self._storage.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"AsyncStaleEngine(name={self.name!r}, storage={self._storage!r})"

@@ -11,22 +11,13 @@ import pytest
 
 import storage.pool
 from storage import MemoryPool, PoolCache, PoolConfigError, StorageUnavailableError
-from tests.helpers import CountingEvent, wait_until
+from tests.helpers import CountingEvent, count_flight_waiters, wait_until
 
 
 @pytest.fixture
 def flights(monkeypatch: pytest.MonkeyPatch) -> list[CountingEvent]:
     """Make every get_or_load flight use a CountingEvent; return them as created."""
-    made: list[CountingEvent] = []
-
-    class CountingFlight(storage.pool._Flight):
-        def __init__(self) -> None:
-            super().__init__()
-            self.done = CountingEvent()
-            made.append(self.done)
-
-    monkeypatch.setattr(storage.pool, "_Flight", CountingFlight)
-    return made
+    return count_flight_waiters(monkeypatch, storage.pool)
 
 
 @pytest.fixture

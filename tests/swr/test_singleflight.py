@@ -9,7 +9,7 @@ import pytest
 
 import swr.engine
 from swr import AsyncStaleEngine, CacheTTL, FetchTimeoutError, StaleEngine, Status
-from tests.helpers import CountingEvent, wait_until
+from tests.helpers import CountingEvent, count_flight_waiters, wait_until
 from tests.swr.upstream import Upstream, UpstreamError
 
 TTL = CacheTTL(fresh=10, stale=20, expired=30)
@@ -18,16 +18,7 @@ TTL = CacheTTL(fresh=10, stale=20, expired=30)
 @pytest.fixture
 def flights(monkeypatch: pytest.MonkeyPatch) -> list[CountingEvent]:
     """Make every in-process flight use a CountingEvent; return them as created."""
-    made: list[CountingEvent] = []
-
-    class CountingFlight(swr.engine._Flight):
-        def __init__(self) -> None:
-            super().__init__()
-            self.done = CountingEvent()
-            made.append(self.done)
-
-    monkeypatch.setattr(swr.engine, "_Flight", CountingFlight)
-    return made
+    return count_flight_waiters(monkeypatch, swr.engine)
 
 
 def run_threads(n: int, target) -> list[object]:
