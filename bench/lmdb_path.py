@@ -7,7 +7,10 @@ Prints ns per operation for:
 - the limit: raw py-lmdb, one read transaction per get, plus msgpack.unpackb;
 - diskcache.Cache.get of the same value;
 - the write path: StaleEngine.set on LMDBStorage, raw put + msgpack.packb in one write
-  transaction (sync=False, like durability="process"), diskcache.Cache.set;
+  transaction (sync=False, like durability="process"), diskcache.Cache.set; for
+  information, StaleEngine.set when every write changes the record's size (the byte
+  total is then rewritten too) and the raw put with LMDB's writable map, which
+  LMDBStorage uses;
 then the HIT throughput of one and of two worker processes sharing the store (rounds of
 one and of two alternate; the best round of each counts).
 
@@ -33,6 +36,7 @@ from swr import CacheTTL, StaleEngine, Status
 
 KEYS = [f"user:{i}" for i in range(1000)]
 VALUE = {"id": 42, "name": "Ada", "roles": ["admin", "dev"], "active": True}
+LONGER = {"id": 42, "name": "Ada Lovelace", "roles": ["admin", "dev"], "active": True}
 TTL = CacheTTL(fresh=3600, stale=3600, expired=3600)
 THROUGHPUT_SECONDS = 1.0
 
@@ -58,17 +62,28 @@ def engine_cases(path: Path) -> dict[str, Any]:
         for i in range(n):
             set_(keys[i % 1000], VALUE)
 
+    def resize(n: int) -> None:
+        # Each key is rewritten with the other value: every record changes size.
+        set_, keys, values = engine.set, KEYS, (VALUE, LONGER)
+        for i in range(n):
+            set_(keys[i % 1000], values[(i // 1000) % 2])
+
     def close() -> None:
         engine.close()
         store.close()
 
-    return {"hit": hit, "write": write, "close": close}
+    return {"hit": hit, "write": write, "resize": resize, "close": close}
 
 
-def raw_cases(path: Path) -> dict[str, Any]:
-    # The settings LMDBStorage uses: no flush per commit, a spare read transaction.
+def raw_cases(path: Path, *, writemap: bool = False) -> dict[str, Any]:
+    # No flush per commit and a spare read transaction, as in LMDBStorage.
     env = lmdb.open(
-        str(path / "raw"), map_size=1 << 30, sync=False, metasync=False, max_spare_txns=1
+        str(path / f"raw-{writemap}"),
+        map_size=1 << 30,
+        sync=False,
+        metasync=False,
+        max_spare_txns=1,
+        writemap=writemap,
     )
     keys = [key.encode() for key in KEYS]
     with env.begin(write=True) as txn:
@@ -169,6 +184,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="swr-bench-") as tmp:
         path = Path(tmp)
         ours, raw, disk = engine_cases(path), raw_cases(path), diskcache_cases(path)
+        raw_writemap = raw_cases(path, writemap=True)
         reads = measure(
             {
                 "StaleEngine.execute HIT (LMDB)": ours["hit"],
@@ -182,11 +198,13 @@ def main() -> int:
                 "StaleEngine.set (LMDB)": ours["write"],
                 "raw lmdb put + packb": raw["put"],
                 "diskcache.Cache.set": disk["set"],
+                "StaleEngine.set, size changes": ours["resize"],
+                "raw put + packb, writemap": raw_writemap["put"],
             },
             1_000,
             rounds=9,
         )
-        for cases in (ours, raw, disk):
+        for cases in (ours, raw, disk, raw_writemap):
             cases["close"]()
 
         rates = throughput(path)
@@ -224,6 +242,12 @@ def main() -> int:
             ),
         ],
     )
+    for numerator, denominator in (
+        ("StaleEngine.set, size changes", "raw lmdb put + packb"),
+        ("StaleEngine.set (LMDB)", "raw put + packb, writemap"),
+    ):
+        ratio = writes[numerator] / writes[denominator]
+        print(f"info  {numerator} / {denominator}: {ratio:.2f}x")
     met &= report(
         "HIT throughput, processes sharing one store",
         rates,

@@ -40,6 +40,7 @@ _MAGIC = b"SW"
 _HEADER = struct.Struct("<2sBB4dH")
 _HEADER_SIZE = _HEADER.size
 _UNPACK_HEADER = _HEADER.unpack_from
+_PACK_HEADER = _HEADER.pack
 _INF = math.inf
 _UNPACKB = msgpack.unpackb
 # Entries are built on every read. Entry is a plain slotted dataclass (no validation,
@@ -70,20 +71,32 @@ class RecordCodec:
         """Return the record of ``entry``.
 
         Raises:
+            TypeError: ``entry`` is not an :class:`~storage.Entry`.
+            ValueError: its times are not finite and ordered (the record could not be
+                read back).
             SerializationError: the serializer cannot encode the value.
         """
-        payload = self.serializer.dumps(entry.value)
-        header = _HEADER.pack(
-            _MAGIC,
-            FORMAT_VERSION,
-            0,
+        if not isinstance(entry, Entry):
+            raise TypeError(f"expected an Entry, got {type(entry).__name__}")
+        stored, fresh, stale, expires = (
             entry.stored_at,
             entry.fresh_until,
             entry.stale_until,
             entry.expires_at,
-            len(key_check),
         )
-        return b"".join((header, key_check, payload))
+        # Written so that NaN (false in every comparison) is refused too.
+        if not (-_INF < stored <= fresh <= stale <= expires < _INF):
+            raise ValueError(
+                "entry times must be finite and ordered stored_at <= fresh_until <= "
+                f"stale_until <= expires_at, got {stored}, {fresh}, {stale}, {expires}"
+            )
+        payload = self.serializer.dumps(entry.value)
+        header = _PACK_HEADER(
+            _MAGIC, FORMAT_VERSION, 0, stored, fresh, stale, expires, len(key_check)
+        )
+        if key_check:
+            return b"".join((header, key_check, payload))
+        return header + payload
 
     def decode_times(self, data: bytes) -> tuple[float, float, float, float]:
         """Return ``(stored_at, fresh_until, stale_until, expires_at)`` without the payload.

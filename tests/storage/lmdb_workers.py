@@ -112,3 +112,22 @@ def engine_write(path: str, key: str, value: str, now: float) -> None:
         engine = StaleEngine(store, ttl=TTL, clock=lambda: now)
         engine.execute(key, lambda: value)
         engine.close()
+
+
+def map_large_then_write(path: str, conn: Any) -> None:
+    """Open with an 8 MiB map, report, then on "go" write 5 MiB and read it back.
+
+    The pages written lie beyond what the other process maps; if it had cut the file
+    to its own size, touching them here would kill this process with SIGBUS.
+    """
+    now = time.time()
+    with LMDBStorage(
+        path, map_size=8 << 20, max_bytes=1 << 30, sweep_interval=None, read_cache=0
+    ) as store:
+        conn.send(os.path.getsize(os.path.join(path, "data.mdb")))
+        assert conn.recv() == "go"
+        blobs = {f"far{i}": os.urandom(256 * 1024) for i in range(20)}
+        for key, blob in blobs.items():
+            store.set(key, Entry(blob, now, now + 60, now + 120, now + 3600))
+        ok = all(store.get(key).value == blob for key, blob in blobs.items())  # type: ignore[union-attr]
+        conn.send("ok" if ok else "mismatch")

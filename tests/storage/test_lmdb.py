@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import threading
 from dataclasses import astuple
@@ -38,6 +39,12 @@ def make(tmp_path: Path, clock: FakeClock):
     yield make
     for store in made:
         store.close()
+
+
+def allocated(store: LMDBStorage) -> bool:
+    """Whether the data file has disk blocks up to its end (no hole a write could fault on)."""
+    stat = os.stat(Path(store.path) / "data.mdb")
+    return stat.st_blocks * 512 >= stat.st_size >= store.stats()["map_size"]
 
 
 def raw_put(store: LMDBStorage, key: bytes, value: bytes) -> None:
@@ -111,6 +118,10 @@ def test_durability_chooses_flush_per_commit(make):
     assert process._h.backend.env.flags()["sync"] is False
     assert system._h.backend.env.flags()["sync"] is True
     assert (process.durability, system.durability) == ("process", "system")
+    # Both write pages straight into the map, whose file is allocated to its end.
+    for store in (process, system):
+        assert store._h.backend.env.flags()["writemap"] is True
+        assert allocated(store)
 
 
 # -- keys and entries --------------------------------------------------------------------
@@ -251,8 +262,10 @@ def test_a_directory_holding_another_lmdb_database_is_refused_untouched(tmp_path
     with env.begin(write=True) as txn:
         txn.put(b"their", b"data")
     env.close()
+    size = (path / "data.mdb").stat().st_size
     with pytest.raises(StorageUnavailableError, match="not an swr store"):
         LMDBStorage(path, sweep_interval=None)
+    assert (path / "data.mdb").stat().st_size == size
     env = lmdb.open(str(path))
     with env.begin() as txn:
         assert list(txn.cursor()) == [(b"their", b"data")]
@@ -340,7 +353,38 @@ def test_the_map_grows_when_full_while_other_threads_read(make, clock):
     stats = store.stats()
     assert stats["map_resizes"] >= 2
     assert stats["map_size"] >= 3 << 20
+    assert allocated(store)
     assert all(store.get(key).value == blob for key, blob in blobs.items())
+
+
+def test_a_full_disk_fails_the_write_that_needs_more_map_not_the_process(make, clock, monkeypatch):
+    # With a writable map, writing into an unallocated page of a full disk would be a
+    # SIGBUS: the map only grows once the file's blocks are allocated.
+    store = make(map_size=1 << 20, max_bytes=1 << 30, read_cache=0)
+    store.set("kept", entry("v", clock))
+    data = Path(store.path) / "data.mdb"
+    size = data.stat().st_size
+    allocate = os.posix_fallocate
+
+    def disk_full(fd: int, offset: int, length: int) -> None:
+        if offset + length > size:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        allocate(fd, offset, length)
+
+    monkeypatch.setattr(os, "posix_fallocate", disk_full)
+    blob = os.urandom(2 << 20)
+    with pytest.raises(StorageFullError, match="no space left"):
+        store.set("big", entry(blob, clock))
+    assert data.stat().st_size == size  # the map gave back its unallocated tail
+    assert store.stats()["map_size"] == size
+    assert allocated(store)
+    assert store.get("kept").value == "v"
+    assert store.get("big") is None
+    store.set("small", entry("s", clock))  # what fits still works
+    monkeypatch.undo()
+    store.set("big", entry(blob, clock))
+    assert store.get("big").value == blob
+    assert allocated(store)
 
 
 def test_eviction_takes_dead_entries_first_then_those_closest_to_their_end(make, clock):
@@ -418,6 +462,9 @@ def test_overwrites_and_deletes_keep_the_byte_total_exact(make, clock):
         store.set(f"k{i % 7}", entry("v" * i, clock, lifetime=100 + i))
     store.delete("k3")
     store.delete("never")
+    assert (store.stats()["entries"], store.stats()["bytes"]) == recount(store)
+    # Same size, other expiry: the byte total stays, the index key moves.
+    store.set("k6", entry("w" * 48, clock, lifetime=1000))
     assert (store.stats()["entries"], store.stats()["bytes"]) == recount(store)
     backend = store._h.backend
     with backend.env.begin() as txn:

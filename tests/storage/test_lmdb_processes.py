@@ -126,6 +126,41 @@ def test_the_bound_holds_with_two_processes_writing(tmp_path):
         assert all(store.get(f"{p}{i}") is not None for p in "ab" for i in range(290, 300))
 
 
+def test_a_process_growing_its_smaller_map_never_cuts_the_file_under_another(tmp_path):
+    # LMDB truncates the file to the size a process maps when that process maps it
+    # writable; growing to less than another process maps would cut off its pages.
+    path = str(tmp_path / "cache")
+    data = os.path.join(path, "data.mdb")
+    now = time.time()
+    with LMDBStorage(
+        path, map_size=1 << 20, max_bytes=1 << 30, sweep_interval=None, read_cache=0
+    ) as store:
+        ours, theirs = SPAWN.Pipe()
+        worker = SPAWN.Process(target=lmdb_workers.map_large_then_write, args=(path, theirs))
+        worker.start()
+        theirs.close()  # ours.recv() then fails at once if the worker dies
+        try:
+            mapped_there = ours.recv()
+            assert mapped_there >= 8 << 20
+            # This process maps 1 MiB: writing 1.5 MiB makes it grow its own map.
+            blobs = {f"near{i}": os.urandom(128 * 1024) for i in range(12)}
+            for key, blob in blobs.items():
+                store.set(key, Entry(blob, now, now + 60, now + 120, now + 3600))
+            assert store.stats()["map_resizes"] >= 1
+            assert os.path.getsize(data) >= mapped_there
+            assert os.stat(data).st_blocks * 512 >= os.path.getsize(data)
+            ours.send("go")
+            assert ours.recv() == "ok"
+            worker.join(60)
+        finally:
+            if worker.is_alive():  # a failed assertion above: it still waits for "go"
+                worker.kill()
+                worker.join(10)
+        assert worker.exitcode == 0
+        assert all(store.get(key).value == blob for key, blob in blobs.items())
+        assert store.get("far19") is not None
+
+
 def test_a_record_damaged_by_another_process_reads_as_a_counted_miss(tmp_path, clock):
     path = str(tmp_path / "cache")
     with LMDBStorage(path, clock=clock, sweep_interval=None) as store:

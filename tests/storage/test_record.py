@@ -123,3 +123,22 @@ def test_decoded_entries_are_plain_entries_built_without_validation():
         130.0,
         160.0,
     )
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        (0.0, 1.0, 2.0, float("inf")),
+        (float("-inf"), 1.0, 2.0, 3.0),
+        (0.0, 1.0, float("nan"), 3.0),
+        (0.0, 5.0, 2.0, 3.0),
+    ],
+)
+def test_entries_whose_record_could_not_be_read_back_are_not_encoded(times):
+    with pytest.raises(ValueError, match="finite and ordered"):
+        codec().encode(Entry("v", *times))
+
+
+def test_only_entries_are_encoded():
+    with pytest.raises(TypeError, match="Entry"):
+        codec().encode(("v", 0.0, 1.0, 2.0, 3.0))  # type: ignore[arg-type]
