@@ -11,8 +11,16 @@ with its pure-Python parser (chosen per client with ``parser_class``):
 - AsyncStaleEngine.execute HIT on AsyncRedisStorage, its limit (raw asyncio ``GET`` +
   ``unpackb``, same client) and cashews' redis ``@cache`` hit (cashews is asyncio-only)
 - RedisStorage.get_many of 100 keys against raw ``MGET`` + ``unpackb`` of each value (the
-  limit: a cache must decode what it returns), and raw ``MGET`` alone for reference
+  limit: a cache must decode what it returns), and raw ``MGET`` alone for reference.
+  The storage keeps decoded entries and reuses one only for the very bytes it came from,
+  so unchanged records are not decoded again; for information, the same batch with
+  ``read_cache=0``, decoding every record
 - StaleEngine.execute HIT through TieredStorage answered by L1 (memory)
+
+The bench and its server run on one CPU (set SWR_BENCH_PIN=0 to let them spread): on a
+shared VM a loopback round trip between two CPUs pays the wake-up of an idle one, which
+swings between about 35 and 90 us from one round to the next and drowns the few
+microseconds the cases differ by. On one CPU every case pays the same switch.
 """
 
 from __future__ import annotations
@@ -47,6 +55,13 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def pinned_cpu() -> int | None:
+    """The CPU the bench and its server share, or None when they may spread."""
+    if os.environ.get("SWR_BENCH_PIN", "1") == "0" or not hasattr(os, "sched_setaffinity"):
+        return None
+    return min(os.sched_getaffinity(0))
 
 
 @contextmanager
@@ -108,6 +123,8 @@ def sync_cases(
     engine = StaleEngine(store, ttl=TTL)
     closers.append(engine.close)
     closers.append(store.close)
+    decoding = RedisStorage.from_url(url, prefix="bench:", parser_class=parser, read_cache=0)
+    closers.append(decoding.close)
     engine.execute(KEY, lambda: VALUE)
     assert engine.execute(KEY, lambda: VALUE).status is Status.HIT
     client = store.client
@@ -154,6 +171,10 @@ def sync_cases(
         for _ in range(n):
             store.get_many(keys)
 
+    def get_many_decoding(n: int) -> None:
+        for _ in range(n):
+            decoding.get_many(keys)
+
     def raw_mget(n: int) -> None:
         mget = client.mget
         for _ in range(n):
@@ -174,6 +195,7 @@ def sync_cases(
         f"[{label}] raw GET + unpackb (same client)": raw,
         f"[{label}] dogpile.cache redis get_or_create hit": dogpile_hit,
         f"[{label}] RedisStorage.get_many({BATCH})": get_many,
+        f"[{label}] RedisStorage.get_many({BATCH}), read_cache=0": get_many_decoding,
         f"[{label}] raw MGET({BATCH}) + unpackb each": raw_mget,
         f"[{label}] raw MGET({BATCH}), values left undecoded": raw_mget_only,
         f"[{label}] StaleEngine.execute HIT (TieredStorage, L1 hit)": tiered_hit,
@@ -249,6 +271,10 @@ def main() -> int:
     n = int(os.environ.get("SWR_BENCH_N", "400"))
     rounds = int(os.environ.get("SWR_BENCH_ROUNDS", "41"))
     closers: list[Any] = []
+    cpu = pinned_cpu()
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})  # the server started below inherits it
+        print(f"bench and redis-server pinned to CPU {cpu} (SWR_BENCH_PIN=0 to spread)")
     loop = asyncio.new_event_loop()
     with redis_server() as url:
         cases: dict[str, Any] = {}
@@ -298,6 +324,13 @@ def main() -> int:
             ]
         ordered = {name: results[name] for name in cases}
         met = report("redis read path", ordered, targets)
+        for label in parsers():
+            p = f"[{label}] "
+            ratio = (
+                results[p + f"RedisStorage.get_many({BATCH}), read_cache=0"]
+                / results[p + f"raw MGET({BATCH}) + unpackb each"]
+            )
+            print(f"info  {p}get_many({BATCH}), read_cache=0 / raw MGET+unpackb: {ratio:.2f}x")
         for close in reversed(closers):
             outcome = close()
             if asyncio.iscoroutine(outcome):

@@ -22,10 +22,13 @@ raises :class:`~storage.errors.CorruptEntryError` and the storage deletes the re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import struct
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Generic, TypeVar
 
 import msgpack
 
@@ -33,7 +36,7 @@ from storage.base import Entry
 from storage.errors import CorruptEntryError
 from storage.serializers import MsgpackSerializer, Serializer, ZstdSerializer, _msgpack_ext_hook
 
-__all__ = ["FORMAT_VERSION", "RecordCodec", "digest_key"]
+__all__ = ["FORMAT_VERSION", "ReadCache", "RecordCodec", "digest_key"]
 
 FORMAT_VERSION = 1
 _MAGIC = b"SW"
@@ -41,6 +44,13 @@ _HEADER = struct.Struct("<2sBB4dH")
 _HEADER_SIZE = _HEADER.size
 _UNPACK_HEADER = _HEADER.unpack_from
 _PACK_HEADER = _HEADER.pack
+# The common record, read in one struct call: magic, version 1, no flags, four times,
+# no key check (length 0) and an uncompressed payload (zstd marker 0).
+_PLAIN = struct.Struct("<4s4d3s")
+_UNPACK_PLAIN = _PLAIN.unpack_from
+_PLAIN_HEAD = _MAGIC + bytes((FORMAT_VERSION, 0))
+_PLAIN_TAIL = bytes(3)
+_PLAIN_SIZE = _PLAIN.size  # the header and the marker byte
 _INF = math.inf
 _UNPACKB = msgpack.unpackb
 # Entries are built on every read. Entry is a plain slotted dataclass (no validation,
@@ -182,7 +192,7 @@ class RecordCodec:
         entries: list[Entry | None] = []
         corrupt: list[tuple[int, CorruptEntryError]] = []
         append = entries.append
-        unpack_header = _UNPACK_HEADER
+        unpack_plain = _UNPACK_PLAIN
         unpackb = _UNPACKB
         ext_hook = _msgpack_ext_hook
         fast = self._raw_msgpack
@@ -191,36 +201,35 @@ class RecordCodec:
             if data is None:
                 append(None)
                 continue
-            try:
-                magic, version, flags, stored, fresh, stale, expires, check_len = unpack_header(
-                    data
-                )
-                if (
-                    fast
-                    and magic == _MAGIC
-                    and version == FORMAT_VERSION
-                    and not flags
-                    and not check_len
-                    and stored <= fresh <= stale <= expires < _INF
-                    and stored > -_INF
-                    and data[_HEADER_SIZE] == 0
-                ):
-                    if expires <= now:
-                        append(None)
-                        continue
-                    value = unpackb(
-                        data[_HEADER_SIZE + 1 :], ext_hook=ext_hook, strict_map_key=False
-                    )
-                    entry = new_entry(Entry)
-                    entry.value = value
-                    entry.stored_at = stored
-                    entry.fresh_until = fresh
-                    entry.stale_until = stale
-                    entry.expires_at = expires
-                    append(entry)
-                    continue
-            except Exception:  # noqa: BLE001, S110 - decode() below gives the verdict
-                pass
+            if fast:
+                try:
+                    head, stored, fresh, stale, expires, tail = unpack_plain(data)
+                except struct.error:
+                    pass  # too short: decode() below gives the verdict
+                else:
+                    if (
+                        head == _PLAIN_HEAD
+                        and tail == _PLAIN_TAIL
+                        and -_INF < stored <= fresh <= stale <= expires < _INF
+                    ):
+                        if expires <= now:
+                            append(None)
+                            continue
+                        try:
+                            value = unpackb(
+                                data[_PLAIN_SIZE:], ext_hook=ext_hook, strict_map_key=False
+                            )
+                        except Exception:  # noqa: BLE001, S110 - decode() below gives the verdict
+                            pass
+                        else:
+                            entry = new_entry(Entry)
+                            entry.value = value
+                            entry.stored_at = stored
+                            entry.fresh_until = fresh
+                            entry.stale_until = stale
+                            entry.expires_at = expires
+                            append(entry)
+                            continue
             try:
                 decoded = self.decode(data)
             except CorruptEntryError as exc:
@@ -229,6 +238,49 @@ class RecordCodec:
                 continue
             append(decoded if decoded.expires_at > now else None)
         return entries, corrupt
+
+
+T = TypeVar("T")
+
+
+class ReadCache(Generic[T]):
+    """Decoded records of a byte storage, kept per key and checked against the bytes read.
+
+    A storage reads the record of a key, and hands out the entry cached for that key
+    only if it was decoded from the very same bytes; so a value changed by any process
+    or host is never served from here, and a hot key is decoded once. Holds at most
+    ``limit`` keys (the oldest insertion goes first) of records up to
+    ``RECORD_MAX`` bytes. Thread-safe: lookups are plain dict reads.
+
+    Args:
+        limit: Most keys kept; 0 keeps none.
+    """
+
+    __slots__ = ("get", "items", "limit", "lock", "pop")
+
+    RECORD_MAX = 64 * 1024  # larger records are decoded on every read
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.items: dict[str, T] = {}
+        self.get = self.items.get
+        self.pop = self.items.pop
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def remember(self, pairs: Iterable[tuple[str, T]]) -> None:
+        """Keep ``(key, item)`` pairs, dropping the oldest keys beyond ``limit``."""
+        items, limit = self.items, self.limit
+        with self.lock:
+            items.update(pairs)
+            # Oldest insertion first: cheap, and a hot key comes back on its next read.
+            # Writers pop keys without the lock, so iterating may fail: then the next
+            # call trims.
+            with contextlib.suppress(RuntimeError, StopIteration):
+                while len(items) > limit:
+                    items.pop(next(iter(items)), None)
 
 
 def _parse_header(data: bytes) -> tuple[float, float, float, float, int]:

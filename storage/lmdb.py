@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 import lmdb
 import structlog
 
-from storage._record import RecordCodec, digest_key
+from storage._record import ReadCache, RecordCodec, digest_key
 from storage.base import Entry, StorageMixin
 from storage.errors import (
     CorruptEntryError,
@@ -108,7 +108,6 @@ _WRITEMAP: Final = hasattr(os, "posix_fallocate")
 _LOW_WATER: Final = 0.9  # eviction frees down to this share of max_bytes: batches, not one-by-one
 _BATCH: Final = 256  # most removals per sweep transaction
 _ATTEMPTS: Final = 12  # retries of one operation around map growth and resizes
-_CACHE_RECORD_MAX: Final = 64 * 1024  # larger records are decoded on every read
 _FORK_WAIT: Final = 1.0  # seconds a fork waits for in-flight transactions
 
 # lmdb errors saying the files are not a readable environment: the store is moved aside.
@@ -1095,10 +1094,8 @@ class LMDBStorage(StorageMixin):
         self._encode = self._codec.encode
         self._clock = clock
         self._key_limit = handle.backend.key_limit
-        self._cache_max = read_cache
-        self._cache: dict[str, tuple[bytes, bytes, bytes, Entry]] = {}
+        self._cache: ReadCache[tuple[bytes, bytes, bytes, Entry]] = ReadCache(read_cache)
         self._cache_get = self._cache.get
-        self._cache_lock = threading.Lock()
 
     # -- public attributes ------------------------------------------------------------
 
@@ -1209,8 +1206,8 @@ class LMDBStorage(StorageMixin):
             except CorruptEntryError as exc:
                 self._corrupt(key, kb, data, exc)
                 return None
-            if self._cache_max and len(data) <= _CACHE_RECORD_MAX:
-                self._remember(key, (kb, check, data, entry))
+            if self._cache.limit and len(data) <= ReadCache.RECORD_MAX:
+                self._cache.remember(((key, (kb, check, data, entry)),))
         clock = self._clock
         if entry.expires_at <= (clock() if clock is not None else _time.time()):
             return None
@@ -1223,16 +1220,6 @@ class LMDBStorage(StorageMixin):
         return factory(
             entry.value, entry.stored_at, entry.fresh_until, entry.stale_until, entry.expires_at
         )
-
-    def _remember(self, key: str, item: tuple[bytes, bytes, bytes, Entry]) -> None:
-        cache = self._cache
-        with self._cache_lock:
-            cache[key] = item
-            if len(cache) > self._cache_max:
-                # Oldest insertion first: cheap, and a hot key comes back on its next
-                # read. Writers pop keys without this lock: iterating may then fail.
-                with contextlib.suppress(RuntimeError, StopIteration):
-                    cache.pop(next(iter(cache)), None)
 
     def _get_slow(self, key: str, kb: bytes, check: bytes) -> Entry | None:
         (data,) = self._read([kb])
@@ -1416,7 +1403,7 @@ class LMDBStorage(StorageMixin):
         if expired_only:
             return self.sweep()
         backend = self._backend()
-        self._cache.clear()
+        self._cache.items.clear()
         with _translated(self.path):
             return backend.write(backend.purge)
 
@@ -1469,7 +1456,7 @@ class LMDBStorage(StorageMixin):
                 f"serializer must have dumps() and loads(), got {type(serializer).__name__}"
             )
         view = object.__new__(LMDBStorage)
-        view._setup(self._h, serializer, self._clock, self._cache_max, self._entry_factory)
+        view._setup(self._h, serializer, self._clock, self._cache.limit, self._entry_factory)
         return view
 
     def with_entry_factory(self, factory: EntryFactory) -> LMDBStorage:
@@ -1485,10 +1472,10 @@ class LMDBStorage(StorageMixin):
         """
         if not callable(factory):
             raise TypeError(f"factory must be callable, got {type(factory).__name__}")
-        if not self._cache_max:
+        if not self._cache.limit:
             return self
         view = object.__new__(LMDBStorage)
-        view._setup(self._h, self.serializer, self._clock, self._cache_max, factory)
+        view._setup(self._h, self.serializer, self._clock, self._cache.limit, factory)
         return view
 
     def as_async(self) -> AsyncAdapter:
@@ -1508,7 +1495,7 @@ class LMDBStorage(StorageMixin):
         The environment closes with the last storage of this process using it; later
         calls raise :class:`~storage.errors.StorageUnavailableError`.
         """
-        self._cache.clear()
+        self._cache.items.clear()
         self._h.close()
 
     def __repr__(self) -> str:

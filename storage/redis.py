@@ -38,10 +38,10 @@ import time as _time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from storage._log import logger
-from storage._record import RecordCodec
+from storage._record import ReadCache, RecordCodec
 from storage.base import AsyncStorageMixin, Entry, StorageMixin
 from storage.errors import CorruptEntryError, StorageError, StorageUnavailableError
 from storage.serializers import Serializer, default_serializer
@@ -201,10 +201,15 @@ class _RedisBase:
         owns_client: bool,
         backoff_initial: float,
         backoff_max: float,
+        read_cache: int,
         twin_options: dict[str, Any] | None,
     ) -> None:
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        if isinstance(read_cache, bool) or not isinstance(read_cache, int):
+            raise TypeError(f"read_cache must be an int, got {type(read_cache).__name__}")
+        if read_cache < 0:
+            raise ValueError(f"read_cache must be >= 0, got {read_cache}")
         if clock is not None and not callable(clock):
             raise TypeError("clock must be a zero-argument callable returning epoch seconds")
         initial = _check_seconds("backoff_initial", backoff_initial)
@@ -223,6 +228,7 @@ class _RedisBase:
         self._command = client.execute_command
         self.prefix = prefix
         self._codec = RecordCodec(serializer if serializer is not None else default_serializer())
+        self._cache: ReadCache[tuple[bytes, Entry]] = ReadCache(read_cache)
         self._clock = clock
         self._cluster = cluster
         self._owns_client = owns_client
@@ -261,17 +267,65 @@ class _RedisBase:
         px = self._px(entry.expires_at)
         return (self._codec.encode(entry) if px > 0 else b""), px
 
-    def _entry(self, data: bytes) -> Entry | None:
-        """Decode a record; ``None`` when it is past ``expires_at`` by the storage clock.
+    def _entry(self, skey: str, data: bytes) -> Entry | None:
+        """The entry of the record ``data`` read under ``skey``; ``None`` once dead.
+
+        Decoded once per distinct record: the read cache hands out the entry decoded
+        from these very bytes.
 
         Raises:
             CorruptEntryError: the record does not decode.
         """
-        entry = self._codec.decode(data)
+        cache = self._cache
+        cached = cache.get(skey)
+        if cached is not None and cached[0] == data:
+            entry = cached[1]
+        else:
+            entry = self._codec.decode(data)
+            if cache.limit and len(data) <= ReadCache.RECORD_MAX:
+                cache.remember(((skey, (data, entry)),))
         clock = self._clock
         if entry.expires_at <= (clock() if clock is not None else _time.time()):
             return None
         return entry
+
+    def _entries(
+        self, skeys: Sequence[str], records: Sequence[bytes | None]
+    ) -> tuple[list[Entry | None], list[tuple[int, CorruptEntryError]]]:
+        """The entries of an ``MGET`` reply (``None`` for absent or dead ones) and the
+        ``(index, error)`` of each corrupt record. Only records not in the read cache
+        are decoded, in one batch.
+        """  # noqa: D205 - the summary names both results
+        now = self._now()
+        cache = self._cache
+        if not cache.limit:
+            return self._codec.decode_many(records, now)
+        get = cache.get
+        entries: list[Entry | None] = []
+        append = entries.append
+        missed: list[int] = []
+        for index, data in enumerate(records):
+            if data is not None:
+                cached = get(skeys[index])
+                if cached is not None and cached[0] == data:
+                    entry = cached[1]
+                    append(entry if entry.expires_at > now else None)
+                    continue
+                missed.append(index)
+            append(None)
+        if not missed:
+            return entries, []
+        datas = cast("list[bytes]", [records[index] for index in missed])
+        decoded, corrupt = self._codec.decode_many(datas, now)
+        fresh: list[tuple[str, tuple[bytes, Entry]]] = []
+        for index, data, live in zip(missed, datas, decoded, strict=True):
+            if live is not None:
+                entries[index] = live
+                if len(data) <= ReadCache.RECORD_MAX:
+                    fresh.append((skeys[index], (data, live)))
+        if fresh:
+            cache.remember(fresh)
+        return entries, [(missed[at], error) for at, error in corrupt]
 
     def _lease_request(self, key: str, ttl: float) -> tuple[str, str, int]:
         """``(lease key, new token, PX)`` for a lease on ``key`` lasting ``ttl`` seconds."""
@@ -353,6 +407,7 @@ class _RedisBase:
         view = object.__new__(type(self))
         view.__dict__.update(self.__dict__)
         view._codec = RecordCodec(serializer)
+        view._cache = ReadCache(self._cache.limit)  # entries decoded by another serializer
         return view
 
     def __repr__(self) -> str:
@@ -416,6 +471,11 @@ class RedisStorage(_RedisBase, StorageMixin):
         backoff_initial: Seconds after a failure before the first background ``PING``.
         backoff_max: Largest wait between probes; the wait doubles up to it.
         owns_client: Whether :meth:`close` closes ``client``.
+        read_cache: Most decoded entries kept (records up to 64 KiB); 0 decodes every
+            read. A read still fetches the record and hands out the kept entry only if
+            it was decoded from the very same bytes, so a value written by any host is
+            seen at once; readers then share the value object (treat it as read-only,
+            as with :class:`~storage.MemoryStorage`).
 
     Raises:
         ImportError: redis-py is not installed (``pip install "swr[redis]"``).
@@ -435,6 +495,7 @@ class RedisStorage(_RedisBase, StorageMixin):
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
         owns_client: bool = False,
+        read_cache: int = 1024,
         _twin_options: dict[str, Any] | None = None,
     ) -> None:
         redis = _import_redis()
@@ -453,6 +514,7 @@ class RedisStorage(_RedisBase, StorageMixin):
             owns_client=owns_client,
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
+            read_cache=read_cache,
             twin_options=_twin_options,
         )
 
@@ -469,6 +531,7 @@ class RedisStorage(_RedisBase, StorageMixin):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
+        read_cache: int = 1024,
         **redis_options: Any,
     ) -> RedisStorage:
         """Connect to ``url`` with short timeouts; the storage owns (and closes) the client.
@@ -488,6 +551,7 @@ class RedisStorage(_RedisBase, StorageMixin):
             connect_timeout: Seconds a new connection may take.
             backoff_initial: See :class:`RedisStorage`.
             backoff_max: See :class:`RedisStorage`.
+            read_cache: See :class:`RedisStorage`.
             **redis_options: More keyword arguments for redis-py's ``from_url``.
 
         Raises:
@@ -524,6 +588,7 @@ class RedisStorage(_RedisBase, StorageMixin):
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
             owns_client=True,
+            read_cache=read_cache,
             _twin_options=twin,
         )
 
@@ -547,7 +612,7 @@ class RedisStorage(_RedisBase, StorageMixin):
         if data is None:
             return None
         try:
-            return self._entry(data)
+            return self._entry(skey, data)
         except CorruptEntryError as exc:
             self._drop_corrupt(skey, exc)
             return None
@@ -578,7 +643,7 @@ class RedisStorage(_RedisBase, StorageMixin):
                 values = self._command("MGET", *skeys)
         except self._driver_errors as exc:
             raise self._failure(exc) from exc
-        entries, corrupt = self._codec.decode_many(values, self._now())
+        entries, corrupt = self._entries(skeys, values)
         for index, error in corrupt:
             self._drop_corrupt(skeys[index], error)
         return entries
@@ -734,6 +799,7 @@ class RedisStorage(_RedisBase, StorageMixin):
             "clock": self._clock,
             "backoff_initial": self._health.initial,
             "backoff_max": self._health.maximum,
+            "read_cache": self._cache.limit,
         }
         if options is not None:
             return AsyncRedisStorage.from_url(
@@ -847,6 +913,7 @@ class AsyncRedisStorage(_RedisBase, AsyncStorageMixin):
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
         owns_client: bool = False,
+        read_cache: int = 1024,
         _twin_options: dict[str, Any] | None = None,
     ) -> None:
         redis = _import_redis()
@@ -865,6 +932,7 @@ class AsyncRedisStorage(_RedisBase, AsyncStorageMixin):
             owns_client=owns_client,
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
+            read_cache=read_cache,
             twin_options=_twin_options,
         )
         # redis.asyncio's cluster client races when its first commands run concurrently
@@ -886,6 +954,7 @@ class AsyncRedisStorage(_RedisBase, AsyncStorageMixin):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
+        read_cache: int = 1024,
         **redis_options: Any,
     ) -> AsyncRedisStorage:
         """Connect to ``url``; the twin of :meth:`RedisStorage.from_url`, same arguments."""
@@ -919,6 +988,7 @@ class AsyncRedisStorage(_RedisBase, AsyncStorageMixin):
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
             owns_client=True,
+            read_cache=read_cache,
             _twin_options=twin,
         )
 
@@ -948,7 +1018,7 @@ class AsyncRedisStorage(_RedisBase, AsyncStorageMixin):
         if data is None:
             return None
         try:
-            return self._entry(data)
+            return self._entry(skey, data)
         except CorruptEntryError as exc:
             await self._drop_corrupt(skey, exc)
             return None
@@ -977,7 +1047,7 @@ class AsyncRedisStorage(_RedisBase, AsyncStorageMixin):
                 values = await self._command("MGET", *skeys)
         except self._driver_errors as exc:
             raise self._failure(exc) from exc
-        entries, corrupt = self._codec.decode_many(values, self._now())
+        entries, corrupt = self._entries(skeys, values)
         for index, error in corrupt:
             await self._drop_corrupt(skeys[index], error)
         return entries

@@ -104,6 +104,67 @@ def test_entries_past_expiry_by_the_storage_clock_read_as_none_in_batches(store,
     assert [e.value if e else None for e in store.get_many(["short", "long"])] == [None, 2]
 
 
+# -- read cache ---------------------------------------------------------------------------
+
+
+def test_reads_share_one_decoded_entry_until_the_stored_bytes_change(store, clock):
+    store.set("k", entry({"n": 1}, clock()))
+    first = store.get("k")
+    assert store.get("k") is first
+    assert store.get_many(["k"])[0] is first
+    # Another writer (another host, say) replaces the record: seen at once.
+    other = RedisStorage(store.client, prefix=store.prefix, clock=clock)
+    other.set("k", entry({"n": 2}, clock()))
+    second = store.get("k")
+    assert second.value == {"n": 2}
+    assert store.get_many(["k"])[0] is second
+    clock.advance(60)  # dead: the kept entry is judged by the clock like any other
+    assert store.get("k") is None
+    assert store.get_many(["k"]) == [None]
+
+
+def test_batches_decode_only_records_not_kept_and_map_corrupt_ones_back(store, clock):
+    store.set_many({"a": entry("a", clock()), "c": entry("c", clock())})
+    kept = store.get("a")
+    store.client.set(store.prefix + "b", b"not a record")
+    with capture_logs() as logs:
+        got = store.get_many(["a", "b", "absent", "c"])
+    assert got[0] is kept
+    assert [e.value if e else None for e in got] == ["a", None, None, "c"]
+    assert [log["key"] for log in logs if log["event"] == "corrupt_entry"] == [store.prefix + "b"]
+    assert store.client.exists(store.prefix + "b") == 0
+    assert store.get_many(["c"])[0] is got[3]
+
+
+def test_read_cache_zero_decodes_every_read_and_the_cache_is_bounded(redis_server, clock):
+    prefix = f"rc{uuid.uuid4().hex[:6]}:"
+    with RedisStorage.from_url(redis_server.url, prefix=prefix, clock=clock, read_cache=0) as off:
+        off.set("k", entry([1], clock()))
+        assert off.get("k") is not off.get("k")
+        assert off.get_many(["k"])[0] is not off.get_many(["k"])[0]
+        assert len(off._cache) == 0
+    with RedisStorage.from_url(redis_server.url, prefix=prefix, clock=clock, read_cache=3) as few:
+        few.set_many({f"k{i}": entry(i, clock()) for i in range(10)})
+        assert [e.value for e in few.get_many([f"k{i}" for i in range(10)])] == list(range(10))
+        assert len(few._cache) == 3
+        few.get("k0")
+        assert len(few._cache) == 3
+
+
+async def test_the_async_storage_and_twins_keep_their_own_read_cache(store, clock):
+    store.set("k", entry("v", clock()))
+    twin = store.as_async()
+    try:
+        assert twin._cache.limit == store._cache.limit
+        first = await twin.get("k")
+        assert await twin.get("k") is first
+        assert (await twin.get_many(["k"]))[0] is first
+    finally:
+        await twin.aclose()
+    view = store.with_serializer(JSONSerializer())
+    assert view._cache is not store._cache  # entries decoded by another serializer
+
+
 class CountingConnection(redis.Connection):
     """A real connection that counts the request batches it sends (round trips)."""
 
@@ -241,6 +302,8 @@ def test_a_command_redis_refuses_is_a_storage_error_without_going_down(store, cl
         ({"socket_timeout": "1"}, TypeError),
         ({"prefix": 3}, TypeError),
         ({"backoff_initial": 2.0, "backoff_max": 1.0}, ValueError),
+        ({"read_cache": -1}, ValueError),
+        ({"read_cache": 1.5}, TypeError),
     ],
 )
 def test_bad_settings_fail_in_the_constructor(kwargs, error):
