@@ -39,7 +39,8 @@ under an ``flock`` of the data file that orders map size changes across processe
 (:func:`_remap`): the file is allocated on disk up to the end of the map before the map
 is used (a hole written on a full disk would be a SIGBUS, not an error), and no process
 ever maps less than the whole file (LMDB truncates the file to the size a process maps,
-which would cut off pages another process maps).
+which would cut off pages another process maps). On copy-on-write filesystems, where
+allocating up front reserves nothing, LMDB writes through the file instead.
 
 Around ``os.fork()`` the process waits for in-flight transactions to end, so the child
 can close the inherited environment safely and reopen its own on first use.
@@ -101,10 +102,9 @@ _DURABILITIES: Final = ("process", "system")
 _MIB: Final = 1 << 20
 _DEFAULT_MAP: Final = 16 * _MIB  # most a new store maps (and allocates) before it grows
 _DATA_FILE: Final = "data.mdb"
-# LMDB writes pages straight into a writable map: about 3x cheaper commits than
-# writing them through the file. Safe only where the file can be allocated up front
-# (see _allocate); elsewhere LMDB writes through the file.
-_WRITEMAP: Final = hasattr(os, "posix_fallocate")
+# statfs magic numbers of copy-on-write filesystems (btrfs, ZFS, bcachefs): every write
+# takes new blocks there, so allocating a file up front reserves nothing for later writes.
+_COPY_ON_WRITE: Final = frozenset((0x9123683E, 0x2FC12FC1, 0xCA451A4E))
 _LOW_WATER: Final = 0.9  # eviction frees down to this share of max_bytes: batches, not one-by-one
 _BATCH: Final = 256  # most removals per sweep transaction
 _ATTEMPTS: Final = 12  # retries of one operation around map growth and resizes
@@ -671,7 +671,7 @@ def _open_locked(path: str, fd: int, options: _Options, *, create: bool) -> lmdb
         # with sync, so it follows it.
         sync=system,
         metasync=system,
-        writemap=_WRITEMAP,
+        writemap=_writemap_is_safe(path),
         lock=True,
         create=create,
         # One reset read transaction kept per process: a read then skips the
@@ -682,7 +682,7 @@ def _open_locked(path: str, fd: int, options: _Options, *, create: bool) -> lmdb
     )
     try:
         if not existing:
-            _allocate(fd, path, env.info()["map_size"])  # before the first write
+            _allocate(env, fd, path, env.info()["map_size"])  # before the first write
         _initialize(env, path, create=create)
         if existing:
             _remap(env, fd, path, options.map_size)
@@ -755,7 +755,7 @@ def _remap(env: lmdb.Environment, fd: int, path: str, want: int) -> int:
     env.set_mapsize(max(want, before))
     size: int = env.info()["map_size"]
     try:
-        _allocate(fd, path, size)
+        _allocate(env, fd, path, size)
     except StorageFullError:
         if size > before:
             env.set_mapsize(before)  # truncates the file back: no unallocated tail
@@ -763,8 +763,36 @@ def _remap(env: lmdb.Environment, fd: int, path: str, want: int) -> int:
     return size
 
 
-def _allocate(fd: int, path: str, size: int) -> None:
-    """Give the first ``size`` bytes of the data file their disk blocks.
+def _writemap_is_safe(path: str) -> bool:
+    """Whether LMDB may write pages straight into the map of the store at ``path``.
+
+    A commit is then about three times cheaper than writing the pages through the
+    file, but a write into the map that finds no room on the disk is a SIGBUS, not an
+    error. That cannot happen once the file is allocated up to the map's end
+    (:func:`_allocate`), which needs ``posix_fallocate`` and a filesystem that
+    overwrites blocks in place. Every process on a directory decides alike.
+    """
+    return hasattr(os, "posix_fallocate") and _filesystem_type(path) not in _COPY_ON_WRITE
+
+
+def _filesystem_type(path: str) -> int | None:
+    """The ``statfs`` magic number of the filesystem holding ``path``; None if unknown."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes  # noqa: PLC0415 - only when a store is opened
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        buffer = ctypes.create_string_buffer(256)  # struct statfs; f_type comes first
+        if libc.statfs(os.fsencode(path), buffer) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return ctypes.c_ulong.from_buffer(buffer).value & 0xFFFFFFFF
+
+
+def _allocate(env: lmdb.Environment, fd: int, path: str, size: int) -> None:
+    """Give the first ``size`` bytes of the data file their disk blocks (with writemap).
 
     LMDB writes into a writable map directly: a page in a hole of a sparse file, on a
     full disk, would kill the process with SIGBUS instead of failing the write. With
@@ -773,7 +801,7 @@ def _allocate(fd: int, path: str, size: int) -> None:
     Raises:
         StorageFullError: no room on the disk (or over quota).
     """
-    if not _WRITEMAP:
+    if not env.flags()["writemap"]:
         return
     try:
         os.posix_fallocate(fd, 0, size)
