@@ -450,6 +450,46 @@ def _client_options(
     return kwargs
 
 
+def _connect(
+    url: str,
+    *,
+    asyncio_client: bool,
+    cluster: bool,
+    socket_timeout: float,
+    connect_timeout: float,
+    options: Mapping[str, Any],
+) -> tuple[Any, dict[str, Any]]:
+    """A client for ``url`` with short timeouts, and the settings its twin is built from.
+
+    Raises:
+        ImportError: redis-py is not installed.
+        ValueError, TypeError: a timeout is not a positive number of seconds.
+    """
+    redis = _import_redis()
+    socket_t = _check_seconds("socket_timeout", socket_timeout)
+    connect_t = _check_seconds("connect_timeout", connect_timeout)
+    assert socket_t is not None  # noqa: S101 - checked
+    assert connect_t is not None  # noqa: S101 - checked
+    kwargs = _client_options(
+        redis,
+        asyncio_client=asyncio_client,
+        cluster=cluster,
+        socket_timeout=socket_t,
+        connect_timeout=connect_t,
+        options=options,
+    )
+    clients = redis.asyncio if asyncio_client else redis
+    factory = clients.cluster.RedisCluster if cluster else clients.Redis
+    twin = {
+        "url": url,
+        "cluster": cluster,
+        "socket_timeout": socket_t,
+        "connect_timeout": connect_t,
+        "redis_options": dict(options),
+    }
+    return factory.from_url(url, **kwargs), twin
+
+
 class RedisStorage(_RedisBase, StorageMixin):
     """Entries in Redis or Redis Cluster, shared by every process and host using it.
 
@@ -558,28 +598,14 @@ class RedisStorage(_RedisBase, StorageMixin):
             ImportError: redis-py is not installed.
             ValueError: a timeout is not a positive number of seconds.
         """
-        redis = _import_redis()
-        socket_t = _check_seconds("socket_timeout", socket_timeout)
-        connect_t = _check_seconds("connect_timeout", connect_timeout)
-        assert socket_t is not None  # noqa: S101 - checked
-        assert connect_t is not None  # noqa: S101 - checked
-        kwargs = _client_options(
-            redis,
+        client, twin = _connect(
+            url,
             asyncio_client=False,
             cluster=cluster,
-            socket_timeout=socket_t,
-            connect_timeout=connect_t,
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
             options=redis_options,
         )
-        factory = redis.cluster.RedisCluster if cluster else redis.Redis
-        client = factory.from_url(url, **kwargs)
-        twin = {
-            "url": url,
-            "cluster": cluster,
-            "socket_timeout": socket_t,
-            "connect_timeout": connect_t,
-            "redis_options": dict(redis_options),
-        }
         return cls(
             client,
             prefix=prefix,
@@ -958,28 +984,14 @@ class AsyncRedisStorage(_RedisBase, AsyncStorageMixin):
         **redis_options: Any,
     ) -> AsyncRedisStorage:
         """Connect to ``url``; the twin of :meth:`RedisStorage.from_url`, same arguments."""
-        redis = _import_redis()
-        socket_t = _check_seconds("socket_timeout", socket_timeout)
-        connect_t = _check_seconds("connect_timeout", connect_timeout)
-        assert socket_t is not None  # noqa: S101 - checked
-        assert connect_t is not None  # noqa: S101 - checked
-        kwargs = _client_options(
-            redis,
+        client, twin = _connect(
+            url,
             asyncio_client=True,
             cluster=cluster,
-            socket_timeout=socket_t,
-            connect_timeout=connect_t,
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
             options=redis_options,
         )
-        factory = redis.asyncio.cluster.RedisCluster if cluster else redis.asyncio.Redis
-        client = factory.from_url(url, **kwargs)
-        twin = {
-            "url": url,
-            "cluster": cluster,
-            "socket_timeout": socket_t,
-            "connect_timeout": connect_t,
-            "redis_options": dict(redis_options),
-        }
         return cls(
             client,
             prefix=prefix,
