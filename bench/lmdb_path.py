@@ -31,8 +31,8 @@ import lmdb
 import msgpack
 from _harness import Target, measure, report
 
-from storage import LMDBStorage
 from swr import CacheTTL, StaleEngine, Status
+from swr.storage import LMDBStorage
 
 KEYS = [f"user:{i}" for i in range(1000)]
 VALUE = {"id": 42, "name": "Ada", "roles": ["admin", "dev"], "active": True}

@@ -27,8 +27,8 @@ from collections.abc import Callable
 import cachetools
 from _harness import Case, Target, measure, report
 
-from storage import MemoryPool, PoolCache
 from swr import CacheTTL, StaleEngine
+from swr.storage import MemoryPool, PoolCache
 
 KEY = 42
 VALUE = {"id": 42, "name": "Ada"}

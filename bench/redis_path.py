@@ -41,8 +41,8 @@ from typing import Any
 import msgpack
 from _harness import Target, measure, report
 
-from storage import AsyncRedisStorage, Entry, MemoryStorage, RedisStorage, TieredStorage
 from swr import AsyncStaleEngine, CacheTTL, StaleEngine, Status
+from swr.storage import AsyncRedisStorage, Entry, MemoryStorage, RedisStorage, TieredStorage
 
 KEY = "user:42"
 VALUE = {"id": 42, "name": "Ada", "roles": ["admin", "dev"], "active": True}

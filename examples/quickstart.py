@@ -14,8 +14,8 @@ from __future__ import annotations
 import tempfile
 import time
 
-from storage import LMDBStorage
 from swr import CacheTTL, StaleEngine, Status
+from swr.storage import LMDBStorage
 from swr.testing import FakeClock
 
 

@@ -10,8 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from storage.errors import StorageError
-from storage.lmdb import StoreSummary, inspect_store, purge_store
+from swr.storage.errors import StorageError
+from swr.storage.lmdb import StoreSummary, inspect_store, purge_store
 
 __all__ = ["main"]
 

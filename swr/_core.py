@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage import Entry
 from swr.errors import ConfigError
 from swr.policy import CacheTTL, Result, Status, TTLSpec
+from swr.storage import Entry
 
 __all__ = [
     "Backoff",

@@ -28,9 +28,6 @@ import time as _time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from storage import AsyncAdapter, AsyncLeases, Entry, Leases, MemoryStorage
-from storage.adapters import as_async, has_async_leases
-from storage.base import AsyncCloseable, Closeable
 from swr import _core
 from swr._cached import AsyncCachedFunction, CachedFunction
 from swr._log import logger
@@ -39,13 +36,16 @@ from swr.errors import CircuitOpenError, ConfigError, FetchAbortedError, FetchTi
 from swr.policy import CacheTTL, Result, Status, TTLSpec
 from swr.refresh import Submit, TaskRefresher, ThreadRefresher
 from swr.stats import Counter, EngineStats
+from swr.storage import AsyncAdapter, AsyncLeases, Entry, Leases, MemoryStorage
+from swr.storage.adapters import as_async, has_async_leases
+from swr.storage.base import AsyncCloseable, Closeable
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec
 
-    from storage import AsyncStorage, Storage
-    from storage.serializers import Serializer
     from swr.metrics import MetricsHook
+    from swr.storage import AsyncStorage, Storage
+    from swr.storage.serializers import Serializer
 
     P = ParamSpec("P")
 

@@ -17,7 +17,7 @@ instead; storage errors never reach callers of ``execute``.
 
 from __future__ import annotations
 
-from storage.errors import SerializationError
+from swr.storage.errors import SerializationError
 
 __all__ = [
     "CircuitOpenError",

@@ -3,7 +3,7 @@
 Re-exported here so applications can import everything from ``swr``.
 """
 
-from storage.serializers import (
+from swr.storage.serializers import (
     JSONSerializer,
     MsgpackSerializer,
     PickleSerializer,

@@ -9,8 +9,8 @@ import time
 import lmdb
 import pytest
 
-from storage import Entry, LMDBStorage
 from swr.__main__ import main
+from swr.storage import Entry, LMDBStorage
 
 
 @pytest.fixture

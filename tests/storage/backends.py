@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from storage import (
+from swr.storage import (
     AsyncFallbackStorage,
     AsyncRedisStorage,
     AsyncTieredStorage,

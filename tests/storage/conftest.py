@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from storage.adapters import as_async
+from swr.storage.adapters import as_async
 from swr.testing import FakeClock
 from tests.storage.backends import (
     ASYNC_BACKENDS,

@@ -12,8 +12,8 @@ from typing import Any
 
 import lmdb
 
-from storage import Entry, LMDBStorage
 from swr import CacheTTL, StaleEngine
+from swr.storage import Entry, LMDBStorage
 
 TTL = CacheTTL(fresh=60, stale=600, expired=3600)
 

@@ -10,7 +10,7 @@ from uuid import UUID
 
 import pytest
 
-from storage import Entry, StorageError
+from swr.storage import Entry, StorageError
 from swr.testing import FakeClock
 
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from storage import (
+from swr.storage import (
     AsyncAdapter,
     AsyncFallbackStorage,
     AsyncRedisStorage,
@@ -17,8 +17,8 @@ from storage import (
     RedisStorage,
     StorageUnavailableError,
 )
-from storage.fallback import _Action, reconcile
-from storage.serializers import JSONSerializer
+from swr.storage.fallback import _Action, reconcile
+from swr.storage.serializers import JSONSerializer
 from tests.helpers import wait_until
 
 

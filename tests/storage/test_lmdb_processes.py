@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from storage import Entry, LMDBStorage
-from storage.lmdb import inspect_store
+from swr.storage import Entry, LMDBStorage
+from swr.storage.lmdb import inspect_store
 from swr.testing import FakeClock
 from tests.storage import lmdb_workers
 

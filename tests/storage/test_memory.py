@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from storage import Entry, MemoryStorage
+from swr.storage import Entry, MemoryStorage
 
 
 def entry(value: object, expires_at: float = 1e12) -> Entry:

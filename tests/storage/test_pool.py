@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import pytest
 
-from storage import (
+from swr.storage import (
     CacheLimitsError,
     CacheNameError,
     CacheStats,

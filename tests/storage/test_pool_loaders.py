@@ -9,15 +9,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-import storage.pool
-from storage import MemoryPool, PoolCache, PoolConfigError, StorageUnavailableError
+import swr.storage.pool
+from swr.storage import MemoryPool, PoolCache, PoolConfigError, StorageUnavailableError
 from tests.helpers import CountingEvent, count_flight_waiters, wait_until
 
 
 @pytest.fixture
 def flights(monkeypatch: pytest.MonkeyPatch) -> list[CountingEvent]:
     """Make every get_or_load flight use a CountingEvent; return them as created."""
-    return count_flight_waiters(monkeypatch, storage.pool)
+    return count_flight_waiters(monkeypatch, swr.storage.pool)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from storage import MemoryPool, PoolCapacityError
+from swr.storage import MemoryPool, PoolCapacityError
 from swr.testing import FakeClock
 
 KEYS = st.integers(min_value=0, max_value=5)

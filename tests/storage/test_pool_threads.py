@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from storage import MemoryPool
+from swr.storage import MemoryPool
 
 CAPACITY = 300
 # name -> (min, max, priority); "scratch" also deletes, so it has no min to keep.

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage import CorruptEntryError, Entry
-from storage._record import FORMAT_VERSION, RecordCodec, digest_key
 from swr.serializers import JSONSerializer, default_serializer
+from swr.storage import CorruptEntryError, Entry
+from swr.storage._record import FORMAT_VERSION, RecordCodec, digest_key
 
 E = Entry(value={"a": 1}, stored_at=100.0, fresh_until=110.0, stale_until=130.0, expires_at=160.0)
 

@@ -16,15 +16,15 @@ import redis
 from redis.cluster import key_slot
 from structlog.testing import capture_logs
 
-from storage import (
+from swr.storage import (
     AsyncRedisStorage,
     Entry,
     RedisStorage,
     StorageError,
     StorageUnavailableError,
 )
-from storage.redis import lease_key
-from storage.serializers import JSONSerializer, _msgpack_ext_hook
+from swr.storage.redis import lease_key
+from swr.storage.serializers import JSONSerializer, _msgpack_ext_hook
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.redis
@@ -331,8 +331,8 @@ class BlockRedis:
         return None
 
 sys.meta_path.insert(0, BlockRedis())
-import storage
-from storage import MemoryStorage, RedisStorage
+import swr.storage
+from swr.storage import MemoryStorage, RedisStorage
 MemoryStorage().close()
 try:
     RedisStorage.from_url("redis://127.0.0.1:1/0")

@@ -15,7 +15,6 @@ import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage import CorruptEntryError, SerializationError
 from swr.serializers import (
     JSONSerializer,
     MsgpackSerializer,
@@ -24,6 +23,7 @@ from swr.serializers import (
     ZstdSerializer,
     default_serializer,
 )
+from swr.storage import CorruptEntryError, SerializationError
 
 msgpack_values = st.recursive(
     st.none()

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from storage import (
+from swr.storage import (
     AsyncAdapter,
     AsyncRedisStorage,
     AsyncTieredStorage,
@@ -17,7 +17,7 @@ from storage import (
     StorageUnavailableError,
     TieredStorage,
 )
-from storage.serializers import JSONSerializer
+from swr.storage.serializers import JSONSerializer
 
 
 def entry(value: object, now: float, lifetime: float = 60) -> Entry:

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from storage import Entry
 from swr import CacheTTL, ConfigError, Status
 from swr._core import Backoff, check_key, classify, make_entry, resolve_ttl
+from swr.storage import Entry
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 import pytest
 from structlog.testing import capture_logs
 
-from storage import Entry, MemoryStorage, StorageMixin, StorageUnavailableError
 from swr import CacheTTL, ConfigError, StaleEngine, Status
 from swr.serializers import JSONSerializer
+from swr.storage import Entry, MemoryStorage, StorageMixin, StorageUnavailableError
 from swr.testing import RecordingMetrics
 from tests.swr.upstream import Upstream
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from storage import MemoryStorage
 from swr import CacheTTL, StaleEngine, Status
+from swr.storage import MemoryStorage
 from tests.helpers import wait_until
 from tests.swr.upstream import Upstream
 

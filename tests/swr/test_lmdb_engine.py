@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from storage import LMDBStorage
-from storage.serializers import JSONSerializer
 from swr import StaleEngine, Status
+from swr.storage import LMDBStorage
+from swr.storage.serializers import JSONSerializer
 from swr.testing import FakeClock
 from tests.helpers import wait_until
 from tests.storage import lmdb_workers

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from storage import MemoryPool
-from storage.serializers import default_serializer
 from swr import CacheTTL, ConfigError, StaleEngine, Status
+from swr.storage import MemoryPool
+from swr.storage.serializers import default_serializer
 from tests.swr.upstream import Upstream
 
 # fresh [0, 10), stale [10, 30), expired [30, 60), dead from 60.

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from storage import (
+from swr import AsyncStaleEngine, CacheTTL, StaleEngine, Status
+from swr.storage import (
     AsyncFallbackStorage,
     AsyncRedisStorage,
     Entry,
@@ -20,7 +21,6 @@ from storage import (
     RedisStorage,
     TieredStorage,
 )
-from swr import AsyncStaleEngine, CacheTTL, StaleEngine, Status
 from tests.helpers import wait_until
 from tests.swr.upstream import Upstream
 

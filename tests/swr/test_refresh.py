@@ -9,9 +9,9 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from storage import MemoryStorage, StorageUnavailableError
 from swr import AsyncStaleEngine, CacheTTL, StaleEngine, Status
 from swr.refresh import Submit, ThreadRefresher
+from swr.storage import MemoryStorage, StorageUnavailableError
 from tests.helpers import wait_until
 from tests.swr.upstream import Upstream
 

@@ -8,8 +8,8 @@ import pytest
 from freezegun import freeze_time
 from structlog.testing import capture_logs
 
-from storage import MemoryStorage
 from swr import CacheTTL, FetchTimeoutError, StaleEngine, Status
+from swr.storage import MemoryStorage
 from tests.swr.upstream import Upstream, UpstreamError
 
 # fresh [0, 10), stale [10, 30), expired [30, 60), dead from 60.

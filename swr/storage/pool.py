@@ -65,10 +65,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
 
-from storage._leases import LocalLeases
-from storage.adapters import AsyncAdapter
-from storage.base import Closeable, Entry
-from storage.errors import (
+from swr.storage._leases import LocalLeases
+from swr.storage.adapters import AsyncAdapter
+from swr.storage.base import Closeable, Entry
+from swr.storage.errors import (
     CacheLimitsError,
     CacheNameError,
     PoolCapacityError,

@@ -20,12 +20,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from storage._leases import LocalLeases
-from storage.base import Entry, StorageMixin
-from storage.errors import StorageUnavailableError
+from swr.storage._leases import LocalLeases
+from swr.storage.base import Entry, StorageMixin
+from swr.storage.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
-    from storage.adapters import AsyncAdapter
+    from swr.storage.adapters import AsyncAdapter
 
 __all__ = ["MemoryStorage"]
 
@@ -173,7 +173,7 @@ class MemoryStorage(StorageMixin):
 
     def as_async(self) -> AsyncAdapter:
         """Return an asyncio view calling this storage inline (it never blocks)."""
-        from storage.adapters import AsyncAdapter  # noqa: PLC0415 - avoids an import cycle
+        from swr.storage.adapters import AsyncAdapter  # noqa: PLC0415 - avoids an import cycle
 
         return AsyncAdapter(self, inline=True)
 

@@ -32,9 +32,9 @@ from typing import Generic, TypeVar
 
 import msgpack
 
-from storage.base import Entry
-from storage.errors import CorruptEntryError
-from storage.serializers import MsgpackSerializer, Serializer, ZstdSerializer, _msgpack_ext_hook
+from swr.storage.base import Entry
+from swr.storage.errors import CorruptEntryError
+from swr.storage.serializers import MsgpackSerializer, Serializer, ZstdSerializer, _msgpack_ext_hook
 
 __all__ = ["FORMAT_VERSION", "ReadCache", "RecordCodec", "digest_key"]
 

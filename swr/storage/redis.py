@@ -40,11 +40,11 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
-from storage._log import logger
-from storage._record import ReadCache, RecordCodec
-from storage.base import AsyncStorageMixin, Entry, StorageMixin
-from storage.errors import CorruptEntryError, StorageError, StorageUnavailableError
-from storage.serializers import Serializer, default_serializer
+from swr.storage._log import logger
+from swr.storage._record import ReadCache, RecordCodec
+from swr.storage.base import AsyncStorageMixin, Entry, StorageMixin
+from swr.storage.errors import CorruptEntryError, StorageError, StorageUnavailableError
+from swr.storage.serializers import Serializer, default_serializer
 
 if TYPE_CHECKING:
     from typing_extensions import Self

@@ -65,18 +65,18 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 import lmdb
 import structlog
 
-from storage._record import ReadCache, RecordCodec, digest_key
-from storage.base import Entry, StorageMixin
-from storage.errors import (
+from swr.storage._record import ReadCache, RecordCodec, digest_key
+from swr.storage.base import Entry, StorageMixin
+from swr.storage.errors import (
     CorruptEntryError,
     StorageError,
     StorageFullError,
     StorageUnavailableError,
 )
-from storage.serializers import Serializer, default_serializer
+from swr.storage.serializers import Serializer, default_serializer
 
 if TYPE_CHECKING:
-    from storage.adapters import AsyncAdapter
+    from swr.storage.adapters import AsyncAdapter
 
 __all__ = ["LMDBStorage", "StoreSummary", "inspect_store", "purge_store"]
 
@@ -1513,7 +1513,7 @@ class LMDBStorage(StorageMixin):
         microseconds, so it runs on the event loop; with ``"system"`` each commit waits
         for fsync, so writes run in a worker thread (``asyncio.to_thread``).
         """
-        from storage.adapters import AsyncAdapter  # noqa: PLC0415 - avoids an import cycle
+        from swr.storage.adapters import AsyncAdapter  # noqa: PLC0415 - avoids an import cycle
 
         return AsyncAdapter(self, inline=self.durability == "process")
 

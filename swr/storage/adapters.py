@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from storage.base import AsyncLeases, AsyncStorageMixin, Entry, Leases, Storage
+from swr.storage.base import AsyncLeases, AsyncStorageMixin, Entry, Leases, Storage
 
 if TYPE_CHECKING:
     pass

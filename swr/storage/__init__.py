@@ -6,8 +6,8 @@ package does not.
 This package never imports ``swr``; it is usable on its own.
 """
 
-from storage.adapters import AsyncAdapter
-from storage.base import (
+from swr.storage.adapters import AsyncAdapter
+from swr.storage.base import (
     AsyncCloseable,
     AsyncLeases,
     AsyncStorage,
@@ -18,7 +18,7 @@ from storage.base import (
     Storage,
     StorageMixin,
 )
-from storage.errors import (
+from swr.storage.errors import (
     CacheLimitsError,
     CacheNameError,
     CorruptEntryError,
@@ -29,10 +29,10 @@ from storage.errors import (
     StorageFullError,
     StorageUnavailableError,
 )
-from storage.fallback import AsyncFallbackStorage, FallbackStorage
-from storage.lmdb import LMDBStorage
-from storage.memory import MemoryStorage
-from storage.pool import (
+from swr.storage.fallback import AsyncFallbackStorage, FallbackStorage
+from swr.storage.lmdb import LMDBStorage
+from swr.storage.memory import MemoryStorage
+from swr.storage.pool import (
     AsyncBatchLoader,
     BatchLoader,
     CacheStats,
@@ -40,8 +40,8 @@ from storage.pool import (
     PoolCache,
     PoolStats,
 )
-from storage.redis import AsyncRedisStorage, RedisStorage
-from storage.tiered import AsyncTieredStorage, TieredStorage
+from swr.storage.redis import AsyncRedisStorage, RedisStorage
+from swr.storage.tiered import AsyncTieredStorage, TieredStorage
 
 __all__ = [
     "AsyncAdapter",

@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 import msgpack
 import zstandard
 
-from storage.errors import CorruptEntryError, SerializationError
+from swr.storage.errors import CorruptEntryError, SerializationError
 
 __all__ = [
     "JSONSerializer",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.adapters import as_async, has_async_leases
-from storage.serializers import Serializer
+from swr.storage.adapters import as_async, has_async_leases
+from swr.storage.serializers import Serializer
 
 __all__ = ["add_tier_stats", "as_async", "has_async_leases", "with_serializer"]
 

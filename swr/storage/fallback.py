@@ -29,14 +29,14 @@ from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from storage._log import logger
-from storage._views import add_tier_stats, as_async, has_async_leases, with_serializer
-from storage.base import AsyncStorageMixin, Entry, Leases, StorageMixin
-from storage.errors import StorageUnavailableError
+from swr.storage._log import logger
+from swr.storage._views import add_tier_stats, as_async, has_async_leases, with_serializer
+from swr.storage.base import AsyncStorageMixin, Entry, Leases, StorageMixin
+from swr.storage.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
-    from storage.base import AsyncStorage, Storage
-    from storage.serializers import Serializer
+    from swr.storage.base import AsyncStorage, Storage
+    from swr.storage.serializers import Serializer
 
 __all__ = ["AsyncFallbackStorage", "FallbackStorage"]
 
