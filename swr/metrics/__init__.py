@@ -33,6 +33,7 @@ __all__ = [
     "DURATION_BUCKETS",
     "ERROR_KINDS",
     "FETCH_OUTCOMES",
+    "OPTIONAL_METHODS",
     "REFRESH_OUTCOMES",
     "STORAGE_OPERATIONS",
     "BaseMetrics",
@@ -252,7 +253,7 @@ class BoundHook:
     storage_read_sampling: int
 
 
-_OPTIONAL = (
+OPTIONAL_METHODS = (
     "record_fetch",
     "record_refresh_duration",
     "record_storage",
@@ -261,6 +262,7 @@ _OPTIONAL = (
     "register_stats",
     "trace_fetch",
 )
+"""The hook methods an engine calls only when the hook has them (see :func:`bind_hook`)."""
 
 
 def _own_method(hook: object, name: str) -> Any:
@@ -294,7 +296,7 @@ def bind_hook(hook: MetricsHook) -> BoundHook:
         raise TypeError(
             f"{type(hook).__name__}.storage_read_sampling must be an int >= 1, got {sampling!r}"
         )
-    optional = {name: _own_method(hook, name) for name in _OPTIONAL}
+    optional = {name: _own_method(hook, name) for name in OPTIONAL_METHODS}
     return BoundHook(
         hook=hook,
         record_status=hook.record_status,
