@@ -18,6 +18,7 @@ Two adapters ship with swr: :class:`swr.metrics.prometheus.PrometheusMetrics`
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -177,6 +178,16 @@ class BaseMetrics:
 
     # -- optional ---------------------------------------------------------------------
 
+    def status_counter(self, engine: str, status: Status) -> Callable[[], object]:
+        """A zero-argument callable counting one answer of ``engine`` with ``status``.
+
+        An engine asks for it once per status when it is built and calls it on its
+        hot paths instead of :meth:`record_status`: one call, no arguments. The result
+        must have the same effect as ``record_status(engine, status)``; this default
+        is exactly that.
+        """
+        return functools.partial(self.record_status, engine, status)
+
     def record_fetch(self, engine: str, outcome: str, seconds: float) -> None:
         """A foreground fetch (a caller waiting for it) ended after ``seconds``.
 
@@ -243,6 +254,7 @@ class BoundHook:
     record_status: Callable[[str, Status], None]
     record_refresh: Callable[[str, str], None]
     record_error: Callable[[str, str], None]
+    status_counter: Callable[[str, Status], Callable[[], object]] | None
     record_fetch: Callable[[str, str, float], None] | None
     record_refresh_duration: Callable[[str, str, float], None] | None
     record_storage: Callable[[str, str, str, float], None] | None
@@ -252,8 +264,19 @@ class BoundHook:
     trace_fetch: Callable[[str, str, bool], contextlib.AbstractContextManager[object]] | None
     storage_read_sampling: int
 
+    def counter(self, engine: str, status: Status) -> Callable[[], object]:
+        """The zero-argument callable counting answers of ``engine`` with ``status``.
+
+        The hook's own :meth:`BaseMetrics.status_counter` when it has one, else a
+        partial of ``record_status``.
+        """
+        if self.status_counter is not None:
+            return self.status_counter(engine, status)
+        return functools.partial(self.record_status, engine, status)
+
 
 OPTIONAL_METHODS = (
+    "status_counter",
     "record_fetch",
     "record_refresh_duration",
     "record_storage",

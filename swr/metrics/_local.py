@@ -65,6 +65,13 @@ class LocalHook(BaseMetrics):
         except KeyError:
             self._new_engine(engine)[status]()
 
+    def status_counter(self, engine: str, status: Status) -> Callable[[], object]:
+        """The C-level increment of ``(engine, status)``: the cheapest call there is."""
+        try:
+            return self._status_counters[engine][status]
+        except KeyError:
+            return self._new_engine(engine)[status]
+
     def _new_engine(self, engine: str) -> dict[Status, Callable[[], int]]:
         if not isinstance(engine, str):
             raise TypeError(f"engine must be a str, got {type(engine).__name__}")

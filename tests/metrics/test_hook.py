@@ -135,3 +135,31 @@ def test_circuit_states_match_the_breaker():
     assert set(CIRCUIT_STATES) == {"closed", "open", "half_open"}
     stats = EngineStats(circuit={"state": "half_open"})
     assert CIRCUIT_STATES.index(stats.circuit["state"]) == 1
+
+
+def test_bound_counter_falls_back_to_record_status():
+    hook = RecordingMetrics()
+    hit = bind_hook(hook).counter("e", Status.HIT)
+    hit()
+    hit()
+    assert hook.statuses == {("e", "hit"): 2}
+    base = BaseMetrics()
+    assert bind_hook(base).status_counter is None
+
+
+def test_adapters_hand_out_a_zero_argument_counter():
+    from prometheus_client import CollectorRegistry
+
+    from swr.metrics.prometheus import PrometheusMetrics
+
+    registry = CollectorRegistry()
+    hook = PrometheusMetrics(registry)
+    bound = bind_hook(hook)
+    assert bound.status_counter is not None
+    stale = bound.counter("e", Status.STALE)
+    for _ in range(3):
+        stale()
+    hook.record_status("e", Status.STALE)
+    assert registry.get_sample_value("swr_requests_total", {"engine": "e", "status": "stale"}) == 4
+    assert bound.counter("e", Status.STALE) is stale  # one counter per engine and status
+    hook.close()
