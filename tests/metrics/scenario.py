@@ -42,6 +42,7 @@ GAUGES = {
     "circuit_state": 0,
     "storage_healthy": 0,
     "storage_entries": 4,
+    "storage_bytes": 400,
 }
 
 
@@ -69,7 +70,8 @@ class FlakyStorage(MemoryStorage):
         super().set(key, entry)
 
     def stats(self) -> dict[str, int]:
-        return {**super().stats(), "healthy": int(self.healthy)}
+        inner = super().stats()
+        return {**inner, "bytes": 100 * inner["entries"], "healthy": int(self.healthy)}
 
 
 class Upstream:

@@ -105,8 +105,6 @@ def test_a_scripted_run_reads_back_exactly(metrics, registry, clock):
     assert_histogram(samples, "swr_lease_wait_seconds", sc.LEASE_WAITS, engine=e)
     for gauge, expected in sc.GAUGES.items():
         assert family(samples, f"swr_{gauge}") == {frozenset({("engine", e)}): expected}, gauge
-    # The storage reports no byte count: no series rather than a made-up zero.
-    assert family(samples, "swr_storage_bytes") == {}
     # The engine's own counters tell the same story.
     stats = engine.stats()
     assert (stats.hits, stats.stale, stats.expired, stats.misses, stats.fallbacks) == tuple(
@@ -143,7 +141,11 @@ def test_a_failing_stats_source_reads_as_an_unhealthy_storage(metrics, registry)
         raise RuntimeError("stats down")
 
     metrics.register_stats("broken", broken_stats)
-    assert value(scrape(registry), "swr_storage_healthy", engine="broken") == 0
+    samples = scrape(registry)
+    assert value(samples, "swr_storage_healthy", engine="broken") == 0
+    # Nothing else is known: no series rather than made-up zeros.
+    assert family(samples, "swr_storage_bytes") == {}
+    assert family(samples, "swr_circuit_state") == {}
 
 
 def test_engines_are_told_apart_by_label_only(metrics, registry, clock):
