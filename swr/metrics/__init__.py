@@ -65,6 +65,7 @@ STORAGE_OPERATIONS = (
     "delete",
     "get_many",
     "set_many",
+    "set_and_release",
     "lease_acquire",
     "lease_release",
 )
