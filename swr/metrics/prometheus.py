@@ -153,6 +153,22 @@ class PrometheusMetrics(LocalHook):
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
         self._closed = False
 
+        self._flush_lock = threading.Lock()
+        self._flushed: dict[tuple[str, str], int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        try:
+            self._register(bounds)
+        except BaseException:
+            self._unregister()  # a name taken in the registry: leave it as it was
+            raise
+        if multiprocess:
+            self._start_flusher()
+            _track_process(self)
+
+    # -- construction helpers -----------------------------------------------------------
+
+    def _register(self, bounds: list[float]) -> None:
         self._refreshes = self._counter("refreshes", "Background refresh events.", "outcome")
         self._fetch_errors = self._counter("fetch_errors", "Failed foreground fetches.")
         self._storage_errors = self._counter(
@@ -179,16 +195,12 @@ class PrometheusMetrics(LocalHook):
             "storage_write": (self._storage_errors, ("write",)),
         }
 
-        self._flush_lock = threading.Lock()
-        self._flushed: dict[tuple[str, str], int] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        if multiprocess:
+        if self.multiprocess:
             self._requests_mp = self._counter("requests", "Answers of execute.", "status")
             self._gauges_mp = {
                 field: self._own(
                     Gauge(
-                        f"{namespace}_{suffix}",
+                        f"{self.namespace}_{suffix}",
                         doc,
                         ["engine"],
                         registry=self.registry,
@@ -197,14 +209,16 @@ class PrometheusMetrics(LocalHook):
                 )
                 for suffix, doc, field, mode in _GAUGES
             }
-            self._start_flusher()
-            _track_process(self)
         else:
             collector = _ScrapeCollector(self)
             self.registry.register(collector)
             self._owned.append(collector)
 
-    # -- construction helpers -----------------------------------------------------------
+    def _unregister(self) -> None:
+        for collector in self._owned:
+            with contextlib.suppress(KeyError):  # unregistered by the application already
+                self.registry.unregister(collector)
+        self._owned.clear()
 
     def _own(self, metric: Any) -> Any:
         self._owned.append(metric)
@@ -297,9 +311,7 @@ class PrometheusMetrics(LocalHook):
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=max(1.0, 2 * self.flush_interval))
         self.flush()
-        for collector in self._owned:
-            with contextlib.suppress(KeyError):  # unregistered by the application already
-                self.registry.unregister(collector)
+        self._unregister()
 
     # -- multiprocess plumbing ----------------------------------------------------------------
 

@@ -227,3 +227,13 @@ def test_bad_settings_name_the_problem(kwargs, error, message):
     kwargs.setdefault("registry", CollectorRegistry())
     with pytest.raises(error, match=message):
         PrometheusMetrics(**kwargs)
+
+
+def test_a_name_taken_in_the_registry_leaves_it_as_it_was(registry):
+    from prometheus_client import Gauge
+
+    Gauge("swr_storage_bytes", "the application's own", registry=registry)
+    before = scrape(registry)
+    with pytest.raises(ValueError, match="swr_storage_bytes"):
+        PrometheusMetrics(registry)
+    assert scrape(registry) == before
