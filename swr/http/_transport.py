@@ -27,11 +27,13 @@ from __future__ import annotations
 import threading
 import time as _time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from typing import Any, TypeGuard
 
 import httpx
+import structlog
 
 from swr.engine import AsyncStaleEngine, StaleEngine
 from swr.http._policy import (
@@ -56,6 +58,8 @@ from swr.http._policy import (
 from swr.policy import Result, Status
 
 __all__ = ["AsyncSWRTransport", "SWRTransport"]
+
+logger: Any = structlog.get_logger("swr")
 
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _CONDITIONAL = (
@@ -172,6 +176,15 @@ class _TransportBase:
         self._status_header = policy.status_header
         self._backoff = Backoff(policy.error_backoff, policy.error_backoff_max)
         self._backoff_lock = threading.Lock()
+
+    @staticmethod
+    @contextmanager
+    def _storage_guard(key: str) -> Iterator[None]:
+        """A failing storage never fails a request: the write is logged and skipped."""
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - the cache being down is not an error
+            logger.warning("http_cache_write_failed", key=key, error=repr(exc))
 
     def _now(self) -> float:
         clock = self._clock
@@ -490,7 +503,8 @@ class SWRTransport(_TransportBase, httpx.BaseTransport):
         if request.method not in ("GET", "HEAD"):
             response = self._transport.handle_request(request)
             for key in self._invalidated_keys(request, response):
-                self._engine.delete(key)
+                with self._storage_guard(key):
+                    self._engine.delete(key)
             return response
         if self._bypass(request):
             return self._mark_passthrough(self._transport.handle_request(request))
@@ -541,10 +555,11 @@ class SWRTransport(_TransportBase, httpx.BaseTransport):
         value, write = self._fetched(step, key, call, current, response, body)
         if write is not None:
             wkey, wvalue = write
-            if wvalue is None:
-                self._engine.delete(wkey)
-            else:
-                self._engine.set(wkey, wvalue, ttl=stored_ttl(wkey, wvalue))
+            with self._storage_guard(wkey):
+                if wvalue is None:
+                    self._engine.delete(wkey)
+                else:
+                    self._engine.set(wkey, wvalue, ttl=stored_ttl(wkey, wvalue))
         return value
 
     def close(self) -> None:
@@ -588,7 +603,8 @@ class AsyncSWRTransport(_TransportBase, httpx.AsyncBaseTransport):
         if request.method not in ("GET", "HEAD"):
             response = await self._transport.handle_async_request(request)
             for key in self._invalidated_keys(request, response):
-                await self._engine.delete(key)
+                with self._storage_guard(key):
+                    await self._engine.delete(key)
             return response
         if self._bypass(request):
             return self._mark_passthrough(await self._transport.handle_async_request(request))
@@ -641,10 +657,11 @@ class AsyncSWRTransport(_TransportBase, httpx.AsyncBaseTransport):
         value, write = self._fetched(step, key, call, current, response, b"".join(chunks))
         if write is not None:
             wkey, wvalue = write
-            if wvalue is None:
-                await self._engine.delete(wkey)
-            else:
-                await self._engine.set(wkey, wvalue, ttl=stored_ttl(wkey, wvalue))
+            with self._storage_guard(wkey):
+                if wvalue is None:
+                    await self._engine.delete(wkey)
+                else:
+                    await self._engine.set(wkey, wvalue, ttl=stored_ttl(wkey, wvalue))
         return value
 
     async def aclose(self) -> None:

@@ -588,3 +588,24 @@ def test_wrong_engine_kind_is_refused(clock):
 def test_bad_policy_names_the_setting(kwargs, match):
     with pytest.raises((TypeError, ValueError), match=match):
         CachePolicy(**kwargs)
+
+
+def test_a_failing_storage_never_fails_an_unsafe_request(origin, clock):
+    from structlog.testing import capture_logs
+
+    from swr.storage import MemoryStorage, StorageUnavailableError
+
+    class NoDeletes(MemoryStorage):
+        def delete(self, key: str) -> bool:
+            raise StorageUnavailableError("storage down")
+
+    counter(origin, "/item", Reply(headers={"Cache-Control": "max-age=600"}))
+    driver = SyncDriver(clock, NoDeletes(clock=clock))
+    try:
+        driver.get(origin.url("/item"))
+        with capture_logs() as logs:
+            posted = driver.request("POST", origin.url("/item"))
+        assert posted.status_code == 200
+        assert [e["event"] for e in logs] == ["http_cache_write_failed"] * 2
+    finally:
+        driver.close()
