@@ -70,6 +70,7 @@ _CONDITIONAL = (
     "if-range",
     "range",
 )
+_CONDITIONAL_NAMES = frozenset(_CONDITIONAL)
 _CONDITIONAL_BYTES = frozenset(h.encode() for h in _CONDITIONAL)
 _SERVED_FROM_CACHE = frozenset({Status.HIT, Status.STALE, Status.FALLBACK})
 _MISS = Status.MISS
@@ -193,18 +194,24 @@ class _TransportBase:
     # -- requests ------------------------------------------------------------------
 
     @staticmethod
-    def _bypass(request: httpx.Request) -> bool:
-        """Requests this cache does not answer: conditional or partial ones, no-store."""
-        headers = request.headers
-        if any(h in headers for h in _CONDITIONAL):
-            return True
-        no_store, _ = request_directives(headers, headers.get_list("cache-control"))
-        return no_store
+    def _request_flags(request: httpx.Request) -> tuple[bool, bool]:
+        """``(bypass, refetch)`` of a request, in one pass over its headers.
 
-    @staticmethod
-    def _refetch(request: httpx.Request) -> bool:
-        headers = request.headers
-        return request_directives(headers, headers.get_list("cache-control"))[1]
+        Conditional and range requests, and ``no-store``, bypass the cache;
+        ``no-cache``, ``max-age=0`` and ``Pragma: no-cache`` refetch.
+        """
+        cache_control: list[str] = []
+        pragma: dict[str, str] = {}
+        for name, value in request.headers.multi_items():
+            if name in _CONDITIONAL_NAMES:
+                return True, False
+            if name == "cache-control":
+                cache_control.append(value)
+            elif name == "pragma":
+                pragma["pragma"] = value
+        if not cache_control and not pragma:
+            return False, False
+        return request_directives(pragma, cache_control)
 
     @staticmethod
     def _base_key(request: httpx.Request) -> str:
@@ -506,9 +513,10 @@ class SWRTransport(_TransportBase, httpx.BaseTransport):
                 with self._storage_guard(key):
                     self._engine.delete(key)
             return response
-        if self._bypass(request):
+        bypass, refetch = self._request_flags(request)
+        if bypass:
             return self._mark_passthrough(self._transport.handle_request(request))
-        return self._serve(self._base_key(request), _Call(request), self._refetch(request))
+        return self._serve(self._base_key(request), _Call(request), refetch)
 
     def _serve(self, key: str, call: _Call, refetch: bool) -> httpx.Response:
         engine = self._engine
@@ -606,9 +614,10 @@ class AsyncSWRTransport(_TransportBase, httpx.AsyncBaseTransport):
                 with self._storage_guard(key):
                     await self._engine.delete(key)
             return response
-        if self._bypass(request):
+        bypass, refetch = self._request_flags(request)
+        if bypass:
             return self._mark_passthrough(await self._transport.handle_async_request(request))
-        return await self._serve(self._base_key(request), _Call(request), self._refetch(request))
+        return await self._serve(self._base_key(request), _Call(request), refetch)
 
     async def _serve(self, key: str, call: _Call, refetch: bool) -> httpx.Response:
         engine = self._engine
