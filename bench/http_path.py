@@ -83,11 +83,15 @@ class _Origin:
         return f"http://{host!s}:{port}{path}"
 
 
-def _hishel_client(directory: Path, allow_stale: bool = False) -> httpx.Client:
+def _hishel_transport(directory: Path, allow_stale: bool = False) -> CacheTransport:
     name = f"hishel-{allow_stale}.db"
     storage = hishel.SqliteStorage(database_path=directory / name)
     options = hishel.CacheOptions(shared=False, allow_stale=allow_stale)
-    return httpx.Client(transport=CacheTransport(httpx.HTTPTransport(), storage, rfc=options))
+    return CacheTransport(httpx.HTTPTransport(), storage, rfc=options)
+
+
+def _hishel_client(directory: Path, allow_stale: bool = False) -> httpx.Client:
+    return httpx.Client(transport=_hishel_transport(directory, allow_stale))
 
 
 def _swr_client(engine: StaleEngine) -> httpx.Client:
@@ -105,13 +109,28 @@ def _getter(client: httpx.Client, url: str) -> Callable[[int], object]:
     return run
 
 
+def _direct(transport: httpx.BaseTransport, request: httpx.Request) -> Callable[[int], object]:
+    def run(n: int) -> None:
+        handle = transport.handle_request
+        for _ in range(n):
+            response = handle(request)
+            if len(response.read()) != len(BODY):
+                raise AssertionError("unexpected body")
+
+    return run
+
+
 def cached_get(origin: _Origin, directory: Path) -> bool:
     lmdb_engine = StaleEngine(LMDBStorage(directory / "swr"), namespace="bench")
     memory_engine = StaleEngine(namespace="bench")
+    alone: dict[str, httpx.BaseTransport] = {
+        "swr transport alone, LMDB": SWRTransport(lmdb_engine),
+        "hishel transport alone, SQLite": _hishel_transport(directory),
+    }
     clients = {
-        "swr transport, LMDB": _swr_client(lmdb_engine),
+        "swr transport, LMDB": httpx.Client(transport=alone["swr transport alone, LMDB"]),
         "swr transport, memory": _swr_client(memory_engine),
-        "hishel transport, SQLite": _hishel_client(directory),
+        "hishel transport, SQLite": httpx.Client(transport=alone["hishel transport alone, SQLite"]),
         "no cache (origin each time)": httpx.Client(),
     }
     cases = {}
@@ -119,6 +138,9 @@ def cached_get(origin: _Origin, directory: Path) -> bool:
         url = origin.url(f"/hot/{index}")
         client.get(url).read()  # stored
         cases[name] = _getter(client, url)
+    # The same transports alone, without httpx.Client's own work around them.
+    for index, (name, transport) in enumerate(alone.items()):
+        cases[name] = _direct(transport, httpx.Request("GET", origin.url(f"/hot/{index * 2}")))
     results = {name: ns / 1000 for name, ns in measure(cases, n=300, rounds=7).items()}
     calls = {p: n for p, n in origin.calls.items() if p.startswith("/hot")}
     cached_calls = sum(n for p, n in calls.items() if p != f"/hot/{len(clients) - 1}")
@@ -128,6 +150,12 @@ def cached_get(origin: _Origin, directory: Path) -> bool:
         [
             Target("swr LMDB / hishel", "swr transport, LMDB", "hishel transport, SQLite", 1.0),
             Target("swr memory / hishel", "swr transport, memory", "hishel transport, SQLite", 1.0),
+            Target(
+                "transports alone, swr LMDB / hishel",
+                "swr transport alone, LMDB",
+                "hishel transport alone, SQLite",
+                1.0,
+            ),
         ],
         unit="us/GET",
     )
