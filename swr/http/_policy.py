@@ -369,8 +369,13 @@ def merge_not_modified(
 def storable_headers(
     headers: Iterable[tuple[bytes, bytes]], body_length: int | None
 ) -> list[list[bytes]]:
-    """Headers as stored: hop-by-hop ones dropped, ``Content-Length`` of the stored body."""
-    kept = [[n.lower(), v] for n, v in headers if n.lower() not in HOP_BY_HOP]
+    """Headers as stored: lower-cased names, hop-by-hop ones dropped.
+
+    ``Content-Length`` becomes the stored body's length; with ``body_length=None``
+    (a HEAD response, which has no body) the origin's is kept.
+    """
+    dropped = HOP_BY_HOP if body_length is not None else HOP_BY_HOP - {b"content-length"}
+    kept = [[n.lower(), v] for n, v in headers if n.lower() not in dropped]
     if body_length is not None:
         kept.append([b"content-length", str(body_length).encode()])
     return kept

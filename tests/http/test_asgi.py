@@ -265,3 +265,37 @@ def test_settings_are_checked(clock):
 
     with pytest.raises(TypeError, match="kwargs"):
         cache_route(engine)(takes_kwargs)
+
+
+def test_two_servers_share_one_lmdb_store(tmp_path, clock):
+    from swr.storage import LMDBStorage
+
+    calls = []
+
+    def make(storage: LMDBStorage) -> FastAPI:
+        engine = AsyncStaleEngine(storage, ttl=TTL, clock=clock, namespace="pages")
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            yield
+            await engine.aclose()
+
+        app = FastAPI(lifespan=lifespan)
+
+        @app.get("/page")
+        async def page():
+            calls.append(1)
+            return {"n": len(calls)}
+
+        app.add_middleware(CacheMiddleware, engine=engine, clock=clock)
+        return app
+
+    with (
+        LMDBStorage(tmp_path / "db", clock=clock) as one,
+        LMDBStorage(tmp_path / "db", clock=clock) as two,
+    ):
+        with serve(make(one)) as first, serve(make(two)) as second:
+            a = httpx.get(first + "/page")
+            b = httpx.get(second + "/page")
+    assert (a.headers["x-cache"], b.headers["x-cache"]) == ("MISS", "HIT")
+    assert a.json() == b.json() == {"n": 1}

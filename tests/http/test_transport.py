@@ -389,6 +389,7 @@ def test_head_is_cached_apart_from_get(origin, client):
     url = origin.url("/h")
     head = client.request("HEAD", url)
     assert head.content == b""
+    assert client.request("HEAD", url).headers["content-length"] == "2"  # the GET's length
     get = client.get(url)
     assert get.text == "v2"
     assert info(client.request("HEAD", url)).status is Status.HIT
