@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_http_service_example_runs_and_rides_out_the_outage():
-    env = {**os.environ, "SWR_EXAMPLE_SECONDS": "4"}
+    env = {**os.environ, "SWR_EXAMPLE_SECONDS": "3"}
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "http_service.py")],
         capture_output=True,

@@ -446,6 +446,30 @@ def test_vary_keeps_one_response_per_variant(origin, client):
     assert client.get(url, headers={"Accept-Language": "fr"}).text == "fr:3"
 
 
+def test_vary_on_other_headers_replaces_the_variants(origin, client, clock):
+    state = {"vary": "Accept-Language"}
+
+    def route(seen) -> Reply:
+        varied = seen.headers.get(state["vary"].lower(), "-")
+        return Reply(
+            headers={"Cache-Control": "max-age=10", "Vary": state["vary"]},
+            body=f"{varied}:{origin.count('/vv')}".encode(),
+        )
+
+    origin.routes["/vv"] = route
+    url = origin.url("/vv")
+    both = {"Accept-Language": "en", "Accept": "text/a"}
+    assert client.get(url, headers=both).text == "en:1"
+    state["vary"] = "Accept"
+    clock.advance(11)
+    assert client.get(url, headers=both).text == "text/a:2"  # the variant, refetched
+    other = {"Accept-Language": "en", "Accept": "text/b"}
+    assert client.get(url, headers=other).text == "text/b:3"  # varies on Accept now
+    assert client.get(url, headers=other).text == "text/b:3"
+    assert client.get(url, headers=both).text == "text/a:4"
+    assert origin.count("/vv") == 4
+
+
 def test_vary_star_is_not_stored(origin, client):
     counter(origin, "/star", Reply(headers={"Cache-Control": "max-age=600", "Vary": "*"}))
     url = origin.url("/star")
