@@ -224,7 +224,16 @@ def test_a_disabled_level_builds_no_record(swr_records):
     assert swr_records.events() == ["trouble"]
 
 
-def test_stdlib_route_writes_nothing_to_structlog(swr_records, capsys):
+def test_is_enabled_for_follows_the_stdlib_level_until_structlog_is_configured(swr_records):
+    log = get_logger("swr.test")
+    logging.getLogger("swr").setLevel(logging.WARNING)
+    assert not log.is_enabled_for(logging.INFO)
+    assert log.is_enabled_for(logging.WARNING)
+    with capture_logs():
+        assert log.is_enabled_for(logging.INFO)  # structlog's own filtering decides
+
+
+def test_stdlib_route_prints_nothing_on_stdout(swr_records, capsys):
     fail_one_fetch()
     out = capsys.readouterr()
     assert out.out == ""
