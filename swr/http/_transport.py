@@ -33,8 +33,8 @@ from enum import Enum
 from typing import Any, TypeGuard
 
 import httpx
-import structlog
 
+from swr._log import get_logger
 from swr.engine import AsyncStaleEngine, StaleEngine
 from swr.http._policy import (
     DEAD,
@@ -59,7 +59,7 @@ from swr.policy import Result, Status
 
 __all__ = ["AsyncSWRTransport", "SWRTransport"]
 
-logger: Any = structlog.get_logger("swr")
+logger = get_logger("swr.http")
 
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _CONDITIONAL = (
@@ -185,7 +185,7 @@ class _TransportBase:
         try:
             yield
         except Exception as exc:  # noqa: BLE001 - the cache being down is not an error
-            logger.warning("http_cache_write_failed", key=key, error=repr(exc))
+            logger.warning("storage_write_failed", engine="http", key=key, error=repr(exc))
 
     def _now(self) -> float:
         clock = self._clock

@@ -631,6 +631,6 @@ def test_a_failing_storage_never_fails_an_unsafe_request(origin, clock):
         with capture_logs() as logs:
             posted = driver.request("POST", origin.url("/item"))
         assert posted.status_code == 200
-        assert [e["event"] for e in logs] == ["http_cache_write_failed"] * 2
+        assert [e["event"] for e in logs] == ["storage_write_failed"] * 2
     finally:
         driver.close()
