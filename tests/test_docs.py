@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -65,3 +69,59 @@ def test_a_failing_block_fails_the_page(tmp_path):
     )
     assert done.returncode != 0
     assert "AssertionError: x" in done.stderr
+
+
+PUBLIC_MODULES = [
+    "swr",
+    "swr.errors",
+    "swr.metrics",
+    "swr.serializers",
+    "swr.storage",
+    "swr.storage.errors",
+    "swr.testing",
+]
+
+
+def reference_targets() -> set[str]:
+    pages = (ROOT / "docs" / "reference").glob("*.md")
+    return {
+        line.removeprefix("::: ").strip()
+        for page in pages
+        for line in page.read_text().splitlines()
+        if line.startswith("::: ")
+    }
+
+
+def attribute_docstrings(module: ModuleType) -> set[str]:
+    """Names assigned at a module's top level with a string literal right after them."""
+    tree = ast.parse(inspect.getsource(module))
+    documented = set()
+    for node, following in zip(tree.body, tree.body[1:], strict=False):
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        doc = isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+        if doc and isinstance(following.value.value, str):
+            documented |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return documented
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_every_public_module_has_a_reference_page(name):
+    assert name in reference_targets(), f"docs/reference has no '::: {name}'"
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_every_public_name_has_a_docstring(name):
+    module = importlib.import_module(name)
+    missing = []
+    for public in module.__all__:
+        obj = getattr(module, public)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            if not (obj.__doc__ or "").strip():
+                missing.append(public)
+        elif not any(
+            public in attribute_docstrings(importlib.import_module(m))
+            for m in {name, *(sub for sub in sys.modules if sub.startswith(name + "."))}
+            if m in sys.modules
+        ):
+            missing.append(public)
+    assert not missing, f"{name}: no docstring for {missing}"
