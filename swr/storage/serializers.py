@@ -85,8 +85,8 @@ _EXT_REGISTERED = 10  # [name, fields] of a type registered on the serializer
 
 # Tuples, sets, frozensets, timedeltas and registered types are extensions whose payload
 # is itself msgpack, decoded by a nested unpacker: each level costs C stack (about
-# 1.3 KiB with the heap-allocated Unpacker used here; 40 KiB with msgpack.unpackb, which
-# crashed a reader at 195 levels on an 8 MiB stack). No setting may go past this ceiling.
+# 1.3 KiB with a heap-allocated Unpacker; 40 KiB with msgpack.unpackb, which crashed a
+# reader at 195 levels on an 8 MiB stack). No setting may go past this ceiling.
 MAX_DEPTH_CEILING = 256
 DEFAULT_MAX_DEPTH = 32
 DEFAULT_MAX_OBJECTS = 1 << 20
@@ -97,16 +97,12 @@ MSGPACK_NESTING = 1024
 _unpackb = msgpack.unpackb
 
 
-class _Decoding(threading.local):
-    """Per-thread state of the nested decoders of one :class:`MsgpackSerializer`."""
+class _Encoding(threading.local):
+    """Per-thread state of the encoder of one :class:`MsgpackSerializer`."""
 
     def __init__(self) -> None:
-        self.depth = 0  # extension levels entered by the decode running in this thread
-        self.budget = -1  # objects still allowed in a counted decode; -1: not counting
-        self.plain: list[msgpack.Unpacker | None] = []  # a reusable Unpacker per level
-        self.counted: list[msgpack.Unpacker | None] = []
-        self.packer: msgpack.Packer | None = None
-        self.pack_depth = 0
+        self.packer: msgpack.Packer | None = None  # reused across calls
+        self.pack_depth = 0  # extension levels entered by the value being packed
 
 
 class MsgpackSerializer:
@@ -160,7 +156,7 @@ class MsgpackSerializer:
     Thread-safe; register types before sharing the serializer between threads.
     """
 
-    __slots__ = ("_by_name", "_by_type", "_local", "max_depth", "max_objects")
+    __slots__ = ("_by_name", "_by_type", "_ext_hook", "_local", "max_depth", "max_objects")
 
     def __init__(
         self,
@@ -183,7 +179,8 @@ class MsgpackSerializer:
         self.max_objects = max_objects
         self._by_type: dict[type, _Registered] = {}
         self._by_name: dict[str, _Registered] = {}
-        self._local = _Decoding()
+        self._local = _Encoding()
+        self._ext_hook = self._hooks(None)
         for cls in types:
             self.register(cls)
 
@@ -299,6 +296,11 @@ class MsgpackSerializer:
         raise SerializationError(_unsupported(kind))
 
     # -- reading ----------------------------------------------------------------------
+    #
+    # Extension payloads are msgpack themselves. Instead of one ext hook tracking the
+    # depth in thread-local state, there is one hook per depth: the hook of depth d
+    # decodes nested payloads with the hook of depth d + 1, and the hook of max_depth
+    # refuses them. The chain is built once (and once per counted decode).
 
     def loads(self, data: bytes) -> Any:
         """Decode bytes made by :meth:`dumps`.
@@ -319,116 +321,64 @@ class MsgpackSerializer:
 
     def _loads_counted(self, data: bytes) -> Any:
         """Decode while counting objects, for payloads that could hold too many."""
-        local = self._local
-        saved = local.budget
-        local.budget = self.max_objects
-        limit = self.max_objects
-        try:
-            return _unpackb(
-                data,
-                ext_hook=self._ext_hook,
-                strict_map_key=False,
-                list_hook=self._count_list,
-                object_hook=self._count_map,
-                max_array_len=limit,
-                max_map_len=limit,
-            )
-        finally:
-            local.budget = saved
+        options = _Counter(self.max_objects).options()
+        hook = self._hooks(options)
+        return _unpackb(data, ext_hook=hook, **options)
 
-    def _count_list(self, items: list[Any]) -> list[Any]:
-        local = self._local
-        local.budget -= len(items) + 1
-        if local.budget < 0:
-            raise ValueError(f"the value holds more than max_objects={self.max_objects} objects")
-        return items
+    def _hooks(self, options: dict[str, Any] | None) -> Callable[[int, bytes], Any]:
+        """The ext hook of depth 0 of a chain decoding with ``options`` (counting)."""
+        hook: Callable[[int, bytes], Any] | None = None
+        for depth in range(self.max_depth, -1, -1):
+            hook = self._hook_at(depth, hook, options)
+        assert hook is not None  # noqa: S101 - max_depth >= 1
+        return hook
 
-    def _count_map(self, items: dict[Any, Any]) -> dict[Any, Any]:
-        local = self._local
-        local.budget -= 2 * len(items) + 1
-        if local.budget < 0:
-            raise ValueError(f"the value holds more than max_objects={self.max_objects} objects")
-        return items
+    def _hook_at(
+        self,
+        depth: int,
+        deeper: Callable[[int, bytes], Any] | None,
+        options: dict[str, Any] | None,
+    ) -> Callable[[int, bytes], Any]:
+        nested = _nested_decoder(depth, deeper, options, self.max_depth)
+        by_name = self._by_name
 
-    def _unpack_nested(self, data: bytes) -> Any:
-        """Decode an extension's msgpack payload one level deeper.
+        def listed(data: bytes) -> list[Any]:
+            items = nested(data)
+            if type(items) is not list:
+                raise ValueError(f"extension payload is a {type(items).__name__}, not a list")
+            return items
 
-        Uses a reusable ``msgpack.Unpacker`` per level, whose state lives on the heap,
-        instead of re-entering ``msgpack.unpackb`` (40 KiB of C stack per call).
-        """
-        local = self._local
-        depth = local.depth
-        if depth >= self.max_depth:
-            raise ValueError(
-                f"extension types nest more than max_depth={self.max_depth} levels deep"
-            )
-        counting = local.budget >= 0
-        pool = local.counted if counting else local.plain
-        unpacker = pool[depth] if depth < len(pool) else None
-        if unpacker is None:
-            unpacker = self._new_unpacker(counting=counting)
-        else:
-            pool[depth] = None  # taken; an unpacker that fails is never put back
-        local.depth = depth + 1
-        try:
-            start = unpacker.tell()
-            unpacker.feed(data)
-            value = unpacker.unpack()
-            if unpacker.tell() - start != len(data):
-                raise ValueError("extension payload has bytes after its value")
-        finally:
-            local.depth = depth
-        if len(data) <= _BUFFER_KEEP:
-            while len(pool) <= depth:
-                pool.append(None)
-            pool[depth] = unpacker
-        return value
+        def hook(code: int, data: bytes) -> Any:
+            if code == _EXT_TUPLE:
+                return tuple(listed(data))
+            if code == _EXT_SET:
+                return set(listed(data))
+            if code == _EXT_FROZENSET:
+                return frozenset(listed(data))
+            if code == _EXT_DATETIME:
+                return datetime.fromisoformat(data.decode())
+            if code == _EXT_DATE:
+                return date.fromisoformat(data.decode())
+            if code == _EXT_TIME:
+                return time.fromisoformat(data.decode())
+            if code == _EXT_TIMEDELTA:
+                days, seconds, micros = listed(data)
+                if not (type(days) is type(seconds) is type(micros) is int):
+                    raise ValueError("timedelta fields are not integers")
+                return timedelta(days, seconds, micros)
+            if code == _EXT_UUID:
+                return uuid.UUID(bytes=bytes(data))
+            if code == _EXT_DECIMAL:
+                return Decimal(data.decode())
+            if code == _EXT_REGISTERED:
+                name, fields = listed(data)
+                registered = by_name.get(name) if type(name) is str else None
+                if registered is None:
+                    raise ValueError(f"no type is registered under the name {name!r}")
+                return registered.build(fields)
+            raise ValueError(f"unknown msgpack extension type {code}")
 
-    def _new_unpacker(self, *, counting: bool) -> msgpack.Unpacker:
-        if not counting:
-            return msgpack.Unpacker(
-                ext_hook=self._ext_hook, strict_map_key=False, max_buffer_size=_MAX_BUFFER
-            )
-        limit = self.max_objects
-        return msgpack.Unpacker(
-            ext_hook=self._ext_hook,
-            strict_map_key=False,
-            max_buffer_size=_MAX_BUFFER,
-            list_hook=self._count_list,
-            object_hook=self._count_map,
-            max_array_len=limit,
-            max_map_len=limit,
-        )
-
-    def _ext_hook(self, code: int, data: bytes) -> Any:
-        if code == _EXT_TUPLE:
-            return tuple(_as_list(self._unpack_nested(data)))
-        if code == _EXT_SET:
-            return set(_as_list(self._unpack_nested(data)))
-        if code == _EXT_FROZENSET:
-            return frozenset(_as_list(self._unpack_nested(data)))
-        if code == _EXT_DATETIME:
-            return datetime.fromisoformat(data.decode())
-        if code == _EXT_DATE:
-            return date.fromisoformat(data.decode())
-        if code == _EXT_TIME:
-            return time.fromisoformat(data.decode())
-        if code == _EXT_TIMEDELTA:
-            days, seconds, micros = _as_list(self._unpack_nested(data))
-            if not (type(days) is type(seconds) is type(micros) is int):
-                raise ValueError("timedelta fields are not integers")
-            return timedelta(days, seconds, micros)
-        if code == _EXT_UUID:
-            return uuid.UUID(bytes=bytes(data))
-        if code == _EXT_DECIMAL:
-            return Decimal(data.decode())
-        if code == _EXT_REGISTERED:
-            name, fields = _as_list(self._unpack_nested(data))
-            registered = self._by_name.get(name) if type(name) is str else None
-            if registered is None:
-                raise ValueError(f"no type is registered under the name {name!r}")
-            return registered.build(fields)
-        raise ValueError(f"unknown msgpack extension type {code}")
+        return hook
 
     def __repr__(self) -> str:
         types = ", ".join(self._by_name)
@@ -439,6 +389,81 @@ class MsgpackSerializer:
 
 
 _MAX_BUFFER = 2**32 - 1
+_UNPACKB_LEVELS = 2  # extension levels decoded by msgpack.unpackb before the Unpackers
+
+
+class _Counter:
+    """Counts the objects of one decode, failing past ``limit``."""
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def options(self) -> dict[str, Any]:
+        """Unpacker options that count every list and map and bound their lengths."""
+        return {
+            "strict_map_key": False,
+            "list_hook": self.count_list,
+            "object_hook": self.count_map,
+            "max_array_len": self.limit,
+            "max_map_len": self.limit,
+        }
+
+    def count_list(self, items: list[Any]) -> list[Any]:
+        self.left -= len(items) + 1
+        if self.left < 0:
+            raise ValueError(f"the value holds more than max_objects={self.limit} objects")
+        return items
+
+    def count_map(self, items: dict[Any, Any]) -> dict[Any, Any]:
+        self.left -= 2 * len(items) + 1
+        if self.left < 0:
+            raise ValueError(f"the value holds more than max_objects={self.limit} objects")
+        return items
+
+
+def _nested_decoder(
+    depth: int,
+    deeper: Callable[[int, bytes], Any] | None,
+    options: dict[str, Any] | None,
+    max_depth: int,
+) -> Callable[[bytes], Any]:
+    """Decodes an extension's payload found at ``depth`` with the hook ``deeper``."""
+    if deeper is None:
+
+        def refuse(data: bytes) -> Any:
+            raise ValueError(f"extension types nest more than max_depth={max_depth} levels deep")
+
+        return refuse
+    settings: dict[str, Any] = {"strict_map_key": False, **(options or {}), "ext_hook": deeper}
+    if depth < _UNPACKB_LEVELS:
+        # The first levels re-enter msgpack.unpackb: twice as fast as an Unpacker, and
+        # these few 40 KiB frames stay far below any thread's stack.
+        if options is None:
+            return lambda data: _unpackb(data, ext_hook=deeper, strict_map_key=False)
+        return lambda data: _unpackb(data, **settings)
+    # Deeper levels use a msgpack.Unpacker, whose state lives on the heap (1.3 KiB of
+    # stack per level): the deepest value allowed needs about 160 KiB of stack. One per
+    # thread, reused while its buffer stays small.
+    local = threading.local()
+
+    def unpack(data: bytes) -> Any:
+        unpacker: msgpack.Unpacker | None = getattr(local, "unpacker", None)
+        local.unpacker = None  # an unpacker that fails is never reused
+        if unpacker is None:
+            unpacker = msgpack.Unpacker(max_buffer_size=_MAX_BUFFER, **settings)
+        start = unpacker.tell()
+        unpacker.feed(data)
+        value = unpacker.unpack()
+        if unpacker.tell() - start != len(data):
+            raise ValueError("extension payload has bytes after its value")
+        if len(data) <= _BUFFER_KEEP:
+            local.unpacker = unpacker
+        return value
+
+    return unpack
 
 
 def _as_list(value: Any) -> list[Any]:

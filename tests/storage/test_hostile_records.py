@@ -53,9 +53,9 @@ def record(payload: bytes) -> bytes:
 
 def tuples(depth: int) -> bytes:
     """A tuple nested ``depth`` deep, as a writer without bounds would pack it."""
-    data = msgpack.packb(None)
+    data = bytes(msgpack.packb(None))
     for _ in range(depth):
-        data = msgpack.packb(msgpack.ExtType(1, b"\x91" + data))
+        data = bytes(msgpack.packb(msgpack.ExtType(1, b"\x91" + data)))
     return data
 
 
@@ -193,7 +193,7 @@ def check(report: dict[str, Any], keys: list[str], prefix: str) -> None:
     assert report["peak_growth"] <= PEAK_GROWTH_MAX, report["peak_growth"]
 
 
-def test_hostile_records_read_as_misses_on_lmdb(tmp_path: Path, payloads: dict[str, bytes]):
+def test_hostile_records_read_as_misses_on_lmdb(tmp_path: Path, payloads: dict[str, bytes]) -> None:
     path = tmp_path / "store"
     with LMDBStorage(path, sweep_interval=None) as store:
         now = time.time()
@@ -215,7 +215,7 @@ def test_hostile_records_read_as_misses_on_lmdb(tmp_path: Path, payloads: dict[s
 @pytest.mark.parametrize("backend", ["redis", "redis-async"])
 def test_hostile_records_read_as_misses_on_redis(
     redis_server: Any, payloads: dict[str, bytes], backend: str
-):
+) -> None:
     prefix = f"hostile:{backend}:"
     store = RedisStorage.from_url(redis_server.url, prefix=prefix)
     try:
@@ -244,7 +244,7 @@ def byte_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
         yield store
 
 
-def test_the_read_cache_admits_by_decoded_size_not_record_size(byte_store: Any):
+def test_the_read_cache_admits_by_decoded_size_not_record_size(byte_store: Any) -> None:
     now = time.time()
     # About 100 KB once serialized, a few KB compressed: a small record, a large value.
     large = [f"user:{i}" for i in range(10_000)]
