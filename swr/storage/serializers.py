@@ -323,7 +323,14 @@ class MsgpackSerializer:
         """Decode while counting objects, for payloads that could hold too many."""
         options = _Counter(self.max_objects).options()
         hook = self._hooks(options)
-        return _unpackb(data, ext_hook=hook, **options)
+        try:
+            return _unpackb(data, ext_hook=hook, **options)
+        except ValueError as exc:
+            if "exceeds max_" not in str(exc):  # msgpack's max_array_len / max_map_len
+                raise
+            raise ValueError(
+                f"the value holds more than max_objects={self.max_objects} objects: {exc}"
+            ) from exc
 
     def _hooks(self, options: dict[str, Any] | None) -> Callable[[int, bytes], Any]:
         """The ext hook of depth 0 of a chain decoding with ``options`` (counting)."""
