@@ -138,7 +138,8 @@ class MsgpackSerializer:
 
     - ``max_depth``: tuples, sets, frozensets, timedeltas and registered types nest at
       most this deep inside one another (lists and dicts between them do not count;
-      they nest at most 1024 deep, msgpack's own bound).
+      they nest at most 1024 deep, msgpack's own bound). Past 4 levels, such an
+      extension may hold at most 64 KiB.
     - ``max_objects``: at most this many objects in a value (elements, keys and values
       of every container). A payload of ``n`` bytes holds at most ``n`` objects, so
       only payloads longer than ``max_objects`` bytes are counted.
@@ -258,6 +259,11 @@ class MsgpackSerializer:
             packed: bytes = msgpack.packb(value, default=self._default, strict_types=True)
         finally:
             local.pack_depth = depth
+        if depth >= _LARGE_LEVELS and len(packed) > _LARGE_NESTED:
+            raise SerializationError(
+                "MsgpackSerializer cannot store the value: an extension (tuple, set, ...) "
+                f"of over {_LARGE_NESTED} bytes nests inside {_LARGE_LEVELS} or more others"
+            )
         return packed
 
     def _default(self, obj: Any) -> Any:
@@ -397,6 +403,12 @@ class MsgpackSerializer:
 
 _MAX_BUFFER = 2**32 - 1
 _UNPACKB_LEVELS = 2  # extension levels decoded by msgpack.unpackb before the Unpackers
+# Each extension level holds a copy of its payload (two past _UNPACKB_LEVELS) while the
+# levels inside it decode. Past _LARGE_LEVELS levels, payloads over _LARGE_NESTED bytes
+# are refused (when writing too), so the copies of a payload of n bytes stay under
+# about 6n + 4 MiB instead of 2n per level allowed.
+_LARGE_LEVELS = 4
+_LARGE_NESTED = 64 * 1024
 
 
 class _Counter:
@@ -455,8 +467,13 @@ def _nested_decoder(
     # stack per level): the deepest value allowed needs about 160 KiB of stack. One per
     # thread, reused while its buffer stays small.
     local = threading.local()
+    large_refused = depth >= _LARGE_LEVELS
 
     def unpack(data: bytes) -> Any:
+        if large_refused and len(data) > _LARGE_NESTED:
+            raise ValueError(
+                f"an extension of over {_LARGE_NESTED} bytes nests inside {depth} others"
+            )
         unpacker: msgpack.Unpacker | None = getattr(local, "unpacker", None)
         local.unpacker = None  # an unpacker that fails is never reused
         if unpacker is None:

@@ -51,9 +51,9 @@ def record(payload: bytes) -> bytes:
     )
 
 
-def tuples(depth: int) -> bytes:
+def tuples(depth: int, around: bytes = b"\xc0") -> bytes:
     """A tuple nested ``depth`` deep, as a writer without bounds would pack it."""
-    data = bytes(msgpack.packb(None))
+    data = around
     for _ in range(depth):
         data = bytes(msgpack.packb(msgpack.ExtType(1, b"\x91" + data)))
     return data
@@ -95,6 +95,9 @@ HOSTILE: dict[str, Callable[[], bytes]] = {
     "registered-name-never-imported": lambda: (
         b"\x00"
         + msgpack.packb(msgpack.ExtType(10, msgpack.packb(["collections.OrderedDict", [[1, 2]]])))
+    ),
+    "tuple-32-deep-around-1MiB": lambda: (
+        b"\x00" + tuples(32, around=b"\xdb" + struct.pack(">I", MiB) + b"x" * MiB)
     ),
     "zstd-of-a-250-deep-tuple": lambda: b"\x01" + zstandard.ZstdCompressor().compress(tuples(250)),
 }

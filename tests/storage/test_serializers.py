@@ -12,6 +12,7 @@ from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import NamedTuple
 
+import msgpack
 import pytest
 import zstandard
 from hypothesis import given
@@ -507,3 +508,19 @@ def test_msgpack_dumps_is_clean_after_a_failure_and_across_threads():
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_large_extensions_nest_at_most_four_deep_both_ways():
+    s = MsgpackSerializer()
+    blob = "x" * 70_000  # over 64 KiB once packed
+    inside_four = ((((blob,),),),)
+    assert s.loads(s.dumps(inside_four)) == inside_four
+    with pytest.raises(SerializationError, match="inside 4 or more"):
+        s.dumps((inside_four,))
+    small_deep = nest(lambda v: (v, "y" * 1000), 32)  # 32 levels, each under 64 KiB
+    assert s.loads(s.dumps(small_deep)) == small_deep
+    crafted = MsgpackSerializer().dumps(blob)
+    for _ in range(5):
+        crafted = msgpack.packb(msgpack.ExtType(1, b"\x91" + crafted))
+    with pytest.raises(CorruptEntryError, match="nests inside 4 others"):
+        s.loads(crafted)
