@@ -524,3 +524,40 @@ def test_large_extensions_nest_at_most_four_deep_both_ways():
         crafted = msgpack.packb(msgpack.ExtType(1, b"\x91" + crafted))
     with pytest.raises(CorruptEntryError, match="nests inside 4 others"):
         s.loads(crafted)
+
+
+def test_deep_decoders_are_clean_after_a_failure_and_across_threads():
+    import threading
+
+    s = MsgpackSerializer()
+    good = nest(lambda v: (v, [1, "a"]), 12)
+    data = s.dumps(good)
+    broken = b"\x92\xc0"  # the innermost payload lacks its second element
+    for _ in range(8):
+        broken = msgpack.packb(msgpack.ExtType(1, b"\x91" + broken))
+    with pytest.raises(CorruptEntryError, match="OutOfData"):
+        s.loads(broken)
+    trailing = msgpack.packb(msgpack.ExtType(1, b"\x91\xc0\xc0"))
+    for _ in range(6):
+        trailing = msgpack.packb(msgpack.ExtType(1, b"\x91" + trailing))
+    with pytest.raises(CorruptEntryError, match="bytes after"):
+        s.loads(trailing)
+    assert s.loads(data) == good  # no unpacker was left holding a partial value
+    errors: list[object] = []
+
+    def work() -> None:
+        for i in range(300):
+            try:
+                if i % 3 == 0:
+                    s.loads(broken)
+            except CorruptEntryError:
+                pass
+            if s.loads(data) != good:
+                errors.append(i)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
