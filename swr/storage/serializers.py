@@ -97,14 +97,6 @@ MSGPACK_NESTING = 1024
 _unpackb = msgpack.unpackb
 
 
-class _Encoding(threading.local):
-    """Per-thread state of the encoder of one :class:`MsgpackSerializer`."""
-
-    def __init__(self) -> None:
-        self.packer: msgpack.Packer | None = None  # reused across calls
-        self.pack_depth = 0  # extension levels entered by the value being packed
-
-
 class MsgpackSerializer:
     """msgpack with round trips for the common Python types msgpack lacks.
 
@@ -157,7 +149,15 @@ class MsgpackSerializer:
     Thread-safe; register types before sharing the serializer between threads.
     """
 
-    __slots__ = ("_by_name", "_by_type", "_ext_hook", "_local", "max_depth", "max_objects")
+    __slots__ = (
+        "_by_name",
+        "_by_type",
+        "_default",
+        "_ext_hook",
+        "_local",
+        "max_depth",
+        "max_objects",
+    )
 
     def __init__(
         self,
@@ -180,7 +180,8 @@ class MsgpackSerializer:
         self.max_objects = max_objects
         self._by_type: dict[type, _Registered] = {}
         self._by_name: dict[str, _Registered] = {}
-        self._local = _Encoding()
+        self._local = threading.local()  # the packer each thread reuses
+        self._default = self._defaults()
         self._ext_hook = self._hooks(None)
         for cls in types:
             self.register(cls)
@@ -220,10 +221,9 @@ class MsgpackSerializer:
         local = self._local
         # A Packer per thread, reused: msgpack.packb builds a new one (and its buffer)
         # on every call, which costs three times the packing of a small value.
-        packer = local.packer
+        packer = local.__dict__.get("packer")
         if packer is None:
             packer = local.packer = msgpack.Packer(default=self._default, strict_types=True)
-        local.pack_depth = 0
         try:
             packed: bytes = packer.pack(value)
         except BaseException as exc:
@@ -245,61 +245,75 @@ class MsgpackSerializer:
                 ) from exc
         return packed
 
-    def _pack_nested(self, value: Any) -> bytes:
-        local = self._local
-        depth = local.pack_depth
-        if depth >= self.max_depth:
-            raise SerializationError(
-                "MsgpackSerializer cannot store the value: tuples, sets, frozensets, "
-                f"timedeltas or registered types nest more than max_depth={self.max_depth} "
-                "levels deep"
-            )
-        local.pack_depth = depth + 1
-        try:
-            packed: bytes = msgpack.packb(value, default=self._default, strict_types=True)
-        finally:
-            local.pack_depth = depth
-        if depth >= _LARGE_LEVELS and len(packed) > _LARGE_NESTED:
-            raise SerializationError(
-                "MsgpackSerializer cannot store the value: an extension (tuple, set, ...) "
-                f"of over {_LARGE_NESTED} bytes nests inside {_LARGE_LEVELS} or more others"
-            )
-        return packed
+    def _defaults(self) -> Callable[[Any], Any]:
+        """The ``default`` hook of depth 0 of the chain the writer packs with.
 
-    def _default(self, obj: Any) -> Any:
-        # strict_types sends every type but the exact builtins here.
-        kind = type(obj)
-        if kind is tuple:
-            return msgpack.ExtType(_EXT_TUPLE, self._pack_nested(list(obj)))
-        if kind is frozenset:
-            return msgpack.ExtType(_EXT_FROZENSET, self._pack_nested(list(obj)))
-        if kind is set:
-            return msgpack.ExtType(_EXT_SET, self._pack_nested(list(obj)))
-        if kind is datetime:
-            return msgpack.ExtType(_EXT_DATETIME, obj.isoformat().encode())
-        if kind is date:
-            return msgpack.ExtType(_EXT_DATE, obj.isoformat().encode())
-        if kind is time:
-            return msgpack.ExtType(_EXT_TIME, obj.isoformat().encode())
-        if kind is timedelta:
-            return msgpack.ExtType(
-                _EXT_TIMEDELTA, self._pack_nested([obj.days, obj.seconds, obj.microseconds])
-            )
-        if kind is uuid.UUID:
-            return msgpack.ExtType(_EXT_UUID, obj.bytes)
-        if kind is Decimal:
-            return msgpack.ExtType(_EXT_DECIMAL, str(obj).encode())
-        registered = self._by_type.get(kind)
-        if registered is not None:
-            return msgpack.ExtType(
-                _EXT_REGISTERED, self._pack_nested([registered.name, registered.fields(obj)])
-            )
-        if kind is int:  # msgpack hands over the ints it cannot pack
-            raise SerializationError(
-                "MsgpackSerializer cannot encode an integer outside the 64-bit range "
-                f"[-2**63, 2**64): {obj}"
-            )
-        raise SerializationError(_unsupported(kind))
+        As on reading, one hook per depth: the hook of depth d packs an extension's
+        content with the hook of depth d + 1, and the hook of max_depth refuses them.
+        """
+        default: Callable[[Any], Any] | None = None
+        for depth in range(self.max_depth, -1, -1):
+            default = self._default_at(depth, default)
+        assert default is not None  # noqa: S101 - max_depth >= 1
+        return default
+
+    def _default_at(self, depth: int, deeper: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+        by_type = self._by_type
+        max_depth = self.max_depth
+        large_refused = depth >= _LARGE_LEVELS
+
+        def pack(value: Any) -> bytes:
+            if deeper is None:
+                raise SerializationError(
+                    "MsgpackSerializer cannot store the value: tuples, sets, frozensets, "
+                    f"timedeltas or registered types nest more than max_depth={max_depth} "
+                    "levels deep"
+                )
+            packed: bytes = msgpack.packb(value, default=deeper, strict_types=True)
+            if large_refused and len(packed) > _LARGE_NESTED:
+                raise SerializationError(
+                    "MsgpackSerializer cannot store the value: an extension (tuple, set, "
+                    f"...) of over {_LARGE_NESTED} bytes nests inside {_LARGE_LEVELS} or "
+                    "more others"
+                )
+            return packed
+
+        def default(obj: Any) -> Any:
+            # strict_types sends every type but the exact builtins here.
+            kind = type(obj)
+            if kind is tuple:
+                return msgpack.ExtType(_EXT_TUPLE, pack(list(obj)))
+            if kind is frozenset:
+                return msgpack.ExtType(_EXT_FROZENSET, pack(list(obj)))
+            if kind is set:
+                return msgpack.ExtType(_EXT_SET, pack(list(obj)))
+            if kind is datetime:
+                return msgpack.ExtType(_EXT_DATETIME, obj.isoformat().encode())
+            if kind is date:
+                return msgpack.ExtType(_EXT_DATE, obj.isoformat().encode())
+            if kind is time:
+                return msgpack.ExtType(_EXT_TIME, obj.isoformat().encode())
+            if kind is timedelta:
+                return msgpack.ExtType(
+                    _EXT_TIMEDELTA, pack([obj.days, obj.seconds, obj.microseconds])
+                )
+            if kind is uuid.UUID:
+                return msgpack.ExtType(_EXT_UUID, obj.bytes)
+            if kind is Decimal:
+                return msgpack.ExtType(_EXT_DECIMAL, str(obj).encode())
+            registered = by_type.get(kind)
+            if registered is not None:
+                return msgpack.ExtType(
+                    _EXT_REGISTERED, pack([registered.name, registered.fields(obj)])
+                )
+            if kind is int:  # msgpack hands over the ints it cannot pack
+                raise SerializationError(
+                    "MsgpackSerializer cannot encode an integer outside the 64-bit range "
+                    f"[-2**63, 2**64): {obj}"
+                )
+            raise SerializationError(_unsupported(kind))
+
+        return default
 
     # -- reading ----------------------------------------------------------------------
     #
