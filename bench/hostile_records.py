@@ -43,7 +43,7 @@ CASES: dict[str, Callable[[], bytes]] = {
     "zstd: 64 MiB of small ints": lambda: zstd_array(b"\x00", 64 * MiB),
     "zstd: 64 MiB of 2-char strings": lambda: zstd_array(b"\xa2ab", 64 * MiB),
     "zstd: 64 MiB of empty sets": lambda: zstd_array(b"\xd4\x02\x90", 64 * MiB),
-    "raw: 1,024 x 1,024 empty sets": lambda: nested_sets(1024, 1024),
+    "raw: 1,448 x 1,448 empty sets": lambda: nested_sets(1448, 1448),
     "raw: tuple nested 250 deep": lambda: b"\x00" + tuples(250),
 }
 

@@ -89,7 +89,7 @@ _EXT_REGISTERED = 10  # [name, fields] of a type registered on the serializer
 # reader at 195 levels on an 8 MiB stack). No setting may go past this ceiling.
 MAX_DEPTH_CEILING = 256
 DEFAULT_MAX_DEPTH = 32
-DEFAULT_MAX_OBJECTS = 1 << 20
+DEFAULT_MAX_OBJECTS = 1 << 21
 # msgpack's own bound on lists and maps nested inside one another (between two extension
 # levels): its packer refuses deeper values and its unpacker refuses deeper bytes.
 MSGPACK_NESTING = 1024
