@@ -85,9 +85,9 @@ _EXT_REGISTERED = 10  # [name, fields] of a type registered on the serializer
 
 # Tuples, sets, frozensets, timedeltas and registered types are extensions whose payload
 # is itself msgpack, decoded by a nested unpacker: each level costs C stack (about
-# 1.3 KiB with a heap-allocated Unpacker; 40 KiB with msgpack.unpackb, which crashed a
+# 2 KiB with a heap-allocated Unpacker; 40 KiB with msgpack.unpackb, which crashed a
 # reader at 195 levels on an 8 MiB stack). No setting may go past this ceiling.
-MAX_DEPTH_CEILING = 256
+MAX_DEPTH_CEILING = 128
 DEFAULT_MAX_DEPTH = 32
 DEFAULT_MAX_OBJECTS = 1 << 21
 # msgpack's own bound on lists and maps nested inside one another (between two extension
@@ -140,7 +140,7 @@ class MsgpackSerializer:
         types: Named tuples, dataclasses and enums to round-trip. A registered type is
             stored under its name (``module.qualname``); reading never imports a class
             named in the bytes, it only looks the name up in this registry.
-        max_depth: Most nested extension levels, 1 to 256.
+        max_depth: Most nested extension levels, 1 to 128.
         max_objects: Most objects in one value, at least 1.
 
     Raises:
@@ -477,9 +477,10 @@ def _nested_decoder(
         if options is None:
             return lambda data: _unpackb(data, ext_hook=deeper, strict_map_key=False)
         return lambda data: _unpackb(data, **settings)
-    # Deeper levels use a msgpack.Unpacker, whose state lives on the heap (1.3 KiB of
-    # stack per level): the deepest value allowed needs about 160 KiB of stack. One per
-    # thread, reused while its buffer stays small.
+    # Deeper levels use a msgpack.Unpacker, whose state lives on the heap (about 2 KiB
+    # of stack per level): a value max_depth=32 deep decodes on a 256 KiB thread stack,
+    # one at MAX_DEPTH_CEILING on 512 KiB (tested). One Unpacker per thread, reused
+    # while its buffer stays small.
     local = threading.local()
     large_refused = depth >= _LARGE_LEVELS
 
@@ -621,7 +622,7 @@ class JSONSerializer:
 
     Args:
         default: Optional ``json.dumps`` hook converting unsupported objects.
-        max_depth: Most nested lists and dicts, 1 to 256.
+        max_depth: Most nested lists and dicts, 1 to 128.
 
     Raises:
         ValueError: ``max_depth`` out of range.

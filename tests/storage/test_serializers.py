@@ -27,7 +27,7 @@ from swr.serializers import (
     default_serializer,
 )
 from swr.storage import CorruptEntryError, SerializationError
-from swr.storage.serializers import MAX_DEPTH_CEILING
+from swr.storage.serializers import DEFAULT_MAX_DEPTH, MAX_DEPTH_CEILING
 
 msgpack_values = st.recursive(
     st.none()
@@ -561,3 +561,40 @@ def test_deep_decoders_are_clean_after_a_failure_and_across_threads():
     for t in threads:
         t.join()
     assert errors == []
+
+
+SMALL_STACK_READER = """
+import sys, threading
+from swr.storage.serializers import MsgpackSerializer
+
+depth, stack = int(sys.argv[1]), int(sys.argv[2])
+s = MsgpackSerializer(max_depth=depth)
+value = None
+for _ in range(depth):
+    value = (value, [1, {"k": "v"}])
+data = s.dumps(value)
+results = []
+threading.stack_size(stack)
+reader = threading.Thread(target=lambda: results.append(s.loads(data) == value))
+reader.start()
+reader.join()
+sys.exit(0 if results == [True] else 1)
+"""
+
+
+@pytest.mark.parametrize(
+    ("depth", "stack_kib"), [(DEFAULT_MAX_DEPTH, 256), (MAX_DEPTH_CEILING, 512)]
+)
+def test_the_deepest_values_allowed_decode_on_small_thread_stacks(depth, stack_kib):
+    # Measured: the default needs under 256 KiB, the ceiling under 384 KiB of stack
+    # (before the bounds, 195 levels overflowed 8 MiB).
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", SMALL_STACK_READER, str(depth), str(stack_kib * 1024)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
