@@ -118,7 +118,7 @@ class _FallbackBase:
 
     def _primary_failed(self, exc: StorageUnavailableError) -> None:
         self._primary_errors += 1
-        logger.debug("fallback_serving", error=repr(exc))
+        logger.debug("fallback_serving", error=str(exc))
 
     def _mark(self, key: str, mark: float | None) -> None:
         """Remember that ``key`` changed while the primary was unavailable."""

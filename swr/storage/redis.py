@@ -100,6 +100,44 @@ def lease_key(storage_key: str) -> str:
     return "lease:{" + storage_key + "}"
 
 
+def describe_error(exc: BaseException) -> str:
+    """The driver's own message with its class name, e.g. ``ResponseError: NOPERM ...``.
+
+    ``str(exc)``, never ``repr``: redis-py 8's repr is only ``network:ConnectionError``,
+    which drops the reason (a refused connection, a failed certificate check, an ACL
+    denial, the server's error text).
+    """
+    text = str(exc)
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def _location(client: Any) -> str:
+    """Where ``client`` connects, as ``host:port/db`` or a socket path: never credentials.
+
+    Read from the client's own connection settings (parsed by redis-py, which splits a
+    URL's userinfo on its last ``@``), so no character of a password, in the URL or in a
+    query argument, can reach a repr, a log event or an error message.
+    """
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        settings = pool.connection_kwargs
+        if "path" in settings:
+            return f"unix:{settings['path']}/{settings.get('db', 0)}"
+        return f"{settings.get('host', '?')}:{settings.get('port', '?')}/{settings.get('db', 0)}"
+    nodes = getattr(client, "startup_nodes", None)
+    if nodes is None:
+        manager = getattr(client, "nodes_manager", None)
+        nodes = getattr(manager, "startup_nodes", None)
+    if isinstance(nodes, dict):
+        nodes = list(nodes.values())
+    if nodes:
+        first = nodes[0]
+        more = f" (+{len(nodes) - 1})" if len(nodes) > 1 else ""
+        return f"cluster {first.host}:{first.port}{more}"
+    return type(client).__name__
+
+
 def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
@@ -235,6 +273,7 @@ class _RedisBase:
         self._health = _Health(initial, maximum)
         self._counters = {"corrupt_entries": 0}
         self._twin_options = twin_options
+        self._location = _location(client)
         exceptions = redis.exceptions
         # What makes the storage DOWN: the server cannot be reached or answered too late.
         self._unavailable: tuple[type[BaseException], ...] = (
@@ -339,11 +378,7 @@ class _RedisBase:
     # -- errors and health --------------------------------------------------------------
 
     def _where(self) -> str:
-        options = self._twin_options
-        if options is not None:
-            url = str(options["url"])
-            return url.split("@", 1)[-1] if "@" in url else url  # no credentials in logs
-        return type(self._client).__name__
+        return self._location
 
     def _refused(self) -> StorageUnavailableError:
         """The error for a call while closed or DOWN (and restart a lost probe)."""
@@ -361,11 +396,16 @@ class _RedisBase:
         if isinstance(exc, self._unavailable):
             if self._health.went_down():
                 logger.warning(
-                    "redis_unavailable", backend="redis", server=self._where(), error=repr(exc)
+                    "redis_unavailable",
+                    backend="redis",
+                    server=self._where(),
+                    error=describe_error(exc),
                 )
                 self._start_probe()
-            return StorageUnavailableError(f"Redis at {self._where()} failed: {exc!r}")
-        return StorageError(f"Redis command failed: {exc!r}")
+            return StorageUnavailableError(
+                f"Redis at {self._where()} failed: {describe_error(exc)}"
+            )
+        return StorageError(f"Redis at {self._where()} refused the command: {describe_error(exc)}")
 
     def _probe_answered(self) -> None:
         self._health.came_back()
@@ -796,7 +836,7 @@ class RedisStorage(_RedisBase, StorageMixin):
                 delay = health.probe_failed()
                 continue
             except Exception as exc:  # noqa: BLE001 - a probe must never kill its thread
-                logger.warning("redis_probe_failed", backend="redis", error=repr(exc))
+                logger.warning("redis_probe_failed", backend="redis", error=describe_error(exc))
                 delay = health.probe_failed()
                 continue
             self._probe_answered()
@@ -849,7 +889,7 @@ class RedisStorage(_RedisBase, StorageMixin):
             try:
                 self._client.close()
             except self._driver_errors as exc:  # pragma: no cover - closing sockets
-                logger.debug("redis_close_failed", backend="redis", error=repr(exc))
+                logger.debug("redis_close_failed", backend="redis", error=describe_error(exc))
 
 
 # Settings copied from a sync client when building its asyncio twin; the rest of
@@ -1178,7 +1218,7 @@ class AsyncRedisStorage(_RedisBase, AsyncStorageMixin):
                 delay = health.probe_failed()
                 continue
             except Exception as exc:  # noqa: BLE001 - a probe must never die on an error
-                logger.warning("redis_probe_failed", backend="redis", error=repr(exc))
+                logger.warning("redis_probe_failed", backend="redis", error=describe_error(exc))
                 delay = health.probe_failed()
                 continue
             self._probe_answered()
@@ -1200,4 +1240,4 @@ class AsyncRedisStorage(_RedisBase, AsyncStorageMixin):
             try:
                 await self._client.aclose()
             except self._driver_errors as exc:  # pragma: no cover - closing sockets
-                logger.debug("redis_close_failed", backend="redis", error=repr(exc))
+                logger.debug("redis_close_failed", backend="redis", error=describe_error(exc))

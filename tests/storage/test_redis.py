@@ -467,3 +467,91 @@ def test_the_twin_of_a_storage_built_on_a_cluster_client(redis_cluster, clock):
     assert asyncio.run(read()) == list(range(10))
     store.close()
     client.close()
+
+
+# -- credentials and driver messages ---------------------------------------------------
+
+SECRET = "Sup3r@Secr3t:pw/Zq9"  # '@', ':' and '/': every character a URL parser trips on
+
+
+def fragments(secret: str, size: int = 4) -> set[str]:
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)}
+
+
+@pytest.mark.slow
+def test_no_fragment_of_the_password_reaches_anything_swr_emits(own_redis, clock, caplog):
+    """A scripted session with a known password: reprs, logs, errors and stats scanned."""
+    from urllib.parse import quote
+
+    from swr.storage import FallbackStorage, MemoryStorage, TieredStorage
+
+    user = f"u{uuid.uuid4().hex[:6]}"
+    own_redis.cli("ACL", "SETUSER", user, "on", f">{SECRET}", "~*", "+@all")
+    # '@' and ':' raw (redis-py splits the userinfo on the last '@'), '/' percent-encoded
+    url = f"redis://{user}:{quote(SECRET, safe='@:')}@127.0.0.1:{own_redis.port}/0"
+    emitted: list[str] = []
+    caplog.set_level("DEBUG")
+
+    def seen(exc: BaseException) -> None:
+        emitted.extend([str(exc), repr(exc)])
+
+    with capture_logs() as logs:
+        store = RedisStorage.from_url(url, prefix="s:", clock=clock, backoff_initial=0.05)
+        assert store.client.connection_pool.connection_kwargs["password"] == SECRET
+        safe = FallbackStorage(store, MemoryStorage(clock=clock), clock=clock)
+        tiered = TieredStorage(MemoryStorage(clock=clock), store)
+        safe.set("k", entry("v", clock()))
+        assert tiered.get("k").value == "v"
+        token = store.acquire_lease("k", 5)
+        store.release_lease("k", token)
+        wrong = RedisStorage.from_url(url.replace("Zq9", "Zq8"), clock=clock)
+        with pytest.raises(StorageUnavailableError) as refused:
+            wrong.get("k")
+        seen(refused.value)
+        twin = store.as_async()
+
+        async def twin_session() -> None:
+            await twin.set("a", entry("x", clock()))
+            assert (await twin.get("a")).value == "x"
+            emitted.append(repr(twin))
+            await twin.aclose()
+
+        asyncio.run(twin_session())
+        own_redis.kill()
+        with pytest.raises(StorageUnavailableError) as down:
+            store.get("k")
+        seen(down.value)
+        with pytest.raises(StorageUnavailableError) as refused_fast:
+            store.get("k")
+        seen(refused_fast.value)
+        assert safe.get("k").value == "v"  # served by the fallback
+        emitted.extend(repr(s) for s in (store, wrong, safe, tiered))
+        emitted.extend(str(s.stats()) for s in (store, wrong, safe, tiered))
+        emitted.extend(str(s) for s in (store, safe))
+        wrong.close()
+        safe.close()
+    ours = [record for record in caplog.records if record.name.split(".")[0] == "swr"]
+    emitted.extend(repr(event) for event in logs)
+    emitted.extend(record.getMessage() for record in ours)
+    emitted.extend(repr(record.__dict__) for record in ours)
+    assert any(event["event"] == "redis_unavailable" for event in logs)
+    text = "\n".join(emitted)
+    assert "127.0.0.1" in text  # where the server is, yes
+    leaked = {piece for piece in fragments(SECRET) | {user} if piece in text}
+    leaked |= {piece for piece in fragments(quote(SECRET, safe="")) if piece in text}
+    assert not leaked, f"credential fragments emitted: {sorted(leaked)}"
+
+
+def test_errors_carry_the_drivers_message_and_keep_it_as_cause(store):
+    store.client.hset(store.prefix + "hash", "f", "v")  # wrong type for GET
+    with pytest.raises(StorageError) as caught:
+        store.get("hash")
+    assert "WRONGTYPE" in str(caught.value)  # the server's own reason
+    assert "ResponseError" in str(caught.value)
+    assert isinstance(caught.value.__cause__, redis.exceptions.ResponseError)
+    dead = RedisStorage.from_url("redis://127.0.0.1:1/0")
+    with pytest.raises(StorageUnavailableError) as refused:
+        dead.get("k")
+    assert "Connection refused" in str(refused.value)
+    assert isinstance(refused.value.__cause__, redis.exceptions.ConnectionError)
+    dead.close()
