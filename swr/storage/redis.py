@@ -33,6 +33,7 @@ import asyncio
 import hashlib
 import math
 import os
+import sys
 import threading
 import time as _time
 import uuid
@@ -84,20 +85,91 @@ def _has_hash_tag(key: str) -> bool:
     return end > start + 1
 
 
-def lease_key(storage_key: str) -> str:
+# The first byte of every lease key. 0xFF never occurs in UTF-8, and an entry's Redis key
+# is the UTF-8 of ``prefix + key``: no entry key, whatever its prefix, equals a lease key.
+LEASE_MARK = b"\xff"
+
+
+def lease_key(storage_key: str) -> bytes:
     """Return the Redis key of the lease on the entry stored under ``storage_key``.
 
-    On a cluster the lease should live in the entry's hash slot (same node, same
-    failover). ``lease:`` has no braces, so a key with its own hash tag keeps it; a key
-    without a tag is wrapped whole in one, which hashes exactly like the bare key. A key
-    with a stray ``}`` and no valid tag cannot be wrapped: its lease may sit in another
-    slot, which stays correct because every lease command touches only the lease key.
+    ``0xFF lease:`` then the storage key: a byte string that is not UTF-8, so the lease
+    namespace is disjoint from the entries' (a cache key named ``lease:{user}`` is an
+    entry like any other). On a cluster the lease lives in the entry's hash slot (same
+    node, same failover): a key with its own hash tag keeps it, a key without one is
+    wrapped whole in one, which hashes exactly like the bare key. A key with a stray
+    ``}`` and no valid tag cannot be wrapped: its lease may sit in another slot, which
+    stays correct because every lease command then touches only the lease key.
 
-    With an empty ``prefix``, avoid cache keys starting with ``lease:``.
+    Raises:
+        UnicodeEncodeError: ``storage_key`` is not valid UTF-8 (a lone surrogate).
     """
     if _has_hash_tag(storage_key) or "}" in storage_key:
-        return "lease:" + storage_key
-    return "lease:{" + storage_key + "}"
+        return LEASE_MARK + b"lease:" + storage_key.encode()
+    return LEASE_MARK + b"lease:{" + storage_key.encode() + b"}"
+
+
+def same_slot(storage_key: str) -> bool:
+    """Whether the entry under ``storage_key`` and its lease share one hash slot."""
+    return _has_hash_tag(storage_key) or "}" not in storage_key
+
+
+def bad_key(key: str, exc: UnicodeEncodeError) -> ValueError:
+    """The error for a key Redis cannot hold: a str that is not valid UTF-8."""
+    return ValueError(f"key {key!r} is not valid UTF-8 ({exc.reason}); keys must encode as UTF-8")
+
+
+# Entries that never expire (``expires_at = inf``) are stored without a TTL, and so is any
+# entry whose TTL would exceed this (about 31,700 years): Redis refuses a ``PX`` that
+# overflows its clock, and dropping such an entry early would be wrong.
+PX_MAX = 10**15
+# The record format holds finite times: an infinite one is written as the largest float
+# and read back as infinity.
+_FOREVER = sys.float_info.max
+_INF = math.inf
+
+
+def _finite(entry: Entry) -> Entry:
+    """``entry`` with each infinite window written as ``_FOREVER`` (the record's form)."""
+    if entry.expires_at != _INF:
+        return entry
+    return Entry(
+        entry.value,
+        entry.stored_at,
+        min(entry.fresh_until, _FOREVER),
+        min(entry.stale_until, _FOREVER),
+        _FOREVER,
+    )
+
+
+def _infinite(entry: Entry) -> Entry:
+    """Undo :func:`_finite` on a freshly decoded entry (in place)."""
+    if entry.expires_at == _FOREVER:
+        entry.expires_at = _INF
+        if entry.stale_until == _FOREVER:
+            entry.stale_until = _INF
+        if entry.fresh_until == _FOREVER:
+            entry.fresh_until = _INF
+    return entry
+
+
+def check_times(entry: Entry) -> None:
+    """Refuse an entry whose times are NaN, ``-inf`` or out of order.
+
+    Raises:
+        TypeError: ``entry`` is not an :class:`~swr.storage.base.Entry`.
+        ValueError: the times are not ordered ``stored_at <= fresh_until <= stale_until
+            <= expires_at`` (NaN fails every comparison), or ``stored_at`` is infinite.
+    """
+    if not isinstance(entry, Entry):
+        raise TypeError(f"expected an Entry, got {type(entry).__name__}")
+    times = (entry.stored_at, entry.fresh_until, entry.stale_until, entry.expires_at)
+    stored, fresh, stale, expires = times
+    if not (-_INF < stored <= fresh <= stale <= expires and stored < _INF):
+        raise ValueError(
+            "entry times must be ordered stored_at <= fresh_until <= stale_until <= "
+            f"expires_at, with no NaN and a finite stored_at; got {times}"
+        )
 
 
 def describe_error(exc: BaseException) -> str:
@@ -244,6 +316,10 @@ class _RedisBase:
     ) -> None:
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        try:
+            prefix.encode()
+        except UnicodeEncodeError as exc:
+            raise bad_key(prefix, exc) from None
         if isinstance(read_cache, bool) or not isinstance(read_cache, int):
             raise TypeError(f"read_cache must be an int, got {type(read_cache).__name__}")
         if read_cache < 0:
@@ -284,7 +360,12 @@ class _RedisBase:
             OSError,
         )
         # Everything the driver raises; anything else is a bug and propagates unchanged.
-        self._driver_errors: tuple[type[BaseException], ...] = (exceptions.RedisError, OSError)
+        # UnicodeEncodeError: redis-py encodes a str key that is not valid UTF-8.
+        self._driver_errors: tuple[type[BaseException], ...] = (
+            exceptions.RedisError,
+            OSError,
+            UnicodeEncodeError,
+        )
         self._no_script: type[BaseException] = exceptions.NoScriptError
 
     # -- keys, records, expiry --------------------------------------------------------
@@ -293,17 +374,21 @@ class _RedisBase:
         clock = self._clock
         return clock() if clock is not None else _time.time()
 
-    def _px(self, expires_at: float) -> int:
-        """Milliseconds ``expires_at`` is away (rounded up); <= 0 when already dead."""
-        return math.ceil((expires_at - self._now()) * 1000.0)
+    def _record(self, entry: Entry) -> tuple[bytes, int | None]:
+        """The record bytes of ``entry`` and its ``PX``.
 
-    def _record(self, entry: Entry) -> tuple[bytes, int]:
-        """The record bytes of ``entry`` and its ``PX``; ``PX <= 0`` means dead already.
+        ``PX <= 0`` means dead already (the key is deleted, nothing encoded); ``None``
+        means no TTL (``expires_at`` is infinite or beyond :data:`PX_MAX`).
 
         Raises:
+            ValueError: the entry's times are NaN or out of order.
             SerializationError: the serializer cannot encode the value.
         """
-        px = self._px(entry.expires_at)
+        check_times(entry)
+        remaining = (entry.expires_at - self._now()) * 1000.0
+        if remaining > PX_MAX:
+            return self._codec.encode(_finite(entry)), None
+        px = math.ceil(remaining)
         return (self._codec.encode(entry) if px > 0 else b""), px
 
     def _entry(self, skey: str, data: bytes) -> Entry | None:
@@ -320,7 +405,7 @@ class _RedisBase:
         if cached is not None and cached[0] == data:
             entry = cached[1]
         else:
-            entry = self._codec.decode(data)
+            entry = _infinite(self._codec.decode(data))
             if cache.limit and len(data) <= ReadCache.RECORD_MAX:
                 cache.remember(((skey, (data, entry)),))
         clock = self._clock
@@ -338,7 +423,8 @@ class _RedisBase:
         now = self._now()
         cache = self._cache
         if not cache.limit:
-            return self._codec.decode_many(records, now)
+            decoded, corrupt = self._codec.decode_many(records, now)
+            return [None if e is None else _infinite(e) for e in decoded], corrupt
         get = cache.get
         entries: list[Entry | None] = []
         append = entries.append
@@ -357,19 +443,30 @@ class _RedisBase:
         datas = cast("list[bytes]", [records[index] for index in missed])
         decoded, corrupt = self._codec.decode_many(datas, now)
         fresh: list[tuple[str, tuple[bytes, Entry]]] = []
-        for index, data, live in zip(missed, datas, decoded, strict=True):
-            if live is not None:
-                entries[index] = live
+        for index, data, found in zip(missed, datas, decoded, strict=True):
+            if found is not None:
+                entries[index] = live = _infinite(found)
                 if len(data) <= ReadCache.RECORD_MAX:
                     fresh.append((skeys[index], (data, live)))
         if fresh:
             cache.remember(fresh)
         return entries, [(missed[at], error) for at, error in corrupt]
 
-    def _lease_request(self, key: str, ttl: float) -> tuple[str, str, int]:
+    def _lease_key(self, key: str) -> bytes:
+        """The lease key of ``key``.
+
+        Raises:
+            ValueError: ``key`` is not valid UTF-8.
+        """
+        try:
+            return lease_key(self.prefix + key)
+        except UnicodeEncodeError as exc:
+            raise bad_key(key, exc) from exc
+
+    def _lease_request(self, key: str, ttl: float) -> tuple[bytes, str, int]:
         """``(lease key, new token, PX)`` for a lease on ``key`` lasting ``ttl`` seconds."""
         _check_seconds("ttl", ttl)
-        return lease_key(self.prefix + key), uuid.uuid4().hex, max(1, math.ceil(ttl * 1000.0))
+        return self._lease_key(key), uuid.uuid4().hex, max(1, math.ceil(ttl * 1000.0))
 
     def _corrupt_found(self, skey: str, exc: CorruptEntryError) -> None:
         self._counters["corrupt_entries"] += 1
@@ -391,8 +488,13 @@ class _RedisBase:
             f"Redis at {self._where()} is unavailable; calls resume once a background PING answers"
         )
 
-    def _failure(self, exc: BaseException) -> StorageError:
-        """Map a driver exception to a storage error, turning DOWN on unavailability."""
+    def _failure(self, exc: BaseException) -> StorageError | ValueError:
+        """Map a driver exception to a storage error, turning DOWN on unavailability.
+
+        A key redis-py could not encode (not valid UTF-8) is the caller's ``ValueError``.
+        """
+        if isinstance(exc, UnicodeEncodeError):
+            return bad_key(str(exc.object), exc)
         if isinstance(exc, self._unavailable):
             if self._health.went_down():
                 logger.warning(
@@ -726,7 +828,7 @@ class RedisStorage(_RedisBase, StorageMixin):
         data, px = self._record(entry)
         skey = self.prefix + key
         try:
-            if px > 0:
+            if px is None or px > 0:
                 self._client.set(skey, data, px=px)
             else:
                 self._client.delete(skey)
@@ -749,7 +851,7 @@ class RedisStorage(_RedisBase, StorageMixin):
         try:
             pipe = self._client.pipeline(transaction=False)
             for skey, data, px in records:
-                if px > 0:
+                if px is None or px > 0:
                     pipe.set(skey, data, px=px)
                 else:
                     pipe.delete(skey)
@@ -797,7 +899,7 @@ class RedisStorage(_RedisBase, StorageMixin):
         """
         if self._health.blocked:
             raise self._refused()
-        lkey = lease_key(self.prefix + key)
+        lkey = self._lease_key(key)
         client = self._client
         try:
             try:
@@ -1113,7 +1215,7 @@ class AsyncRedisStorage(_RedisBase, AsyncStorageMixin):
         data, px = self._record(entry)
         skey = self.prefix + key
         try:
-            if px > 0:
+            if px is None or px > 0:
                 await self._client.set(skey, data, px=px)
             else:
                 await self._client.delete(skey)
@@ -1133,7 +1235,7 @@ class AsyncRedisStorage(_RedisBase, AsyncStorageMixin):
         try:
             pipe = self._client.pipeline(transaction=False)
             for skey, data, px in records:
-                if px > 0:
+                if px is None or px > 0:
                     pipe.set(skey, data, px=px)
                 else:
                     pipe.delete(skey)
@@ -1171,7 +1273,7 @@ class AsyncRedisStorage(_RedisBase, AsyncStorageMixin):
             raise self._refused()
         if not self._ready:
             await self._prepare()
-        lkey = lease_key(self.prefix + key)
+        lkey = self._lease_key(key)
         client = self._client
         try:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import subprocess
 import sys
@@ -49,6 +50,78 @@ def test_redis_expiry_is_the_whole_remaining_lifetime(store, clock):
     clock.advance(59.5)  # the same entry written later has 0.5 s left
     store.set("k", entry("v", clock() - 59.5, fresh=10, lifetime=60))
     assert 0 < store.client.pttl(store.prefix + "k") <= 500
+
+
+def test_entries_that_never_expire_have_no_ttl_and_far_future_ones_are_kept(store, clock):
+    now = clock()
+    forever = Entry("v", now, now + 10, now + 20, math.inf)
+    store.set("inf", forever)
+    assert store.client.pttl(store.prefix + "inf") == -1  # no TTL
+    assert store.get("inf") == forever
+    always_fresh = Entry("w", now, math.inf, math.inf, math.inf)
+    store.set_many({"fresh": always_fresh})
+    assert store.get_many(["fresh"]) == [always_fresh]
+    far = Entry("x", now, now + 10, now + 20, 1e20)  # PX would overflow Redis's clock
+    store.set("far", far)
+    assert store.client.pttl(store.prefix + "far") == -1  # kept, never dropped early
+    assert store.get("far") == far
+    store.set("inf", entry("y", now))  # a finite entry over it gets a TTL again
+    assert store.client.pttl(store.prefix + "inf") > 0
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        (0.0, 1.0, 2.0, math.nan),
+        (math.nan, 1.0, 2.0, 3.0),
+        (0.0, 3.0, 2.0, 4.0),
+        (0.0, 1.0, 2.0, 1.5),
+        (-math.inf, 1.0, 2.0, 3.0),
+        (math.inf, math.inf, math.inf, math.inf),
+    ],
+)
+def test_nan_and_out_of_order_times_are_refused_before_any_write(store, times):
+    with pytest.raises(ValueError, match="ordered"):
+        store.set("k", Entry("v", *times))
+    with pytest.raises(ValueError, match="ordered"):
+        store.set_many({"k": Entry("v", *times)})
+    assert store.client.exists(store.prefix + "k") == 0
+
+
+def test_a_key_that_is_not_utf8_is_a_value_error_on_every_verb(store, clock):
+    bad = "k\udc80"  # a lone surrogate
+    calls = [
+        lambda: store.get(bad),
+        lambda: store.get_many(["ok", bad]),
+        lambda: store.set(bad, entry("v", clock())),
+        lambda: store.set_many({bad: entry("v", clock())}),
+        lambda: store.delete(bad),
+        lambda: store.acquire_lease(bad, 5),
+        lambda: store.release_lease(bad, "t"),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="UTF-8") as caught:
+            call()
+        assert not isinstance(caught.value, UnicodeError)
+    assert store.available
+    with pytest.raises(ValueError, match="UTF-8"):
+        RedisStorage(store.client, prefix="p\udc80")
+
+
+def test_a_cache_key_named_like_a_lease_never_touches_the_lease(clock, redis_server):
+    store = RedisStorage.from_url(redis_server.url, clock=clock)  # the default empty prefix
+    user = f"user{uuid.uuid4().hex[:6]}"
+    token = store.acquire_lease(user, 30)
+    assert token is not None
+    for name in (f"lease:{{{user}}}", f"lease:{user}", "\xfflease:{" + user + "}"):
+        assert store.get(name) is None  # an ordinary absent entry, not a corrupt one
+        store.set(name, entry("v", clock()))
+        assert store.get(name).value == "v"
+        store.delete(name)
+    assert store.stats()["corrupt_entries"] == 0
+    assert store.acquire_lease(user, 30) is None  # the lease is still held
+    store.release_lease(user, token)
+    store.close()
 
 
 def test_writing_a_dead_entry_removes_the_key(store, clock):
@@ -211,14 +284,14 @@ def test_lease_is_set_nx_px_and_survives_a_script_cache_flush(store):
 
 @pytest.mark.parametrize("key", ["user:1", "app:{user:1}:profile", "x{", "x{a", "café:ключ"])
 def test_lease_key_hashes_to_the_entry_slot(key):
-    assert key_slot(lease_key(key).encode()) == key_slot(key.encode())
-    assert lease_key(key).startswith("lease:")
+    assert key_slot(lease_key(key)) == key_slot(key.encode())
+    assert lease_key(key).startswith(b"\xfflease:")
 
 
 @pytest.mark.parametrize("key", ["a}b", "a{}b", "{}{a}"])
 def test_a_key_with_a_stray_brace_and_no_tag_gets_a_plain_lease_key(key):
     # No hash tag can reproduce its slot; one key per lease command keeps it correct.
-    assert lease_key(key) == "lease:" + key
+    assert lease_key(key) == b"\xfflease:" + key.encode()
 
 
 def test_cluster_batches_span_nodes_and_leases_live_with_their_entries(redis_cluster, clock):
@@ -267,7 +340,16 @@ def test_tls_and_credentials_pass_through_to_redis_py():
 
 def test_acl_user_and_password(redis_server):
     user, password = f"u{uuid.uuid4().hex[:6]}", "pw-" + uuid.uuid4().hex
-    redis_server.cli("ACL", "SETUSER", user, "on", f">{password}", "~acl:*", "~lease:*", "+@all")
+    # Leases live under keys starting with the byte 0xFF (see lease_key): allow them too.
+    client = redis.Redis(port=redis_server.port)
+    client.acl_setuser(
+        user,
+        enabled=True,
+        passwords=[f"+{password}"],
+        keys=[b"acl:*", b"\xfflease:*"],
+        commands=["+@all"],
+    )
+    client.close()
     try:
         url = f"redis://{user}:{password}@127.0.0.1:{redis_server.port}/0"
         store = RedisStorage.from_url(url, prefix="acl:")
