@@ -65,6 +65,25 @@ return 0
 """
 _RELEASE_SHA = hashlib.sha1(_RELEASE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
+# Stores a record and releases the lease in one round trip (KEYS[1] entry, KEYS[2] lease;
+# ARGV[1] record, ARGV[2] PX: "" for no TTL, <= 0 to delete the entry; ARGV[3] token).
+# The entry is written whoever holds the lease now, as a set then a release would.
+_STORE_RELEASE_SCRIPT = """
+local px = ARGV[2]
+if px == "" then
+    redis.call("set", KEYS[1], ARGV[1])
+elseif tonumber(px) > 0 then
+    redis.call("set", KEYS[1], ARGV[1], "px", px)
+else
+    redis.call("del", KEYS[1])
+end
+if redis.call("get", KEYS[2]) == ARGV[3] then
+    return redis.call("del", KEYS[2])
+end
+return 0
+"""
+_STORE_RELEASE_SHA = hashlib.sha1(_STORE_RELEASE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
 
 def _import_redis() -> ModuleType:
     """Import redis-py, or fail with the extra to install."""
@@ -467,6 +486,22 @@ class _RedisBase:
         """``(lease key, new token, PX)`` for a lease on ``key`` lasting ``ttl`` seconds."""
         _check_seconds("ttl", ttl)
         return self._lease_key(key), uuid.uuid4().hex, max(1, math.ceil(ttl * 1000.0))
+
+    def _store_release(
+        self, key: str, entry: Entry, token: str
+    ) -> tuple[tuple[str, bytes], tuple[bytes, str, str]] | None:
+        """The keys and arguments of the store-and-release script, or ``None`` when the
+        entry and its lease live in two hash slots of a cluster (two calls then).
+
+        Raises:
+            ValueError, SerializationError: as :meth:`_record`.
+        """  # noqa: D205 - the summary names both results
+        skey = self.prefix + key
+        lkey = self._lease_key(key)
+        if self._cluster and not same_slot(skey):
+            return None
+        data, px = self._record(entry)
+        return (skey, lkey), (data, "" if px is None else str(px), token)
 
     def _corrupt_found(self, skey: str, exc: CorruptEntryError) -> None:
         self._counters["corrupt_entries"] += 1
@@ -899,13 +934,40 @@ class RedisStorage(_RedisBase, StorageMixin):
         """
         if self._health.blocked:
             raise self._refused()
-        lkey = self._lease_key(key)
+        self._script(_RELEASE_SHA, _RELEASE_SCRIPT, (self._lease_key(key),), (token,))
+
+    def set_and_release(self, key: str, entry: Entry, token: str) -> None:
+        """Store ``entry`` and release the lease ``token`` on ``key``: one round trip.
+
+        One Lua script writes the record (as :meth:`set` does) and deletes the lease if
+        ``token`` still owns it. On a cluster, a key whose lease sits in another slot
+        (a stray ``}`` and no hash tag) takes two calls, :meth:`set` then
+        :meth:`release_lease`.
+
+        Raises:
+            ValueError, SerializationError: as :meth:`set` (nothing is written and the
+                lease is kept; it expires on its own).
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        if self._health.blocked:
+            raise self._refused()
+        script = self._store_release(key, entry, token)
+        if script is None:
+            self.set(key, entry)
+            self.release_lease(key, token)
+            return
+        self._script(_STORE_RELEASE_SHA, _STORE_RELEASE_SCRIPT, *script)
+
+    def _script(
+        self, sha: str, script: str, keys: Sequence[str | bytes], args: Sequence[object]
+    ) -> None:
+        """Run a Lua script by its SHA, loading it on ``NOSCRIPT`` (a flushed cache)."""
         client = self._client
         try:
             try:
-                client.evalsha(_RELEASE_SHA, 1, lkey, token)
+                client.evalsha(sha, len(keys), *keys, *args)
             except self._no_script:
-                client.eval(_RELEASE_SCRIPT, 1, lkey, token)
+                client.eval(script, len(keys), *keys, *args)
         except self._driver_errors as exc:
             raise self._failure(exc) from exc
 
@@ -1273,13 +1335,30 @@ class AsyncRedisStorage(_RedisBase, AsyncStorageMixin):
             raise self._refused()
         if not self._ready:
             await self._prepare()
-        lkey = self._lease_key(key)
+        await self._script(_RELEASE_SHA, _RELEASE_SCRIPT, (self._lease_key(key),), (token,))
+
+    async def set_and_release(self, key: str, entry: Entry, token: str) -> None:
+        """Store ``entry`` and release the lease; see :meth:`RedisStorage.set_and_release`."""
+        if self._health.blocked:
+            raise self._refused()
+        if not self._ready:
+            await self._prepare()
+        script = self._store_release(key, entry, token)
+        if script is None:
+            await self.set(key, entry)
+            await self.release_lease(key, token)
+            return
+        await self._script(_STORE_RELEASE_SHA, _STORE_RELEASE_SCRIPT, *script)
+
+    async def _script(
+        self, sha: str, script: str, keys: Sequence[str | bytes], args: Sequence[object]
+    ) -> None:
         client = self._client
         try:
             try:
-                await client.evalsha(_RELEASE_SHA, 1, lkey, token)
+                await client.evalsha(sha, len(keys), *keys, *args)
             except self._no_script:
-                await client.eval(_RELEASE_SCRIPT, 1, lkey, token)
+                await client.eval(script, len(keys), *keys, *args)
         except self._driver_errors as exc:
             raise self._failure(exc) from exc
 

@@ -637,3 +637,66 @@ def test_errors_carry_the_drivers_message_and_keep_it_as_cause(store):
     assert "Connection refused" in str(refused.value)
     assert isinstance(refused.value.__cause__, redis.exceptions.ConnectionError)
     dead.close()
+
+
+# -- set_and_release: one round trip for a MISS's write and its lease -------------------
+
+
+def test_set_and_release_stores_and_releases_in_one_round_trip(redis_server, clock):
+    pool = redis.ConnectionPool(
+        host="127.0.0.1", port=redis_server.port, connection_class=CountingConnection
+    )
+    client = redis.Redis(connection_pool=pool)
+    store = RedisStorage(client, prefix=f"sr{uuid.uuid4().hex[:6]}:", clock=clock)
+    warm = store.acquire_lease("warm", 5)
+    store.set_and_release("warm", entry("w", clock()), warm)  # loads the script once
+    token = store.acquire_lease("k", 5)
+    CountingConnection.sent = 0
+    store.set_and_release("k", entry("v", clock(), lifetime=60), token)
+    assert CountingConnection.sent == 1
+    assert store.get("k").value == "v"
+    assert 59_000 < client.pttl(store.prefix + "k") <= 60_000
+    assert client.exists(lease_key(store.prefix + "k")) == 0
+    assert store.acquire_lease("k", 5) is not None  # released: free to take
+    store.close()
+    client.close()
+
+
+def test_set_and_release_keeps_a_lease_it_does_not_own_and_follows_set(store, clock):
+    token = store.acquire_lease("k", 5)
+    store.set_and_release("k", entry("v", clock()), "not-the-owner")
+    assert store.get("k").value == "v"  # written, as set() would
+    assert store.acquire_lease("k", 5) is None  # the owner's lease is kept
+    now = clock()
+    store.set_and_release("k", Entry("forever", now, now + 1, now + 2, math.inf), token)
+    assert store.client.pttl(store.prefix + "k") == -1
+    assert store.get("k").value == "forever"
+    token = store.acquire_lease("k", 5)
+    dead = Entry("dead", now - 10, now - 9, now - 8, now - 1)
+    store.set_and_release("k", dead, token)
+    assert store.client.exists(store.prefix + "k") == 0
+    assert store.acquire_lease("k", 5) is not None
+    with pytest.raises(ValueError, match="ordered"):
+        store.set_and_release("k", Entry("v", now, now, now, math.nan), "t")
+
+
+def test_the_async_twin_sets_and_releases_too(store, clock):
+    async def scenario() -> None:
+        twin = store.as_async()
+        token = await twin.acquire_lease("a", 5)
+        await twin.set_and_release("a", entry("v", clock()), token)
+        assert (await twin.get("a")).value == "v"
+        assert await twin.acquire_lease("a", 5) is not None
+        await twin.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_set_and_release_on_a_cluster_in_one_slot_or_two(redis_cluster, clock):
+    store = RedisStorage.from_url(redis_cluster.url, cluster=True, prefix="sr:", clock=clock)
+    for key in ("user:1", "a}b"):  # the second key's lease lives in another slot
+        token = store.acquire_lease(key, 5)
+        store.set_and_release(key, entry(key, clock()), token)
+        assert store.get(key).value == key
+        assert store.acquire_lease(key, 5) is not None
+    store.close()
