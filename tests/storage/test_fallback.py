@@ -17,7 +17,8 @@ from swr.storage import (
     RedisStorage,
     StorageUnavailableError,
 )
-from swr.storage.fallback import _Action, reconcile
+from swr.storage._fallback import Action as _Action
+from swr.storage.fallback import reconcile
 from swr.storage.serializers import JSONSerializer
 from tests.helpers import wait_until
 
@@ -138,6 +139,27 @@ def test_leases_come_from_the_tier_that_is_serving(own_redis, clock):
     assert fallback.acquire_lease("k3", 30) is None
     store.release_lease("k3", local)
     assert fallback.acquire_lease("k3", 30) is not None
+    store.close()
+
+
+@pytest.mark.redis
+def test_set_and_release_goes_to_the_tier_that_granted_the_lease(own_redis, clock):
+    store, primary, fallback = make(own_redis.url, clock)
+    calls: list[str] = []
+    original = primary.set_and_release
+    primary.set_and_release = lambda *args: calls.append("primary") or original(*args)
+    token = store.acquire_lease("k", 30)
+    store.set_and_release("k", entry("v", clock()), token)
+    assert calls == ["primary"]  # one call: Redis stores and releases together
+    assert primary.get("k").value == "v"
+    assert fallback.get("k").value == "v"  # kept warm
+    assert primary.acquire_lease("k", 30) is not None  # released
+    own_redis.kill()
+    local = store.acquire_lease("o", 30)  # Redis is gone: the fallback's lease
+    store.set_and_release("o", entry("w", clock()), local)
+    assert fallback.get("o").value == "w"
+    assert fallback.acquire_lease("o", 30) is not None
+    assert store.stats()["dirty_keys"] == 1  # repaired in Redis once it is back
     store.close()
 
 
