@@ -6,10 +6,11 @@ the thread twin is generated from it. See :mod:`swr.storage.fallback`.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time as _time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,15 @@ from swr.storage.errors import StorageUnavailableError
 if TYPE_CHECKING:
     from swr.storage._async.fallback import AsyncFallbackStorage
 
-__all__ = ["FROM_FALLBACK", "FROM_PRIMARY", "Action", "SyncTwin", "reconcile"]
+__all__ = [
+    "FROM_FALLBACK",
+    "FROM_PRIMARY",
+    "Action",
+    "SyncTwin",
+    "WarmCopies",
+    "approx_size",
+    "reconcile",
+]
 
 FROM_PRIMARY = "p"
 FROM_FALLBACK = "f"
@@ -65,11 +74,82 @@ def _available_probe(primary: Any) -> Callable[[], bool]:
     return lambda: True
 
 
+def approx_size(value: object, budget: int = 256) -> int:
+    """An estimate of the bytes ``value`` holds: ``sys.getsizeof`` over at most
+    ``budget`` objects of its tree, the rest extrapolated from their average.
+    """  # noqa: D205 - the estimate is the summary
+    stack = [value]
+    total = seen = 0
+    while stack and seen < budget:
+        item = stack.pop()
+        seen += 1
+        total += sys.getsizeof(item)
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+    return total + (len(stack) * total) // seen
+
+
+class WarmCopies:
+    """The keys copied into the fallback because they were *read* from the primary.
+
+    Oldest first, bounded by count and by estimated bytes: past either bound the oldest
+    copies are deleted from the fallback again (copies of writes are never counted or
+    deleted here; the fallback's own bound applies to them).
+    """
+
+    __slots__ = ("bytes", "copied", "lock", "max_bytes", "max_entries", "sizes")
+
+    def __init__(self, max_entries: Any, max_bytes: Any) -> None:
+        for name, value in (("warm_max_entries", max_entries), ("warm_max_bytes", max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.copied: dict[str, Entry] = {}
+        self.sizes: OrderedDict[str, int] = OrderedDict()
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    def add(self, copies: dict[str, Entry]) -> list[str]:
+        """Record ``copies``; return the oldest keys to delete from the fallback."""
+        evicted: list[str] = []
+        with self.lock:
+            for key, entry in copies.items():
+                size = approx_size(entry.value) + 64
+                self.bytes += size - self.sizes.pop(key, 0)
+                self.sizes[key] = size
+                self.copied[key] = entry
+            while self.sizes and (
+                len(self.sizes) > self.max_entries or self.bytes > self.max_bytes
+            ):
+                key, size = self.sizes.popitem(last=False)
+                self.bytes -= size
+                del self.copied[key]
+                evicted.append(key)
+        return evicted
+
+    def forget(self, key: str) -> None:
+        """Stop counting ``key`` (the application wrote or deleted it)."""
+        with self.lock:
+            size = self.sizes.pop(key, None)
+            if size is not None:
+                self.bytes -= size
+                self.copied.pop(key, None)
+
+
 class _FallbackBase:
     """Counters, the outage map and every routing decision of both fallback storages."""
 
     def _setup(
-        self, primary: Any, fallback: Any, clock: Callable[[], float] | None, max_dirty: Any
+        self,
+        primary: Any,
+        fallback: Any,
+        clock: Callable[[], float] | None,
+        max_dirty: Any,
+        warm_reads: WarmCopies | None = None,
     ) -> None:
         if primary is fallback:
             raise ValueError("primary and fallback must be two different storages")
@@ -91,6 +171,7 @@ class _FallbackBase:
         self._reconciled = 0
         self._dirty_dropped = 0
         self._store_release = callable(getattr(primary, "set_and_release", None))
+        self._warm = warm_reads
 
     def _now(self) -> float:
         clock = self._clock
@@ -115,6 +196,26 @@ class _FallbackBase:
             while len(dirty) > self._max_dirty:
                 dirty.popitem(last=False)
                 self._dirty_dropped += 1
+
+    def _warm_copies(
+        self, keys: Sequence[str], entries: Sequence[Entry | None]
+    ) -> dict[str, Entry]:
+        """The entries read from the primary to copy into the fallback (new ones only)."""
+        warm = self._warm
+        if warm is None:
+            return {}
+        copied = warm.copied
+        return {
+            key: entry
+            for key, entry in zip(keys, entries, strict=True)
+            if entry is not None and copied.get(key) is not entry
+        }
+
+    def _written(self, key: str) -> None:
+        """``key`` was written or deleted by the application: its copy is not a read's."""
+        warm = self._warm
+        if warm is not None and key in warm.copied:
+            warm.forget(key)
 
     def _clear(self, key: str) -> None:
         if self._dirty:
@@ -149,9 +250,14 @@ class _FallbackBase:
         ``served_by_primary`` / ``served_by_fallback`` count reads each tier answered;
         ``primary_errors`` the calls the primary failed; ``reconciled`` the keys repaired
         after an outage; ``dirty_keys`` those still waiting; ``dirty_dropped`` those
-        forgotten because more than ``max_dirty`` changed; ``primary_available`` is 0/1.
+        forgotten because more than ``max_dirty`` changed; ``primary_available`` is 0/1;
+        ``warm_copies`` / ``warm_bytes`` the entries read from the primary kept in the
+        fallback and their estimated size.
         """
+        warm = self._warm
         stats = {
+            "warm_copies": 0 if warm is None else len(warm.copied),
+            "warm_bytes": 0 if warm is None else warm.bytes,
             "served_by_primary": self._served_primary,
             "served_by_fallback": self._served_fallback,
             "primary_errors": self._primary_errors,
@@ -166,6 +272,13 @@ class _FallbackBase:
         return f"{type(self).__name__}(primary={self.primary!r}, fallback={self.fallback!r})"
 
 
+def warm_settings(warm: WarmCopies | None) -> dict[str, Any]:
+    """The constructor arguments that rebuild ``warm`` (for views and twins)."""
+    if warm is None:
+        return {"warm_reads": False}
+    return {"warm_max_entries": warm.max_entries, "warm_max_bytes": warm.max_bytes}
+
+
 class SyncTwin:
     """What only the synchronous storage has: :meth:`as_async`, its asyncio twin."""
 
@@ -173,6 +286,7 @@ class SyncTwin:
     fallback: Any
     _clock: Callable[[], float] | None
     _max_dirty: int
+    _warm: WarmCopies | None
 
     def as_async(self) -> AsyncFallbackStorage:
         """The asyncio twin over each tier's asyncio view."""
@@ -183,4 +297,5 @@ class SyncTwin:
             as_async(self.fallback),
             clock=self._clock,
             max_dirty=self._max_dirty,
+            **warm_settings(self._warm),
         )

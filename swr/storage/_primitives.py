@@ -33,8 +33,10 @@ __all__ = [
     "Probe",
     "async_has_leases",
     "async_inline_get",
+    "async_node_command",
     "has_leases",
     "inline_get",
+    "node_command",
 ]
 
 AsyncLock = asyncio.Lock
@@ -59,6 +61,16 @@ def inline_get(storage: Any) -> Callable[[str], Entry | None]:
     """A synchronous storage's ``get``: every read of it is inline."""
     get: Callable[[str], Entry | None] = storage.get
     return get
+
+
+async def async_node_command(client: Any, node: Any, args: tuple[Any, ...]) -> Any:
+    """Send one command to one node of a ``redis.asyncio`` cluster client, no retry."""
+    return await node.execute_command(*args)
+
+
+def node_command(client: Any, node: Any, args: tuple[Any, ...]) -> Any:
+    """Send one command to one node of a ``redis`` cluster client, no retry."""
+    return client.get_redis_connection(node).execute_command(*args)
 
 
 def _log_probe_error(exc: BaseException) -> None:

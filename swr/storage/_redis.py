@@ -130,6 +130,9 @@ def bad_key(key: str, exc: UnicodeEncodeError) -> ValueError:
 # entry whose TTL would exceed this (about 31,700 years): Redis refuses a ``PX`` that
 # overflows its clock, and dropping such an entry early would be wrong.
 PX_MAX = 10**15
+# Most cluster masters whose health is tracked (stats() has two counters per node).
+MAX_NODES = 64
+
 # The record format holds finite times: an infinite one is written as the largest float
 # and read back as infinity.
 _FOREVER = sys.float_info.max
@@ -254,6 +257,7 @@ class _Health:
         "lock",
         "maximum",
         "probe",
+        "probe_object",
         "probe_pid",
         "recoveries",
         "refused",
@@ -273,6 +277,7 @@ class _Health:
         self.refused = 0
         self.probe: Any = None  # the running probe: a Thread or an asyncio Task
         self.probe_pid = 0
+        self.probe_object: Any = None  # a cluster node's Probe or AsyncProbe
         self.stop = threading.Event()
 
     def went_down(self) -> bool:
@@ -316,6 +321,7 @@ class _RedisBase:
     _codec: RecordCodec
     _health: _Health
     _probe: Any  # a Probe or an AsyncProbe (swr.storage._primitives), set by the shell
+    _probe_class: Any  # Probe or AsyncProbe, for the probes of cluster nodes
 
     def _setup(
         self,
@@ -384,6 +390,19 @@ class _RedisBase:
             UnicodeEncodeError,
         )
         self._no_script: type[BaseException] = exceptions.NoScriptError
+        # A cluster node that answers with a redirection (MOVED after a failover or a
+        # reshard, ASK during one): redis-py's cluster client follows it for that one
+        # call and updates its slot map.
+        self._redirect: tuple[type[BaseException], ...] = (
+            exceptions.AskError,  # and MovedError, its subclass
+            exceptions.TryAgainError,
+        )
+        self._unavailable += (exceptions.ClusterDownError,)
+        self._driver_errors += (exceptions.RedisClusterException,)
+        # Cluster: the health of each master, by node name, and whether all are down.
+        self._nodes: dict[str, _Health] = {}
+        self._node_changes: dict[str, float] = {}
+        self._all_down = False
 
     # -- keys, records, expiry --------------------------------------------------------
 
@@ -548,10 +567,143 @@ class _RedisBase:
 
     # -- shared public helpers -------------------------------------------------------------
 
+    # -- cluster: health per node -------------------------------------------------------
+
+    def _owner(self, skey: str | bytes) -> tuple[Any, _Health]:
+        """The master owning ``skey``'s hash slot and its health; refused while it is DOWN.
+
+        Read from redis-py's slot map, without I/O.
+
+        Raises:
+            StorageUnavailableError: the node is DOWN (no network call), or no node
+                covers the slot.
+        """
+        client = self._client
+        slot = client.keyslot(skey)
+        owners = client.nodes_manager.slots_cache.get(slot)
+        if not owners:
+            self._health.refused += 1
+            raise StorageUnavailableError(
+                f"Redis cluster at {self._where()}: no node serves hash slot {slot}"
+            )
+        node = owners[0]
+        health = self._nodes.get(node.name)
+        if health is None:
+            health = self._node_health(node.name)
+        if health.blocked:
+            health.refused += 1
+            self._node_probe(node.name, health).ensure()
+            raise StorageUnavailableError(
+                f"Redis cluster node {node.name} is unavailable; its keys resume once a "
+                "background probe of that node answers"
+            )
+        return node, health
+
+    def _node_health(self, name: str) -> _Health:
+        """The health of node ``name``, created on first use; at most MAX_NODES kept."""
+        with self._health.lock:
+            health = self._nodes.get(name)
+            if health is None:
+                if len(self._nodes) >= MAX_NODES:  # forget nodes that serve no slot now
+                    serving = self._masters()
+                    for gone in [n for n in self._nodes if n not in serving]:
+                        self._nodes.pop(gone).close()
+                        self._node_changes.pop(gone, None)
+                health = _Health(self._health.initial, self._health.maximum)
+                health.probe_object = None
+                if len(self._nodes) < MAX_NODES:
+                    self._nodes[name] = health
+            return health
+
+    def _masters(self) -> set[str]:
+        """The names of the nodes owning a slot now (a walk of the slot map: rare calls)."""
+        caches = list(self._client.nodes_manager.slots_cache.values())
+        return {owners[0].name for owners in caches if owners}
+
+    def _node_probe(self, name: str, health: _Health) -> Any:
+        probe = health.probe_object
+        if probe is None:
+            probe = self._probe_class(
+                health,
+                lambda: self._probe_node(name),
+                lambda: self._node_back(name, health),
+                self._driver_errors,
+                name=f"swr-redis-probe-{name}",
+            )
+            health.probe_object = probe
+        return probe
+
+    def _probe_node(self, name: str) -> Any:  # pragma: no cover - overridden by the shells
+        raise NotImplementedError
+
+    def _node_failure(self, name: str, health: _Health, exc: BaseException) -> Exception:
+        """Map a driver error of node ``name``: DOWN (that node alone) on unavailability."""
+        if not isinstance(exc, self._unavailable):
+            return self._failure(exc)
+        if health.went_down():
+            self._node_changes[name] = _time.time()
+            logger.warning(
+                "redis_unavailable", backend="redis", server=name, error=describe_error(exc)
+            )
+            self._node_probe(name, health).start()
+            self._all_down = self._masters() <= {n for n, h in self._nodes.items() if h.down}
+        return StorageUnavailableError(f"Redis cluster node {name} failed: {describe_error(exc)}")
+
+    def _node_back(self, name: str, health: _Health) -> None:
+        """Node ``name`` answered its probe, or serves no slot any more (forgotten)."""
+        health.came_back()
+        self._all_down = False
+        if name not in self._masters():  # failed over or resharded away: not a master now
+            with self._health.lock:
+                if self._nodes.get(name) is health:
+                    del self._nodes[name]
+                self._node_changes.pop(name, None)
+            logger.info("redis_node_left", backend="redis", server=name)
+            return
+        self._node_changes[name] = _time.time()
+        logger.info("redis_recovered", backend="redis", server=name)
+
+    def _close_nodes(self) -> None:
+        """Stop the probes of every cluster node (the storage is closing)."""
+        for health in list(self._nodes.values()):
+            health.close()
+            if health.probe_object is not None:
+                health.probe_object.cancel()
+
+    def _slot_groups(self, skeys: Sequence[str]) -> dict[int, list[int]]:
+        """The indexes of ``skeys`` grouped by hash slot (one ``MGET`` per slot)."""
+        keyslot = self._client.keyslot
+        groups: dict[int, list[int]] = {}
+        for index, skey in enumerate(skeys):
+            groups.setdefault(keyslot(skey), []).append(index)
+        return groups
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The health of each cluster master met so far (at most ``MAX_NODES``).
+
+        Each: ``address`` (``host:port``), ``up``, ``errors`` (failures that turned it
+        DOWN or happened while DOWN), ``refused`` (calls answered at once while DOWN),
+        ``recoveries`` and ``last_change`` (epoch seconds, 0 if never). Empty when not
+        on a cluster.
+        """
+        return [
+            {
+                "address": name,
+                "up": not health.down,
+                "errors": health.failures,
+                "refused": health.refused,
+                "recoveries": health.recoveries,
+                "last_change": self._node_changes.get(name, 0.0),
+            }
+            for name, health in sorted(self._nodes.items())
+        ]
+
     @property
     def available(self) -> bool:
-        """Whether calls currently go to Redis (open and not DOWN). Cheap, no I/O."""
-        return not self._health.blocked
+        """Whether calls currently go to Redis (open and not DOWN; on a cluster, at least
+        one master up). Cheap, no I/O.
+        """  # noqa: D205 - the cluster case is part of the summary
+        return not (self._health.blocked or self._all_down)
 
     @property
     def client(self) -> Any:
@@ -560,16 +712,26 @@ class _RedisBase:
 
     def stats(self) -> dict[str, int]:
         """Counters: ``corrupt_entries``, ``unavailable_errors`` (connection failures),
-        ``refused`` (calls answered at once while DOWN), ``recoveries`` and ``available``.
+        ``refused`` (calls answered at once while DOWN), ``recoveries`` and ``available``;
+        on a cluster also ``nodes_down`` and, per master met (at most ``MAX_NODES``),
+        ``node <host:port> up`` (0/1) and ``node <host:port> errors``.
         """  # noqa: D205 - the list of counters is the summary
         health = self._health
-        return {
+        nodes = self._nodes.values()
+        stats = {
             "corrupt_entries": self._counters["corrupt_entries"],
-            "unavailable_errors": health.failures,
-            "refused": health.refused,
-            "recoveries": health.recoveries,
-            "available": int(not health.blocked),
+            "unavailable_errors": health.failures + sum(h.failures for h in nodes),
+            "refused": health.refused + sum(h.refused for h in nodes),
+            "recoveries": health.recoveries + sum(h.recoveries for h in nodes),
+            "available": int(self.available),
         }
+        if self._cluster:
+            stats["nodes_down"] = sum(h.down for h in nodes)
+            for node in self.nodes():  # at most MAX_NODES: bounded cardinality
+                address = node["address"]
+                stats[f"node {address} up"] = int(node["up"])
+                stats[f"node {address} errors"] = node["errors"]
+        return stats
 
     def _view(self, serializer: Serializer) -> Self:
         """A shallow copy sharing the client, health and counters, with another codec."""
@@ -605,8 +767,10 @@ def _client_options(
     from redis.backoff import NoBackoff  # noqa: PLC0415 - optional dependency
 
     redis = _import_redis()
+    # On a cluster, redis-py's own retries (with a 0.25 s sleep on CLUSTERDOWN) are off:
+    # the storage sends each command straight to its node and judges health per node.
     retry = clients.retry.Retry(
-        NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)
+        NoBackoff(), 0 if cluster else 1, supported_errors=(redis.exceptions.ConnectionError,)
     )
     kwargs: dict[str, Any] = {
         "socket_timeout": socket_timeout,

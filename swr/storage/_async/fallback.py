@@ -14,8 +14,10 @@ from swr.storage._fallback import (
     FROM_FALLBACK,
     FROM_PRIMARY,
     Action,  # unasync: sync=Action, SyncTwin,
+    WarmCopies,
     _FallbackBase,
     reconcile,
+    warm_settings,
 )
 from swr.storage._primitives import async_has_leases
 from swr.storage._views import with_serializer
@@ -49,9 +51,16 @@ class AsyncFallbackStorage(
         clock: Zero-argument callable returning epoch seconds, for delete instants;
             ``time.time`` at each call by default. Give it the engine's clock.
         max_dirty: Most keys changed during an outage remembered for reconciling.
+        warm_reads: Also copy into the fallback the entries *read* from the primary,
+            so an outage costs no refetch of the keys this process reads (written
+            keys are always copied).
+        warm_max_entries: Most entries kept by ``warm_reads``; the oldest copies are
+            deleted from the fallback past it.
+        warm_max_bytes: Most bytes (estimated from the values) kept by ``warm_reads``.
 
     Raises:
-        ValueError: ``primary is fallback``, or ``max_dirty`` < 0.
+        ValueError: ``primary is fallback``, ``max_dirty`` < 0, or a ``warm_max_*``
+            < 1.
 
     Errors of the primary other than unavailability (a value it cannot encode) and any
     error of the fallback propagate. ``aclose()`` closes both tiers. The thread twin
@@ -69,8 +78,12 @@ class AsyncFallbackStorage(
         *,
         clock: Callable[[], float] | None = None,
         max_dirty: int = 10_000,
+        warm_reads: bool = True,
+        warm_max_entries: int = 10_000,
+        warm_max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
-        self._setup(primary, fallback, clock, max_dirty)
+        warm = WarmCopies(warm_max_entries, warm_max_bytes) if warm_reads else None
+        self._setup(primary, fallback, clock, max_dirty, warm)
 
     async def get(self, key: str) -> Entry | None:
         """Read the primary while it is available, else the fallback."""
@@ -86,9 +99,21 @@ class AsyncFallbackStorage(
                 pending, mark = self._pending(key)
                 if pending:
                     return await self._reconcile(key, mark, entry)
+                if entry is not None and self._warm is not None:
+                    await self._keep_warm((key,), (entry,))
                 return entry
         self._served_fallback += 1
         return await self.fallback.get(key)
+
+    async def _keep_warm(self, keys: Sequence[str], entries: Sequence[Entry | None]) -> None:
+        """Copy entries read from the primary into the fallback (bounded, new ones only)."""
+        copies = self._warm_copies(keys, entries)
+        if not copies:
+            return
+        await self.fallback.set_many(copies)
+        evicted = self._warm.add(copies)  # type: ignore[union-attr]
+        for key in evicted:
+            await self.fallback.delete(key)
 
     async def _reconcile(self, key: str, mark: float | None, entry: Entry | None) -> Entry | None:
         served, action = reconcile(mark, entry, await self.fallback.get(key))
@@ -120,6 +145,8 @@ class AsyncFallbackStorage(
                         pending, mark = self._pending(key)
                         if pending:
                             entries[i] = await self._reconcile(key, mark, entries[i])
+                if self._warm is not None:
+                    await self._keep_warm(keys, entries)
                 return entries
         self._served_fallback += len(keys)
         return await self.fallback.get_many(keys)
@@ -138,6 +165,7 @@ class AsyncFallbackStorage(
                 self._clear(key)
         else:
             self._mark(key, None)
+        self._written(key)
         await self.fallback.set(key, entry)
 
     async def set_many(self, entries: Mapping[str, Entry]) -> None:
@@ -157,6 +185,8 @@ class AsyncFallbackStorage(
         else:
             for key in entries:
                 self._mark(key, None)
+        for key in entries:
+            self._written(key)
         await self.fallback.set_many(entries)
 
     async def delete(self, key: str) -> bool:
@@ -174,6 +204,7 @@ class AsyncFallbackStorage(
                 self._clear(key)
         else:
             self._mark(key, self._now())
+        self._written(key)
         removed_fallback: bool = await self.fallback.delete(key)
         return removed_fallback or removed
 
@@ -225,6 +256,7 @@ class AsyncFallbackStorage(
             self._mark(key, None)
         else:
             self._clear(key)
+        self._written(key)
         await self.fallback.set(key, entry)
 
     def with_serializer(self, serializer: Serializer) -> AsyncFallbackStorage:
@@ -234,6 +266,7 @@ class AsyncFallbackStorage(
             with_serializer(self.fallback, serializer),
             clock=self._clock,
             max_dirty=self._max_dirty,
+            **warm_settings(self._warm),
         )
 
     async def aclose(self) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from swr.storage._log import logger
-from swr.storage._primitives import AsyncLock, AsyncProbe
+from swr.storage._primitives import AsyncLock, AsyncProbe, async_node_command
 from swr.storage._redis import (
     _RELEASE_SCRIPT,
     _RELEASE_SHA,
@@ -26,7 +26,7 @@ from swr.storage._redis import (
     wrong_client,
 )
 from swr.storage.base import AsyncStorageMixin, Entry
-from swr.storage.errors import CorruptEntryError
+from swr.storage.errors import CorruptEntryError, StorageError
 from swr.storage.serializers import Serializer
 
 __all__ = ["AsyncRedisStorage"]
@@ -104,6 +104,7 @@ class AsyncRedisStorage(
         self._probe = AsyncProbe(
             self._health, self._ping, self._probe_answered, self._driver_errors
         )
+        self._probe_class = AsyncProbe
         # redis.asyncio's cluster client races when its first commands run concurrently
         # (a connection is closed under a command still connecting): the first call
         # initializes it alone, behind one lock. The thread client is ready at once.
@@ -204,10 +205,13 @@ class AsyncRedisStorage(
         if not self._ready:
             await self._prepare()
         skey = self.prefix + key
-        try:
-            data = await self._command("GET", skey)
-        except self._driver_errors as exc:
-            raise self._failure(exc) from exc
+        if self._cluster:
+            data = await self._on_node(skey, ("GET", skey))
+        else:
+            try:
+                data = await self._command("GET", skey)
+            except self._driver_errors as exc:
+                raise self._failure(exc) from exc
         if data is None:
             return None
         try:
@@ -216,12 +220,64 @@ class AsyncRedisStorage(
             await self._drop_corrupt(skey, exc)
             return None
 
+    async def _call(self, skey: str | bytes, *args: Any) -> Any:
+        """Run one command on the server, or on the cluster node owning ``skey``.
+
+        Raises:
+            StorageUnavailableError, StorageError, ValueError: the mapped driver error.
+        """
+        if self._cluster:
+            return await self._on_node(skey, args)
+        try:
+            return await self._command(*args)
+        except self._no_script:
+            raise
+        except self._driver_errors as exc:
+            raise self._failure(exc) from exc
+
+    async def _on_node(self, skey: str | bytes, args: tuple[Any, ...]) -> Any:
+        """Run one command on the master owning ``skey``'s slot, straight to that node.
+
+        No cluster retries and no redis-py sleeps: a dead, hung or CLUSTERDOWN node
+        costs one socket timeout at most and turns DOWN alone; while DOWN its keys are
+        refused without a network call. A redirection (ASK, TRYAGAIN) is followed by
+        the cluster client for this call; MOVED (a failover, a reshard) updates its
+        slot map on the way.
+        """
+        node, health = self._owner(skey)
+        try:
+            try:
+                return await async_node_command(self._client, node, args)
+            except self._redirect:
+                return await self._client.execute_command(*args)
+        except self._no_script:
+            raise
+        except self._driver_errors as exc:
+            raise self._node_failure(node.name, health, exc) from exc
+
+    async def _probe_node(self, name: str) -> None:
+        """Return once node ``name`` serves again, or serves no slot any more; else raise.
+
+        The slot map is read again first: after a failover or a reshard the node's keys
+        belong to another master, whose own health decides.
+        """
+        try:
+            await self._client.nodes_manager.initialize()
+        except self._driver_errors:
+            pass  # no node answered: the node's own check below fails too
+        if name not in self._masters():
+            return
+        node = self._client.get_node(node_name=name)
+        info = await async_node_command(self._client, node, ("CLUSTER", "INFO"))
+        if b"cluster_state:ok" not in info:
+            raise self._redis.exceptions.ClusterDownError(f"node {name} reports {info!r}")
+
     async def _drop_corrupt(self, skey: str, exc: CorruptEntryError) -> None:
         self._corrupt_found(skey, exc)
         try:
-            await self._client.delete(skey)
-        except self._driver_errors as error:
-            self._failure(error)  # the record stays; it reads as a miss again
+            await self._call(skey, "DEL", skey)
+        except StorageError:
+            pass  # the record stays; it reads as a miss again
 
     async def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
         """Return the live entries of ``keys`` in order, in one round trip (per node).
@@ -234,13 +290,15 @@ class AsyncRedisStorage(
             return []
         prefix = self.prefix
         skeys = [prefix + key for key in keys]
-        try:
-            if self._cluster:
-                values = await self._client.mget_nonatomic(skeys)
-            else:
-                values = await self._command("MGET", *skeys)
-        except self._driver_errors as exc:
-            raise self._failure(exc) from exc
+        if self._cluster:
+            values: list[bytes | None] = [None] * len(skeys)
+            for indexes in self._slot_groups(skeys).values():
+                slot_keys = [skeys[index] for index in indexes]
+                found = await self._on_node(slot_keys[0], ("MGET", *slot_keys))
+                for index, value in zip(indexes, found, strict=True):
+                    values[index] = value
+        else:
+            values = await self._call("", "MGET", *skeys)
         entries, corrupt = self._entries(skeys, values)
         for index, error in corrupt:
             await self._drop_corrupt(skeys[index], error)
@@ -261,13 +319,12 @@ class AsyncRedisStorage(
         await self._enter()
         data, px = self._record(entry)
         skey = self.prefix + key
-        try:
-            if px is None or px > 0:
-                await self._client.set(skey, data, px=px)
-            else:
-                await self._client.delete(skey)
-        except self._driver_errors as exc:
-            raise self._failure(exc) from exc
+        if px is None:
+            await self._call(skey, "SET", skey, data)
+        elif px > 0:
+            await self._call(skey, "SET", skey, data, "PX", px)
+        else:
+            await self._call(skey, "DEL", skey)
 
     async def set_many(self, entries: Mapping[str, Entry]) -> None:
         """Store several entries in one pipeline (one round trip per node).
@@ -281,6 +338,13 @@ class AsyncRedisStorage(
             return
         prefix = self.prefix
         records = [(prefix + key, *self._record(entry)) for key, entry in entries.items()]
+        if self._cluster:  # one call per key, each on its own node
+            for skey, data, px in records:
+                if px is None or px > 0:
+                    await self._call(skey, "SET", skey, data, *(() if px is None else ("PX", px)))
+                else:
+                    await self._call(skey, "DEL", skey)
+            return
         try:
             pipe = self._client.pipeline(transaction=False)
             for skey, data, px in records:
@@ -299,10 +363,8 @@ class AsyncRedisStorage(
             ValueError, StorageUnavailableError, StorageError: as :meth:`get`.
         """
         await self._enter()
-        try:
-            return bool(await self._client.delete(self.prefix + key))
-        except self._driver_errors as exc:
-            raise self._failure(exc) from exc
+        skey = self.prefix + key
+        return bool(await self._call(skey, "DEL", skey))
 
     # -- leases -----------------------------------------------------------------------
 
@@ -316,10 +378,7 @@ class AsyncRedisStorage(
         """
         lkey, token, px = self._lease_request(key, ttl)
         await self._enter()
-        try:
-            taken = await self._client.set(lkey, token, nx=True, px=px)
-        except self._driver_errors as exc:
-            raise self._failure(exc) from exc
+        taken = await self._call(lkey, "SET", lkey, token, "NX", "PX", px)
         return token if taken else None
 
     async def release_lease(self, key: str, token: str) -> None:
@@ -357,14 +416,10 @@ class AsyncRedisStorage(
         self, sha: str, script: str, keys: Sequence[str | bytes], args: Sequence[object]
     ) -> None:
         """Run a Lua script by its SHA, loading it on ``NOSCRIPT`` (a flushed cache)."""
-        client = self._client
         try:
-            try:
-                await client.evalsha(sha, len(keys), *keys, *args)
-            except self._no_script:
-                await client.eval(script, len(keys), *keys, *args)
-        except self._driver_errors as exc:
-            raise self._failure(exc) from exc
+            await self._call(keys[0], "EVALSHA", sha, len(keys), *keys, *args)
+        except self._no_script:
+            await self._call(keys[0], "EVAL", script, len(keys), *keys, *args)
 
     # -- health probe, views, closing ---------------------------------------------------
 
@@ -383,6 +438,7 @@ class AsyncRedisStorage(
         if not self._health.close():
             return
         self._probe.cancel()
+        self._close_nodes()
         if self._owns_client:
             try:
                 await self._client.aclose()

@@ -16,8 +16,10 @@ from swr.storage._fallback import (
     FROM_PRIMARY,
     Action,
     SyncTwin,
+    WarmCopies,
     _FallbackBase,
     reconcile,
+    warm_settings,
 )
 from swr.storage._primitives import has_leases
 from swr.storage._views import with_serializer
@@ -52,9 +54,16 @@ class FallbackStorage(
         clock: Zero-argument callable returning epoch seconds, for delete instants;
             ``time.time`` at each call by default. Give it the engine's clock.
         max_dirty: Most keys changed during an outage remembered for reconciling.
+        warm_reads: Also copy into the fallback the entries *read* from the primary,
+            so an outage costs no refetch of the keys this process reads (written
+            keys are always copied).
+        warm_max_entries: Most entries kept by ``warm_reads``; the oldest copies are
+            deleted from the fallback past it.
+        warm_max_bytes: Most bytes (estimated from the values) kept by ``warm_reads``.
 
     Raises:
-        ValueError: ``primary is fallback``, or ``max_dirty`` < 0.
+        ValueError: ``primary is fallback``, ``max_dirty`` < 0, or a ``warm_max_*``
+            < 1.
 
     Errors of the primary other than unavailability (a value it cannot encode) and any
     error of the fallback propagate. ``close()`` closes both tiers. The thread twin
@@ -72,8 +81,12 @@ class FallbackStorage(
         *,
         clock: Callable[[], float] | None = None,
         max_dirty: int = 10_000,
+        warm_reads: bool = True,
+        warm_max_entries: int = 10_000,
+        warm_max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
-        self._setup(primary, fallback, clock, max_dirty)
+        warm = WarmCopies(warm_max_entries, warm_max_bytes) if warm_reads else None
+        self._setup(primary, fallback, clock, max_dirty, warm)
 
     def get(self, key: str) -> Entry | None:
         """Read the primary while it is available, else the fallback."""
@@ -89,9 +102,21 @@ class FallbackStorage(
                 pending, mark = self._pending(key)
                 if pending:
                     return self._reconcile(key, mark, entry)
+                if entry is not None and self._warm is not None:
+                    self._keep_warm((key,), (entry,))
                 return entry
         self._served_fallback += 1
         return self.fallback.get(key)
+
+    def _keep_warm(self, keys: Sequence[str], entries: Sequence[Entry | None]) -> None:
+        """Copy entries read from the primary into the fallback (bounded, new ones only)."""
+        copies = self._warm_copies(keys, entries)
+        if not copies:
+            return
+        self.fallback.set_many(copies)
+        evicted = self._warm.add(copies)  # type: ignore[union-attr]
+        for key in evicted:
+            self.fallback.delete(key)
 
     def _reconcile(self, key: str, mark: float | None, entry: Entry | None) -> Entry | None:
         served, action = reconcile(mark, entry, self.fallback.get(key))
@@ -123,6 +148,8 @@ class FallbackStorage(
                         pending, mark = self._pending(key)
                         if pending:
                             entries[i] = self._reconcile(key, mark, entries[i])
+                if self._warm is not None:
+                    self._keep_warm(keys, entries)
                 return entries
         self._served_fallback += len(keys)
         return self.fallback.get_many(keys)
@@ -141,6 +168,7 @@ class FallbackStorage(
                 self._clear(key)
         else:
             self._mark(key, None)
+        self._written(key)
         self.fallback.set(key, entry)
 
     def set_many(self, entries: Mapping[str, Entry]) -> None:
@@ -160,6 +188,8 @@ class FallbackStorage(
         else:
             for key in entries:
                 self._mark(key, None)
+        for key in entries:
+            self._written(key)
         self.fallback.set_many(entries)
 
     def delete(self, key: str) -> bool:
@@ -177,6 +207,7 @@ class FallbackStorage(
                 self._clear(key)
         else:
             self._mark(key, self._now())
+        self._written(key)
         removed_fallback: bool = self.fallback.delete(key)
         return removed_fallback or removed
 
@@ -228,6 +259,7 @@ class FallbackStorage(
             self._mark(key, None)
         else:
             self._clear(key)
+        self._written(key)
         self.fallback.set(key, entry)
 
     def with_serializer(self, serializer: Serializer) -> FallbackStorage:
@@ -237,6 +269,7 @@ class FallbackStorage(
             with_serializer(self.fallback, serializer),
             clock=self._clock,
             max_dirty=self._max_dirty,
+            **warm_settings(self._warm),
         )
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from swr.storage._log import logger
-from swr.storage._primitives import Lock, Probe
+from swr.storage._primitives import Lock, Probe, node_command
 from swr.storage._redis import (
     _RELEASE_SCRIPT,
     _RELEASE_SHA,
@@ -28,7 +28,7 @@ from swr.storage._redis import (
     wrong_client,
 )
 from swr.storage.base import Entry, StorageMixin
-from swr.storage.errors import CorruptEntryError
+from swr.storage.errors import CorruptEntryError, StorageError
 from swr.storage.serializers import Serializer
 
 __all__ = ["RedisStorage"]
@@ -105,6 +105,7 @@ class RedisStorage(
             twin_options=_twin_options,
         )
         self._probe = Probe(self._health, self._ping, self._probe_answered, self._driver_errors)
+        self._probe_class = Probe
         # redis's cluster client races when its first commands run concurrently
         # (a connection is closed under a command still connecting): the first call
         # initializes it alone, behind one lock. The thread client is ready at once.
@@ -205,10 +206,13 @@ class RedisStorage(
         if not self._ready:
             self._prepare()
         skey = self.prefix + key
-        try:
-            data = self._command("GET", skey)
-        except self._driver_errors as exc:
-            raise self._failure(exc) from exc
+        if self._cluster:
+            data = self._on_node(skey, ("GET", skey))
+        else:
+            try:
+                data = self._command("GET", skey)
+            except self._driver_errors as exc:
+                raise self._failure(exc) from exc
         if data is None:
             return None
         try:
@@ -217,12 +221,64 @@ class RedisStorage(
             self._drop_corrupt(skey, exc)
             return None
 
+    def _call(self, skey: str | bytes, *args: Any) -> Any:
+        """Run one command on the server, or on the cluster node owning ``skey``.
+
+        Raises:
+            StorageUnavailableError, StorageError, ValueError: the mapped driver error.
+        """
+        if self._cluster:
+            return self._on_node(skey, args)
+        try:
+            return self._command(*args)
+        except self._no_script:
+            raise
+        except self._driver_errors as exc:
+            raise self._failure(exc) from exc
+
+    def _on_node(self, skey: str | bytes, args: tuple[Any, ...]) -> Any:
+        """Run one command on the master owning ``skey``'s slot, straight to that node.
+
+        No cluster retries and no redis-py sleeps: a dead, hung or CLUSTERDOWN node
+        costs one socket timeout at most and turns DOWN alone; while DOWN its keys are
+        refused without a network call. A redirection (ASK, TRYAGAIN) is followed by
+        the cluster client for this call; MOVED (a failover, a reshard) updates its
+        slot map on the way.
+        """
+        node, health = self._owner(skey)
+        try:
+            try:
+                return node_command(self._client, node, args)
+            except self._redirect:
+                return self._client.execute_command(*args)
+        except self._no_script:
+            raise
+        except self._driver_errors as exc:
+            raise self._node_failure(node.name, health, exc) from exc
+
+    def _probe_node(self, name: str) -> None:
+        """Return once node ``name`` serves again, or serves no slot any more; else raise.
+
+        The slot map is read again first: after a failover or a reshard the node's keys
+        belong to another master, whose own health decides.
+        """
+        try:
+            self._client.nodes_manager.initialize()
+        except self._driver_errors:
+            pass  # no node answered: the node's own check below fails too
+        if name not in self._masters():
+            return
+        node = self._client.get_node(node_name=name)
+        info = node_command(self._client, node, ("CLUSTER", "INFO"))
+        if b"cluster_state:ok" not in info:
+            raise self._redis.exceptions.ClusterDownError(f"node {name} reports {info!r}")
+
     def _drop_corrupt(self, skey: str, exc: CorruptEntryError) -> None:
         self._corrupt_found(skey, exc)
         try:
-            self._client.delete(skey)
-        except self._driver_errors as error:
-            self._failure(error)  # the record stays; it reads as a miss again
+            self._call(skey, "DEL", skey)
+        except StorageError:
+            pass  # the record stays; it reads as a miss again
 
     def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
         """Return the live entries of ``keys`` in order, in one round trip (per node).
@@ -235,13 +291,15 @@ class RedisStorage(
             return []
         prefix = self.prefix
         skeys = [prefix + key for key in keys]
-        try:
-            if self._cluster:
-                values = self._client.mget_nonatomic(skeys)
-            else:
-                values = self._command("MGET", *skeys)
-        except self._driver_errors as exc:
-            raise self._failure(exc) from exc
+        if self._cluster:
+            values: list[bytes | None] = [None] * len(skeys)
+            for indexes in self._slot_groups(skeys).values():
+                slot_keys = [skeys[index] for index in indexes]
+                found = self._on_node(slot_keys[0], ("MGET", *slot_keys))
+                for index, value in zip(indexes, found, strict=True):
+                    values[index] = value
+        else:
+            values = self._call("", "MGET", *skeys)
         entries, corrupt = self._entries(skeys, values)
         for index, error in corrupt:
             self._drop_corrupt(skeys[index], error)
@@ -262,13 +320,12 @@ class RedisStorage(
         self._enter()
         data, px = self._record(entry)
         skey = self.prefix + key
-        try:
-            if px is None or px > 0:
-                self._client.set(skey, data, px=px)
-            else:
-                self._client.delete(skey)
-        except self._driver_errors as exc:
-            raise self._failure(exc) from exc
+        if px is None:
+            self._call(skey, "SET", skey, data)
+        elif px > 0:
+            self._call(skey, "SET", skey, data, "PX", px)
+        else:
+            self._call(skey, "DEL", skey)
 
     def set_many(self, entries: Mapping[str, Entry]) -> None:
         """Store several entries in one pipeline (one round trip per node).
@@ -282,6 +339,13 @@ class RedisStorage(
             return
         prefix = self.prefix
         records = [(prefix + key, *self._record(entry)) for key, entry in entries.items()]
+        if self._cluster:  # one call per key, each on its own node
+            for skey, data, px in records:
+                if px is None or px > 0:
+                    self._call(skey, "SET", skey, data, *(() if px is None else ("PX", px)))
+                else:
+                    self._call(skey, "DEL", skey)
+            return
         try:
             pipe = self._client.pipeline(transaction=False)
             for skey, data, px in records:
@@ -300,10 +364,8 @@ class RedisStorage(
             ValueError, StorageUnavailableError, StorageError: as :meth:`get`.
         """
         self._enter()
-        try:
-            return bool(self._client.delete(self.prefix + key))
-        except self._driver_errors as exc:
-            raise self._failure(exc) from exc
+        skey = self.prefix + key
+        return bool(self._call(skey, "DEL", skey))
 
     # -- leases -----------------------------------------------------------------------
 
@@ -317,10 +379,7 @@ class RedisStorage(
         """
         lkey, token, px = self._lease_request(key, ttl)
         self._enter()
-        try:
-            taken = self._client.set(lkey, token, nx=True, px=px)
-        except self._driver_errors as exc:
-            raise self._failure(exc) from exc
+        taken = self._call(lkey, "SET", lkey, token, "NX", "PX", px)
         return token if taken else None
 
     def release_lease(self, key: str, token: str) -> None:
@@ -358,14 +417,10 @@ class RedisStorage(
         self, sha: str, script: str, keys: Sequence[str | bytes], args: Sequence[object]
     ) -> None:
         """Run a Lua script by its SHA, loading it on ``NOSCRIPT`` (a flushed cache)."""
-        client = self._client
         try:
-            try:
-                client.evalsha(sha, len(keys), *keys, *args)
-            except self._no_script:
-                client.eval(script, len(keys), *keys, *args)
-        except self._driver_errors as exc:
-            raise self._failure(exc) from exc
+            self._call(keys[0], "EVALSHA", sha, len(keys), *keys, *args)
+        except self._no_script:
+            self._call(keys[0], "EVAL", script, len(keys), *keys, *args)
 
     # -- health probe, views, closing ---------------------------------------------------
 
@@ -384,6 +439,7 @@ class RedisStorage(
         if not self._health.close():
             return
         self._probe.cancel()
+        self._close_nodes()
         if self._owns_client:
             try:
                 self._client.close()
