@@ -225,3 +225,49 @@ def test_the_async_twin_falls_back_and_returns(own_redis, clock):
         await store.aclose()
 
     asyncio.run(scenario())
+
+
+class CountingMemory(MemoryStorage):
+    """A memory fallback that counts the writes it receives."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.writes = 0
+
+    def set_many(self, entries):
+        self.writes += len(entries)
+        super().set_many(entries)
+
+
+def test_entries_read_from_the_primary_are_kept_warm_bounded_by_count(clock):
+    primary, fallback = MemoryStorage(clock=clock), CountingMemory(clock=clock)
+    store = FallbackStorage(primary, fallback, clock=clock, warm_max_entries=3)
+    for i in range(5):
+        primary.set(f"k{i}", entry(f"v{i}", clock()))  # written by another host
+    for i in range(5):
+        assert store.get(f"k{i}").value == f"v{i}"
+    assert [fallback.get(f"k{i}") is not None for i in range(5)] == [False, False, True, True, True]
+    writes = fallback.writes
+    for _ in range(3):
+        store.get("k4")  # the very same entry: not copied again
+    assert fallback.writes == writes
+    store.set("mine", entry("w", clock()))  # an application write is never a warm copy
+    assert store.get_many(["k0", "k1"])[0].value == "v0"
+    assert fallback.get("mine").value == "w"
+    assert store.stats()["warm_copies"] == 3
+
+
+def test_warm_copies_are_bounded_by_bytes_and_can_be_turned_off(clock):
+    primary, fallback = MemoryStorage(clock=clock), MemoryStorage(clock=clock)
+    store = FallbackStorage(primary, fallback, clock=clock, warm_max_bytes=30_000)
+    for i in range(10):
+        primary.set(f"big{i}", entry("x" * 10_000, clock()))
+        store.get(f"big{i}")
+    kept = [i for i in range(10) if fallback.get(f"big{i}") is not None]
+    assert kept == [8, 9]  # two 10 KB values (and their overhead) fit in 30 KB
+    assert 20_000 < store.stats()["warm_bytes"] <= 30_000
+    cold = FallbackStorage(primary, MemoryStorage(clock=clock), clock=clock, warm_reads=False)
+    cold.get("big9")
+    assert cold.fallback.get("big9") is None
+    with pytest.raises(ValueError, match="warm_max_entries"):
+        FallbackStorage(primary, fallback, warm_max_entries=0)

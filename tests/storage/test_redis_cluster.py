@@ -151,6 +151,7 @@ class Rig:
 
     def close(self) -> None:
         self.engine.close()
+        self.safe.close()  # closes the Redis storage too: its node probes end
 
 
 def hit_rate(run: Run) -> float:
@@ -300,7 +301,7 @@ def test_a_master_restarted_empty_costs_a_refetch_not_an_exception(rig, cluster)
     client = redis.Redis(port=victim.port)
     wait_until(lambda: client.dbsize() == 0 or "role:slave" in str(client.info()), timeout=10)
     client.close()
-    rig.safe.fallback.close()  # no local copies either: what is gone must be fetched
+    rig.engine.close()  # no local copies either: what is gone must be fetched
     rig.safe = FallbackStorage(rig.store, MemoryStorage(), warm_reads=False)
     rig.engine = StaleEngine(rig.safe, ttl=TTL)
     fetches = rig.fetches
