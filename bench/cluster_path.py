@@ -10,11 +10,14 @@ Prints, in one run:
 - ``StaleEngine.execute`` HIT on ``RedisStorage.from_url(..., cluster=True)`` against
   the limit, a raw ``GET`` on the same redis-py cluster client + ``msgpack.unpackb``
   (target <= 1.15x);
-- a fault run: ``StaleEngine`` over ``FallbackStorage(RedisStorage, MemoryStorage)``,
-  300 keys warm, one master killed, 4 threads calling ``execute`` for 10 s
-  (``SWR_BENCH_FAULT_SECONDS``): the hit rate of the healthy masters' keys (target
-  >= 99%), the slowest call (target <= one socket timeout + 50 ms), the upstream
-  fetches, the exceptions that reached callers and the calls per second.
+- two fault runs, ``StaleEngine`` over ``RedisStorage`` alone, then over
+  ``FallbackStorage(RedisStorage, MemoryStorage)``: 300 keys written by another storage
+  (another host) and read once by this one, one master killed, 4 threads calling
+  ``execute`` for 10 s each (``SWR_BENCH_FAULT_SECONDS``): the hit rate of the healthy
+  masters' keys (target >= 99%), the slowest call (target <= one socket timeout +
+  50 ms), the upstream fetches, the exceptions that reached callers and the calls per
+  second. Without a fallback, each call of the dead master's keys fetches (nothing else
+  holds them); with one, its copies of reads answer.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import structlog
@@ -36,7 +40,7 @@ from _harness import Case, Target, measure, report
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from swr import CacheTTL, StaleEngine, Status
-from swr.storage import FallbackStorage, MemoryStorage, RedisStorage
+from swr.storage import Entry, FallbackStorage, MemoryStorage, RedisStorage
 from tests.redis_support import RedisCluster
 
 KEY = "user:42"
@@ -126,18 +130,28 @@ def drive(
         totals.slowest = max(totals.slowest, seen.slowest)
 
 
-def fault_run(cluster: RedisCluster, seconds: float, threads: int = 4) -> bool:
-    store = RedisStorage.from_url(
-        cluster.url,
-        cluster=True,
-        prefix="fault:",
-        socket_timeout=SOCKET_TIMEOUT,
-        connect_timeout=SOCKET_TIMEOUT,
-    )
-    safe = FallbackStorage(store, MemoryStorage())
+def fault_run(cluster: RedisCluster, seconds: float, fallback: bool, threads: int = 4) -> bool:
+    """Kill the master of the first key and drive ``execute`` from ``threads`` threads.
+
+    The keys were written by another storage (another host): this process only reads
+    them, so a fallback holds them only if it keeps copies of reads.
+    """
+    cluster.wait_ok()
+    options: dict[str, Any] = {
+        "cluster": True,
+        "prefix": "fault:",
+        "socket_timeout": SOCKET_TIMEOUT,
+        "connect_timeout": SOCKET_TIMEOUT,
+    }
+    keys = [f"key-{i}" for i in range(300)]
+    other_host = RedisStorage.from_url(cluster.url, **options)
+    now = time.time()
+    other_host.set_many({key: Entry(key, now, now + 3600, now + 7200, now + 10800) for key in keys})
+    other_host.close()
+    store = RedisStorage.from_url(cluster.url, **options)
+    safe: Any = FallbackStorage(store, MemoryStorage()) if fallback else store
     engine = StaleEngine(safe, ttl=TTL)
     totals = Totals()
-    keys = [f"key-{i}" for i in range(300)]
     for key in keys:
         engine.execute(key, functools.partial(totals.fetch, key))
     owner = {key: int(store.client.get_node_from_key("fault:" + key).port) for key in keys}
@@ -156,11 +170,13 @@ def fault_run(cluster: RedisCluster, seconds: float, threads: int = 4) -> bool:
         thread.join()
     engine.close()
     safe.close()
+    victim.start()  # rejoins as a replica of its successor
     rate = totals.hits / max(1, totals.healthy)
+    tiers = "FallbackStorage(RedisStorage, MemoryStorage)" if fallback else "RedisStorage"
     print(
-        f"\nfault run: master 127.0.0.1:{victim.port} killed (owning {len(keys) - len(healthy)}"
-        f" of {len(keys)} keys), {threads} threads, {seconds:.0f} s, socket timeout "
-        f"{SOCKET_TIMEOUT * 1000:.0f} ms, FallbackStorage(RedisStorage, MemoryStorage)"
+        f"\nfault run on {tiers}: master 127.0.0.1:{victim.port} killed (owning "
+        f"{len(keys) - len(healthy)} of {len(keys)} keys), {threads} threads, {seconds:.0f} s,"
+        f" socket timeout {SOCKET_TIMEOUT * 1000:.0f} ms"
     )
     print(f"calls {totals.calls} ({totals.calls / seconds:.0f}/s)")
     print(f"exceptions reaching callers {totals.errors}")
@@ -194,7 +210,8 @@ def main() -> int:
     try:
         cluster.start()
         met = hit_path(cluster.url, n, rounds)
-        met &= fault_run(cluster, seconds)
+        met &= fault_run(cluster, seconds, fallback=False)
+        met &= fault_run(cluster, seconds, fallback=True)
     finally:
         cluster.stop()
     return 0 if met else 1

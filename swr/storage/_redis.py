@@ -798,6 +798,8 @@ def connect(
     Raises:
         ImportError: redis-py is not installed.
         ValueError, TypeError: a timeout is not a positive number of seconds.
+        StorageUnavailableError: a cluster whose nodes all fail to answer (the sync
+            cluster client reads the slot map at once).
     """  # noqa: D205 - the summary names both results
     socket_t = _check_seconds("socket_timeout", socket_timeout)
     connect_t = _check_seconds("connect_timeout", connect_timeout)
@@ -818,7 +820,14 @@ def connect(
         "connect_timeout": connect_t,
         "redis_options": dict(options),
     }
-    return factory.from_url(url, **kwargs), twin
+    redis = _import_redis()
+    try:
+        # A sync cluster client reads the slot map here: every node may be down.
+        return factory.from_url(url, **kwargs), twin
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+        raise StorageUnavailableError(
+            f"Redis cluster cannot be reached: {describe_error(exc)}"
+        ) from exc
 
 
 # Settings copied from a sync client when building its asyncio twin; the rest of

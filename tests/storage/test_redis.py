@@ -700,3 +700,10 @@ def test_set_and_release_on_a_cluster_in_one_slot_or_two(redis_cluster, clock):
         assert store.get(key).value == key
         assert store.acquire_lease(key, 5) is not None
     store.close()
+
+
+def test_a_cluster_with_no_node_answering_is_a_storage_error_at_start():
+    with pytest.raises(StorageUnavailableError, match="cannot be reached") as caught:
+        RedisStorage.from_url("redis://127.0.0.1:1/0", cluster=True, connect_timeout=0.1)
+    assert isinstance(caught.value.__cause__, redis.exceptions.RedisClusterException)
+    assert "Connection refused" in str(caught.value)

@@ -150,6 +150,8 @@ class AsyncRedisStorage(
         Raises:
             ImportError: redis-py is not installed.
             ValueError: a timeout is not a positive number of seconds.
+            StorageUnavailableError: ``cluster`` and no node answers (the thread
+                client reads the slot map at once).
         """
         redis = _import_redis()
         client, twin = connect(
