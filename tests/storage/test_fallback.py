@@ -271,3 +271,17 @@ def test_warm_copies_are_bounded_by_bytes_and_can_be_turned_off(clock):
     assert cold.fallback.get("big9") is None
     with pytest.raises(ValueError, match="warm_max_entries"):
         FallbackStorage(primary, fallback, warm_max_entries=0)
+
+
+def test_the_async_twin_keeps_reads_warm_too(clock):
+    primary, fallback = MemoryStorage(clock=clock), MemoryStorage(clock=clock)
+    primary.set("k", entry("v", clock()))
+    store = FallbackStorage(primary, fallback, clock=clock, warm_max_entries=5).as_async()
+
+    async def scenario() -> None:
+        assert (await store.get("k")).value == "v"
+        assert [e.value for e in await store.get_many(["k"])] == ["v"]
+
+    asyncio.run(scenario())
+    assert fallback.get("k").value == "v"
+    assert store.stats()["warm_copies"] == 1

@@ -188,6 +188,9 @@ def test_one_master_killed_its_replica_takes_over_and_the_node_rejoins(rig, clus
     assert node_stats[f"node 127.0.0.1:{victim.port} up"] == 0
     assert node_stats["nodes_down"] == 1
     assert rig.store.available  # two masters of three still serve
+    with pytest.raises(StorageUnavailableError):  # a batch touching the dead node
+        rig.store.get_many(rig.keys)
+    assert [e.value for e in rig.safe.get_many(rig.keys)] == rig.keys  # the fallback's copy
     # The replica is promoted: the dead master's keys hit again in Redis, with their data.
     wait_until(lambda: redis_values_or_none(rig, victim_keys) == victim_keys, timeout=15)
     assert f"node 127.0.0.1:{victim.port} up" not in rig.store.stats()  # it left
