@@ -35,21 +35,16 @@ ROOT = Path(__file__).resolve().parent.parent
 GENERATED = "# Generated from {source} by tools/unasync.py:\n# edit that file, not this one."
 
 # (pattern, replacement), applied in order to each line. Patterns are regular expressions;
-# identifiers are matched whole (``\b``).
+# identifiers are matched whole (``\b``). Every rule must fire in some source: add one
+# when a source needs it (``async for``, ``__aiter__``, ``AsyncIterator``...), not before.
 RULES: list[tuple[str, str]] = [
     (r"\bfrom (\S+)\._async(\.| )", r"from \1._sync\2"),
     (r"\basync def\b", "def"),
     (r"\basync with\b", "with"),
-    (r"\basync for\b", "for"),
     (r"\bawait ", ""),
-    (r"\b__aenter__\b", "__enter__"),
-    (r"\b__aexit__\b", "__exit__"),
-    (r"\b__aiter__\b", "__iter__"),
-    (r"\b__anext__\b", "__next__"),
     (r"\baclose\b", "close"),
-    (r"\bAsyncIterator\b", "Iterator"),
-    (r"\bAwaitable\[([^\[\]]+)\]", r"\1"),
-    (r"\bStopAsyncIteration\b", "StopIteration"),
+    # redis-py's asyncio clients: redis.asyncio.Redis -> redis.Redis, and so on.
+    (r"\bredis\.asyncio\b", "redis"),
     # Names: AsyncThing -> Thing, async_thing -> thing, athing verbs listed one by one.
     (r"\bAsync([A-Z]\w*)", r"\1"),
     (r"\basync_(\w+)", r"\1"),
@@ -90,18 +85,20 @@ def convert(text: str, used: set[int]) -> str:
 
 
 def ruff_format(text: str, filename: Path) -> str:
-    """Format generated code the way ``ruff format`` keeps the tree."""
-    done = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(filename), "-"],
-        input=text,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    if done.returncode != 0:
-        raise UnasyncError(f"ruff format failed on the twin of {filename}:\n{done.stderr}")
-    return done.stdout
+    """Sort the imports (renamed names change their order) and format, as the tree is kept."""
+    for args in (["check", "--select", "I", "--fix", "--quiet", "--exit-zero"], ["format"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", *args, "--stdin-filename", str(filename), "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        )
+        if done.returncode != 0:
+            raise UnasyncError(f"ruff {args[0]} failed on the twin of {filename}:\n{done.stderr}")
+        text = done.stdout
+    return text
 
 
 def generate() -> dict[Path, str]:
