@@ -49,10 +49,16 @@ can close the inherited environment safely and reopen its own on first use.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
+import glob
+import json
 import math
 import os
+import shutil
+import signal
 import struct
+import subprocess
 import sys
 import threading
 import time as _time
@@ -110,14 +116,31 @@ _BATCH: Final = 256  # most removals per sweep transaction
 _ATTEMPTS: Final = 12  # retries of one operation around map growth and resizes
 _FORK_WAIT: Final = 1.0  # seconds a fork waits for in-flight transactions
 
-# lmdb errors saying the files are not a readable environment: the store is moved aside.
+
+class _DamagedMeta(Exception):
+    """The store's own records (its named databases, its layout) do not parse."""
+
+
+class _WalkFailed(Exception):
+    """Walking the pages of a store found it damaged (LMDB failed, or aborted the walk)."""
+
+
+class _Replaced(StorageUnavailableError):
+    """Another process moved the store aside and created a new one at the same path."""
+
+
+# Errors saying the files are not a readable store: the store is moved aside, at open
+# or when found while serving.
 _DAMAGED: Final = (
     lmdb.InvalidError,
     lmdb.CorruptedError,
     lmdb.PanicError,
     lmdb.PageNotFoundError,
     lmdb.VersionMismatchError,
+    _DamagedMeta,
+    _WalkFailed,
 )
+_FOLLOW_INTERVAL: Final = 1.0  # seconds between checks that the store was not replaced
 
 _I64: Final = struct.Struct("<q")
 _U64: Final = struct.Struct(">Q")
@@ -205,12 +228,38 @@ class _Backend:
         self.quiescent = True
         self.refs = 0
         self.closed = False
+        self.retired = False
+        self.successor: _Backend | None = None
         self.corrupt_entries = 0
         self.evictions = 0
         self.expired_removed = 0
         self.map_resizes = 0
+        self.stores_recreated = 0
         self.stop = threading.Event()
         self.sweeper: threading.Thread | None = None
+        # The data file this environment maps: another at the path means the store
+        # was replaced (moved aside as damaged) by another process.
+        self.data_path = os.path.join(path, _DATA_FILE)
+        info = os.fstat(data.fd)
+        self.ident = (info.st_dev, info.st_ino)
+        self.check_at = _time.monotonic() + _FOLLOW_INTERVAL
+
+    def absorb(self, old: _Backend) -> None:
+        """Carry the counters of the backend this one replaces (a recreated store)."""
+        self.corrupt_entries += old.corrupt_entries
+        self.evictions += old.evictions
+        self.expired_removed += old.expired_removed
+        self.map_resizes += old.map_resizes
+        self.stores_recreated += old.stores_recreated
+
+    def replaced(self) -> bool:
+        """Whether the path now holds another data file (or none) than this one maps."""
+        self.check_at = _time.monotonic() + _FOLLOW_INTERVAL
+        try:
+            info = os.stat(self.data_path)
+        except OSError:
+            return True
+        return (info.st_dev, info.st_ino) != self.ident
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -231,6 +280,10 @@ class _Backend:
     def _sweep_once(self) -> None:
         try:
             self.sweep(self.now())
+        except _DAMAGED as exc:
+            _recover(self, exc)
+        except _Replaced:
+            _recover(self, None)
         except Exception as exc:  # noqa: BLE001 - the sweep must never die
             _log.warning("lmdb_sweep_failed", path=self.path, error=repr(exc))
 
@@ -244,6 +297,27 @@ class _Backend:
             self.closed = True
             self.env.close()
             self.data.close()
+
+    def retire(self) -> None:
+        """Stop using this environment: its store was moved aside or replaced.
+
+        Called under the registry lock. Calls that start now see a pid of no process
+        (or ``paused``) and reopen the path; the environment closes once the
+        transactions in flight in other threads have ended (a second at most). One
+        that never ends keeps it open for good: closing it under a running LMDB call
+        could crash that thread.
+        """
+        self.stop.set()
+        with self.wlock:
+            self.pid = -1
+            self.retired = self.closed = True
+            self.paused = True
+            deadline = _time.monotonic() + _FORK_WAIT
+            while self.inflight and _time.monotonic() < deadline:
+                _time.sleep(0.0002)
+            if not self.inflight:
+                self.env.close()
+                self.data.close()
 
     def now(self) -> float:
         clock = self.clock
@@ -275,14 +349,19 @@ class _Backend:
         then run again in a new transaction, so it must only change the database (and
         return what its caller applies after the commit).
 
+        Every second at most, checks first that the path still holds this store.
+
         Raises:
             StorageUnavailableError: the store is closed.
+            _Replaced: the store was replaced (this process or another found it damaged).
             StorageFullError: the map could not be grown enough.
-            lmdb.Error: any other LMDB failure (callers translate it).
+            lmdb.Error: any other LMDB failure (callers translate it; see ``_DAMAGED``).
         """
         with self.wlock:
-            if self.closed:
+            if self.closed and not self.retired:
                 raise StorageUnavailableError(f"the LMDB store {self.path} is closed")
+            if self.retired or (_time.monotonic() >= self.check_at and self.replaced()):
+                raise _Replaced(f"the LMDB store {self.path} was replaced")
             env = self.env
             for _ in range(_ATTEMPTS):
                 try:
@@ -374,35 +453,46 @@ class _Backend:
         evicted = 0
         limit = self.options.max_bytes
         if total > limit:
-            keep = {kb for kb, _, _ in items}
-            total, evicted = self._evict(txn, total, int(limit * _LOW_WATER), keep)
+            total, evicted = self._evict(txn, total, int(limit * _LOW_WATER), items)
             if total > limit:  # a batch bigger than the bound: its own shortest-lived go too
-                total, more = self._evict(txn, total, limit, set())
+                total, more = self._evict(txn, total, limit, ())
                 evicted += more
         txn.put(_TOTAL_KEY, _I64.pack(max(total, 0)), db=expiry)
         return evicted
 
     def _evict(
-        self, txn: lmdb.Transaction[bytes], total: int, target: int, keep: set[bytes]
+        self,
+        txn: lmdb.Transaction[bytes],
+        total: int,
+        target: int,
+        keep: Sequence[tuple[bytes, bytes, bytes]],
     ) -> tuple[int, int]:
-        """Remove entries from the front of the index until ``total <= target``."""
-        entries = self.entries
-        cursor = txn.cursor(db=self.expiry)
+        """Remove entries from the front of the index until ``total <= target``.
+
+        The ``(key, record, index key)`` items of ``keep`` (just written) stay: their
+        index keys are out of the index meanwhile. Every removal finds the front
+        afresh with ``first()``, a search LMDB checks page by page (a damaged page is
+        an error); stepping a cursor to the next page asserts instead (SIGABRT).
+        """
+        entries, expiry = self.entries, self.expiry
+        for _, _, ikey in keep:
+            txn.delete(ikey, db=expiry)
+        cursor = txn.cursor(db=expiry)
         evicted = 0
-        positioned = cursor.first()
-        while positioned and total > target:
-            ikey = cursor.key()
-            if ikey == _TOTAL_KEY or not ikey:
+        while total > target:
+            ikey = cursor.key() if cursor.first() else b""
+            if not ikey or ikey == _TOTAL_KEY:
+                # Nothing left to evict: the total counted more than is stored (it was
+                # damaged); what remains is about what was just written.
+                total = sum(len(kb) + len(record) for kb, record, _ in keep)
                 break
-            kb = ikey[_STAMP:]
-            if kb in keep:
-                positioned = cursor.next()
-                continue
-            freed = self._drop_indexed(txn, entries, kb, ikey)
-            positioned = cursor.delete()
+            freed = self._drop_indexed(txn, entries, ikey[_STAMP:], ikey)
+            txn.delete(ikey, db=expiry)
             if freed:
                 total -= freed
                 evicted += 1
+        for _, _, ikey in keep:
+            txn.put(ikey, b"", db=expiry)
         return total, evicted
 
     def _drop_indexed(
@@ -433,14 +523,13 @@ class _Backend:
         total = self.total(txn, expiry)
         cursor = txn.cursor(db=expiry)
         removed = seen = 0
-        positioned = cursor.first()
-        while positioned and seen < _BATCH:
-            ikey = cursor.key()
+        while seen < _BATCH:
+            ikey = cursor.key() if cursor.first() else b""  # checked search, see _evict
             if not ikey or ikey == _TOTAL_KEY or ikey[:_STAMP] > stamp:
                 break
             seen += 1
             freed = self._drop_indexed(txn, self.entries, ikey[_STAMP:], ikey)
-            positioned = cursor.delete()
+            txn.delete(ikey, db=expiry)
             if freed:
                 total -= freed
                 removed += 1
@@ -824,18 +913,23 @@ def _initialize(env: lmdb.Environment, path: str, *, create: bool) -> None:
                     f"{path} holds an LMDB database that is not an swr store; "
                     "give LMDBStorage a directory of its own"
                 )
-        meta = env.open_db(_META, txn=txn, create=create)
-        for name in (_ENTRIES, _EXPIRY, _LEASES):
-            env.open_db(name, txn=txn, create=create)
-        layout = txn.get(_LAYOUT_KEY, db=meta)
+        try:
+            meta = env.open_db(_META, txn=txn, create=create)
+            for name in (_ENTRIES, _EXPIRY, _LEASES):
+                env.open_db(name, txn=txn, create=create)
+            layout = txn.get(_LAYOUT_KEY, db=meta)
+        except (lmdb.IncompatibleError, lmdb.BadDbiError, lmdb.BadValsizeError) as exc:
+            raise _DamagedMeta(f"the store's named databases do not open: {exc}") from exc
         if layout is None:
             if not create:
                 raise StorageUnavailableError(f"{path} is not an swr LMDB store")
             txn.put(_LAYOUT_KEY, str(_LAYOUT_VERSION).encode(), db=meta)
         elif layout != str(_LAYOUT_VERSION).encode():
+            if not (0 < len(layout) <= 9 and layout.isdigit()):
+                raise _DamagedMeta(f"the layout record {bytes(layout[:16])!r} does not parse")
             raise StorageUnavailableError(
-                f"{path} holds an swr store of layout {layout.decode(errors='replace')!r}, "
-                f"this version reads layout {_LAYOUT_VERSION}; use another directory"
+                f"{path} holds an swr store of layout {int(layout)}, this version reads "
+                f"layout {_LAYOUT_VERSION}; use another directory"
             )
 
 
@@ -850,7 +944,24 @@ def _recovery_lock(path: str) -> Iterator[None]:
         os.close(fd)
 
 
+def _move_aside(path: str) -> str:
+    """Rename the store at ``path`` for inspection and leave an empty directory there.
+
+    Keeps one damaged store per path: an older one moved aside is deleted first.
+    Called under :func:`_recovery_lock`.
+    """
+    parent, name = os.path.split(path)
+    for old in Path(parent).glob(f"{glob.escape(name)}.corrupt-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    stamp = _time.strftime("%Y%m%dT%H%M%S", _time.gmtime())
+    aside = f"{path}.corrupt-{stamp}-{os.getpid()}"
+    os.rename(path, aside)
+    os.makedirs(path, exist_ok=True)
+    return aside
+
+
 def _open_or_recreate(path: str, options: _Options) -> tuple[lmdb.Environment, _DataFile]:
+    os.makedirs(path, exist_ok=True)  # moved aside by a process that found it damaged
     try:
         return _open_env(path, options, create=True)
     except _DAMAGED as damage:
@@ -859,17 +970,47 @@ def _open_or_recreate(path: str, options: _Options) -> tuple[lmdb.Environment, _
                 return _open_env(path, options, create=True)
             except _DAMAGED:
                 pass
-            stamp = _time.strftime("%Y%m%dT%H%M%S", _time.gmtime())
-            aside = f"{path}.corrupt-{stamp}-{os.getpid()}"
-            os.rename(path, aside)
+            aside = _move_aside(path)
             _log.error(
                 "lmdb_store_recreated",
                 path=path,
                 moved_to=aside,
+                found="at open",
                 error=f"{type(damage).__name__}: {damage}",
             )
-            os.makedirs(path, exist_ok=True)
             return _open_env(path, options, create=True)
+
+
+def _recover(backend: _Backend, damage: BaseException | None) -> None:
+    """Leave a store found damaged (``damage``) or replaced by another process.
+
+    A damaged store still at its path is moved aside (:func:`_move_aside`), loudly;
+    one another process already replaced is just left. Either way this process's
+    backend retires, and every storage on the path reopens it on its next call.
+    """
+    with _registry_lock:
+        if backend.pid != _pid:
+            return  # already retired (or inherited through fork)
+        path = backend.path
+        if damage is not None:
+            with _recovery_lock(path):
+                if backend.replaced():
+                    damage = None  # another process moved it aside already
+                else:
+                    aside = _move_aside(path)
+                    backend.stores_recreated += 1
+                    _log.error(
+                        "lmdb_store_recreated",
+                        path=path,
+                        moved_to=aside,
+                        found="while serving",
+                        error=f"{type(damage).__name__}: {damage}",
+                    )
+        if damage is None:
+            _log.warning("lmdb_store_followed", path=path, reason="replaced by another process")
+        if _registry.get(path) is backend:
+            del _registry[path]
+        backend.retire()
 
 
 def _acquire(
@@ -956,10 +1097,13 @@ class _Handle:
         with _registry_lock:
             if self.closed:
                 raise StorageUnavailableError(f"LMDBStorage({self.path!r}) is closed")
-            backend = self.backend
+            backend = old = self.backend
             if backend.pid != _pid or backend.closed:
                 backend = _acquire(self.path, self.options, self.clock, check=False)
                 self.backend = self.last = backend
+                if old.retired and old.successor is not backend:
+                    backend.absorb(old)  # the counters go on with the new store
+                    old.successor = backend
             return backend
 
     def close(self) -> None:
@@ -976,15 +1120,6 @@ def _translate(path: str, exc: lmdb.Error) -> StorageError:
     if isinstance(exc, lmdb.DiskError):
         return StorageFullError(f"no space left for the LMDB store {path}: {exc}")
     return StorageUnavailableError(f"LMDB store {path} failed: {exc}")
-
-
-@contextlib.contextmanager
-def _translated(path: str) -> Iterator[None]:
-    """Turn LMDB failures into the storage error tree (off the hot paths)."""
-    try:
-        yield
-    except lmdb.Error as exc:
-        raise _translate(path, exc) from exc
 
 
 def _positive_int(name: str, value: object, minimum: int) -> int:
@@ -1124,6 +1259,7 @@ class LMDBStorage(StorageMixin):
         self._key_limit = handle.backend.key_limit
         self._cache: ReadCache[tuple[bytes, bytes, bytes, Entry]] = ReadCache(read_cache)
         self._cache_get = self._cache.get
+        self._follow_at = -math.inf  # by this storage's clock: see get
 
     # -- public attributes ------------------------------------------------------------
 
@@ -1163,6 +1299,35 @@ class LMDBStorage(StorageMixin):
         if backend.pid != _pid or backend.closed:
             return self._h.current()
         return backend
+
+    def _run(self, op: Callable[[_Backend], T]) -> T:
+        """Run ``op(backend)``; recover from a damaged or replaced store and run it again.
+
+        A store found damaged is moved aside and recreated (:func:`_recover`); ``op``
+        then runs on the new store, so the caller is served as if nothing happened.
+        """
+        for _ in range(3):
+            backend = self._backend()
+            try:
+                return op(backend)
+            except _DAMAGED as exc:
+                _recover(backend, exc)
+            except _Replaced:
+                _recover(backend, None)
+            except lmdb.Error as exc:
+                raise _translate(self.path, exc) from exc
+        raise StorageUnavailableError(f"the LMDB store {self.path} was damaged again at once")
+
+    def _write(self, name: str, *args: Any) -> Any:
+        """Run the backend's write function ``name`` in one write transaction (see _run)."""
+
+        def op(backend: _Backend) -> Any:
+            result = backend.write(getattr(backend, name), *args)
+            if name == "put" and result:
+                backend.evictions += result
+            return result
+
+        return self._run(op)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -1210,7 +1375,11 @@ class LMDBStorage(StorageMixin):
             return self._finish(key, kb, check, data, cached)
         # The stored bytes are those the cached entry was decoded from.
         clock = self._clock
-        if entry.expires_at <= (clock() if clock is not None else _time.time()):
+        now = clock() if clock is not None else _time.time()
+        if now >= self._follow_at:  # once a second: is the store still at its path?
+            self._follow_at = now + _FOLLOW_INTERVAL
+            return self._get_slow(key, kb, check)
+        if entry.expires_at <= now:
             return None
         return entry
 
@@ -1237,7 +1406,11 @@ class LMDBStorage(StorageMixin):
             if self._cache.limit and len(data) <= ReadCache.RECORD_MAX:
                 self._cache.remember(((key, (kb, check, data, entry)),))
         clock = self._clock
-        if entry.expires_at <= (clock() if clock is not None else _time.time()):
+        now = clock() if clock is not None else _time.time()
+        if now >= self._follow_at:
+            self._follow_at = now + _FOLLOW_INTERVAL
+            return self._get_slow(key, kb, check)
+        if entry.expires_at <= now:
             return None
         return entry
 
@@ -1258,7 +1431,11 @@ class LMDBStorage(StorageMixin):
         failure: lmdb.Error | None = None
         for _ in range(_ATTEMPTS):
             backend = self._backend()
+            if _time.monotonic() >= backend.check_at and backend.replaced():
+                _recover(backend, None)  # another process found it damaged: follow
+                continue
             paused = resized = readers_full = False
+            damage: BaseException | None = None
             backend.push(None)
             try:
                 paused = backend.paused
@@ -1268,6 +1445,8 @@ class LMDBStorage(StorageMixin):
                         return [txn.get(kb) for kb in kbs]
                     finally:
                         txn.abort()
+            except _DAMAGED as exc:
+                damage = exc
             except lmdb.MapResizedError as exc:
                 resized, failure = True, exc
             except lmdb.ReadersFullError as exc:
@@ -1276,6 +1455,9 @@ class LMDBStorage(StorageMixin):
                 failure = exc  # invalidated by a resize in another thread, or closed
             finally:
                 backend.pop()
+            if damage is not None:
+                _recover(backend, damage)  # then read the new store
+                continue
             if paused:
                 backend.resumed.wait(5)
                 continue
@@ -1329,47 +1511,33 @@ class LMDBStorage(StorageMixin):
                 is full.
             StorageUnavailableError: the storage is closed or LMDB fails.
         """
-        backend = self._backend()
-        item = self._item(key, entry, backend.options.max_bytes)
+        item = self._item(key, entry, self._h.options.max_bytes)
         self._cache.pop(key, None)
-        try:
-            evicted = backend.write(backend.put, [item])
-        except lmdb.Error as exc:
-            raise _translate(self.path, exc) from exc
-        if evicted:
-            backend.evictions += evicted
+        self._write("put", [item])
 
     def set_many(self, entries: Mapping[str, Entry]) -> None:
         """Store several entries in one write transaction."""
         if not entries:
             return
-        backend = self._backend()
-        limit = backend.options.max_bytes
+        limit = self._h.options.max_bytes
         items = [self._item(key, entry, limit) for key, entry in entries.items()]
         for key in entries:
             self._cache.pop(key, None)
-        with _translated(self.path):
-            evicted = backend.write(backend.put, items)
-        if evicted:
-            backend.evictions += evicted
+        self._write("put", items)
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; return whether it held an entry (live or not). Idempotent."""
-        backend = self._backend()
         kb, _ = self._key(key)
         self._cache.pop(key, None)
-        with _translated(self.path):
-            return backend.write(backend.delete, kb)
+        return bool(self._write("delete", kb))
 
     def _corrupt(self, key: str, kb: bytes, data: bytes, exc: CorruptEntryError) -> None:
         """Count, log and delete an undecodable record (unless rewritten meanwhile)."""
         self._cache.pop(key, None)
         _log.warning("corrupt_entry", key=key, backend="lmdb", path=self.path, error=str(exc))
         try:
-            backend = self._backend()
-            backend.corrupt_entries += 1
-            with _translated(self.path):
-                backend.write(backend.drop_if_same, kb, data)
+            self._backend().corrupt_entries += 1
+            self._write("drop_if_same", kb, data)
         except StorageError as error:
             _log.warning("corrupt_entry_not_deleted", key=key, path=self.path, error=repr(error))
 
@@ -1392,12 +1560,10 @@ class LMDBStorage(StorageMixin):
             raise TypeError(f"lease ttl must be seconds as a number, got {type(ttl).__name__}")
         if not (ttl > 0 and math.isfinite(ttl)):
             raise ValueError(f"lease ttl must be a finite number of seconds > 0, got {ttl}")
-        backend = self._backend()
         kb, _ = self._key(key)
         token = uuid.uuid4().bytes
         now = self._clock() if self._clock is not None else _time.time()
-        with _translated(self.path):
-            taken = backend.write(backend.acquire, kb, token, now, now + ttl)
+        taken = self._write("acquire", kb, token, now, now + ttl)
         return token.hex() if taken else None
 
     def release_lease(self, key: str, token: str) -> None:
@@ -1408,10 +1574,8 @@ class LMDBStorage(StorageMixin):
             return
         if len(raw) != 16:
             return
-        backend = self._backend()
         kb, _ = self._key(key)
-        with _translated(self.path):
-            backend.write(backend.release, kb, raw)
+        self._write("release", kb, raw)
 
     # -- maintenance ------------------------------------------------------------------
 
@@ -1421,19 +1585,15 @@ class LMDBStorage(StorageMixin):
         The background sweep runs the same code: write transactions of at most 256
         removals each, so other writers get their turn in between.
         """
-        backend = self._backend()
         now = self._clock() if self._clock is not None else _time.time()
-        with _translated(self.path):
-            return backend.sweep(now)
+        return self._run(lambda backend: backend.sweep(now))
 
     def purge(self, *, expired_only: bool = False) -> int:
         """Remove every entry (and lease), or only the dead entries; return how many."""
         if expired_only:
             return self.sweep()
-        backend = self._backend()
         self._cache.items.clear()
-        with _translated(self.path):
-            return backend.write(backend.purge)
+        return cast("int", self._write("purge"))
 
     def summary(self) -> StoreSummary:
         """Count the entries by window now (reads every record header).
@@ -1441,10 +1601,8 @@ class LMDBStorage(StorageMixin):
         Raises:
             StorageUnavailableError: the storage is closed or LMDB fails.
         """
-        backend = self._backend()
         now = self._clock() if self._clock is not None else _time.time()
-        with _translated(self.path):
-            return _summarize(backend, now)
+        return self._run(lambda backend: _walk_in_child(backend.path, now))
 
     def stats(self) -> dict[str, int]:
         """Counters of this directory in this process, and the store's size.
@@ -1460,6 +1618,7 @@ class LMDBStorage(StorageMixin):
             "evictions": last.evictions,
             "expired_removed": last.expired_removed,
             "map_resizes": last.map_resizes,
+            "stores_recreated": last.stores_recreated,
         }
         try:
             backend = self._backend()
@@ -1601,8 +1760,13 @@ def _summarize(backend: _Backend, now: float) -> StoreSummary:
 
 
 @contextlib.contextmanager
-def _existing(path: str | os.PathLike[str]) -> Iterator[_Backend]:
-    """This process's backend of an existing store; never creates or moves anything."""
+def _existing(
+    path: str | os.PathLike[str], *, damaged: tuple[type[BaseException], ...] = ()
+) -> Iterator[_Backend]:
+    """This process's backend of an existing store; never creates or moves anything.
+
+    Errors of the ``damaged`` types propagate as they are; others become storage errors.
+    """
     raw = os.fspath(path)
     if not os.path.isdir(raw):
         reason = "no such directory" if not os.path.exists(raw) else "not a directory"
@@ -1619,6 +1783,8 @@ def _existing(path: str | os.PathLike[str]) -> Iterator[_Backend]:
             options = _Options(1 << 62, "process", 0, 1024, None)
             try:
                 env, data = _open_env(real, options, create=False)
+            except damaged:
+                raise
             except _DAMAGED as exc:
                 raise StorageUnavailableError(f"{raw} is a damaged LMDB store: {exc}") from exc
             except (lmdb.Error, OSError) as exc:
@@ -1627,21 +1793,95 @@ def _existing(path: str | os.PathLike[str]) -> Iterator[_Backend]:
             backend.refs = 1
             _registry[real] = backend
     try:
-        with _translated(real):
+        try:
             yield backend
+        except damaged:
+            raise
+        except lmdb.Error as exc:
+            raise _translate(real, exc) from exc
     finally:
         with _registry_lock:
             _release(backend)
 
 
+def _walk_in_child(path: str, now: float) -> StoreSummary:
+    """Summarize the store at ``path`` in a child process, which damaged pages may kill.
+
+    LMDB checks the pages a search descends into, but stepping a cursor onto a damaged
+    page fails an assertion and aborts the process (SIGABRT): the walk over every
+    record runs where that costs nothing but a report.
+
+    Raises:
+        _WalkFailed: the store is damaged.
+        StorageUnavailableError: ``path`` is not an swr store, or the child failed.
+    """
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding the swr package
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
+    code = "import sys, swr.storage.lmdb as m; sys.exit(m._child_walk(*sys.argv[1:]))"
+    try:
+        done = subprocess.run(  # noqa: S603 - our own interpreter and code
+            [sys.executable, "-c", code, path, repr(now)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise StorageUnavailableError(f"cannot inspect {path} in a child process: {exc}") from exc
+    said = (done.stderr.strip().splitlines() or [""])[-1]
+    if done.returncode == 0:
+        return StoreSummary(**json.loads(done.stdout.strip().splitlines()[-1]))
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        raise _WalkFailed(f"LMDB stopped walking its pages with {name}: {said}")
+    if done.returncode == _CHILD_DAMAGED:
+        raise _WalkFailed(said)
+    raise StorageUnavailableError(said or f"inspecting {path} failed ({done.returncode})")
+
+
+_CHILD_DAMAGED: Final = 3
+
+
+def _child_walk(path: str, now: str) -> int:
+    """The child of :func:`_walk_in_child`: print the summary as JSON; 3 when damaged."""
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource  # noqa: PLC0415 - POSIX only
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort here dumps no core
+    try:
+        with _existing(path, damaged=_DAMAGED) as backend:
+            summary = _summarize(backend, float(now))
+    except _DAMAGED as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return _CHILD_DAMAGED
+    except StorageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(json.dumps(dataclasses.asdict(summary)))
+    return 0
+
+
 def inspect_store(path: str | os.PathLike[str], now: float | None = None) -> StoreSummary:
     """Count the entries of the store at ``path`` by window, at ``now`` (default: now).
 
+    The walk over the records runs in a child process (see :func:`_walk_in_child`),
+    so a damaged store is reported, never the end of this process.
+
     Raises:
-        StorageUnavailableError: ``path`` is not an swr LMDB store (nothing is created).
+        StorageUnavailableError: ``path`` is not an swr LMDB store, or is damaged
+            (nothing is created or moved; an application opening it moves it aside).
     """
     with _existing(path) as backend:
-        return _summarize(backend, _time.time() if now is None else now)
+        real = backend.path
+    try:
+        return _walk_in_child(real, _time.time() if now is None else now)
+    except _WalkFailed as exc:
+        raise StorageUnavailableError(
+            f"{os.fspath(path)} is a damaged LMDB store: {exc}; the next application to "
+            "use it moves it aside and starts a new one"
+        ) from exc
 
 
 def purge_store(

@@ -636,6 +636,7 @@ def test_stats_after_close_keep_the_counters(make, clock):
         "evictions": 0,
         "expired_removed": 0,
         "map_resizes": 0,
+        "stores_recreated": 0,
     }
     assert "LMDBStorage(" in repr(store)
 
