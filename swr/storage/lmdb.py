@@ -52,6 +52,7 @@ import contextlib
 import dataclasses
 import errno
 import glob
+import hashlib
 import json
 import math
 import os
@@ -149,8 +150,20 @@ _LEASE: Final = struct.Struct("<16sd")
 _EXPIRES: Final = struct.Struct("<d")
 _EXPIRES_OFFSET: Final = 28  # magic, version, flags, then stored/fresh/stale (8 bytes each)
 _HEADER_END: Final = 38
+_CHECK_MAX: Final = 0xFFFF  # longest key check a record holds (a 16-bit length)
 _SIGN: Final = 1 << 63
 _ALL_BITS: Final = (1 << 64) - 1
+
+
+def _long_key_check(raw: bytes) -> bytes:
+    """The key check of a key longer than a record can hold (its length is 16 bits).
+
+    Such a key is stored under its prefix and BLAKE2b-256 digest (:func:`digest_key`);
+    the record holds its length and SHA-512 digest instead of the key itself, so two
+    keys could only be confused by colliding in both digests at once. The leading
+    0xff byte never starts a UTF-8 key, so this never equals a short key's check.
+    """
+    return b"\xff" + len(raw).to_bytes(8, "big") + hashlib.sha512(raw).digest()
 
 
 def _stamp(expires_at: float) -> bytes:
@@ -1285,14 +1298,19 @@ class LMDBStorage(StorageMixin):
         if not isinstance(key, str):
             raise TypeError(f"cache key must be a str, got {type(key).__name__}: {key!r}")
         if not key:
-            raise ValueError("cache key must not be empty")
+            raise ValueError(
+                "cache key must not be empty: LMDB cannot store an empty key, give it a name"
+            )
         try:
             raw = key.encode()
         except UnicodeEncodeError as exc:
             raise ValueError(f"cache key is not encodable as UTF-8: {key!r}") from exc
         if len(raw) <= self._key_limit:
             return raw, b""
-        return digest_key(key, self._key_limit)
+        kb, check = digest_key(key, self._key_limit)
+        if len(check) > _CHECK_MAX:
+            check = _long_key_check(raw)
+        return kb, check
 
     def _backend(self) -> _Backend:
         backend = self._h.backend

@@ -192,6 +192,36 @@ def test_long_keys_are_stored_under_a_digest_and_a_collision_reads_as_a_miss(mak
     assert raw_get(store, b_key) is None
 
 
+@pytest.mark.parametrize("size", [65_535, 65_536, 70_000, 1 << 20])
+def test_keys_of_any_length_are_stored(make, clock, size):
+    store = make()
+    key = "é" * (size // 2) + "k" * (size % 2)  # two UTF-8 bytes a character
+    other = key[:-1] + "z"
+    store.set(key, entry("long", clock))
+    store.set_many({other: entry("other", clock)})
+    assert store.get(key).value == "long"
+    assert [e.value for e in store.get_many([key, other])] == ["long", "other"]
+    assert store.acquire_lease(key, 5) is not None
+    assert store.acquire_lease(key, 5) is None
+    assert store.delete(key) is True
+    assert store.get(key) is None
+    assert store.get(other).value == "other"
+
+
+def test_a_digest_collision_of_keys_longer_than_a_record_check_reads_as_a_miss(make, clock):
+    store = make()
+    long_a, long_b = "k" * 70_000 + "a", "k" * 70_000 + "b"
+    store.set(long_a, entry("A", clock))
+    a_key, a_check = store._key(long_a)
+    b_key, b_check = store._key(long_b)
+    assert len(a_check) == 73 and a_check != b_check  # length and SHA-512, not the key
+    raw_put(store, b_key, raw_get(store, a_key))  # B's digest holds A's record
+    with capture_logs() as logs:
+        assert store.get(long_b) is None
+    assert store.get(long_a).value == "A"
+    assert "another key" in logs[0]["error"]
+
+
 # -- corruption --------------------------------------------------------------------------
 
 
