@@ -174,9 +174,10 @@ def serve_through_damage(path: str, role: str, conn: Any) -> None:
     "finder"; "follower" writes "follower" and reads until it sees the finder's entry.
     Each reports its stats, then waits until it reads the other's entry.
     """
-    import swr.storage.lmdb as module
+    from swr.storage.lmdb import _process, storage
 
-    module._FOLLOW_INTERVAL = 0.01  # type: ignore[misc] # check for a new store often
+    for module in (_process, storage):  # check for a new store often
+        module._FOLLOW_INTERVAL = 0.01  # type: ignore[misc]
     other = "follower" if role == "finder" else "finder"
     now = time.time()
     mine = Entry(role, now, now + 60, now + 120, now + 3600)

@@ -15,7 +15,7 @@ import lmdb
 import pytest
 from structlog.testing import capture_logs
 
-import swr.storage.lmdb
+import swr.storage.lmdb._files
 from swr.storage import Entry, LMDBStorage, StorageError, StorageFullError, StorageUnavailableError
 from swr.storage.lmdb import inspect_store
 from swr.storage.serializers import JSONSerializer, MsgpackSerializer
@@ -422,7 +422,9 @@ def test_a_full_disk_fails_the_write_that_needs_more_map_not_the_process(make, c
 def test_copy_on_write_filesystems_get_writes_through_the_file(make, clock, monkeypatch):
     # Allocating a file up front reserves nothing on btrfs or ZFS: a full disk could then
     # fault a write into the map, so LMDB writes pages through the file there.
-    monkeypatch.setattr(swr.storage.lmdb, "_filesystem_type", lambda path: 0x9123683E)  # btrfs
+    monkeypatch.setattr(
+        swr.storage.lmdb._files, "_filesystem_type", lambda path: 0x9123683E
+    )  # btrfs
     allocations: list[int] = []
     monkeypatch.setattr(os, "posix_fallocate", lambda fd, offset, size: allocations.append(size))
     store = make(map_size=1 << 20, max_bytes=1 << 30, read_cache=0)
@@ -437,8 +439,8 @@ def test_copy_on_write_filesystems_get_writes_through_the_file(make, clock, monk
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="statfs magic numbers")
 def test_the_filesystem_type_is_read_with_statfs(tmp_path):
-    assert isinstance(swr.storage.lmdb._filesystem_type(str(tmp_path)), int)
-    assert swr.storage.lmdb._filesystem_type(str(tmp_path / "missing")) is None
+    assert isinstance(swr.storage.lmdb._files._filesystem_type(str(tmp_path)), int)
+    assert swr.storage.lmdb._files._filesystem_type(str(tmp_path / "missing")) is None
 
 
 def test_eviction_takes_dead_entries_first_then_those_closest_to_their_end(make, clock):
