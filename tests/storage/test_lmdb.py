@@ -599,6 +599,63 @@ def test_lease_settings_and_foreign_tokens(make):
     assert store.acquire_lease("k", 30) is not None
 
 
+def count_writes(store: LMDBStorage, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the name of every write transaction the store's backend runs."""
+    backend = store._h.backend
+    write = backend.write
+    names: list[str] = []
+
+    def counting(fn: Any, *args: Any) -> Any:
+        names.append(fn.__name__)
+        return write(fn, *args)
+
+    monkeypatch.setattr(backend, "write", counting)
+    return names
+
+
+def test_set_and_release_stores_and_frees_the_lease_in_one_transaction(make, clock, monkeypatch):
+    store = make()
+    token = store.acquire_lease("k", 30)
+    writes = count_writes(store, monkeypatch)
+    store.set_and_release("k", entry("fetched", clock), token)
+    assert writes == ["put_and_release"]
+    assert store.get("k").value == "fetched"
+    assert store.acquire_lease("k", 30) is not None  # free again
+
+
+def test_set_and_release_with_a_lease_taken_over_keeps_the_new_holders(make, clock):
+    store = make()
+    mine = store.acquire_lease("k", 5)
+    clock.advance(6)  # mine expired; another holder takes it
+    theirs = store.acquire_lease("k", 30)
+    store.set_and_release("k", entry("late", clock), mine)
+    assert store.get("k").value == "late"
+    assert store.acquire_lease("k", 30) is None  # still theirs
+    store.release_lease("k", theirs)
+    store.set_and_release("k", entry("no lease", clock), "not-a-token")
+    assert store.get("k").value == "no lease"
+
+
+def test_set_and_release_of_a_refused_entry_still_frees_the_lease(make):
+    store = make()
+    token = store.acquire_lease("k", 30)
+    with pytest.raises(ValueError, match="finite and ordered"):
+        store.set_and_release("k", Entry("v", 0.0, 2.0, 1.0, 3.0), token)
+    assert store.get("k") is None
+    assert store.acquire_lease("k", 30) is not None
+
+
+def test_purge_keeps_the_leases_other_holders_hold(make, clock):
+    store = make()
+    other = make()  # another holder (a second storage, as another process would be)
+    store.set_many({"a": entry("A", clock), "b": entry("B", clock)})
+    assert other.acquire_lease("a", 30) is not None
+    assert store.purge() == 2
+    assert store.get("a") is None and store.stats()["entries"] == 0
+    assert store.acquire_lease("a", 30) is None  # the other holder's lease stayed
+    assert store.acquire_lease("b", 30) is not None
+
+
 # -- sharing, views, async ---------------------------------------------------------------
 
 

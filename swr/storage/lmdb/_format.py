@@ -232,13 +232,27 @@ class _Index:
         txn.put(_TOTAL_KEY, _I64.pack(max(total, 0)), db=self.expiry)
         return True
 
-    def purge(self, txn: lmdb.Transaction[bytes]) -> int:
+    def purge(self, txn: lmdb.Transaction[bytes], leases: bool) -> int:
+        """Remove every entry, and every lease if ``leases``; return the entries removed."""
         count = txn.stat(self.entries)["entries"]
         txn.drop(self.entries, delete=False)
         txn.drop(self.expiry, delete=False)
-        txn.drop(self.leases, delete=False)
+        if leases:
+            txn.drop(self.leases, delete=False)
         txn.put(_TOTAL_KEY, _I64.pack(0), db=self.expiry)
         return count
+
+    def put_and_release(
+        self,
+        txn: lmdb.Transaction[bytes],
+        items: list[tuple[bytes, bytes, bytes]],
+        kb: bytes,
+        token: bytes,
+    ) -> int:
+        """:meth:`put` and :meth:`release` in one transaction; return the evictions."""
+        evicted = self.put(txn, items)
+        self.release(txn, kb, token)
+        return evicted
 
     def acquire(
         self, txn: lmdb.Transaction[bytes], kb: bytes, token: bytes, now: float, until: float

@@ -222,7 +222,8 @@ def purge_store(
 ) -> int:
     """Empty the store at ``path`` (or remove only its dead entries); return how many went.
 
-    Safe while other processes use the store: each removal is a transaction.
+    Emptying removes the leases too (an operator's reset; ``LMDBStorage.purge`` keeps
+    them). Safe while other processes use the store: each removal is a transaction.
 
     Raises:
         StorageUnavailableError: ``path`` is not an swr LMDB store (nothing is created).
@@ -230,4 +231,4 @@ def purge_store(
     with _existing(path) as backend:
         if expired_only:
             return backend.sweep(_time.time() if now is None else now)
-        return backend.write(backend.purge)
+        return backend.write(backend.purge, True)
