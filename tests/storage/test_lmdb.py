@@ -335,6 +335,17 @@ def test_read_cache_is_bounded(make, clock):
     assert [store.get(f"k{i}").value for i in range(10)] == list(range(10))
 
 
+def test_the_read_cache_drops_its_oldest_eighth_at_once(make, clock):
+    store = make(read_cache=16)
+    for i in range(17):
+        store.set(f"k{i}", entry(i, clock))
+        store.get(f"k{i}")
+    # One over the bound: the oldest key and an eighth of the bound more went.
+    assert list(store._cache.items) == [f"k{i}" for i in range(3, 17)]
+    store.get("k0")
+    assert len(store._cache) == 15 and store.get("k0").value == 0
+
+
 def test_batches_read_and_write_in_one_transaction(make, clock):
     store = make()
     store.set_many({"a": entry(1, clock), "b": entry(2, clock), "c" * 600: entry(3, clock)})
