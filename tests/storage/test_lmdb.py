@@ -16,6 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import swr.storage.lmdb._files
+import swr.storage.lmdb._process
 from swr.storage import Entry, LMDBStorage, StorageError, StorageFullError, StorageUnavailableError
 from swr.storage.lmdb import inspect_store
 from swr.storage.serializers import JSONSerializer, MsgpackSerializer
@@ -286,6 +287,22 @@ def test_a_damaged_store_is_moved_aside_and_recreated(tmp_path, clock):
         assert store.get("k").value == "again"
     finally:
         store.close()
+
+
+def test_a_store_replaced_under_a_process_is_followed_and_its_old_backend_retired(make, clock):
+    store = make()
+    store.set("k", entry("old", clock))
+    old = store._h.backend
+    with capture_logs() as logs:
+        swr.storage.lmdb._process._recover(old, None)  # as on finding another file there
+    assert [log["event"] for log in logs] == ["lmdb_store_followed"]
+    with pytest.raises(StorageUnavailableError, match="replaced"):
+        with old.reading():
+            pass  # a sweep still running on it ends instead of waiting forever
+    with pytest.raises(StorageUnavailableError, match="replaced"):
+        old.write(old.delete, b"k")
+    assert store.get("k").value == "old"  # the same files: reopened, nothing lost
+    assert store._h.backend is not old
 
 
 def test_a_directory_holding_another_lmdb_database_is_refused_untouched(tmp_path):

@@ -185,6 +185,8 @@ class _Backend(_Index):
             if not self.paused:
                 break
             self.pop()
+            if self.retired:  # paused for good: its store was replaced
+                raise _Replaced(f"the LMDB store {self.path} was replaced")
             self.resumed.wait(5)
         try:
             if self.closed:
