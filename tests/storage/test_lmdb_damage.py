@@ -206,3 +206,23 @@ def test_two_processes_serving_through_damage_end_on_one_new_store(tmp_path):
     assert [worker.exitcode for worker in workers.values()] == [0, 0]
     assert reports == [("done", True, 1), ("done", True, 0)]
     assert len(asides(path)) == 1
+
+
+def test_a_process_reading_only_cached_keys_follows_a_replaced_store(tmp_path):
+    path = tmp_path / "cache"
+    now = time.time()
+    with LMDBStorage(path, sweep_interval=0.02) as store:
+        store.set("k", Entry("old", now, now + 60, now + 120, now + 180))
+        assert store.get("k").value == "old"  # decoded once; later reads are cache hits
+        os.rename(path, tmp_path / "aside")  # as a process that found it damaged does
+        process = SPAWN.Process(
+            target=lmdb_workers.write_entries,
+            args=(str(path), {"k": ("new", now, now + 60, now + 120, now + 180)}),
+        )
+        process.start()
+        process.join(60)
+        assert process.exitcode == 0
+        deadline = time.monotonic() + 10
+        while store.get("k").value == "old" and time.monotonic() < deadline:
+            time.sleep(0.01)  # the sweeper thread notices within its interval
+        assert store.get("k").value == "new"

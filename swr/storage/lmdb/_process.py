@@ -128,8 +128,19 @@ class _Backend(_Index):
         self.sweeper.start()
 
     def _sweep_loop(self, interval: float) -> None:
-        while not self.stop.wait(interval):
-            self._sweep_once()
+        """Sweep every ``interval``; every second, follow a store replaced meanwhile.
+
+        The check costs the read path nothing: once this backend retires, the read
+        path's pid test sends every read to the new store.
+        """
+        due = _time.monotonic() + interval
+        while not self.stop.wait(min(interval, _FOLLOW_INTERVAL)):
+            if self.replaced():
+                _recover(self, None)
+                return
+            if _time.monotonic() >= due:
+                self._sweep_once()
+                due = _time.monotonic() + interval
 
     def _sweep_once(self) -> None:
         try:

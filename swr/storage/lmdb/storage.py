@@ -101,6 +101,21 @@ class _ReadCache(ReadCache[T]):
                         items.pop(key, None)
 
 
+def _decoder(codec: RecordCodec, factory: EntryFactory | None) -> Callable[[bytes, bytes], Entry]:
+    """``decode(record, key_check)``: the codec's, or one building ``factory``'s entries."""
+    decode = codec.decode
+    if factory is None:
+        return decode
+
+    def decode_into(data: bytes, check: bytes) -> Entry:
+        entry = decode(data, check)
+        return factory(
+            entry.value, entry.stored_at, entry.fresh_until, entry.stale_until, entry.expires_at
+        )
+
+    return decode_into
+
+
 _PUTS: Final = frozenset(("put", "put_and_release"))  # writes returning their evictions
 
 
@@ -244,13 +259,13 @@ class LMDBStorage(StorageMixin):
         self.serializer: Serializer = serializer if serializer is not None else default_serializer()
         self._entry_factory = entry_factory
         self._codec = RecordCodec(self.serializer)
-        self._decode = self._codec.decode if entry_factory is None else self._decode_into
+        self._decode = _decoder(self._codec, entry_factory)
         self._encode = self._codec.encode
         self._clock = clock
         self._key_limit = handle.backend.key_limit
         self._cache: _ReadCache[tuple[bytes, bytes, bytes, Entry]] = _ReadCache(read_cache)
         self._cache_get = self._cache.get
-        self._follow_at = -math.inf  # by this storage's clock: see get
+        self._follow_at = -math.inf  # by this storage's clock: see _finish
 
     # -- public attributes ------------------------------------------------------------
 
@@ -371,11 +386,9 @@ class LMDBStorage(StorageMixin):
             return self._finish(key, kb, check, data, cached)
         # The stored bytes are those the cached entry was decoded from.
         clock = self._clock
-        now = clock() if clock is not None else _time.time()
-        if now >= self._follow_at:  # once a second: is the store still at its path?
-            self._follow_at = now + _FOLLOW_INTERVAL
-            return self._get_slow(key, kb, check)
-        if entry.expires_at <= now:
+        # No check that the store was replaced here: the sweeper thread makes it (the
+        # backend then retires, and the pid test above sends the read to the new store).
+        if entry.expires_at <= (clock() if clock is not None else _time.time()):
             return None
         return entry
 
@@ -409,14 +422,6 @@ class LMDBStorage(StorageMixin):
         if entry.expires_at <= now:
             return None
         return entry
-
-    def _decode_into(self, data: bytes, check: bytes) -> Entry:
-        """Decode with the view's entry factory (only on read cache misses)."""
-        entry = self._codec.decode(data, check)
-        factory = cast("EntryFactory", self._entry_factory)
-        return factory(
-            entry.value, entry.stored_at, entry.fresh_until, entry.stale_until, entry.expires_at
-        )
 
     def _get_slow(self, key: str, kb: bytes, check: bytes) -> Entry | None:
         (data,) = self._read([kb])
