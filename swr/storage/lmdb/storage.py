@@ -7,7 +7,6 @@ import itertools
 import math
 import os
 import time as _time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
@@ -317,8 +316,10 @@ class LMDBStorage(StorageMixin):
         A store found damaged is moved aside and recreated (:func:`_recover`); ``op``
         then runs on the new store, so the caller is served as if nothing happened.
         """
+        backend = self._h.backend
         for _ in range(3):
-            backend = self._backend()
+            if backend.pid != _pid or backend.closed:
+                backend = self._h.current()
             try:
                 return op(backend)
             except _DAMAGED as exc:
@@ -562,7 +563,7 @@ class LMDBStorage(StorageMixin):
         if not (ttl > 0 and math.isfinite(ttl)):
             raise ValueError(f"lease ttl must be a finite number of seconds > 0, got {ttl}")
         kb, _ = self._key(key)
-        token = uuid.uuid4().bytes
+        token = os.urandom(16)  # what uuid4 draws, without building a UUID
         now = self._clock() if self._clock is not None else _time.time()
         taken = self._write("acquire", kb, token, now, now + ttl)
         return token.hex() if taken else None
