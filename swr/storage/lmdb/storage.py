@@ -7,7 +7,7 @@ import itertools
 import math
 import os
 import time as _time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
@@ -72,21 +72,30 @@ class _ReadCache(ReadCache[T]):
     included).
     """
 
-    __slots__ = ()
+    __slots__ = ("seen",)
 
-    def remember(self, pairs: Iterable[tuple[str, T]]) -> None:
-        """Keep ``(key, item)`` pairs; beyond ``limit`` keys, drop the oldest eighth."""
-        items = self.items
-        items.update(pairs)  # one dict operation: atomic under the GIL
-        if len(items) > self.limit:
-            self.trim()
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.seen: set[str] = set()  # keys read once lately, not kept (see admit)
 
-    def put(self, key: str, item: T) -> None:
-        """Keep one ``item`` (the read path's insertion: no tuple of pairs to build)."""
+    def admit(self, key: str, item: T) -> None:
+        """Keep ``item`` if there is room, or if ``key`` was read recently already.
+
+        Once the cache is full, a key is kept on its second read within the last
+        ``4 * limit`` first reads: over a working set much larger than the cache, most
+        records are read once in that span, and keeping them would only push out the
+        keys that are read again (and cost an insertion and an eviction each).
+        """
         items = self.items
-        items[key] = item
-        if len(items) > self.limit:
-            self.trim()
+        if len(items) < self.limit or key in self.seen:
+            items[key] = item
+            if len(items) > self.limit:
+                self.trim()
+            return
+        seen = self.seen
+        seen.add(key)
+        if len(seen) > 4 * self.limit:
+            seen.clear()
 
     def trim(self) -> None:
         items, limit = self.items, self.limit
@@ -413,8 +422,9 @@ class LMDBStorage(StorageMixin):
             except CorruptEntryError as exc:
                 self._corrupt(key, kb, data, exc)
                 return None
-            if self._cache.limit and len(data) <= ReadCache.RECORD_MAX:
-                self._cache.put(key, (kb, check, data, entry))
+            cache = self._cache
+            if cache.limit and len(data) <= ReadCache.RECORD_MAX:
+                cache.admit(key, (kb, check, data, entry))
         clock = self._clock
         now = clock() if clock is not None else _time.time()
         if now >= self._follow_at:
