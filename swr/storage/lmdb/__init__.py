@@ -37,7 +37,8 @@ Reads take one read transaction (py-lmdb reuses one reset transaction per proces
 which spares the reader-table mutex all processes share) and one ``get``. Decoded
 entries are kept in a small per-view cache keyed by the caller's key and validated
 against the stored bytes on every read, so a value changed by any process is never
-served from it; the engines read through a view that decodes into their own entries
+served from it (once full, it keeps a key on its second recent read and evicts its
+oldest eighth at once); the engines read through a view that decodes into their own entries
 (``with_entry_factory``), so a hit allocates nothing.
 
 Threads of a process write one at a time (``_Backend.wlock``); growing the map happens
@@ -55,6 +56,13 @@ allocating up front reserves nothing, LMDB writes through the file instead.
 
 Around ``os.fork()`` the process waits for in-flight transactions to end, so the child
 can close the inherited environment safely and reopen its own on first use.
+
+Damage (``MDB_CORRUPTED``, ``MDB_PAGE_NOTFOUND``, a layout record that does not parse)
+found at open or by any operation moves the directory aside and creates a new store
+(``_files._move_aside``, ``_process._recover``); the operation then runs again on the
+new store. Other processes notice the new data file at the path (its inode) within a
+second and reopen it. Walks over every record (``summary``, ``inspect``) run in a
+child process: LMDB aborts a process whose cursor steps onto a damaged page.
 """
 
 from swr.storage.lmdb._inspect import StoreSummary, inspect_store, purge_store

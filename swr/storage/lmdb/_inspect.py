@@ -166,7 +166,7 @@ def _walk_in_child(path: str, now: float) -> StoreSummary:
     said = (done.stderr.strip().splitlines() or [""])[-1]
     if done.returncode == 0:
         return StoreSummary(**json.loads(done.stdout.strip().splitlines()[-1]))
-    if done.returncode < 0:
+    if -done.returncode in _CRASHES:  # LMDB's assertions abort; a wild page faults
         name = signal.Signals(-done.returncode).name
         raise _WalkFailed(f"LMDB stopped walking its pages with {name}: {said}")
     if done.returncode == _CHILD_DAMAGED:
@@ -175,6 +175,9 @@ def _walk_in_child(path: str, now: float) -> StoreSummary:
 
 
 _CHILD_DAMAGED: Final = 3
+_CRASHES: Final = frozenset(
+    getattr(signal, name) for name in ("SIGABRT", "SIGSEGV", "SIGBUS") if hasattr(signal, name)
+)
 
 
 def _child_walk(path: str, now: str) -> int:
