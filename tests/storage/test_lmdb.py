@@ -518,6 +518,21 @@ def test_eviction_frees_a_batch_not_one_entry_per_write(make, clock, monkeypatch
     assert len(evictions) < 60 - 20
 
 
+def test_a_damaged_byte_total_costs_one_eviction_round_not_every_write(make, clock):
+    store = make(max_bytes=100_000)
+    for i in range(10):
+        store.set(f"k{i}", entry(i, clock))
+    backend = store._h.backend
+    with backend.env.begin(write=True) as txn:  # garbage where the total is kept
+        txn.put(b"\xff\xffbytes", (1 << 62).to_bytes(8, "little"), db=backend.expiry)
+    store.set("new", entry("n", clock))
+    assert store.get("new").value == "n"  # everything else went: the total looked full
+    entries, size = recount(store)
+    assert (entries, store.stats()["bytes"]) == (1, size)  # and is exact again
+    store.set("next", entry("x", clock))
+    assert store.get("new").value == "n" and store.stats()["evictions"] == 10
+
+
 def test_the_entry_just_written_is_never_evicted(make, clock):
     store = make(max_bytes=10_000, read_cache=0)
     for i in range(9):
