@@ -24,7 +24,6 @@ from tests.storage import lmdb_workers
 pytestmark = pytest.mark.slow
 
 SPAWN = multiprocessing.get_context("spawn")
-FORK = multiprocessing.get_context("fork")  # cheaper; the children need no clean interpreter
 PAGE = 4096
 
 
@@ -77,8 +76,8 @@ def damage(path: Path, kind: str) -> None:
 
 
 def serve(path: Path, operation: str) -> tuple[Any, list[tuple[str, str]], dict[str, int], Any]:
-    results = FORK.Queue()
-    process = FORK.Process(target=lmdb_workers.serve_damaged, args=(str(path), operation, results))
+    results = SPAWN.Queue()
+    process = SPAWN.Process(target=lmdb_workers.serve_damaged, args=(str(path), operation, results))
     process.start()
     process.join(60)
     assert process.exitcode == 0, f"{operation} on the damaged store exited {process.exitcode}"
