@@ -282,7 +282,7 @@ class _RedisBase:
             entry = cached[1]
         else:
             entry = self._codec.decode(data)
-            if cache.limit and len(data) <= ReadCache.RECORD_MAX:
+            if cache.limit and self._codec.decoded_size(data) <= ReadCache.DECODED_MAX:
                 cache.remember(((skey, (data, entry)),))
         clock = self._clock
         if entry.expires_at <= (clock() if clock is not None else _time.time()):
@@ -321,7 +321,7 @@ class _RedisBase:
         for index, data, live in zip(missed, datas, decoded, strict=True):
             if live is not None:
                 entries[index] = live
-                if len(data) <= ReadCache.RECORD_MAX:
+                if self._codec.decoded_size(data) <= ReadCache.DECODED_MAX:
                     fresh.append((skeys[index], (data, live)))
         if fresh:
             cache.remember(fresh)

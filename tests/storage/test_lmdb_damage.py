@@ -69,7 +69,10 @@ def damage(path: Path, kind: str) -> None:
         with env.begin(write=True) as txn:
             meta = env.open_db(b"swr-meta", txn=txn)
             for key, value in list(txn.cursor(db=meta)):
-                txn.put(key, os.urandom(len(value)), db=meta)
+                garbage = os.urandom(len(value))
+                while garbage.isdigit():  # digits would be a real (other) layout version
+                    garbage = os.urandom(len(value))
+                txn.put(key, garbage, db=meta)
         env.close()
     else:
         raise ValueError(kind)

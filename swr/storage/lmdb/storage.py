@@ -423,7 +423,7 @@ class LMDBStorage(StorageMixin):
                 self._corrupt(key, kb, data, exc)
                 return None
             cache = self._cache
-            if cache.limit and len(data) <= ReadCache.RECORD_MAX:
+            if cache.limit and self._codec.decoded_size(data) <= ReadCache.DECODED_MAX:
                 cache.admit(key, (kb, check, data, entry))
         clock = self._clock
         now = clock() if clock is not None else _time.time()
