@@ -76,26 +76,32 @@ class _ReadCache(ReadCache[T]):
 
     def __init__(self, limit: int) -> None:
         super().__init__(limit)
-        self.seen: set[str] = set()  # keys read once lately, not kept (see admit)
+        self.seen: set[str] = set()  # keys read once lately, not kept (see wants)
 
-    def admit(self, key: str, item: T) -> None:
-        """Keep ``item`` if there is room, or if ``key`` was read recently already.
+    def wants(self, key: str) -> bool:
+        """Whether to keep the entry of ``key`` just decoded: room, or a second read.
 
         Once the cache is full, a key is kept on its second read within the last
         ``4 * limit`` first reads: over a working set much larger than the cache, most
         records are read once in that span, and keeping them would only push out the
         keys that are read again (and cost an insertion and an eviction each).
         """
-        items = self.items
-        if len(items) < self.limit or key in self.seen:
-            items[key] = item
-            if len(items) > self.limit:
-                self.trim()
-            return
+        if len(self.items) < self.limit:
+            return True
         seen = self.seen
+        if key in seen:
+            return True
         seen.add(key)
         if len(seen) > 4 * self.limit:
             seen.clear()
+        return False
+
+    def keep(self, key: str, item: T) -> None:
+        """Keep ``item``; beyond ``limit`` keys, drop the oldest eighth (:meth:`trim`)."""
+        items = self.items
+        items[key] = item
+        if len(items) > self.limit:
+            self.trim()
 
     def trim(self) -> None:
         items, limit = self.items, self.limit
@@ -423,8 +429,12 @@ class LMDBStorage(StorageMixin):
                 self._corrupt(key, kb, data, exc)
                 return None
             cache = self._cache
-            if cache.limit and self._codec.decoded_size(data) <= ReadCache.DECODED_MAX:
-                cache.admit(key, (kb, check, data, entry))
+            if (
+                cache.limit
+                and cache.wants(key)
+                and self._codec.decoded_size(data) <= ReadCache.DECODED_MAX
+            ):
+                cache.keep(key, (kb, check, data, entry))
         clock = self._clock
         now = clock() if clock is not None else _time.time()
         if now >= self._follow_at:
