@@ -11,15 +11,25 @@ Prints ns per operation for:
   information, StaleEngine.set when every write changes the record's size (the byte
   total is then rewritten too) and the raw put with LMDB's writable map, which
   LMDBStorage uses;
+- a MISS without its fetch, as a lease holder runs it: acquire_lease + set +
+  release_lease (three write transactions) and acquire_lease + set_and_release (two),
+  against a raw put + msgpack.packb;
+- HITs over a working set far larger than the read cache (100,000 keys of ~200-byte
+  user records, 100x the 1,024-entry read cache) read in a Zipf (s = 1.0) and in a
+  uniform order, against raw py-lmdb get + msgpack.unpackb and diskcache.Cache.get of
+  the same records in the same order;
 then the HIT throughput of one and of two worker processes sharing the store (rounds of
 one and of two alternate; the best round of each counts).
 
-Every case cycles through the same 1,000 keys of a store prefilled with them.
+The hot-key and write cases cycle through the same 1,000 keys of a store prefilled
+with them.
 """
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
+import random
 import sys
 import tempfile
 import time
@@ -32,7 +42,7 @@ import msgpack
 from _harness import Target, measure, report
 
 from swr import CacheTTL, StaleEngine, Status
-from swr.storage import LMDBStorage
+from swr.storage import Entry, LMDBStorage
 
 KEYS = [f"user:{i}" for i in range(1000)]
 VALUE = {"id": 42, "name": "Ada", "roles": ["admin", "dev"], "active": True}
@@ -41,8 +51,130 @@ TTL = CacheTTL(fresh=3600, stale=3600, expired=3600)
 THROUGHPUT_SECONDS = 1.0
 
 
+WORKING_SET = 100_000  # keys: 100x the default read cache of 1,024 entries
+SAMPLES = 100_000  # keys drawn per order
+PER_ROUND = 20_000
+
+
 def fetch() -> dict[str, Any]:
     return VALUE
+
+
+def record(i: int) -> dict[str, Any]:
+    """A ~200-byte user record (210 bytes of msgpack)."""
+    return {
+        "id": i,
+        "name": f"user {i}",
+        "email": f"user{i}@example.com",
+        "roles": ["reader", "writer"],
+        "active": True,
+        "score": i * 0.5,
+        "bio": "lorem ipsum " * 8,
+        "created": 1_700_000_000 + i,
+    }
+
+
+def orders() -> dict[str, list[int]]:
+    """Key indexes in a Zipf (s = 1.0) and in a uniform order; ranks map to random keys."""
+    rng = random.Random(42)
+    ranked = list(range(WORKING_SET))
+    rng.shuffle(ranked)  # the most popular keys are spread over the key space
+    cum = list(itertools.accumulate(1.0 / rank for rank in range(1, WORKING_SET + 1)))
+    zipf = rng.choices(ranked, cum_weights=cum, k=SAMPLES)
+    uniform = [rng.randrange(WORKING_SET) for _ in range(SAMPLES)]
+    return {"zipf": zipf, "uniform": uniform}
+
+
+def cycle(keys: list[Any], n: int, start: list[int]) -> list[Any]:
+    """The next ``n`` keys of ``keys``, going on where the last call stopped."""
+    first = start[0]
+    start[0] = (first + n) % len(keys)
+    if first + n <= len(keys):
+        return keys[first : first + n]
+    return (keys[first:] + keys)[:n]
+
+
+def working_set_cases(path: Path) -> dict[str, Any]:
+    """HIT cases over 100,000 keys: the engine on LMDB, raw py-lmdb, diskcache."""
+    names = [f"user:{i}" for i in range(WORKING_SET)]
+    raw_names = [name.encode() for name in names]
+    store = LMDBStorage(path / "swr-large", sweep_interval=None)
+    engine = StaleEngine(store, ttl=TTL)
+    for name, i in zip(names, range(WORKING_SET), strict=True):
+        engine.set(name, record(i))
+    env = lmdb.open(str(path / "raw-large"), map_size=1 << 30, sync=False, max_spare_txns=1)
+    with env.begin(write=True) as txn:
+        for raw_name, i in zip(raw_names, range(WORKING_SET), strict=True):
+            txn.put(raw_name, msgpack.packb(record(i)))
+    cache = diskcache.Cache(str(path / "diskcache-large"))
+    with cache.transact():
+        for name, i in zip(names, range(WORKING_SET), strict=True):
+            cache.set(name, record(i))
+    cases: dict[str, Any] = {}
+    for order, indexes in orders().items():
+        keys = [names[i] for i in indexes]
+        raw_keys = [raw_names[i] for i in indexes]
+
+        def hit(n: int, keys: list[str] = keys, at: list[int] = [0]) -> None:  # noqa: B006
+            execute = engine.execute
+            for key in cycle(keys, n, at):
+                execute(key, fetch)
+
+        def raw_get(n: int, keys: list[bytes] = raw_keys, at: list[int] = [0]) -> None:  # noqa: B006
+            begin, unpackb = env.begin, msgpack.unpackb
+            for key in cycle(keys, n, at):
+                txn = begin()
+                data = txn.get(key)
+                txn.abort()
+                unpackb(data)
+
+        def disk_get(n: int, keys: list[str] = keys, at: list[int] = [0]) -> None:  # noqa: B006
+            cache_get = cache.get
+            for key in cycle(keys, n, at):
+                cache_get(key)
+
+        cases[f"execute HIT, {order}"] = hit
+        cases[f"raw get + unpackb, {order}"] = raw_get
+        cases[f"diskcache.get, {order}"] = disk_get
+
+    def close() -> None:
+        engine.close()
+        store.close()
+        env.close()
+        cache.close()
+
+    cases["close"] = close
+    cases["engine"] = engine
+    return cases
+
+
+def miss_cases(path: Path) -> dict[str, Any]:
+    """A lease holder's MISS without its fetch: three write transactions, or two."""
+    store = LMDBStorage(path / "swr-miss", sweep_interval=None)
+    keys = [f"miss:{i}" for i in range(1000)]
+    now = 1e10  # far future: every entry stays alive
+
+    def entry() -> Entry:
+        return Entry(VALUE, now, now + 60, now + 120, now + 180)
+
+    def three(n: int) -> None:
+        acquire, set_, release = store.acquire_lease, store.set, store.release_lease
+        for i in range(n):
+            key = keys[i % 1000]
+            token = acquire(key, 10.0)
+            assert token is not None
+            set_(key, entry())
+            release(key, token)
+
+    def two(n: int) -> None:
+        acquire, set_and_release = store.acquire_lease, store.set_and_release
+        for i in range(n):
+            key = keys[i % 1000]
+            token = acquire(key, 10.0)
+            assert token is not None
+            set_and_release(key, entry(), token)
+
+    return {"three": three, "two": two, "close": store.close}
 
 
 def engine_cases(path: Path) -> dict[str, Any]:
@@ -204,8 +336,27 @@ def main() -> int:
             1_000,
             rounds=9,
         )
-        for cases in (ours, raw, disk, raw_writemap):
+        misses = miss_cases(path)
+        miss_results = measure(
+            {
+                "acquire_lease + set + release_lease": misses["three"],
+                "acquire_lease + set_and_release": misses["two"],
+                "raw lmdb put + packb": raw["put"],
+            },
+            1_000,
+            rounds=9,
+        )
+        for cases in (ours, raw, disk, raw_writemap, misses):
             cases["close"]()
+
+        large = working_set_cases(path)
+        large_results = measure(
+            {name: case for name, case in large.items() if name not in ("close", "engine")},
+            PER_ROUND,
+            rounds=7,
+        )
+        assert large["engine"].execute("user:1", fetch).status is Status.HIT
+        large["close"]()
 
         rates = throughput(path)
 
@@ -248,6 +399,45 @@ def main() -> int:
     ):
         ratio = writes[numerator] / writes[denominator]
         print(f"info  {numerator} / {denominator}: {ratio:.2f}x")
+    met &= report(
+        "LMDB MISS without the fetch (a lease holder's writes)",
+        miss_results,
+        [
+            Target(
+                "MISS, set_and_release / raw put+packb",
+                "acquire_lease + set_and_release",
+                "raw lmdb put + packb",
+                2.0,
+            ),
+        ],
+    )
+    ratio = (
+        miss_results["acquire_lease + set + release_lease"] / miss_results["raw lmdb put + packb"]
+    )
+    print(f"info  MISS, set + release_lease / raw put+packb: {ratio:.2f}x")
+    met &= report(
+        f"HIT over {WORKING_SET:,} keys of ~200-byte records (100x the read cache)",
+        large_results,
+        [
+            target
+            for order in ("zipf", "uniform")
+            for target in (
+                Target(
+                    f"HIT / raw get+unpackb, {order}",
+                    f"execute HIT, {order}",
+                    f"raw get + unpackb, {order}",
+                    1.3,
+                ),
+                Target(
+                    f"diskcache.get / HIT (speed-up), {order}",
+                    f"diskcache.get, {order}",
+                    f"execute HIT, {order}",
+                    3.0,
+                    at_least=True,
+                ),
+            )
+        ],
+    )
     met &= report(
         "HIT throughput, processes sharing one store",
         rates,

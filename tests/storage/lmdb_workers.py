@@ -131,3 +131,69 @@ def map_large_then_write(path: str, conn: Any) -> None:
             store.set(key, Entry(blob, now, now + 60, now + 120, now + 3600))
         ok = all(store.get(key).value == blob for key, blob in blobs.items())  # type: ignore[union-attr]
         conn.send("ok" if ok else "mismatch")
+
+
+def serve_damaged(path: str, operation: str, results: Any) -> None:
+    """Open a damaged store, run ``operation`` on it, then write and read a new entry.
+
+    Reports ``(what the operation returned, log events, stats, the entry read back)``.
+    """
+    from structlog.testing import capture_logs
+
+    now = time.time()
+    fresh = Entry("after", now, now + 60, now + 120, now + 3600)
+    with capture_logs() as logs, LMDBStorage(path, sweep_interval=None) as store:
+        later = LMDBStorage(path, sweep_interval=None, clock=lambda: now + 10**6)
+        outcome: Any
+        if operation == "get":
+            outcome = sum(store.get(f"k{i}") is not None for i in range(0, 2000, 3))
+        elif operation == "set":
+            for i in range(100):
+                store.set(f"n{i}", Entry("w" * 300, now, now + 60, now + 120, now + 3600))
+            outcome = sum(store.get(f"n{i}") is not None for i in range(100))
+        elif operation == "delete":
+            outcome = sum(store.delete(f"k{i}") for i in range(0, 2000, 3))
+        elif operation == "sweep":
+            outcome = later.sweep()  # every entry is dead by its clock
+        elif operation == "summary":
+            outcome = store.summary().entries
+        else:
+            raise ValueError(operation)
+        later.close()
+        store.set("fresh", fresh)
+        back = store.get("fresh")
+        stats = store.stats()
+    events = [(log["event"], log.get("found")) for log in logs if log["event"].startswith("lmdb")]
+    results.put((outcome, events, stats, None if back is None else back.value))
+
+
+def serve_through_damage(path: str, role: str, conn: Any) -> None:
+    """One of two processes serving a store that gets damaged under them.
+
+    ``role`` "finder" reads every key after "go" (finding the damage), then writes
+    "finder"; "follower" writes "follower" and reads until it sees the finder's entry.
+    Each reports its stats, then waits until it reads the other's entry.
+    """
+    from swr.storage.lmdb import _process, storage
+
+    for module in (_process, storage):  # check for a new store often
+        module._FOLLOW_INTERVAL = 0.01  # type: ignore[misc]
+    other = "follower" if role == "finder" else "finder"
+    now = time.time()
+    mine = Entry(role, now, now + 60, now + 120, now + 3600)
+    with LMDBStorage(path, sweep_interval=None) as store:
+        assert sum(store.get(f"k{i}") is not None for i in range(2000)) == 2000
+        conn.send("ready")
+        assert conn.recv() == "go"
+        if role == "finder":
+            misses = sum(store.get(f"k{i}") is None for i in range(2000))
+            store.set(role, mine)
+            conn.send(("recovered", misses, store.stats()["stores_recreated"]))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            store.set(role, mine)
+            seen = store.get(other)
+            if seen is not None and seen.value == other:
+                break
+            time.sleep(0.005)
+        conn.send(("done", store.get(other) is not None, store.stats()["stores_recreated"]))

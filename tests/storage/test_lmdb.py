@@ -15,7 +15,8 @@ import lmdb
 import pytest
 from structlog.testing import capture_logs
 
-import swr.storage.lmdb
+import swr.storage.lmdb._files
+import swr.storage.lmdb._process
 from swr.storage import Entry, LMDBStorage, StorageError, StorageFullError, StorageUnavailableError
 from swr.storage.lmdb import inspect_store
 from swr.storage.serializers import JSONSerializer, MsgpackSerializer
@@ -192,6 +193,36 @@ def test_long_keys_are_stored_under_a_digest_and_a_collision_reads_as_a_miss(mak
     assert raw_get(store, b_key) is None
 
 
+@pytest.mark.parametrize("size", [65_535, 65_536, 70_000, 1 << 20])
+def test_keys_of_any_length_are_stored(make, clock, size):
+    store = make()
+    key = "é" * (size // 2) + "k" * (size % 2)  # two UTF-8 bytes a character
+    other = key[:-1] + "z"
+    store.set(key, entry("long", clock))
+    store.set_many({other: entry("other", clock)})
+    assert store.get(key).value == "long"
+    assert [e.value for e in store.get_many([key, other])] == ["long", "other"]
+    assert store.acquire_lease(key, 5) is not None
+    assert store.acquire_lease(key, 5) is None
+    assert store.delete(key) is True
+    assert store.get(key) is None
+    assert store.get(other).value == "other"
+
+
+def test_a_digest_collision_of_keys_longer_than_a_record_check_reads_as_a_miss(make, clock):
+    store = make()
+    long_a, long_b = "k" * 70_000 + "a", "k" * 70_000 + "b"
+    store.set(long_a, entry("A", clock))
+    a_key, a_check = store._key(long_a)
+    b_key, b_check = store._key(long_b)
+    assert len(a_check) == 73 and a_check != b_check  # length and SHA-512, not the key
+    raw_put(store, b_key, raw_get(store, a_key))  # B's digest holds A's record
+    with capture_logs() as logs:
+        assert store.get(long_b) is None
+    assert store.get(long_a).value == "A"
+    assert "another key" in logs[0]["error"]
+
+
 # -- corruption --------------------------------------------------------------------------
 
 
@@ -258,6 +289,22 @@ def test_a_damaged_store_is_moved_aside_and_recreated(tmp_path, clock):
         store.close()
 
 
+def test_a_store_replaced_under_a_process_is_followed_and_its_old_backend_retired(make, clock):
+    store = make()
+    store.set("k", entry("old", clock))
+    old = store._h.backend
+    with capture_logs() as logs:
+        swr.storage.lmdb._process._recover(old, None)  # as on finding another file there
+    assert [log["event"] for log in logs] == ["lmdb_store_followed"]
+    with pytest.raises(StorageUnavailableError, match="replaced"):
+        with old.reading():
+            pass  # a sweep still running on it ends instead of waiting forever
+    with pytest.raises(StorageUnavailableError, match="replaced"):
+        old.write(old.delete, b"k")
+    assert store.get("k").value == "old"  # the same files: reopened, nothing lost
+    assert store._h.backend is not old
+
+
 def test_a_directory_holding_another_lmdb_database_is_refused_untouched(tmp_path):
     path = tmp_path / "theirs"
     env = lmdb.open(str(path))
@@ -303,6 +350,20 @@ def test_read_cache_is_bounded(make, clock):
         store.get(f"k{i}")
     assert len(store._cache) == 3
     assert [store.get(f"k{i}").value for i in range(10)] == list(range(10))
+
+
+def test_a_full_read_cache_keeps_keys_read_twice_and_drops_its_oldest_eighth(make, clock):
+    store = make(read_cache=16)
+    for i in range(17):
+        store.set(f"k{i}", entry(i, clock))
+        store.get(f"k{i}")
+    # Full: a key read once more is not kept (over a large working set most are not
+    # read again), a key read again is, and pushes out the oldest and an eighth more.
+    assert list(store._cache.items) == [f"k{i}" for i in range(16)]
+    assert store.get("k16").value == 16
+    assert list(store._cache.items) == [f"k{i}" for i in range(3, 17)]
+    store.get("k0")
+    assert len(store._cache) == 15 and store.get("k0").value == 0
 
 
 def test_batches_read_and_write_in_one_transaction(make, clock):
@@ -392,7 +453,9 @@ def test_a_full_disk_fails_the_write_that_needs_more_map_not_the_process(make, c
 def test_copy_on_write_filesystems_get_writes_through_the_file(make, clock, monkeypatch):
     # Allocating a file up front reserves nothing on btrfs or ZFS: a full disk could then
     # fault a write into the map, so LMDB writes pages through the file there.
-    monkeypatch.setattr(swr.storage.lmdb, "_filesystem_type", lambda path: 0x9123683E)  # btrfs
+    monkeypatch.setattr(
+        swr.storage.lmdb._files, "_filesystem_type", lambda path: 0x9123683E
+    )  # btrfs
     allocations: list[int] = []
     monkeypatch.setattr(os, "posix_fallocate", lambda fd, offset, size: allocations.append(size))
     store = make(map_size=1 << 20, max_bytes=1 << 30, read_cache=0)
@@ -407,8 +470,8 @@ def test_copy_on_write_filesystems_get_writes_through_the_file(make, clock, monk
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="statfs magic numbers")
 def test_the_filesystem_type_is_read_with_statfs(tmp_path):
-    assert isinstance(swr.storage.lmdb._filesystem_type(str(tmp_path)), int)
-    assert swr.storage.lmdb._filesystem_type(str(tmp_path / "missing")) is None
+    assert isinstance(swr.storage.lmdb._files._filesystem_type(str(tmp_path)), int)
+    assert swr.storage.lmdb._files._filesystem_type(str(tmp_path / "missing")) is None
 
 
 def test_eviction_takes_dead_entries_first_then_those_closest_to_their_end(make, clock):
@@ -453,6 +516,21 @@ def test_eviction_frees_a_batch_not_one_entry_per_write(make, clock, monkeypatch
     # far fewer evicting writes than writes over the bound.
     assert evictions and min(evictions) >= 2
     assert len(evictions) < 60 - 20
+
+
+def test_a_damaged_byte_total_costs_one_eviction_round_not_every_write(make, clock):
+    store = make(max_bytes=100_000)
+    for i in range(10):
+        store.set(f"k{i}", entry(i, clock))
+    backend = store._h.backend
+    with backend.env.begin(write=True) as txn:  # garbage where the total is kept
+        txn.put(b"\xff\xffbytes", (1 << 62).to_bytes(8, "little"), db=backend.expiry)
+    store.set("new", entry("n", clock))
+    assert store.get("new").value == "n"  # everything else went: the total looked full
+    entries, size = recount(store)
+    assert (entries, store.stats()["bytes"]) == (1, size)  # and is exact again
+    store.set("next", entry("x", clock))
+    assert store.get("new").value == "n" and store.stats()["evictions"] == 10
 
 
 def test_the_entry_just_written_is_never_evicted(make, clock):
@@ -567,6 +645,63 @@ def test_lease_settings_and_foreign_tokens(make):
     assert store.acquire_lease("k", 30) is not None
 
 
+def count_writes(store: LMDBStorage, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the name of every write transaction the store's backend runs."""
+    backend = store._h.backend
+    write = backend.write
+    names: list[str] = []
+
+    def counting(fn: Any, *args: Any) -> Any:
+        names.append(fn.__name__)
+        return write(fn, *args)
+
+    monkeypatch.setattr(backend, "write", counting)
+    return names
+
+
+def test_set_and_release_stores_and_frees_the_lease_in_one_transaction(make, clock, monkeypatch):
+    store = make()
+    token = store.acquire_lease("k", 30)
+    writes = count_writes(store, monkeypatch)
+    store.set_and_release("k", entry("fetched", clock), token)
+    assert writes == ["put_and_release"]
+    assert store.get("k").value == "fetched"
+    assert store.acquire_lease("k", 30) is not None  # free again
+
+
+def test_set_and_release_with_a_lease_taken_over_keeps_the_new_holders(make, clock):
+    store = make()
+    mine = store.acquire_lease("k", 5)
+    clock.advance(6)  # mine expired; another holder takes it
+    theirs = store.acquire_lease("k", 30)
+    store.set_and_release("k", entry("late", clock), mine)
+    assert store.get("k").value == "late"
+    assert store.acquire_lease("k", 30) is None  # still theirs
+    store.release_lease("k", theirs)
+    store.set_and_release("k", entry("no lease", clock), "not-a-token")
+    assert store.get("k").value == "no lease"
+
+
+def test_set_and_release_of_a_refused_entry_still_frees_the_lease(make):
+    store = make()
+    token = store.acquire_lease("k", 30)
+    with pytest.raises(ValueError, match="finite and ordered"):
+        store.set_and_release("k", Entry("v", 0.0, 2.0, 1.0, 3.0), token)
+    assert store.get("k") is None
+    assert store.acquire_lease("k", 30) is not None
+
+
+def test_purge_keeps_the_leases_other_holders_hold(make, clock):
+    store = make()
+    other = make()  # another holder (a second storage, as another process would be)
+    store.set_many({"a": entry("A", clock), "b": entry("B", clock)})
+    assert other.acquire_lease("a", 30) is not None
+    assert store.purge() == 2
+    assert store.get("a") is None and store.stats()["entries"] == 0
+    assert store.acquire_lease("a", 30) is None  # the other holder's lease stayed
+    assert store.acquire_lease("b", 30) is not None
+
+
 # -- sharing, views, async ---------------------------------------------------------------
 
 
@@ -636,6 +771,7 @@ def test_stats_after_close_keep_the_counters(make, clock):
         "evictions": 0,
         "expired_removed": 0,
         "map_resizes": 0,
+        "stores_recreated": 0,
     }
     assert "LMDBStorage(" in repr(store)
 
