@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-import swr.storage.pool
+import swr.storage.pool._loading
 from swr.storage import MemoryPool, PoolCache, PoolConfigError, StorageUnavailableError
 from tests.helpers import CountingEvent, count_flight_waiters, wait_until
 
@@ -17,7 +17,7 @@ from tests.helpers import CountingEvent, count_flight_waiters, wait_until
 @pytest.fixture
 def flights(monkeypatch: pytest.MonkeyPatch) -> list[CountingEvent]:
     """Make every get_or_load flight use a CountingEvent; return them as created."""
-    return count_flight_waiters(monkeypatch, swr.storage.pool)
+    return count_flight_waiters(monkeypatch, swr.storage.pool._loading)
 
 
 @pytest.fixture
