@@ -9,11 +9,11 @@ deletes, evictions and expiry take the pool's one lock (the eviction rules are i
 from __future__ import annotations
 
 import itertools
-import threading
 import time as _time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from swr.storage._flight import AsyncFlights, Flights
 from swr.storage._leases import LocalLeases
 from swr.storage.adapters import AsyncAdapter
 from swr.storage.base import Closeable, Entry
@@ -23,9 +23,6 @@ from swr.storage.pool._loading import MISSING, Loading, Missing
 from swr.storage.pool._stats import CacheStats
 
 if TYPE_CHECKING:
-    import asyncio
-
-    from swr.storage.pool._loading import _Flight
     from swr.storage.pool._pool import MemoryPool
 
 __all__ = ["PoolCache"]
@@ -70,7 +67,6 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
         "_clock",
         "_closed",
         "_flights",
-        "_flights_lock",
         "_hits",
         "_leases",
         "_lock",
@@ -106,9 +102,8 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
         self._reads = 0  # stats() taken: each advanced both counters once
         self._closed = False
         self._leases = LocalLeases()
-        self._flights: dict[K, _Flight] = {}
-        self._flights_lock = threading.Lock()
-        self._aflights: dict[K, asyncio.Task[V]] = {}
+        self._flights: Flights[K, V] = Flights()
+        self._aflights: AsyncFlights[K, V] = AsyncFlights()
 
     # -- reads (no lock) ---------------------------------------------------------------
 

@@ -1,19 +1,18 @@
 """Filling a cache's misses: ``get_or_load`` (one load per key) and batch loaders.
 
-Concurrent callers of one missing key share a single load (singleflight); the batch
-loaders gather the misses of many callers into one ``load_many`` call (DataLoader).
+Concurrent callers of one missing key share a single load (the singleflight of
+``swr.storage._flight``); the batch loaders gather the misses of many callers into one
+``load_many`` call (DataLoader).
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import functools
 import inspect
-import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
+from swr.storage._flight import AsyncFlights, Flights
 from swr.storage.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
@@ -34,30 +33,6 @@ class Missing(enum.Enum):
 MISSING = Missing.MISSING
 
 
-class _Flight:
-    """One running ``get_or_load`` loader that threads asking for the same key share."""
-
-    __slots__ = ("done", "error", "value")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
-
-
-def _shared_error(exc: BaseException, what: str) -> BaseException:
-    """The error a waiter re-raises: the original, unless it was an interrupt.
-
-    ``KeyboardInterrupt`` and friends belong to the thread they hit; the others learn of
-    them as a ``RuntimeError``.
-    """
-    if isinstance(exc, Exception):
-        return exc
-    interrupted = RuntimeError(f"{what} was interrupted: {exc!r}")
-    interrupted.__cause__ = exc
-    return interrupted
-
-
 class Loading(Generic[K, V]):
     """The loading methods of :class:`~swr.storage.pool.PoolCache` (a mixin).
 
@@ -68,9 +43,8 @@ class Loading(Generic[K, V]):
     __slots__ = ()
 
     # Provided by PoolCache (declared here for the type checker; slots live there).
-    _flights: dict[K, _Flight]
-    _flights_lock: threading.Lock
-    _aflights: dict[K, asyncio.Task[V]]
+    _flights: Flights[K, V]
+    _aflights: AsyncFlights[K, V]
 
     def _find(self, key: K) -> V | Missing:
         raise NotImplementedError
@@ -124,36 +98,18 @@ class Loading(Generic[K, V]):
         found = self._find(key)
         if found is not MISSING:
             return found
-        return self._load(key, loader)
+        return self._flights.run(key, lambda: self._loaded(key, loader))
 
-    def _load(self, key: K, loader: Callable[[], V]) -> V:
-        with self._flights_lock:
-            flight = self._flights.get(key)
-            leader = flight is None
-            if flight is None:
-                # A leader stores its value before ending its flight: look again.
-                found = self._peek(key)
-                if found is not MISSING:
-                    return found
-                flight = self._flights[key] = _Flight()
-        if leader:
-            try:
-                value = loader()
-                self._store(key, value)
-                flight.value = value
-            except BaseException as exc:  # every waiter must learn of any end
-                flight.error = exc
-                raise
-            finally:
-                with self._flights_lock:
-                    del self._flights[key]
-                flight.done.set()
-            return value
-        flight.done.wait()
-        if flight.error is not None:
-            raise _shared_error(flight.error, f"the load of {key!r}")
-        loaded: V = flight.value
-        return loaded
+    def _loaded(self, key: K, loader: Callable[[], V]) -> V:
+        """The leader's call: load and cache, unless a leader before did meanwhile."""
+        # A leader caches its value before its flight ends: a caller that missed just
+        # before may lead the next flight, and finds the value here.
+        found = self._peek(key)
+        if found is not MISSING:
+            return found
+        value = loader()
+        self._store(key, value)
+        return value
 
     async def aget_or_load(self, key: K, aloader: Callable[[], Awaitable[V]]) -> V:
         """The asyncio twin of :meth:`get_or_load`: ``aloader()`` returns an awaitable.
@@ -170,13 +126,7 @@ class Loading(Generic[K, V]):
         found = self._find(key)
         if found is not MISSING:
             return found
-        loop = asyncio.get_running_loop()
-        task = self._aflights.get(key)
-        if task is None or task.get_loop() is not loop:
-            task = loop.create_task(self._aload(key, aloader))
-            self._aflights[key] = task
-            task.add_done_callback(functools.partial(self._aflight_done, key))
-        return await asyncio.shield(task)
+        return await self._aflights.run(key, lambda: self._aload(key, aloader))
 
     async def _aload(self, key: K, aloader: Callable[[], Awaitable[V]]) -> V:
         awaitable = aloader()
@@ -188,12 +138,6 @@ class Loading(Generic[K, V]):
         value = await awaitable
         self._store(key, value)
         return value
-
-    def _aflight_done(self, key: K, task: asyncio.Task[V]) -> None:
-        if self._aflights.get(key) is task:
-            del self._aflights[key]
-        if not task.cancelled():
-            task.exception()  # retrieved: the waiters that are left re-raise it
 
     def batch_loader(
         self,
