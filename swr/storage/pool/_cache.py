@@ -153,7 +153,7 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
         with self._lock:
             if self._data.get(key) is item:
                 del self._data[key]
-                self._forget(key, item)
+                self._forget(item)
                 self._pool._used -= 1
                 self._expirations += 1
         self._missed()
@@ -229,8 +229,9 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
         ttl = self.ttl
         deadline = NEVER if ttl is None else now + ttl
         if isinstance(value, Entry) and value.expires_at < deadline:
-            deadline = value.expires_at
-        item = (value, deadline, key)
+            # A float of its own: the expiry order tells records apart by identity.
+            deadline = value.expires_at + 0.0
+        item = (value, deadline)
         lock = self._lock
         lock.acquire()
         try:
@@ -242,7 +243,7 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
                 data[key] = item
                 data.move_to_end(key)
                 if old[1] is not NEVER:
-                    self._forget(key, old)
+                    self._forget(old)
             else:
                 pool = self._pool
                 if (len(data) >= self._limit or pool._used >= pool.capacity) and not (
@@ -273,7 +274,7 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
             item = self._data.pop(key, None)
             if item is None:
                 return False
-            self._forget(key, item)
+            self._forget(item)
             self._pool._used -= 1
             return True
 

@@ -2,19 +2,21 @@
 
 Each cache of a pool keeps:
 
-- an ``OrderedDict`` from key to item ``(value, deadline, key)``, least recently used
-  first. ``deadline`` is when the item expires: ``stored + ttl``, or earlier when the
-  value is an :class:`~swr.storage.base.Entry` whose ``expires_at`` comes first; ``inf``
-  when nothing expires it. A new tuple is built on every write, so an item's identity
-  tells whether a record still describes the live value.
-- its expiry order: a second ``OrderedDict`` from key to deadline, in deadline order.
-  With one ttl per cache, the deadlines of successive writes never decrease, so
-  appending keeps it sorted, and an overwritten, deleted or evicted key leaves it in
-  O(1): it never holds dead records, so it never needs a rebuild (which would stall
-  writers for O(n)). A deadline earlier than the last one appended (an entry with an
-  early ``expires_at``, jittered or per-key ttls, a clock set back) goes to a heap
-  instead: O(log n), its dead records dropped when they reach the top, and the heap
-  rebuilt once half of it is dead (O(1) amortised).
+- an ``OrderedDict`` from key to item ``(value, deadline)``, least recently used first.
+  ``deadline`` is when the item expires: ``stored + ttl``, or earlier when the value is
+  an :class:`~swr.storage.base.Entry` whose ``expires_at`` comes first; ``inf`` when
+  nothing expires it. Every write makes a new item with a float object of its own as
+  its deadline, so a record naming that float by identity describes that item only.
+- its expiry order: two deques, keys and deadlines, in deadline order. With one ttl per
+  cache, the deadlines of successive writes never decrease, so appending keeps them
+  sorted: 16 bytes per entry (an ``OrderedDict`` took about 90). A record whose item
+  is gone (overwritten, deleted, evicted) is dead: removed at once when it is the
+  first record (the common case for an LRU eviction), else counted and dropped when it
+  reaches the front. A deadline earlier than the last one appended (an entry with an
+  early ``expires_at``, jittered or per-key ttls, a clock set back) goes to a heap of
+  ``(deadline, seq, key, item)`` instead: O(log n). Once half of the records of both are
+  dead they are rebuilt (O(n), once per as many removals: O(1) amortised), so dead
+  records never outnumber live ones by much; they hold a key and a float, never a value.
 - ``_hint``, a lower bound of its earliest deadline: when it is in the future, one
   comparison shows the cache has nothing expired.
 
@@ -43,7 +45,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -60,8 +62,8 @@ NEVER = math.inf
 # Dead heap records beyond half the heap (plus this slack) trigger a rebuild.
 _COMPACT_SLACK = 64
 
-# (value, deadline, key): one per write, identity marks the live one.
-Item = tuple[Any, float, Any]
+# (value, deadline): one per write; its deadline's identity marks its expiry record.
+Item = tuple[Any, float]
 
 
 class EvictingCache(Generic[K, V]):
@@ -77,12 +79,13 @@ class EvictingCache(Generic[K, V]):
 
     __slots__ = (
         "_data",
+        "_dead",
+        "_deadlines",
         "_evictions",
         "_expirations",
-        "_expiry",
         "_hint",
+        "_keys",
         "_late",
-        "_late_dead",
         "_limit",
         "_pool",
         "_seq",
@@ -97,12 +100,13 @@ class EvictingCache(Generic[K, V]):
         self.priority = priority
         self._limit = 0  # the effective max, set by the pool
         self._data: OrderedDict[K, Item] = OrderedDict()
-        # Expiry order (see the module docstring): key -> deadline in deadline order,
-        # and a heap of (deadline, seq, key, item) for deadlines that came out of order.
-        self._expiry: OrderedDict[K, float] = OrderedDict()
-        self._tail = -NEVER  # the largest deadline appended to _expiry
+        # Expiry order (see the module docstring): keys and deadlines in deadline
+        # order, and a heap of (deadline, seq, key, item) for those out of order.
+        self._keys: deque[K] = deque()
+        self._deadlines: deque[float] = deque()
+        self._tail = -NEVER  # the largest deadline appended to the deques
         self._late: list[tuple[float, int, K, Item]] = []
-        self._late_dead = 0  # heap records whose item is gone
+        self._dead = 0  # records of both whose item is gone
         self._seq = itertools.count()
         # No live item expires before this (a lower bound, refreshed by _first_expiry):
         # one comparison tells a cache has nothing expired.
@@ -115,10 +119,11 @@ class EvictingCache(Generic[K, V]):
         if deadline < self._hint:  # noqa: PLR1730 - no call on the write path
             self._hint = deadline
         # One ttl per cache: successive deadlines never decrease, so appending keeps
-        # _expiry sorted. An earlier one (an Entry's own expires_at, a clock set back)
-        # goes to the heap.
+        # the deques sorted. An earlier one (an Entry's own expires_at, a clock set
+        # back) goes to the heap.
         if deadline >= self._tail:
-            self._expiry[key] = deadline
+            self._keys.append(key)
+            self._deadlines.append(deadline)
             self._tail = deadline
         else:
             heapq.heappush(self._late, (deadline, next(self._seq), key, item))
@@ -164,52 +169,81 @@ class EvictingCache(Generic[K, V]):
                 if most:
                     break
         # _evict_lru, inlined.
-        key, item = victim._data.popitem(last=False)
+        item = victim._data.popitem(last=False)[1]
         pool._used -= 1
         victim._evictions += 1
-        if item[1] is not NEVER and victim._expiry.pop(key, None) is None:
-            victim._forget_late()
+        deadline = item[1]
+        if deadline is not NEVER:
+            deadlines = victim._deadlines
+            if deadlines and deadlines[0] is deadline:  # its record is first: drop it
+                deadlines.popleft()
+                victim._keys.popleft()
+            else:
+                victim._forget_record()
         return True
 
-    def _forget(self, key: K, item: Item) -> None:
-        """Remove the expiry record of ``item``, gone from ``_data``."""
-        if item[1] is not NEVER and self._expiry.pop(key, None) is None:
-            self._forget_late()
+    def _forget(self, item: Item) -> None:
+        """Mark the expiry record of ``item``, gone from ``_data``, as dead."""
+        deadline = item[1]
+        if deadline is NEVER:
+            return
+        deadlines = self._deadlines
+        if deadlines and deadlines[0] is deadline:  # its record is first: drop it now
+            deadlines.popleft()
+            self._keys.popleft()
+        else:
+            self._forget_record()
 
-    def _forget_late(self) -> None:
-        """Count one heap record as dead; rebuild the heap once half of it is dead.
+    def _forget_record(self) -> None:
+        """Count one record as dead; rebuild the records once half of them are dead.
 
-        A heap cannot drop a record from its middle, so records of removed items stay
-        until they reach the top or this rebuild, which costs O(heap) once per as many
-        removals: O(1) amortised.
+        Neither a deque nor a heap can drop a record from its middle, so records of
+        removed items stay until they reach the front or this rebuild, which costs
+        O(records) once per as many removals: O(1) amortised.
         """
-        self._late_dead += 1
-        if self._late_dead > (len(self._late) >> 1) + _COMPACT_SLACK:
+        self._dead += 1
+        if self._dead > ((len(self._keys) + len(self._late)) >> 1) + _COMPACT_SLACK:
             data = self._data
+            keys: deque[K] = deque()
+            deadlines: deque[float] = deque()
+            for key, deadline in zip(self._keys, self._deadlines, strict=True):
+                item = data.get(key)
+                if item is not None and item[1] is deadline:
+                    keys.append(key)
+                    deadlines.append(deadline)
+            self._keys, self._deadlines = keys, deadlines
             late = [record for record in self._late if data.get(record[2]) is record[3]]
             heapq.heapify(late)
             self._late = late
-            self._late_dead = 0
+            self._dead = 0
 
     def _first_expiry(self) -> float:
         """Return the earliest deadline of a live item (``inf`` if none).
 
-        Dead records at the heap's top are dropped on the way (each once: O(1)
-        amortised), and the answer becomes the new ``_hint``.
+        Dead records at the fronts are dropped on the way (each once: O(1) amortised),
+        and the answer becomes the new ``_hint``.
         """
-        expiry = self._expiry
-        first = next(iter(expiry.values())) if expiry else NEVER
-        if not expiry:
+        data = self._data
+        keys, deadlines = self._keys, self._deadlines
+        first = NEVER
+        while keys:
+            item = data.get(keys[0])
+            if item is not None and item[1] is deadlines[0]:
+                first = deadlines[0]
+                break
+            keys.popleft()
+            deadlines.popleft()
+            self._dead -= 1
+        else:
             self._tail = -NEVER  # any deadline may be appended to an empty order
         late = self._late
-        data = self._data
         while late:
             record = late[0]
             if data.get(record[2]) is record[3]:
                 first = min(first, record[0])
                 break
             heapq.heappop(late)
-            self._late_dead -= 1
+            self._dead -= 1
         self._hint = first
         return first
 
@@ -220,10 +254,10 @@ class EvictingCache(Generic[K, V]):
         first = self._first_expiry()
         if first > now:
             return False
-        expiry = self._expiry
-        if expiry and next(iter(expiry.values())) == first:
-            key = next(iter(expiry))
-            del expiry[key]
+        deadlines = self._deadlines
+        if deadlines and deadlines[0] == first:
+            deadlines.popleft()
+            key = self._keys.popleft()
         else:  # the heap's top is the live item due first (_first_expiry cleaned it)
             key = heapq.heappop(self._late)[2]
         del self._data[key]
@@ -233,8 +267,8 @@ class EvictingCache(Generic[K, V]):
 
     def _evict_lru(self) -> None:
         """Remove the least recently used entry; the cache is not empty."""
-        key, item = self._data.popitem(last=False)
-        self._forget(key, item)
+        item = self._data.popitem(last=False)[1]
+        self._forget(item)
         self._pool._used -= 1
         self._evictions += 1
 
@@ -247,8 +281,9 @@ class EvictingCache(Generic[K, V]):
         """Remove every entry and expiry record."""
         self._pool._used -= len(self._data)
         self._data.clear()
-        self._expiry.clear()
+        self._keys.clear()
+        self._deadlines.clear()
         self._tail = -NEVER
         self._late.clear()
-        self._late_dead = 0
+        self._dead = 0
         self._hint = NEVER
