@@ -29,6 +29,7 @@ import functools
 import gc
 import itertools
 import random
+import resource
 import sys
 import threading
 import time
@@ -213,13 +214,23 @@ def working_set_cases() -> tuple[dict[str, Case], Cleanup]:
     return cases, pool.close
 
 
+# Voluntary context switches per threaded case: a thread that blocks on a lock its
+# peer holds switches once per block, so a lock convoy shows here as ~1 per write.
+SWITCHES: dict[str, list[int]] = {}
+
+
 def threaded(
-    write: Callable[[Any], None], threads: int, make_key: Callable[[int], object] = int
+    write: Callable[[Any], None],
+    threads: int,
+    make_key: Callable[[int], object] = int,
+    name: str = "",
 ) -> Case:
     """``n`` writes of new keys, shared among ``threads`` threads started together."""
     fresh = itertools.count(10 * BIG)
+    switches = SWITCHES.setdefault(name, [0, 0])  # switches, writes
 
     def run(n: int) -> None:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
         batches = [[make_key(next(fresh)) for _ in range(n // threads)] for _ in range(threads)]
         start = threading.Barrier(threads)
 
@@ -233,6 +244,8 @@ def threaded(
             worker.start()
         for worker in workers:
             worker.join()
+        switches[0] += resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - before
+        switches[1] += n
 
     return run
 
@@ -252,17 +265,15 @@ def thread_write_cases() -> tuple[dict[str, Case], Cleanup]:
     for threads in (1, 2):
         pool, hot = full_pool(WORKING_SET)
         pools.append(pool)
-        cases[f"PoolCache.set, full 100_000, {threads} thread(s)"] = threaded(
-            functools.partial(hot.set, value=VALUE), threads
-        )
+        name = f"PoolCache.set, full 100_000, {threads} thread(s)"
+        cases[name] = threaded(functools.partial(hot.set, value=VALUE), threads, name=name)
     stores = []
     for threads in (1, 2):
         store = MemoryStorage(max_entries=WORKING_SET)
         store.set_many({f"k{i}": record for i in range(WORKING_SET)})
         stores.append(store)
-        cases[f"MemoryStorage.set, full 100_000, {threads} thread(s)"] = threaded(
-            functools.partial(store.set, entry=record), threads, str
-        )
+        name = f"MemoryStorage.set, full 100_000, {threads} thread(s)"
+        cases[name] = threaded(functools.partial(store.set, entry=record), threads, str, name)
 
     def cleanup() -> None:
         for pool in pools:
@@ -369,6 +380,8 @@ def main() -> int:
     ]
     for label, numerator, denominator in infos:
         print(f"info  {label}: {results[numerator] / results[denominator]:.2f}x (no target)")
+    for name, (switched, written) in SWITCHES.items():
+        print(f"info  {name}: {1000 * switched / written:.2f} context switches per 1,000 writes")
     close_reads()
     close_working()
     close_writes()
