@@ -16,7 +16,8 @@ from swr.storage._flight import AsyncFlights, Flights
 from swr.storage.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
-    from swr.storage.pool._batch import AsyncBatchLoader, BatchLoader
+    from swr.storage.pool._async.batch import AsyncBatchLoader
+    from swr.storage.pool._sync.batch import BatchLoader
 
 __all__ = ["MISSING", "Loading", "Missing"]
 
@@ -158,7 +159,7 @@ class Loading(Generic[K, V]):
         Raises:
             PoolConfigError: ``max_wait`` < 0 or ``max_batch`` < 1 (a ``ValueError``).
         """
-        from swr.storage.pool._batch import BatchLoader  # noqa: PLC0415 - import cycle
+        from swr.storage.pool._sync.batch import BatchLoader  # noqa: PLC0415 - import cycle
 
         return BatchLoader(self, load_many, max_wait, max_batch)
 
@@ -172,6 +173,6 @@ class Loading(Generic[K, V]):
 
         See :class:`~swr.storage.pool.AsyncBatchLoader`.
         """
-        from swr.storage.pool._batch import AsyncBatchLoader  # noqa: PLC0415 - import cycle
+        from swr.storage.pool._async.batch import AsyncBatchLoader  # noqa: PLC0415 - cycle
 
         return AsyncBatchLoader(self, load_many, max_wait, max_batch)
