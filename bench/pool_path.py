@@ -5,35 +5,49 @@ Run: python bench/pool_path.py   (needs the bench extra: pip install -e ".[bench
 Prints ns per operation for:
 - ``PoolCache.get`` hits (a cache without a ttl, like ``LRUCache``, and one with
   ``ttl=300``, which reads the clock on every hit) against ``cachetools.LRUCache.get``
-  hits (and ``cachetools.TTLCache.get``, the like-for-like baseline of a ttl cache);
+  hits (and ``cachetools.TTLCache.get``, the like-for-like baseline of a ttl cache):
+  on one hot key, and over a working set of 100_000 string keys (every one cached,
+  ten times the bench's other caches) read in a Zipf (s = 1.0) and in a uniform order;
 - ``PoolCache.set`` of new keys into a full pool of 10_000 and of 1_000_000 entries
   (every write evicts one entry of the lowest-priority cache); with
   ``cachetools.LRUCache`` writes into full caches of the same sizes for reference;
+- ``PoolCache.set`` (and ``MemoryStorage.set``) of new keys into a full store of
+  100_000 entries from one thread and from two threads at once, as wall time per
+  operation of all threads together;
 - ``PoolCache.get_or_load`` hits;
 - for information, ``StaleEngine.execute`` HIT over a pool cache and over
   ``MemoryStorage`` (which offers the engine its dict methods directly).
 
-Targets: ``get`` no slower than ``LRUCache.get``; a write into the big pool at most
-1.5x a write into the small one (eviction cost does not grow with the pool).
+Targets: ``get`` no slower than ``LRUCache.get`` in every read order; a write into the
+big pool at most 1.5x a write into the small one (eviction cost does not grow with the
+pool); writes from two threads no slower per operation than from one.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
+import random
+import resource
 import sys
+import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 import cachetools
 from _harness import Case, Target, measure, report
 
 from swr import CacheTTL, StaleEngine
-from swr.storage import MemoryPool, PoolCache
+from swr.storage import Entry, MemoryPool, MemoryStorage, PoolCache
 
 KEY = 42
 VALUE = {"id": 42, "name": "Ada"}
 SMALL = 10_000
 BIG = 1_000_000
+WORKING_SET = 100_000
+OPS = 200_000
 
 Cleanup = Callable[[], None]
 
@@ -154,6 +168,123 @@ def write_cases() -> tuple[dict[str, Case], Cleanup]:
     return cases, cleanup
 
 
+def orders(n: int) -> dict[str, list[str]]:
+    """``n`` reads of the working set's keys: Zipf (s = 1.0) and uniform, seeded."""
+    keys = [f"user:{i:08d}" for i in range(WORKING_SET)]
+    rng = random.Random(1)
+    rng.shuffle(keys)  # the hot keys are not the first ones written
+    ranks = range(WORKING_SET)
+    zipf = rng.choices(
+        ranks, cum_weights=list(itertools.accumulate(1 / (r + 1) for r in ranks)), k=n
+    )
+    return {
+        "zipf": [keys[r] for r in zipf],
+        "uniform": [keys[rng.randrange(WORKING_SET)] for _ in range(n)],
+    }
+
+
+def working_set_cases() -> tuple[dict[str, Case], Cleanup]:
+    """Hits over 100_000 cached keys, in Zipf and uniform order, pool and cachetools."""
+    pool = MemoryPool(capacity=2 * WORKING_SET, gc_interval=None)
+    plain: PoolCache[str, object] = pool.register("plain", max=WORKING_SET)
+    timed: PoolCache[str, object] = pool.register("timed", ttl=300, max=WORKING_SET)
+    lru: cachetools.LRUCache[str, object] = cachetools.LRUCache(maxsize=WORKING_SET)
+    ttl_cache: cachetools.TTLCache[str, object] = cachetools.TTLCache(maxsize=WORKING_SET, ttl=300)
+    reads = orders(OPS)
+    for key in sorted(set(reads["uniform"]) | set(reads["zipf"])):
+        plain.set(key, VALUE)
+        timed.set(key, VALUE)
+        lru[key] = VALUE
+        ttl_cache[key] = VALUE
+
+    def reader(get: Callable[[str], object], sequence: list[str]) -> Case:
+        def run(n: int) -> None:
+            for key in sequence[:n]:
+                get(key)
+
+        return run
+
+    cases: dict[str, Case] = {}
+    for order, sequence in reads.items():
+        assert all(plain.get(key) is VALUE for key in sequence[:1000])
+        cases[f"PoolCache.get, 100_000 keys {order} (no ttl)"] = reader(plain.get, sequence)
+        cases[f"PoolCache.get, 100_000 keys {order} (ttl=300)"] = reader(timed.get, sequence)
+        cases[f"LRUCache.get, 100_000 keys {order}"] = reader(lru.get, sequence)
+        cases[f"TTLCache.get, 100_000 keys {order}"] = reader(ttl_cache.get, sequence)
+    return cases, pool.close
+
+
+# Voluntary context switches per threaded case: a thread that blocks on a lock its
+# peer holds switches once per block, so a lock convoy shows here as ~1 per write.
+SWITCHES: dict[str, list[int]] = {}
+
+
+def threaded(
+    write: Callable[[Any], None],
+    threads: int,
+    make_key: Callable[[int], object] = int,
+    name: str = "",
+) -> Case:
+    """``n`` writes of new keys, shared among ``threads`` threads started together."""
+    fresh = itertools.count(10 * BIG)
+    switches = SWITCHES.setdefault(name, [0, 0])  # switches, writes
+
+    def run(n: int) -> None:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+        batches = [[make_key(next(fresh)) for _ in range(n // threads)] for _ in range(threads)]
+        start = threading.Barrier(threads)
+
+        def body(batch: list[object]) -> None:
+            start.wait()
+            for key in batch:
+                write(key)
+
+        workers = [threading.Thread(target=body, args=(batch,)) for batch in batches]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        switches[0] += resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - before
+        switches[1] += n
+
+    return run
+
+
+def thread_write_cases() -> tuple[dict[str, Case], Cleanup]:
+    """Writes of new keys into full stores of 100_000, from one thread and from two."""
+    now = time.time()
+    record = Entry(
+        value=VALUE,
+        stored_at=now,
+        fresh_until=now + 60,
+        stale_until=now + 120,
+        expires_at=now + 300,
+    )
+    cases: dict[str, Case] = {}
+    pools = []
+    for threads in (1, 2):
+        pool, hot = full_pool(WORKING_SET)
+        pools.append(pool)
+        name = f"PoolCache.set, full 100_000, {threads} thread(s)"
+        cases[name] = threaded(functools.partial(hot.set, value=VALUE), threads, name=name)
+    stores = []
+    for threads in (1, 2):
+        store = MemoryStorage(max_entries=WORKING_SET)
+        store.set_many({f"k{i}": record for i in range(WORKING_SET)})
+        stores.append(store)
+        name = f"MemoryStorage.set, full 100_000, {threads} thread(s)"
+        cases[name] = threaded(functools.partial(store.set, entry=record), threads, str, name)
+
+    def cleanup() -> None:
+        for pool in pools:
+            assert pool.stats().used == WORKING_SET
+            pool.close()
+        for store in stores:
+            store.close()
+
+    return cases, cleanup
+
+
 def engine_cases() -> tuple[dict[str, Case], Cleanup]:
     """StaleEngine HIT over a registered cache and over MemoryStorage."""
     pool = MemoryPool(capacity=SMALL, gc_interval=None)
@@ -181,35 +312,52 @@ def engine_cases() -> tuple[dict[str, Case], Cleanup]:
 
 def main() -> int:
     reads, close_reads = read_cases()
+    working, close_working = working_set_cases()
     writes, close_writes = write_cases()
+    thread_writes, close_thread_writes = thread_write_cases()
     engines, close_engines = engine_cases()
     gc.collect()
-    results = measure({**reads, **writes, **engines}, 200_000)
-    met = report(
-        "pool path",
-        results,
-        [
-            Target(
-                "get (no ttl) / LRUCache.get",
-                "PoolCache.get hit (no ttl)",
-                "LRUCache.get hit",
-                1.0,
-            ),
-            Target(
-                "get (ttl=300) / LRUCache.get",
-                "PoolCache.get hit (ttl=300)",
-                "LRUCache.get hit",
-                1.0,
-            ),
-            Target(
-                "set into full pool: 1_000_000 / 10_000",
-                "PoolCache.set, full pool 1_000_000",
-                "PoolCache.set, full pool 10_000",
-                1.5,
-            ),
-        ],
-    )
-    for label, numerator, denominator in (
+    results = measure({**reads, **working, **writes, **thread_writes, **engines}, OPS)
+    targets = [
+        Target(
+            "get (no ttl) / LRUCache.get", "PoolCache.get hit (no ttl)", "LRUCache.get hit", 1.0
+        ),
+        Target(
+            "get (ttl=300) / LRUCache.get", "PoolCache.get hit (ttl=300)", "LRUCache.get hit", 1.0
+        ),
+    ]
+    targets += [
+        Target(
+            f"get 100_000 keys {order} ({kind}) / LRUCache.get",
+            f"PoolCache.get, 100_000 keys {order} ({kind})",
+            f"LRUCache.get, 100_000 keys {order}",
+            1.0,
+        )
+        for order in ("zipf", "uniform")
+        for kind in ("no ttl", "ttl=300")
+    ]
+    targets += [
+        Target(
+            "set into full pool: 1_000_000 / 10_000",
+            "PoolCache.set, full pool 1_000_000",
+            "PoolCache.set, full pool 10_000",
+            1.5,
+        ),
+        Target(
+            "PoolCache.set per op: 2 threads / 1 thread",
+            "PoolCache.set, full 100_000, 2 thread(s)",
+            "PoolCache.set, full 100_000, 1 thread(s)",
+            1.0,
+        ),
+        Target(
+            "MemoryStorage.set per op: 2 threads / 1 thread",
+            "MemoryStorage.set, full 100_000, 2 thread(s)",
+            "MemoryStorage.set, full 100_000, 1 thread(s)",
+            1.0,
+        ),
+    ]
+    met = report("pool path", results, targets)
+    infos = [
         ("get (ttl=300) / TTLCache.get", "PoolCache.get hit (ttl=300)", "TTLCache.get hit"),
         (
             "LRUCache set, full 1_000_000 / 10_000",
@@ -221,10 +369,23 @@ def main() -> int:
             "StaleEngine HIT over PoolCache",
             "StaleEngine HIT over MemoryStorage",
         ),
-    ):
+    ]
+    infos += [
+        (
+            f"get 100_000 keys {order} (ttl=300) / TTLCache.get",
+            f"PoolCache.get, 100_000 keys {order} (ttl=300)",
+            f"TTLCache.get, 100_000 keys {order}",
+        )
+        for order in ("zipf", "uniform")
+    ]
+    for label, numerator, denominator in infos:
         print(f"info  {label}: {results[numerator] / results[denominator]:.2f}x (no target)")
+    for name, (switched, written) in SWITCHES.items():
+        print(f"info  {name}: {1000 * switched / written:.2f} context switches per 1,000 writes")
     close_reads()
+    close_working()
     close_writes()
+    close_thread_writes()
     close_engines()
     return 0 if met else 1
 

@@ -509,9 +509,38 @@ def test_expiry_order_never_holds_evicted_or_overwritten_values(clock):
         clock.advance(0.001)
     gc.collect()
     assert ref() is None
-    # In write order, the expiry order holds exactly the live keys: nothing to rebuild.
-    assert set(cache._expiry) == set(cache.keys())
+    # In write order, every record is in the deques (none in the heap), and dead
+    # records never outnumber the live ones by more than the rebuild's slack.
     assert cache._late == []
+    assert len(cache._keys) == len(cache._deadlines) <= 2 * len(cache) + 2 * 64
+    records = zip(cache._keys, cache._deadlines, strict=True)
+    live = [k for k, d in records if (item := cache._data.get(k)) is not None and item[1] is d]
+    assert sorted(live, key=str) == sorted(cache.keys(), key=str)
+
+
+def test_setting_one_entry_again_and_again_keeps_one_live_record(clock):
+    # The entry's own expires_at (before the ttl's end) is the deadline every time: each
+    # write still gets a record of its own, so the old ones are known dead.
+    pool = make_pool(50, clock)
+    cache = pool.register("c", ttl=3600)
+    cache.set("first", entry("due first", clock() + 50))  # keeps k's records off the front
+    same = entry("v", clock() + 100)
+    for _ in range(5_000):
+        cache.set("k", same)
+        clock.advance(0.001)
+    assert len(cache._keys) + len(cache._late) <= 2 * 64 + 2
+    clock.advance(100)
+    assert pool.collect() == 2
+    assert len(cache) == 0
+
+
+def test_evicting_the_oldest_entry_leaves_no_dead_record(clock):
+    pool = make_pool(100, clock)
+    cache = pool.register("c", ttl=60)
+    for i in range(10_000):  # every write past the 100th evicts the oldest entry
+        cache.set(i, i)
+    assert cache._dead == 0
+    assert list(cache._keys) == list(range(9_900, 10_000))
 
 
 def test_out_of_order_expiry_records_stay_bounded(clock):

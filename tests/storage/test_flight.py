@@ -1,0 +1,238 @@
+"""The singleflight primitive: one call per key, shared outcome, the five rules."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from swr.storage._flight import (
+    AsyncFlights,
+    FlightInterruptedError,
+    Flights,
+    FlightTimeoutError,
+)
+from tests.helpers import wait_until
+
+
+def start_waiters(flights: Flights, key: str, n: int, timeout: float | None = None) -> tuple:
+    """Start ``n`` threads joining ``key``'s running flight; return (outcomes, threads)."""
+    outcomes: list = []
+
+    def body() -> None:
+        try:
+            outcomes.append(flights.run(key, lambda: pytest.fail("a waiter ran"), timeout))
+        except BaseException as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=body) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: flights.waiters(key) == n)
+    return outcomes, threads
+
+
+def join_all(started: tuple) -> list:
+    outcomes, threads = started
+    for thread in threads:
+        thread.join(10)
+    return outcomes
+
+
+def test_waiters_share_the_leaders_value_and_the_flight_ends():
+    flights: Flights[str, object] = Flights()
+    flight, leader = flights.join("k")
+    assert leader
+    outcomes = start_waiters(flights, "k", 5)
+    value = object()
+    flights.finish("k", flight, value)
+    assert join_all(outcomes) == [value] * 5
+    assert len(flights) == 0
+    assert flights.run("k", lambda: "again") == "again"  # a new flight, a new call
+
+
+def test_waiters_re_raise_the_leaders_exception_itself():
+    flights: Flights[str, object] = Flights()
+    flight, _ = flights.join("k")
+    outcomes = start_waiters(flights, "k", 3)
+    boom = ValueError("down")
+    flights.fail("k", flight, boom)
+    assert all(o is boom for o in join_all(outcomes))
+
+
+def test_an_interrupt_of_the_leader_reaches_waiters_as_a_runtime_error():
+    flights: Flights[str, object] = Flights()
+    flight, _ = flights.join("k")
+    outcomes = start_waiters(flights, "k", 2)
+    flights.fail("k", flight, KeyboardInterrupt())
+    errors = join_all(outcomes)
+    assert all(
+        isinstance(e, FlightInterruptedError) and isinstance(e, RuntimeError) for e in errors
+    )
+    assert all(isinstance(e.__cause__, KeyboardInterrupt) and "'k'" in str(e) for e in errors)
+
+
+def test_run_completes_the_flight_when_the_call_is_interrupted():
+    flights: Flights[str, object] = Flights()
+    release = threading.Event()
+
+    def interrupted() -> object:
+        release.wait(10)
+        raise KeyboardInterrupt
+
+    leader_error: list = []
+
+    def lead() -> None:
+        try:
+            flights.run("k", interrupted)
+        except BaseException as exc:
+            leader_error.append(exc)
+
+    thread = threading.Thread(target=lead)
+    thread.start()
+    wait_until(lambda: len(flights) == 1)
+    outcomes = start_waiters(flights, "k", 2)
+    release.set()
+    thread.join(10)
+    assert isinstance(leader_error[0], KeyboardInterrupt)  # unchanged for the leader
+    assert all(isinstance(e, FlightInterruptedError) for e in join_all(outcomes))
+    assert len(flights) == 0
+
+
+def test_a_waiter_times_out_and_the_flight_goes_on():
+    flights: Flights[str, int] = Flights()
+    flight, _ = flights.join("k")
+    late, _ = flights.join("k")
+    with pytest.raises(FlightTimeoutError, match="waited 0s for the call for 'k'"):
+        late.wait(0)
+    assert isinstance(FlightTimeoutError(), TimeoutError)
+    assert not flight.done
+    flights.finish("k", flight, 7)
+    assert late.wait(0) == 7
+    assert flight.done
+
+
+def test_a_superseded_flight_does_not_remove_its_successor():
+    flights: Flights[str, int] = Flights()
+    first, _ = flights.join("k")
+    flights.finish("k", first, 1)
+    second, leader = flights.join("k")
+    assert leader
+    flights.finish("k", first, 1)  # a late second completion of the old flight
+    assert flights.join("k")[0] is second
+
+
+def test_keys_fly_apart():
+    flights: Flights[str, int] = Flights()
+    a, lead_a = flights.join("a")
+    b, lead_b = flights.join("b")
+    assert lead_a and lead_b and a is not b
+
+
+# -- asyncio ------------------------------------------------------------------------------
+
+
+async def test_tasks_share_one_call():
+    flights: AsyncFlights[str, str] = AsyncFlights()
+    calls = []
+
+    async def call() -> str:
+        calls.append(1)
+        await asyncio.sleep(0)
+        return "v"
+
+    assert await asyncio.gather(*(flights.run("k", call) for _ in range(20))) == ["v"] * 20
+    assert len(calls) == 1
+    assert len(flights) == 0
+
+
+async def test_a_cancelled_waiter_does_not_cancel_the_call():
+    flights: AsyncFlights[str, str] = AsyncFlights()
+    release = asyncio.Event()
+
+    async def call() -> str:
+        await release.wait()
+        return "v"
+
+    first = asyncio.ensure_future(flights.run("k", call))
+    second = asyncio.ensure_future(flights.run("k", call))
+    await asyncio.sleep(0)
+    assert flights.waiters("k") == 1
+    first.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    assert await second == "v"
+    assert first.cancelled()
+
+
+async def test_an_async_waiter_times_out_and_the_call_goes_on():
+    flights: AsyncFlights[str, str] = AsyncFlights()
+    release = asyncio.Event()
+
+    async def call() -> str:
+        await release.wait()
+        return "v"
+
+    task = flights.join("k", call)
+    with pytest.raises(FlightTimeoutError, match="in another task"):
+        await flights.run("k", call, timeout=0)
+    assert not task.done()
+    release.set()
+    assert await flights.wait(task) == "v"
+
+
+async def test_a_call_raising_timeout_error_is_not_taken_for_a_wait_timeout():
+    flights: AsyncFlights[str, str] = AsyncFlights()
+
+    async def call() -> str:
+        raise TimeoutError("upstream")
+
+    with pytest.raises(TimeoutError, match="upstream") as caught:
+        await flights.run("k", call, timeout=5)
+    assert not isinstance(caught.value, FlightTimeoutError)
+
+
+async def test_a_cancelled_call_reaches_waiters_as_interrupted_and_on_done_sees_it():
+    ended: list = []
+    flights: AsyncFlights[str, str] = AsyncFlights(on_done=lambda key, task: ended.append(key))
+
+    async def call() -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    task = flights.join("k", call)
+    waiter = asyncio.ensure_future(flights.wait(task, key="k"))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(FlightInterruptedError, match="'k'"):
+        await waiter
+    assert ended == ["k"]
+    assert len(flights) == 0
+
+
+async def test_an_async_error_reaches_every_task():
+    flights: AsyncFlights[str, str] = AsyncFlights()
+    boom = LookupError("gone")
+
+    async def call() -> str:
+        await asyncio.sleep(0)
+        raise boom
+
+    results = await asyncio.gather(
+        *(flights.run("k", call) for _ in range(5)), return_exceptions=True
+    )
+    assert all(r is boom for r in results)
+
+
+def test_each_event_loop_gets_its_own_flight():
+    flights: AsyncFlights[str, int] = AsyncFlights()
+    loops = []
+
+    async def call() -> int:
+        loops.append(asyncio.get_running_loop())
+        return len(loops)
+
+    assert asyncio.run(flights.run("k", call)) == 1
+    assert asyncio.run(flights.run("k", call)) == 2
+    assert loops[0] is not loops[1]
