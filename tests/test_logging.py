@@ -110,20 +110,14 @@ def test_logger_names_outside_swr_are_refused(name):
 
 # Modules being rewritten in parallel, which adopt the one logger when merged (a one-line
 # change each); strict, so this set must shrink as they do.
-NOT_YET_ADOPTED = {"swr/storage/pool.py"}
 
 
 def swr_modules() -> list[object]:
     modules: list[object] = []
     for path in sorted((ROOT / "swr").rglob("*.py")):
-        name = str(path.relative_to(ROOT))
         if path.name == "_log.py":
             continue
-        if name in NOT_YET_ADOPTED:
-            reason = "defines its own structlog logger until the merge adopts get_logger"
-            modules.append(pytest.param(path, marks=pytest.mark.xfail(strict=True, reason=reason)))
-        else:
-            modules.append(path)
+        modules.append(path)
     return modules
 
 
