@@ -10,7 +10,7 @@ Both keep the same promises:
   ``submit`` never blocks on a running job and never grows threads or memory beyond
   these bounds.
 - ``close`` stops taking work, forgets queued jobs and waits a bounded time for the
-  running ones.
+  running ones; ``unfinished`` then says how many were still running at the deadline.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class ThreadRefresher:
         self._idle = 0
         self._running = 0
         self._closed = False
+        self.unfinished = 0  # jobs still running when close() gave up waiting
 
     @property
     def running(self) -> int:
@@ -137,6 +138,7 @@ class ThreadRefresher:
             while self._running:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    self.unfinished = self._running
                     return False
                 self._wake.wait(remaining)
         return True
@@ -153,16 +155,19 @@ class TaskRefresher:
     Args:
         max_workers: Most jobs running at once (>= 1).
         queue_size: Most jobs waiting (>= 0).
+        name: Prefix of the tasks' names.
     """
 
-    def __init__(self, max_workers: int, queue_size: int) -> None:
+    def __init__(self, max_workers: int, queue_size: int, name: str = "swr-refresh") -> None:
         self.max_workers = max_workers
+        self._name = name
         self.queue_size = queue_size
         self._queue: deque[tuple[str, Callable[..., Awaitable[Any]], tuple[Any, ...]]] = deque()
         self.pending: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self.unfinished = 0  # jobs still running when aclose() gave up (then cancelled)
 
     @property
     def running(self) -> int:
@@ -190,7 +195,7 @@ class TaskRefresher:
             return Submit.DUPLICATE
         if len(self._tasks) < self.max_workers:
             self.pending.add(key)
-            task = loop.create_task(self._drain(key, fn, args))
+            task = loop.create_task(self._drain(key, fn, args), name=f"{self._name}-{key}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return Submit.ACCEPTED
@@ -230,6 +235,7 @@ class TaskRefresher:
         if not tasks:
             return True
         _, still_running = await asyncio.wait(tasks, timeout=timeout)
+        self.unfinished = len(still_running)
         for task in still_running:
             task.cancel()
         if still_running:

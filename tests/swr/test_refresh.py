@@ -209,6 +209,41 @@ def test_failed_refresh_backs_off_with_growing_capped_interval(make_driver, cloc
     assert d.execute("k", up).status is Status.HIT
 
 
+def test_set_forgets_the_backoff_of_a_failing_key(make_driver, clock):
+    # A value stored by hand is as good as a refresh that succeeded: the key's next
+    # stale read refreshes at once instead of waiting out the failures' backoff.
+    d = make_driver(ttl=TTL, clock=clock, backoff_initial=100.0, backoff_max=100.0)
+    d.set("k", "old")
+    clock.advance(11)
+    up = Upstream()
+    up.fail_with()
+    assert d.execute("k", up).status is Status.STALE
+    d.settle()
+    assert up.calls == 1  # failed: the key now backs off for 100 s
+    d.set("k", "by hand")
+    clock.advance(11)
+    up.recover()
+    assert d.execute("k", up).status is Status.STALE
+    d.settle()
+    assert up.calls == 2
+    assert d.stats().refreshes_skipped == 0
+
+
+def test_close_timed_out_names_the_refreshes_still_running(make_driver, clock):
+    d = make_driver(ttl=TTL, clock=clock)
+    d.set("k", "old")
+    clock.advance(11)
+    up = Upstream()
+    gate = up.hold()
+    d.execute("k", up)
+    assert up.entered.wait(5)
+    with capture_logs() as logs:
+        d.close_engine(timeout=0.05)
+    gate.set()
+    [event] = [e for e in logs if e["event"] == "close_timed_out"]
+    assert event["running"] == 1
+
+
 def test_close_waits_a_bounded_time_for_a_hung_refresh(clock):
     storage = MemoryStorage(clock=clock)
     engine = StaleEngine(storage, ttl=TTL, clock=clock)

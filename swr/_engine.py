@@ -1,0 +1,481 @@
+"""What both engines share: settings, counters, and every step that does no I/O.
+
+``StaleEngine`` and ``AsyncStaleEngine`` (``swr/_sync/engine.py``, generated from
+``swr/_async/engine.py``) derive from :class:`EngineBase`. It holds the configuration,
+the counters, the breaker and backoff bookkeeping and the answers after a fetch; the
+engines add the I/O (storage calls, fetches, waiting), with threads or with tasks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import threading
+import time as _time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
+
+from swr import _core
+from swr._log import logger
+from swr.breaker import CircuitBreaker, Permit
+from swr.errors import CircuitOpenError, ConfigError, FetchTimeoutError
+from swr.policy import CacheTTL, Result, Status, TTLSpec
+from swr.refresh import Submit, TaskRefresher, ThreadRefresher
+from swr.stats import Counter, EngineStats
+from swr.storage import AsyncAdapter, Leases, MemoryStorage
+from swr.storage.adapters import as_async, has_async_leases
+
+if TYPE_CHECKING:
+    from swr.metrics import MetricsHook
+    from swr.storage import AsyncStorage, Entry, Storage
+    from swr.storage.serializers import Serializer
+
+__all__ = [
+    "DEFAULT_TTL",
+    "POLL_FIRST",
+    "POLL_GROWTH",
+    "POLL_MAX",
+    "AnyStorage",
+    "Bound",
+    "EngineBase",
+    "Read",
+    "RefreshNotNeededError",
+    "async_bind_storage",
+    "bind_storage",
+    "wrong_function_kind",
+]
+
+
+_CachedEntry = _core.CachedEntry
+_HIT = Status.HIT
+_STALE = Status.STALE
+_EXPIRED = Status.EXPIRED
+_MISS = Status.MISS
+_FALLBACK = Status.FALLBACK
+
+DEFAULT_TTL = CacheTTL(fresh=60, stale=300, expired=3600)
+
+# Polling a lease held by another process: first delay, growth factor, largest delay.
+POLL_FIRST = 0.005
+POLL_GROWTH = 2.0
+POLL_MAX = 0.1
+
+
+class RefreshNotNeededError(Exception):
+    """Another process is refreshing the key, or already did: skip this refresh."""
+
+
+def bind_serializer(storage: Any, serializer: Serializer | None) -> Any:
+    if serializer is None:
+        return storage
+    with_serializer = getattr(storage, "with_serializer", None)
+    if with_serializer is None:
+        raise ConfigError(
+            f"{type(storage).__name__} keeps values as Python objects and takes no "
+            "serializer; serializers apply to byte storages such as LMDBStorage and "
+            "RedisStorage"
+        )
+    return with_serializer(serializer)
+
+
+def bind_entries(storage: Any) -> Any:
+    """A view of a byte storage that decodes into entries able to remember their results.
+
+    Byte storages that keep decoded entries offer ``with_entry_factory``; their hits
+    then reach the same allocation-free return as memory hits.
+    """
+    with_entry_factory = getattr(storage, "with_entry_factory", None)
+    if with_entry_factory is None:
+        return storage
+    return with_entry_factory(_core.CachedEntry)
+
+
+AnyStorage: TypeAlias = "Storage | AsyncStorage"
+"""What the asyncio engine accepts: either kind of storage."""
+
+Read = Callable[[str], "Entry | None"]
+"""A storage read made without the asyncio protocol: ``(key) -> Entry | None``."""
+
+
+class Bound(NamedTuple):
+    """A storage as an engine uses it, and the reads it can make without an await."""
+
+    storage: Any
+    get: Any  # (key) -> Entry | None, called directly; None: await storage.get
+    lookup: Any  # the hit path's read (no expiry check); None: await storage.get
+    touch: Any  # marks an entry recently used after ``lookup``; None when not needed
+    leases: Any  # the storage itself when it offers leases, else None
+
+
+def _prepare(storage: Any, serializer: Serializer | None, clock: Callable[[], float] | None) -> Any:
+    base = MemoryStorage(clock=clock) if storage is None else storage
+    return bind_entries(bind_serializer(base, serializer))
+
+
+def bind_storage(
+    storage: Any, serializer: Serializer | None, clock: Callable[[], float] | None
+) -> Bound:
+    """The storage of a ``StaleEngine``: ``storage`` (a memory one if ``None``), bound.
+
+    Raises:
+        ConfigError: ``storage`` is an asyncio storage, or refuses ``serializer``.
+    """
+    if inspect.iscoroutinefunction(getattr(storage, "get", None)):
+        raise ConfigError(
+            f"{type(storage).__name__} is an asyncio storage; use AsyncStaleEngine with it"
+        )
+    store = _prepare(storage, serializer, clock)
+    lookup, touch = store.get, None
+    lookup_functions = getattr(store, "lookup_functions", None)
+    if callable(lookup_functions):
+        lookup, touch = lookup_functions()
+    return Bound(store, store.get, lookup, touch, store if isinstance(store, Leases) else None)
+
+
+def async_bind_storage(
+    storage: Any, serializer: Serializer | None, clock: Callable[[], float] | None
+) -> Bound:
+    """The storage of an ``AsyncStaleEngine``: its asyncio view of ``storage``, bound.
+
+    Raises:
+        ConfigError: ``storage`` refuses ``serializer``.
+    """
+    store = as_async(_prepare(storage, serializer, clock))
+    get = lookup = touch = None
+    if isinstance(store, AsyncAdapter):
+        # An inline adapter over a storage that never blocks: read it without an await.
+        get = lookup = store.sync.get
+        lookup_functions = getattr(store.sync, "lookup_functions", None)
+        if callable(lookup_functions):
+            lookup, touch = lookup_functions()
+    return Bound(store, get, lookup, touch, store if has_async_leases(store) else None)
+
+
+def wrong_function_kind(func: Callable[..., Any], is_async: bool) -> str:
+    """Why ``func`` cannot be decorated by the engine of the other kind."""
+    name = getattr(func, "__qualname__", repr(func))
+    if is_async:
+        return f"{name} is not a coroutine function; decorate it with StaleEngine.cached"
+    return f"{name} is a coroutine function; decorate it with AsyncStaleEngine.cached"
+
+
+class EngineBase:
+    """Configuration, counters and I/O-free decisions shared by both engines."""
+
+    # Provided by each shell: its executor and its refresh job.
+    _refresher: ThreadRefresher | TaskRefresher
+    _refresh: Callable[..., Any]
+
+    def __init__(
+        self,
+        storage: Any,
+        ttl: TTLSpec | None,
+        namespace: str,
+        max_concurrent_refreshes: int,
+        refresh_timeout: float,
+        clock: Callable[[], float] | None,
+        name: str | None,
+        metrics: MetricsHook | None,
+        refresh_queue_size: int,
+        backoff_initial: float,
+        backoff_max: float,
+        close_timeout: float,
+        breaker: CircuitBreaker | None,
+    ) -> None:
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a str, got {type(namespace).__name__}")
+        if isinstance(max_concurrent_refreshes, bool) or not isinstance(
+            max_concurrent_refreshes, int
+        ):
+            raise TypeError("max_concurrent_refreshes must be an int")
+        if max_concurrent_refreshes < 1:
+            raise ConfigError(
+                f"max_concurrent_refreshes must be >= 1, got {max_concurrent_refreshes}"
+            )
+        if isinstance(refresh_queue_size, bool) or not isinstance(refresh_queue_size, int):
+            raise TypeError("refresh_queue_size must be an int")
+        if refresh_queue_size < 0:
+            raise ConfigError(f"refresh_queue_size must be >= 0, got {refresh_queue_size}")
+        for field, value in (
+            ("refresh_timeout", refresh_timeout),
+            ("close_timeout", close_timeout),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{field} must be seconds as a number")
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f"{field} must be a finite number of seconds > 0, got {value}")
+        if clock is not None and not callable(clock):
+            raise TypeError("clock must be a zero-argument callable returning epoch seconds")
+        if breaker is not None and not isinstance(breaker, CircuitBreaker):
+            raise TypeError(f"breaker must be a CircuitBreaker, got {type(breaker).__name__}")
+        self._breaker = breaker
+        self._ttl: TTLSpec = _core.validate_ttl_spec(ttl if ttl is not None else DEFAULT_TTL)
+        self._prefix = f"{namespace}:" if namespace else ""
+        self.namespace = namespace
+        self.name = name or namespace or "swr"
+        self._clock = clock
+        self._metrics = metrics
+        self._refresh_timeout = float(refresh_timeout)
+        self._lease_ttl = max(float(refresh_timeout), 0.1)
+        self._close_timeout = float(close_timeout)
+        self._backoff = _core.Backoff(backoff_initial, backoff_max)
+        self._backoff_lock = threading.Lock()
+        self._storage = storage
+        self._closed = False
+
+        c = self._counters = {
+            name: Counter()
+            for name in (
+                "hits",
+                "stale",
+                "expired",
+                "misses",
+                "fallbacks",
+                "refreshes_started",
+                "refreshes_succeeded",
+                "refreshes_failed",
+                "refreshes_timed_out",
+                "refreshes_dropped",
+                "refreshes_skipped",
+                "fetch_errors",
+                "storage_read_errors",
+                "storage_write_errors",
+                "circuit_rejected",
+            )
+        }
+        # Bound increments for the hot path: one C call each, no attribute chains.
+        self._count_hit = c["hits"].incr
+        self._count_stale = c["stale"].incr
+        self._count: dict[Status, Counter] = {
+            _HIT: c["hits"],
+            _STALE: c["stale"],
+            _EXPIRED: c["expired"],
+            _MISS: c["misses"],
+            _FALLBACK: c["fallbacks"],
+        }
+
+    # -- small helpers -------------------------------------------------------------
+
+    def _now(self) -> float:
+        clock = self._clock
+        return clock() if clock is not None else _time.time()
+
+    def _skey(self, key: object) -> str:
+        return self._prefix + _core.check_key(key)
+
+    def _new_entry(self, key: str, value: Any, ttl: TTLSpec | None) -> Entry:
+        spec = self._ttl if ttl is None else ttl
+        return _core.make_entry(value, _core.resolve_ttl(spec, key, value), self._now())
+
+    def _answered(self, status: Status) -> None:
+        self._count[status].incr()
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.record_status(self.name, status)
+
+    def _refresh_event(self, counter: str, outcome: str) -> None:
+        self._counters[counter].incr()
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.record_refresh(self.name, outcome)
+
+    def _error_event(self, counter: str, kind: str) -> None:
+        self._counters[counter].incr()
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.record_error(self.name, kind)
+
+    def _read_failed(self, skey: str, exc: Exception) -> None:
+        self._error_event("storage_read_errors", "storage_read")
+        logger.warning("storage_read_failed", engine=self.name, key=skey, error=repr(exc))
+
+    def _write_failed(self, skey: str, exc: Exception) -> None:
+        self._error_event("storage_write_errors", "storage_write")
+        logger.warning("storage_write_failed", engine=self.name, key=skey, error=repr(exc))
+
+    def _lease_failed(self, skey: str, exc: Exception) -> None:
+        self._error_event("storage_read_errors", "storage_read")
+        logger.warning("lease_failed", engine=self.name, key=skey, error=repr(exc))
+
+    def _flight_failed(self, skey: str, exc: BaseException) -> None:
+        """Count and log one failed upstream fetch (once per fetch, not per waiter)."""
+        if isinstance(exc, CircuitOpenError):
+            return  # refused by the breaker: nothing was fetched
+        self._error_event("fetch_errors", "fetch")
+        logger.warning(
+            "fetch_failed",
+            engine=self.name,
+            key=skey,
+            error=repr(exc),
+            timed_out=isinstance(exc, FetchTimeoutError),
+        )
+
+    def _answer_failure(self, exc: Exception, entry: Entry | None) -> Result[Any]:
+        """Serve ``entry`` as FALLBACK after a failed fetch, or raise the fetch's error."""
+        if entry is not None:
+            self._answered(_FALLBACK)
+            return Result(entry.value, _FALLBACK, entry.stored_at, self._clock)
+        self._answered(_MISS)
+        raise exc
+
+    def _peek_result(self, entry: Entry | None) -> Result[Any] | None:
+        """The answer of ``get``: the entry's window now, or ``None`` if it is dead."""
+        if entry is None:
+            return None
+        status = _core.classify(entry, self._now())
+        if status is _MISS:
+            return None
+        return Result(entry.value, status, entry.stored_at, self._clock)
+
+    def _live(self, entry: Entry | None) -> Entry | None:
+        """``entry`` if it is still within its lifetime (a usable fallback), else None."""
+        if entry is not None and self._now() >= entry.expires_at:
+            return None
+        return entry
+
+    def _seen(self, entry: Entry | None, force_refresh: bool) -> float:
+        """The ``stored_at`` after which another process's result can replace our fetch.
+
+        A forced refresh only accepts values fetched after the call began.
+        """
+        if force_refresh:
+            return self._now()
+        return entry.stored_at if entry is not None else -math.inf
+
+    def _answer_fetched(self, entry: Entry, had_entry: bool) -> Result[Any]:
+        status = _EXPIRED if had_entry else _MISS
+        self._answered(status)
+        return Result(entry.value, status, entry.stored_at, self._clock)
+
+    def _refresh_allowed(self, skey: str, now: float) -> bool:
+        """Whether the key's backoff lets a refresh start now (counted when not)."""
+        if self._backoff and not self._backoff.allows(skey, now):
+            self._refresh_event("refreshes_skipped", "skipped")
+            return False
+        return True
+
+    def _serve_stale(
+        self, key: str, skey: str, fetch: Any, ttl: TTLSpec | None, entry: Entry, now: float
+    ) -> Result[Any]:
+        """Answer from a stale entry and start (at most) one background refresh.
+
+        With a circuit breaker that refuses calls, nothing is refreshed and the entry is
+        served as FALLBACK instead.
+        """
+        breaker = self._breaker
+        if breaker is not None and breaker.is_open():
+            return self._refused(entry)
+        refresher = self._refresher
+        if skey not in refresher.pending and self._refresh_allowed(skey, now):
+            permit: Permit | None = None
+            if breaker is not None:
+                permit = breaker.acquire()
+                if permit is None:  # half-open and every trial slot taken
+                    return self._refused(entry)
+            outcome = refresher.submit(
+                skey, self._refresh, (key, skey, fetch, ttl, entry.stored_at, permit)
+            )
+            if outcome is not Submit.ACCEPTED and permit is not None:
+                breaker.release(permit)  # type: ignore[union-attr]  # set with the permit
+            if outcome is Submit.DROPPED:
+                self._refresh_event("refreshes_dropped", "dropped")
+                logger.debug("refresh_dropped", engine=self.name, key=skey)
+        self._count_stale()
+        if self._metrics is not None:
+            self._metrics.record_status(self.name, _STALE)
+        if type(entry) is _CachedEntry:
+            result = entry.stale
+            if result is None:
+                result = entry.stale = Result(entry.value, _STALE, entry.stored_at, self._clock)
+            return result
+        return Result(entry.value, _STALE, entry.stored_at, self._clock)
+
+    def _refused(self, entry: Entry) -> Result[Any]:
+        """The circuit refused a refresh: serve the cached entry as FALLBACK."""
+        self._counters["circuit_rejected"].incr()
+        self._answered(_FALLBACK)
+        return Result(entry.value, _FALLBACK, entry.stored_at, self._clock)
+
+    def _take_permit(self, permit: Permit | None, background: bool) -> Permit | None:
+        """The breaker permit for a fetch: the refresh's own, or a new foreground one.
+
+        Raises:
+            CircuitOpenError: the breaker refuses a foreground fetch.
+            RefreshNotNeededError: the breaker opened while the refresh waited in the queue.
+        """
+        breaker = self._breaker
+        if breaker is None:
+            return None
+        if background:
+            if permit is not None and breaker.is_open():
+                breaker.release(permit)
+                self._counters["circuit_rejected"].incr()
+                raise RefreshNotNeededError
+            return permit
+        permit = breaker.acquire()
+        if permit is None:
+            self._counters["circuit_rejected"].incr()
+            raise breaker.refusal()
+        return permit
+
+    def _fetch_outcome(self, permit: Permit | None, error: BaseException | None) -> None:
+        """Report a fetch's outcome to the breaker (``None`` error = success)."""
+        if permit is not None:
+            self._breaker.record(permit, error)  # type: ignore[union-attr]  # permit => breaker
+
+    def _release_permit(self, permit: Permit | None) -> None:
+        if permit is not None:
+            self._breaker.release(permit)  # type: ignore[union-attr]  # permit => breaker
+
+    def _refresh_started(self) -> None:
+        self._refresh_event("refreshes_started", "started")
+
+    def _forget_failures(self, skey: str) -> None:
+        """A new value of ``skey`` was stored: its refreshes no longer back off."""
+        if self._backoff:
+            with self._backoff_lock:
+                self._backoff.succeeded(skey)
+
+    def _refresh_succeeded(self, skey: str) -> None:
+        self._forget_failures(skey)
+        self._refresh_event("refreshes_succeeded", "succeeded")
+
+    def _refresh_failed(self, skey: str, exc: BaseException) -> None:
+        with self._backoff_lock:
+            retry_at = self._backoff.failed(skey, self._now())
+            failures = self._backoff.failures(skey)
+        timed_out = isinstance(exc, FetchTimeoutError)
+        if timed_out:
+            self._refresh_event("refreshes_timed_out", "timed_out")
+        self._refresh_event("refreshes_failed", "failed")
+        logger.warning(
+            "refresh_timed_out" if timed_out else "refresh_failed",
+            engine=self.name,
+            key=skey,
+            error=repr(exc),
+            failures=failures,
+            retry_in=round(retry_at - self._now(), 3),
+        )
+
+    def stats(self) -> EngineStats:
+        """A snapshot of the counters; see :class:`~swr.stats.EngineStats`."""
+        refresher = self._refresher
+        return self._stats(refresher.running, refresher.queued, self._storage)
+
+    def _stats(self, running: int, queued: int, storage: Any) -> EngineStats:
+        values = {name: counter.value for name, counter in self._counters.items()}
+        storage_stats = getattr(storage, "stats", None)
+        extra: dict[str, Any] = {}
+        if callable(storage_stats):
+            try:
+                extra = dict(storage_stats())
+            except Exception as exc:  # noqa: BLE001 - stats must never fail
+                extra = {"error": repr(exc)}
+        breaker = self._breaker
+        return EngineStats(
+            **values,
+            refreshes_in_flight=running,
+            refreshes_queued=queued,
+            storage=extra,
+            circuit=breaker.stats() if breaker is not None else {},
+        )
