@@ -8,26 +8,23 @@ engines add the I/O (storage calls, fetches, waiting), with threads or with task
 
 from __future__ import annotations
 
-import inspect
 import math
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from swr import _core
 from swr._log import logger
 from swr.breaker import CircuitBreaker, Permit
-from swr.errors import CircuitOpenError, ConfigError, FetchTimeoutError
+from swr.errors import CircuitOpenError, FetchTimeoutError
 from swr.policy import CacheTTL, Result, Status, TTLSpec
 from swr.refresh import Submit, TaskRefresher, ThreadRefresher
 from swr.stats import Counter, EngineStats
-from swr.storage import AsyncAdapter, Leases, MemoryStorage
-from swr.storage.adapters import as_async, has_async_leases
 
 if TYPE_CHECKING:
+    from swr._capabilities import Bound
     from swr.metrics import MetricsHook
     from swr.storage import AsyncStorage, Entry, Storage
-    from swr.storage.serializers import Serializer
 
 __all__ = [
     "DEFAULT_TTL",
@@ -35,12 +32,9 @@ __all__ = [
     "POLL_GROWTH",
     "POLL_MAX",
     "AnyStorage",
-    "Bound",
     "EngineBase",
     "Read",
     "RefreshNotNeededError",
-    "async_bind_storage",
-    "bind_storage",
     "wrong_function_kind",
 ]
 
@@ -68,90 +62,11 @@ class RefreshNotNeededError(Exception):
     """Another process is refreshing the key, or already did: skip this refresh."""
 
 
-def bind_serializer(storage: Any, serializer: Serializer | None) -> Any:
-    if serializer is None:
-        return storage
-    with_serializer = getattr(storage, "with_serializer", None)
-    if with_serializer is None:
-        raise ConfigError(
-            f"{type(storage).__name__} keeps values as Python objects and takes no "
-            "serializer; serializers apply to byte storages such as LMDBStorage and "
-            "RedisStorage"
-        )
-    return with_serializer(serializer)
-
-
-def bind_entries(storage: Any) -> Any:
-    """A view of a byte storage that decodes into entries able to remember their results.
-
-    Byte storages that keep decoded entries offer ``with_entry_factory``; their hits
-    then reach the same allocation-free return as memory hits.
-    """
-    with_entry_factory = getattr(storage, "with_entry_factory", None)
-    if with_entry_factory is None:
-        return storage
-    return with_entry_factory(_core.CachedEntry)
-
-
 AnyStorage: TypeAlias = "Storage | AsyncStorage"
 """What the asyncio engine accepts: either kind of storage."""
 
 Read = Callable[[str], "Entry | None"]
 """A storage read made without the asyncio protocol: ``(key) -> Entry | None``."""
-
-
-class Bound(NamedTuple):
-    """A storage as an engine uses it, and the reads it can make without an await."""
-
-    storage: Any
-    get: Any  # (key) -> Entry | None, called directly; None: await storage.get
-    lookup: Any  # the hit path's read (no expiry check); None: await storage.get
-    touch: Any  # marks an entry recently used after ``lookup``; None when not needed
-    leases: Any  # the storage itself when it offers leases, else None
-
-
-def _prepare(storage: Any, serializer: Serializer | None, clock: Callable[[], float] | None) -> Any:
-    base = MemoryStorage(clock=clock) if storage is None else storage
-    return bind_entries(bind_serializer(base, serializer))
-
-
-def bind_storage(
-    storage: Any, serializer: Serializer | None, clock: Callable[[], float] | None
-) -> Bound:
-    """The storage of a ``StaleEngine``: ``storage`` (a memory one if ``None``), bound.
-
-    Raises:
-        ConfigError: ``storage`` is an asyncio storage, or refuses ``serializer``.
-    """
-    if inspect.iscoroutinefunction(getattr(storage, "get", None)):
-        raise ConfigError(
-            f"{type(storage).__name__} is an asyncio storage; use AsyncStaleEngine with it"
-        )
-    store = _prepare(storage, serializer, clock)
-    lookup, touch = store.get, None
-    lookup_functions = getattr(store, "lookup_functions", None)
-    if callable(lookup_functions):
-        lookup, touch = lookup_functions()
-    return Bound(store, store.get, lookup, touch, store if isinstance(store, Leases) else None)
-
-
-def async_bind_storage(
-    storage: Any, serializer: Serializer | None, clock: Callable[[], float] | None
-) -> Bound:
-    """The storage of an ``AsyncStaleEngine``: its asyncio view of ``storage``, bound.
-
-    Raises:
-        ConfigError: ``storage`` refuses ``serializer``.
-    """
-    store = as_async(_prepare(storage, serializer, clock))
-    get = lookup = touch = None
-    if isinstance(store, AsyncAdapter):
-        # An inline adapter over a storage that never blocks: read it without an await.
-        get = lookup = store.sync.get
-        lookup_functions = getattr(store.sync, "lookup_functions", None)
-        if callable(lookup_functions):
-            lookup, touch = lookup_functions()
-    return Bound(store, get, lookup, touch, store if has_async_leases(store) else None)
 
 
 def wrong_function_kind(func: Callable[..., Any], is_async: bool) -> str:
@@ -171,7 +86,7 @@ class EngineBase:
 
     def __init__(
         self,
-        storage: Any,
+        bound: Bound,
         ttl: TTLSpec | None,
         namespace: str,
         max_concurrent_refreshes: int,
@@ -206,7 +121,15 @@ class EngineBase:
         self._close_timeout = float(close_timeout)
         self._backoff = _core.Backoff(backoff_initial, backoff_max)
         self._backoff_lock = threading.Lock()
-        self._storage = storage
+        # What the storage can do, decided here once (see swr._capabilities).
+        self._storage: Any = bound.storage
+        self._get = bound.get
+        self._lookup = bound.lookup
+        self._touch = bound.touch
+        self._leases: Any = bound.leases
+        self._set_and_release = bound.set_and_release
+        self._storage_stats = bound.stats
+        self._health = bound.health
         self._closed = False
 
         c = self._counters = {
@@ -451,17 +374,18 @@ class EngineBase:
     def stats(self) -> EngineStats:
         """A snapshot of the counters; see :class:`~swr.stats.EngineStats`."""
         refresher = self._refresher
-        return self._stats(refresher.running, refresher.queued, self._storage)
+        return self._stats(refresher.running, refresher.queued)
 
-    def _stats(self, running: int, queued: int, storage: Any) -> EngineStats:
+    def _stats(self, running: int, queued: int) -> EngineStats:
         values = {name: counter.value for name, counter in self._counters.items()}
-        storage_stats = getattr(storage, "stats", None)
         extra: dict[str, Any] = {}
-        if callable(storage_stats):
-            try:
-                extra = dict(storage_stats())
-            except Exception as exc:  # noqa: BLE001 - stats must never fail
-                extra = {"error": repr(exc)}
+        try:
+            if self._storage_stats is not None:
+                extra = dict(self._storage_stats())
+            if self._health is not None:
+                extra["available"] = int(self._health.available)
+        except Exception as exc:  # noqa: BLE001 - stats must never fail
+            extra = {"error": repr(exc)}
         breaker = self._breaker
         return EngineStats(
             **values,

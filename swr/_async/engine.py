@@ -25,14 +25,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from swr import _core
+from swr._capabilities import async_bind_storage
 from swr._engine import (
     POLL_FIRST,
     POLL_GROWTH,
     POLL_MAX,
     EngineBase,
-    Read,
     RefreshNotNeededError,
-    async_bind_storage,
     wrong_function_kind,
 )
 from swr._log import logger
@@ -115,6 +114,7 @@ class AsyncStaleEngine(EngineBase):
 
     _refresher: AsyncRefresher
     _storage: AsyncStorage
+    _leases: AsyncLeases | None
 
     def __init__(
         self,
@@ -134,9 +134,8 @@ class AsyncStaleEngine(EngineBase):
         close_timeout: float = 5.0,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        bound = async_bind_storage(storage, serializer, clock)
         super().__init__(
-            bound.storage,
+            async_bind_storage(storage, serializer, clock),
             ttl,
             namespace,
             max_concurrent_refreshes,
@@ -151,12 +150,6 @@ class AsyncStaleEngine(EngineBase):
             breaker,
         )
         self._owns_storage = storage is None
-        # Reads made directly, without the asyncio protocol (memory, LMDB): the hit
-        # path calls them.
-        self._get: Callable[[str], Entry | None] | None = bound.get
-        self._lookup: Read | None = bound.lookup
-        self._touch: Callable[[str], None] | None = bound.touch
-        self._leases: AsyncLeases | None = bound.leases
         self._flights: AsyncFlights[Entry] = AsyncFlights(
             self._refresh_timeout, self.name, self._flight_failed
         )
@@ -282,6 +275,15 @@ class AsyncStaleEngine(EngineBase):
         except Exception as exc:  # noqa: BLE001 - the value is returned all the same
             self._write_failed(skey, exc)
 
+    async def _write_and_release(self, skey: str, entry: Entry, token: str) -> None:
+        """Store ``entry`` and release the lease ``token`` in one storage call."""
+        assert self._set_and_release is not None  # noqa: S101 - called only when offered
+        try:
+            await self._set_and_release(skey, entry, token)
+        except Exception as exc:  # noqa: BLE001 - the value is returned all the same
+            self._write_failed(skey, exc)
+            await self._release_lease(skey, token)
+
     async def _fetch_and_store(
         self,
         key: str,
@@ -330,7 +332,11 @@ class AsyncStaleEngine(EngineBase):
             reported = True
             self._fetch_outcome(permit, None)
             entry = self._new_entry(key, value, ttl)
-            await self._write(skey, entry)
+            if token is None or self._set_and_release is None:
+                await self._write(skey, entry)
+            else:
+                held, token = token, None  # released by the write itself
+                await self._write_and_release(skey, entry, held)
             return entry
         finally:
             if not reported:

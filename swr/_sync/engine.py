@@ -26,14 +26,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from swr import _core
+from swr._capabilities import bind_storage
 from swr._engine import (
     POLL_FIRST,
     POLL_GROWTH,
     POLL_MAX,
     EngineBase,
-    Read,
     RefreshNotNeededError,
-    bind_storage,
     wrong_function_kind,
 )
 from swr._log import logger
@@ -114,6 +113,7 @@ class StaleEngine(EngineBase):
 
     _refresher: Refresher
     _storage: Storage
+    _leases: Leases | None
 
     def __init__(
         self,
@@ -133,9 +133,8 @@ class StaleEngine(EngineBase):
         close_timeout: float = 5.0,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        bound = bind_storage(storage, serializer, clock)
         super().__init__(
-            bound.storage,
+            bind_storage(storage, serializer, clock),
             ttl,
             namespace,
             max_concurrent_refreshes,
@@ -150,12 +149,6 @@ class StaleEngine(EngineBase):
             breaker,
         )
         self._owns_storage = storage is None
-        # Reads made directly, without the asyncio protocol (memory, LMDB): the hit
-        # path calls them.
-        self._get: Callable[[str], Entry | None] | None = bound.get
-        self._lookup: Read | None = bound.lookup
-        self._touch: Callable[[str], None] | None = bound.touch
-        self._leases: Leases | None = bound.leases
         self._flights: Flights[Entry] = Flights(
             self._refresh_timeout, self.name, self._flight_failed
         )
@@ -281,6 +274,15 @@ class StaleEngine(EngineBase):
         except Exception as exc:  # noqa: BLE001 - the value is returned all the same
             self._write_failed(skey, exc)
 
+    def _write_and_release(self, skey: str, entry: Entry, token: str) -> None:
+        """Store ``entry`` and release the lease ``token`` in one storage call."""
+        assert self._set_and_release is not None  # noqa: S101 - called only when offered
+        try:
+            self._set_and_release(skey, entry, token)
+        except Exception as exc:  # noqa: BLE001 - the value is returned all the same
+            self._write_failed(skey, exc)
+            self._release_lease(skey, token)
+
     def _fetch_and_store(
         self,
         key: str,
@@ -329,7 +331,11 @@ class StaleEngine(EngineBase):
             reported = True
             self._fetch_outcome(permit, None)
             entry = self._new_entry(key, value, ttl)
-            self._write(skey, entry)
+            if token is None or self._set_and_release is None:
+                self._write(skey, entry)
+            else:
+                held, token = token, None  # released by the write itself
+                self._write_and_release(skey, entry, held)
             return entry
         finally:
             if not reported:

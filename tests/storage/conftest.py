@@ -13,7 +13,20 @@ from tests.storage.backends import (
     BACKEND_MARKS,
     BACKENDS,
     SyncFacade,
+    capabilities,
 )
+
+# backend id -> the optional capabilities the contract suite ran it with.
+RAN_WITH: dict[str, set[str]] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say which optional capabilities each backend of the contract suite declared."""
+    if not RAN_WITH:
+        return
+    terminalreporter.section("storage contract: capabilities per backend")
+    for name in sorted(RAN_WITH):
+        terminalreporter.write_line(f"{name}: {', '.join(sorted(RAN_WITH[name])) or '-'}")
 
 
 def _params() -> list[Any]:
@@ -32,9 +45,11 @@ def _params() -> list[Any]:
 def storage(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
     """Every backend, synchronously and through its asyncio view, behind one interface."""
     name, mode = request.param
+    backend_id = {"sync": name, "as_async": f"{name}-as-async"}.get(mode, name)
     if mode == "native_async":
         with ASYNC_BACKENDS[name](request, tmp_path, clock) as async_store:
             facade = SyncFacade(async_store)
+            RAN_WITH[backend_id] = facade.capabilities
             try:
                 yield facade
             finally:
@@ -43,9 +58,11 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) ->
         return
     with BACKENDS[name](request, tmp_path, clock) as store:
         if mode == "sync":
+            RAN_WITH[backend_id] = capabilities(store)
             yield store
             return
         facade = SyncFacade(as_async(store))
+        RAN_WITH[backend_id] = facade.capabilities
         try:
             yield facade
         finally:
