@@ -15,16 +15,19 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from swr import _core
 from swr._log import logger
+from swr._primitives import Submit, TaskRefresher, ThreadRefresher
 from swr.breaker import CircuitBreaker, Permit
 from swr.errors import CircuitOpenError, FetchTimeoutError
 from swr.policy import CacheTTL, Result, Status, TTLSpec
-from swr.refresh import Submit, TaskRefresher, ThreadRefresher
-from swr.stats import Counter, EngineStats
+from swr.stats import Counter, EngineCounters, EngineStats
 
 if TYPE_CHECKING:
-    from swr._capabilities import Bound
+    from collections.abc import Mapping
+
     from swr.metrics import MetricsHook
+    from swr.refresh import RefreshOptions
     from swr.storage import AsyncStorage, Entry, Storage
+    from swr.storage.base import Health
 
 __all__ = [
     "DEFAULT_TTL",
@@ -84,84 +87,32 @@ class EngineBase:
     _refresher: ThreadRefresher | TaskRefresher
     _refresh: Callable[..., Any]
 
-    def __init__(
-        self,
-        bound: Bound,
-        ttl: TTLSpec | None,
-        namespace: str,
-        max_concurrent_refreshes: int,
-        refresh_timeout: float,
-        clock: Callable[[], float] | None,
-        name: str | None,
-        metrics: MetricsHook | None,
-        refresh_queue_size: int,
-        backoff_initial: float,
-        backoff_max: float,
-        close_timeout: float,
-        breaker: CircuitBreaker | None,
-    ) -> None:
-        if not isinstance(namespace, str):
-            raise TypeError(f"namespace must be a str, got {type(namespace).__name__}")
-        _core.check_int("max_concurrent_refreshes", max_concurrent_refreshes, 1)
-        _core.check_int("refresh_queue_size", refresh_queue_size, 0)
-        refresh_timeout = _core.check_seconds("refresh_timeout", refresh_timeout)
-        close_timeout = _core.check_seconds("close_timeout", close_timeout)
-        _core.check_callable("clock", clock, "a zero-argument callable returning epoch seconds")
-        if breaker is not None and not isinstance(breaker, CircuitBreaker):
-            raise TypeError(f"breaker must be a CircuitBreaker, got {type(breaker).__name__}")
-        self._breaker = breaker
-        self._ttl: TTLSpec = _core.validate_ttl_spec(ttl if ttl is not None else DEFAULT_TTL)
-        self._prefix = f"{namespace}:" if namespace else ""
-        self.namespace = namespace
-        self.name = name or namespace or "swr"
-        self._clock = clock
-        self._metrics = metrics
-        self._refresh_timeout = float(refresh_timeout)
-        self._lease_ttl = max(float(refresh_timeout), 0.1)
-        self._close_timeout = float(close_timeout)
-        self._backoff = _core.Backoff(backoff_initial, backoff_max)
-        self._backoff_lock = threading.Lock()
-        # What the storage can do, decided here once (see swr._capabilities).
-        self._storage: Any = bound.storage
-        self._get = bound.get
-        self._lookup = bound.lookup
-        self._touch = bound.touch
-        self._leases: Any = bound.leases
-        self._set_and_release = bound.set_and_release
-        self._storage_stats = bound.stats
-        self._health = bound.health
-        self._closed = False
-
-        c = self._counters = {
-            name: Counter()
-            for name in (
-                "hits",
-                "stale",
-                "expired",
-                "misses",
-                "fallbacks",
-                "refreshes_started",
-                "refreshes_succeeded",
-                "refreshes_failed",
-                "refreshes_timed_out",
-                "refreshes_dropped",
-                "refreshes_skipped",
-                "fetch_errors",
-                "storage_read_errors",
-                "storage_write_errors",
-                "circuit_rejected",
-            )
-        }
-        # Bound increments for the hot path: one C call each, no attribute chains.
-        self._count_hit = c["hits"].incr
-        self._count_stale = c["stale"].incr
-        self._count: dict[Status, Counter] = {
-            _HIT: c["hits"],
-            _STALE: c["stale"],
-            _EXPIRED: c["expired"],
-            _MISS: c["misses"],
-            _FALLBACK: c["fallbacks"],
-        }
+    # Set by the engine's constructor (swr/_async/engine.py).
+    name: str
+    namespace: str
+    _prefix: str
+    _ttl: TTLSpec
+    _clock: Callable[[], float] | None
+    _metrics: MetricsHook | None
+    _breaker: CircuitBreaker | None
+    _options: RefreshOptions
+    _lease_ttl: float
+    _backoff: _core.Backoff
+    _backoff_lock: threading.Lock
+    _storage: Any
+    _get: Callable[[str], Entry | None] | None
+    _lookup: Callable[[str], Entry | None] | None
+    _touch: Callable[[str], None] | None
+    _leases: Any
+    _set_and_release: Callable[..., Any] | None
+    _storage_stats: Callable[[], Mapping[str, Any]] | None
+    _health: Health | None
+    _closed: bool
+    _owns_storage: bool
+    _counters: EngineCounters
+    _count_hit: Callable[[], int]
+    _count_stale: Callable[[], int]
+    _count: dict[Status, Counter]
 
     # -- small helpers -------------------------------------------------------------
 
@@ -181,35 +132,35 @@ class EngineBase:
         if metrics is not None:
             metrics.record_status(self.name, status)
 
-    def _refresh_event(self, counter: str, outcome: str) -> None:
-        self._counters[counter].incr()
+    def _refresh_event(self, counter: Counter, outcome: str) -> None:
+        counter.incr()
         metrics = self._metrics
         if metrics is not None:
             metrics.record_refresh(self.name, outcome)
 
-    def _error_event(self, counter: str, kind: str) -> None:
-        self._counters[counter].incr()
+    def _error_event(self, counter: Counter, kind: str) -> None:
+        counter.incr()
         metrics = self._metrics
         if metrics is not None:
             metrics.record_error(self.name, kind)
 
     def _read_failed(self, skey: str, exc: Exception) -> None:
-        self._error_event("storage_read_errors", "storage_read")
+        self._error_event(self._counters.storage_read_errors, "storage_read")
         logger.warning("storage_read_failed", engine=self.name, key=skey, error=repr(exc))
 
     def _write_failed(self, skey: str, exc: Exception) -> None:
-        self._error_event("storage_write_errors", "storage_write")
+        self._error_event(self._counters.storage_write_errors, "storage_write")
         logger.warning("storage_write_failed", engine=self.name, key=skey, error=repr(exc))
 
     def _lease_failed(self, skey: str, exc: Exception) -> None:
-        self._error_event("storage_read_errors", "storage_read")
+        self._error_event(self._counters.storage_read_errors, "storage_read")
         logger.warning("lease_failed", engine=self.name, key=skey, error=repr(exc))
 
     def _flight_failed(self, skey: str, exc: BaseException) -> None:
         """Count and log one failed upstream fetch (once per fetch, not per waiter)."""
         if isinstance(exc, CircuitOpenError):
             return  # refused by the breaker: nothing was fetched
-        self._error_event("fetch_errors", "fetch")
+        self._error_event(self._counters.fetch_errors, "fetch")
         logger.warning(
             "fetch_failed",
             engine=self.name,
@@ -271,7 +222,7 @@ class EngineBase:
             if plan is _FALLBACK_PLAN:
                 return self._refused(entry)
             if plan is _BACKING_OFF:
-                self._refresh_event("refreshes_skipped", "skipped")
+                self._refresh_event(self._counters.refreshes_skipped, "skipped")
             elif not self._start_refresh(key, skey, fetch, ttl, entry):
                 return self._refused(entry)
         self._count_stale()
@@ -300,13 +251,13 @@ class EngineBase:
         if outcome is not Submit.ACCEPTED and permit is not None:
             breaker.release(permit)  # type: ignore[union-attr]  # set with the permit
         if outcome is Submit.DROPPED:
-            self._refresh_event("refreshes_dropped", "dropped")
+            self._refresh_event(self._counters.refreshes_dropped, "dropped")
             logger.debug("refresh_dropped", engine=self.name, key=skey)
         return True
 
     def _refused(self, entry: Entry) -> Result[Any]:
         """The circuit refused a refresh: serve the cached entry as FALLBACK."""
-        self._counters["circuit_rejected"].incr()
+        self._counters.circuit_rejected.incr()
         self._answered(_FALLBACK)
         return Result(entry.value, _FALLBACK, entry.stored_at, self._clock)
 
@@ -323,12 +274,12 @@ class EngineBase:
         if background:
             if permit is not None and breaker.is_open():
                 breaker.release(permit)
-                self._counters["circuit_rejected"].incr()
+                self._counters.circuit_rejected.incr()
                 raise RefreshNotNeededError
             return permit
         permit = breaker.acquire()
         if permit is None:
-            self._counters["circuit_rejected"].incr()
+            self._counters.circuit_rejected.incr()
             raise breaker.refusal()
         return permit
 
@@ -342,7 +293,7 @@ class EngineBase:
             self._breaker.release(permit)  # type: ignore[union-attr]  # permit => breaker
 
     def _refresh_started(self) -> None:
-        self._refresh_event("refreshes_started", "started")
+        self._refresh_event(self._counters.refreshes_started, "started")
 
     def _forget_failures(self, skey: str) -> None:
         """A new value of ``skey`` was stored: its refreshes no longer back off."""
@@ -352,7 +303,7 @@ class EngineBase:
 
     def _refresh_succeeded(self, skey: str) -> None:
         self._forget_failures(skey)
-        self._refresh_event("refreshes_succeeded", "succeeded")
+        self._refresh_event(self._counters.refreshes_succeeded, "succeeded")
 
     def _refresh_failed(self, skey: str, exc: BaseException) -> None:
         with self._backoff_lock:
@@ -360,8 +311,8 @@ class EngineBase:
             failures = self._backoff.failures(skey)
         timed_out = isinstance(exc, FetchTimeoutError)
         if timed_out:
-            self._refresh_event("refreshes_timed_out", "timed_out")
-        self._refresh_event("refreshes_failed", "failed")
+            self._refresh_event(self._counters.refreshes_timed_out, "timed_out")
+        self._refresh_event(self._counters.refreshes_failed, "failed")
         logger.warning(
             "refresh_timed_out" if timed_out else "refresh_failed",
             engine=self.name,
@@ -377,7 +328,7 @@ class EngineBase:
         return self._stats(refresher.running, refresher.queued)
 
     def _stats(self, running: int, queued: int) -> EngineStats:
-        values = {name: counter.value for name, counter in self._counters.items()}
+        values = self._counters.values()
         extra: dict[str, Any] = {}
         try:
             if self._storage_stats is not None:

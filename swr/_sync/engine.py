@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import time as _time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from swr import _core
 from swr._capabilities import bind_storage
 from swr._engine import (
+    DEFAULT_TTL,
     POLL_FIRST,
     POLL_GROWTH,
     POLL_MAX,
@@ -37,7 +39,10 @@ from swr._engine import (
 )
 from swr._log import logger
 from swr._primitives import Flights, Refresher, call_fetch, sleep
+from swr.breaker import CircuitBreaker
 from swr.policy import Result, Status
+from swr.refresh import RefreshOptions
+from swr.stats import EngineCounters
 from swr.storage import Entry
 
 if TYPE_CHECKING:
@@ -46,7 +51,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from swr._sync.cached import CachedFunction
-    from swr.breaker import CircuitBreaker, Permit
+    from swr.breaker import Permit
     from swr.metrics import MetricsHook
     from swr.policy import TTLSpec
     from swr.storage import Leases, Storage
@@ -87,22 +92,15 @@ class StaleEngine(EngineBase):
         namespace: Prefix (``namespace + ":"``) of every key this engine writes.
         serializer: Serializer for byte storages (passed to ``storage.with_serializer``);
             memory storages keep objects and refuse one.
-        max_concurrent_refreshes: Most background refreshes running at once.
-        refresh_timeout: Seconds after which a fetch counts as failed: a background
-            refresh's late result is dropped, and callers waiting on another caller's
-            fetch stop waiting (serving the fallback or raising ``FetchTimeoutError``).
         clock: Zero-argument callable returning epoch seconds; default ``time.time``
             looked up at each call (freezegun works).
         name: Engine name for logs and metrics labels; default the namespace or "swr".
         metrics: Optional :class:`~swr.metrics.MetricsHook`.
-        refresh_queue_size: Most refreshes waiting for a worker; more are dropped.
-        backoff_initial: Seconds a key waits before its next refresh after one failure;
-            doubles with each further failure, up to ``backoff_max``.
-        backoff_max: Largest wait between refreshes of a failing key, in seconds.
-        close_timeout: Seconds closing the engine waits for running refreshes.
         breaker: Optional :class:`~swr.CircuitBreaker` guarding ``fetch``: while it is
             open nothing is fetched, stale and expired entries are served as FALLBACK
             and a miss raises :class:`~swr.CircuitOpenError`. May be shared by engines.
+        refresh: The background refreshes' bounds, timeout and backoff, a
+            :class:`~swr.RefreshOptions` (its defaults when ``None``).
 
     Raises:
         ConfigError: a setting is out of range (a ``ValueError``).
@@ -118,42 +116,63 @@ class StaleEngine(EngineBase):
     def __init__(
         self,
         storage: Storage | None = None,
+        *,
         ttl: TTLSpec | None = None,
         namespace: str = "",
         serializer: Serializer | None = None,
-        max_concurrent_refreshes: int = 16,
-        refresh_timeout: float = 10.0,
         clock: Callable[[], float] | None = None,
-        *,
         name: str | None = None,
         metrics: MetricsHook | None = None,
-        refresh_queue_size: int = 1024,
-        backoff_initial: float = 1.0,
-        backoff_max: float = 60.0,
-        close_timeout: float = 5.0,
         breaker: CircuitBreaker | None = None,
+        refresh: RefreshOptions | None = None,
     ) -> None:
-        super().__init__(
-            bind_storage(storage, serializer, clock),
-            ttl,
-            namespace,
-            max_concurrent_refreshes,
-            refresh_timeout,
-            clock,
-            name,
-            metrics,
-            refresh_queue_size,
-            backoff_initial,
-            backoff_max,
-            close_timeout,
-            breaker,
-        )
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a str, got {type(namespace).__name__}")
+        _core.check_callable("clock", clock, "a zero-argument callable returning epoch seconds")
+        if breaker is not None and not isinstance(breaker, CircuitBreaker):
+            raise TypeError(f"breaker must be a CircuitBreaker, got {type(breaker).__name__}")
+        options = RefreshOptions() if refresh is None else refresh
+        if not isinstance(options, RefreshOptions):
+            raise TypeError(f"refresh must be a RefreshOptions, got {type(options).__name__}")
+        self.namespace = namespace
+        self.name = name or namespace or "swr"
+        self._prefix = f"{namespace}:" if namespace else ""
+        self._ttl = _core.validate_ttl_spec(ttl if ttl is not None else DEFAULT_TTL)
+        self._clock = clock
+        self._metrics = metrics
+        self._breaker = breaker
+        self._options = options
+        self._lease_ttl = max(options.timeout, 0.1)
+        self._backoff = _core.Backoff(options.backoff_initial, options.backoff_max)
+        self._backoff_lock = threading.Lock()
+        self._closed = False
+
+        # What the storage can do, decided here once (see swr._capabilities).
+        bound = bind_storage(storage, serializer, clock)
         self._owns_storage = storage is None
-        self._flights: Flights[Entry] = Flights(
-            self._refresh_timeout, self.name, self._flight_failed
-        )
+        self._storage = bound.storage
+        self._get = bound.get
+        self._lookup = bound.lookup
+        self._touch = bound.touch
+        self._leases = bound.leases
+        self._set_and_release = bound.set_and_release
+        self._storage_stats = bound.stats
+        self._health = bound.health
+
+        c = self._counters = EngineCounters()
+        # Bound increments for the hot path: one C call each, no attribute chains.
+        self._count_hit = c.hits.incr
+        self._count_stale = c.stale.incr
+        self._count = {
+            _HIT: c.hits,
+            _STALE: c.stale,
+            Status.EXPIRED: c.expired,
+            Status.MISS: c.misses,
+            Status.FALLBACK: c.fallbacks,
+        }
+        self._flights: Flights[Entry] = Flights(options.timeout, self.name, self._flight_failed)
         self._refresher = Refresher(
-            max_concurrent_refreshes, refresh_queue_size, name=f"swr-refresh-{self.name}"
+            options.max_concurrent, options.queue_size, name=f"swr-refresh-{self.name}"
         )
 
     @property
@@ -211,6 +230,8 @@ class StaleEngine(EngineBase):
                 self._read_failed(skey, exc)
                 entry = None
             if entry is not None:
+                # Inline forms, for speed, of swr._core.now and swr._core.classify_inline
+                # (tests/swr/test_windows.py checks them at every window boundary).
                 clock = self._clock
                 now = clock() if clock is not None else _time.time()
                 if now < entry.fresh_until:
@@ -323,7 +344,7 @@ class StaleEngine(EngineBase):
             if background:
                 self._refresh_started()
             try:
-                value = call_fetch(fetch, self._refresh_timeout, skey, background)
+                value = call_fetch(fetch, self._options.timeout, skey, background)
             except BaseException as exc:
                 reported = True
                 self._fetch_outcome(permit, exc)
@@ -399,7 +420,7 @@ class StaleEngine(EngineBase):
         try:
             self._fetch_and_store(key, skey, fetch, ttl, seen, background=True, permit=permit)
         except RefreshNotNeededError:
-            self._refresh_event("refreshes_skipped", "skipped")
+            self._refresh_event(self._counters.refreshes_skipped, "skipped")
         except Exception as exc:  # noqa: BLE001 - counted, logged, stale keeps serving
             self._refresh_failed(skey, exc)
         else:
@@ -476,7 +497,9 @@ class StaleEngine(EngineBase):
         if self._closed:
             return
         self._closed = True
-        finished = self._refresher.close(self._close_timeout if timeout is None else timeout)
+        finished = self._refresher.close(
+            self._options.close_timeout if timeout is None else timeout
+        )
         if not finished:
             logger.warning("close_timed_out", engine=self.name, running=self._refresher.unfinished)
         if self._owns_storage:

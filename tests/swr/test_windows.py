@@ -8,7 +8,7 @@ import pytest
 from freezegun import freeze_time
 from structlog.testing import capture_logs
 
-from swr import CacheTTL, FetchTimeoutError, StaleEngine, Status
+from swr import CacheTTL, FetchTimeoutError, RefreshOptions, StaleEngine, Status
 from swr._core import CachedEntry, classify
 from swr.storage import Entry, MemoryStorage
 from tests.swr.test_core import WINDOW_SHAPES, boundaries
@@ -308,7 +308,7 @@ def test_sync_waiter_gives_up_after_refresh_timeout(clock, up):
     """A thread waiting on another thread's fetch stops after refresh_timeout."""
     import threading
 
-    engine = StaleEngine(ttl=TTL, clock=clock, refresh_timeout=0.05)
+    engine = StaleEngine(ttl=TTL, clock=clock, refresh=RefreshOptions(timeout=0.05))
     gate = up.hold()
     leader = threading.Thread(target=engine.execute, args=("k", up))
     leader.start()
