@@ -10,17 +10,8 @@ import pytest
 from swr import AsyncStaleEngine, CacheTTL, StaleEngine, Status
 from swr._capabilities import async_bind_storage, bind_storage
 from swr.storage import Entry, MemoryStorage
-from swr.storage.base import (
-    AsyncView,
-    EntryFactoryBinding,
-    FastLookup,
-    Health,
-    Leases,
-    SerializerBinding,
-    SetAndRelease,
-    Stats,
-)
 from tests.helpers import wait_until
+from tests.storage.backends import SYNC_CAPABILITIES
 from tests.swr.upstream import Upstream
 
 TTL = CacheTTL(fresh=10, stale=20, expired=30)
@@ -80,17 +71,9 @@ class BareAsyncStorage:
 
 def test_a_bare_storage_has_no_optional_capability(clock):
     bare = BareStorage(clock)
-    for capability in (
-        FastLookup,
-        Leases,
-        SetAndRelease,
-        Stats,
-        Health,
-        AsyncView,
-        SerializerBinding,
-        EntryFactoryBinding,
-    ):
-        assert not isinstance(bare, capability), capability
+    assert len(SYNC_CAPABILITIES) == 8
+    for name, capability in SYNC_CAPABILITIES.items():
+        assert not isinstance(bare, capability), name
     bound = bind_storage(bare, None, clock)
     assert (bound.lookup, bound.touch, bound.leases) == (bare.get, None, None)
     assert (bound.set_and_release, bound.stats, bound.health) == (None, None, None)
