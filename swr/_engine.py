@@ -36,7 +36,6 @@ __all__ = [
     "POLL_MAX",
     "AnyStorage",
     "EngineBase",
-    "Read",
     "RefreshNotNeededError",
     "wrong_function_kind",
 ]
@@ -67,9 +66,6 @@ class RefreshNotNeededError(Exception):
 
 AnyStorage: TypeAlias = "Storage | AsyncStorage"
 """What the asyncio engine accepts: either kind of storage."""
-
-Read = Callable[[str], "Entry | None"]
-"""A storage read made without the asyncio protocol: ``(key) -> Entry | None``."""
 
 
 def wrong_function_kind(func: Callable[..., Any], is_async: bool) -> str:
