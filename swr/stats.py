@@ -88,7 +88,7 @@ class EngineStats:
         refreshes_started: background refreshes that began running.
         refreshes_succeeded: background refreshes whose fetch returned in time.
         refreshes_failed: background refreshes that raised or timed out.
-        refreshes_timed_out: of those, the ones past ``refresh_timeout``.
+        refreshes_timed_out: of those, the ones past ``RefreshOptions.timeout``.
         refreshes_dropped: refreshes not queued because the queue was full.
         refreshes_skipped: refreshes not started: the key was backing off after a
             failure, or another process held its lease.

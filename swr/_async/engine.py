@@ -81,7 +81,7 @@ class AsyncStaleEngine(EngineBase):
 
     The engine comes twice, from one source: with asyncio tasks (the ``Async`` name)
     and with threads. With tasks, ``fetch`` returns an awaitable, refreshes are tasks,
-    a fetch past ``refresh_timeout`` is cancelled, and a synchronous storage (memory,
+    a fetch past the refresh timeout is cancelled, and a synchronous storage (memory,
     LMDB) is used through its asyncio view. With threads, ``fetch`` is a plain
     function called in the caller's thread or a worker thread; a thread cannot be
     interrupted, so a refresh's late result is dropped instead.
@@ -214,7 +214,7 @@ class AsyncStaleEngine(EngineBase):
             Exception: whatever ``fetch`` raised, unchanged, when nothing cached can be
                 served instead. Never a storage error.
             FetchTimeoutError: the fetch (or, with threads, the wait for another
-                thread's fetch) outlived ``refresh_timeout`` with nothing cached to serve.
+                thread's fetch) outlived ``RefreshOptions.timeout`` with nothing cached to serve.
             TypeError, ValueError: ``key`` is not a non-empty str.
         """
         if type(key) is not str or not key:
@@ -329,7 +329,7 @@ class AsyncStaleEngine(EngineBase):
                 stored later by another lease holder is taken instead of fetching.
             background: A refresh: counted as started only once it really fetches, it
                 raises ``RefreshNotNeededError`` when another process holds the lease or
-                already refreshed, and a result arriving after ``refresh_timeout`` is
+                already refreshed, and a result arriving after ``RefreshOptions.timeout`` is
                 discarded with ``FetchTimeoutError``.
             permit: The circuit breaker's permit a refresh took when it was queued; a
                 foreground fetch takes its own (``CircuitOpenError`` when refused).
