@@ -11,10 +11,9 @@ how many calls reached the upstream, and the circuit's state.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections import Counter
-
-import structlog
 
 from swr import CacheTTL, CircuitBreaker, CircuitOpenError, RefreshOptions, StaleEngine
 from swr.testing import FakeClock
@@ -35,8 +34,9 @@ class Upstream:
 
 
 def main() -> None:
-    # The engine logs every failure; this demo prints a summary instead.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(50))
+    # The engine logs failures (to stderr while the application configures no logging);
+    # this demo prints a summary instead. See docs/logging.md for routing the events.
+    logging.getLogger("swr").setLevel(logging.CRITICAL)
     clock = FakeClock()
     upstream = Upstream()
     breaker = CircuitBreaker(

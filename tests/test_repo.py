@@ -77,3 +77,24 @@ def test_ci_runs_the_readme_test_command_verbatim():
     tests = readme_commands()[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert tests in ci.splitlines()
+
+
+def test_the_version_is_written_once():
+    import importlib.metadata
+
+    import tomllib
+
+    import swr
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project
+    assert "version" in project["dynamic"]
+    assert importlib.metadata.version("swr") == swr.__version__
+
+
+def test_the_license_ships_with_the_package():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert "MIT License" in (ROOT / project["license-files"][0]).read_text()

@@ -1,0 +1,239 @@
+"""swr's httpx transport against hishel's, one run, one local origin on 127.0.0.1.
+
+Run: python bench/http_path.py   (needs the bench and http extras)
+
+1. A cached GET (a fresh 1 KiB JSON response, ``max-age=3600``) through
+   ``httpx.Client`` with swr's ``SWRTransport`` (on LMDB and on memory) and with
+   hishel's ``CacheTransport`` (RFC mode, its SQLite storage): microseconds per GET,
+   the best of interleaved rounds, and the ratios.
+2. A 10 s origin outage: each client sends GETs back to back (with a 2 ms pause) for
+   a URL whose response says ``max-age=1, stale-while-revalidate=2,
+   stale-if-error=600``; the origin answers 503 during the outage. Printed: requests
+   sent, upstream calls during the outage, and what the clients got (200 or 503).
+   swr serves the stored response and only retries the origin on its backoff (engine
+   backoff in the stale window, the transport's in the stale-if-error window).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import hishel
+import httpx
+from _harness import Target, measure, report
+from hishel.httpx import CacheTransport
+
+from swr import StaleEngine
+from swr.http import SWRTransport
+from swr.storage import LMDBStorage
+
+BODY = b'{"items": [' + b",".join(b'{"id": %d, "name": "item"}' % i for i in range(40)) + b"]}"
+OUTAGE = 10.0
+
+
+class _Origin:
+    """An origin that counts calls per path and can be switched to 503."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.down = False
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                origin.calls[self.path] += 1
+                if origin.down:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                cc = (
+                    "max-age=3600"
+                    if self.path.startswith("/hot")
+                    else ("max-age=1, stale-while-revalidate=2, stale-if-error=600")
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Cache-Control", cc)
+                self.send_header("Content-Length", str(len(BODY)))
+                self.end_headers()
+                self.wfile.write(BODY)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    def url(self, path: str) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}{path}"
+
+
+def _hishel_transport(directory: Path, allow_stale: bool = False) -> CacheTransport:
+    name = f"hishel-{allow_stale}.db"
+    storage = hishel.SqliteStorage(database_path=directory / name)
+    options = hishel.CacheOptions(shared=False, allow_stale=allow_stale)
+    return CacheTransport(httpx.HTTPTransport(), storage, rfc=options)
+
+
+def _hishel_client(directory: Path, allow_stale: bool = False) -> httpx.Client:
+    return httpx.Client(transport=_hishel_transport(directory, allow_stale))
+
+
+def _swr_client(engine: StaleEngine) -> httpx.Client:
+    return httpx.Client(transport=SWRTransport(engine))
+
+
+def _getter(client: httpx.Client, url: str) -> Callable[[int], object]:
+    def run(n: int) -> None:
+        get = client.get
+        for _ in range(n):
+            response = get(url)
+            if len(response.content) != len(BODY):
+                raise AssertionError("unexpected body")
+
+    return run
+
+
+def _direct(transport: httpx.BaseTransport, request: httpx.Request) -> Callable[[int], object]:
+    def run(n: int) -> None:
+        handle = transport.handle_request
+        for _ in range(n):
+            response = handle(request)
+            if len(response.read()) != len(BODY):
+                raise AssertionError("unexpected body")
+
+    return run
+
+
+def cached_get(origin: _Origin, directory: Path) -> bool:
+    lmdb_engine = StaleEngine(LMDBStorage(directory / "swr"), namespace="bench")
+    memory_engine = StaleEngine(namespace="bench")
+    alone: dict[str, httpx.BaseTransport] = {
+        "swr transport alone, LMDB": SWRTransport(lmdb_engine),
+        "hishel transport alone, SQLite": _hishel_transport(directory),
+    }
+    clients = {
+        "swr transport, LMDB": httpx.Client(transport=alone["swr transport alone, LMDB"]),
+        "swr transport, memory": _swr_client(memory_engine),
+        "hishel transport, SQLite": httpx.Client(transport=alone["hishel transport alone, SQLite"]),
+        "no cache (origin each time)": httpx.Client(),
+    }
+    cases = {}
+    for index, (name, client) in enumerate(clients.items()):
+        url = origin.url(f"/hot/{index}")
+        client.get(url).read()  # stored
+        cases[name] = _getter(client, url)
+    # The same transports alone, without httpx.Client's own work around them.
+    for index, (name, transport) in enumerate(alone.items()):
+        cases[name] = _direct(transport, httpx.Request("GET", origin.url(f"/hot/{index * 2}")))
+    results = {name: ns / 1000 for name, ns in measure(cases, n=300, rounds=7).items()}
+    calls = {p: n for p, n in origin.calls.items() if p.startswith("/hot")}
+    cached_calls = sum(n for p, n in calls.items() if p != f"/hot/{len(clients) - 1}")
+    ok = report(
+        "cached GET through httpx.Client, same origin",
+        results,
+        [
+            Target("swr LMDB / hishel", "swr transport, LMDB", "hishel transport, SQLite", 1.0),
+            Target("swr memory / hishel", "swr transport, memory", "hishel transport, SQLite", 1.0),
+            Target(
+                "transports alone, swr LMDB / hishel",
+                "swr transport alone, LMDB",
+                "hishel transport alone, SQLite",
+                1.0,
+            ),
+        ],
+        unit="us/GET",
+    )
+    print(f"upstream calls through the caches: {cached_calls} (the first GET of each)")
+    for client in clients.values():
+        client.close()
+    lmdb_engine.close()
+    memory_engine.close()
+    return ok
+
+
+def _drive(client: httpx.Client, url: str, stop_at: float) -> Counter[int]:
+    codes: Counter[int] = Counter()
+    while time.monotonic() < stop_at:
+        try:
+            codes[client.get(url).status_code] += 1
+        except httpx.HTTPError:
+            codes[0] += 1
+        time.sleep(0.002)
+    return codes
+
+
+def outage(origin: _Origin, directory: Path) -> dict[str, Any]:
+    engine = StaleEngine(LMDBStorage(directory / "swr-outage"), namespace="outage", ttl=None)
+    clients = {
+        "swr": _swr_client(engine),
+        "hishel": _hishel_client(directory),
+        "hishel allow_stale": _hishel_client(directory, allow_stale=True),
+    }
+    urls = {name: origin.url(f"/flaky/{name.replace(' ', '-')}") for name in clients}
+    for name, client in clients.items():
+        client.get(urls[name]).read()
+    before = dict(origin.calls)
+    origin.down = True
+    results: dict[str, Counter[int]] = {}
+    threads = []
+    stop_at = time.monotonic() + OUTAGE
+    for name, client in clients.items():
+
+        def run(name: str = name, client: httpx.Client = client) -> None:
+            results[name] = _drive(client, urls[name], stop_at)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+    origin.down = False
+    paths = {name: f"/flaky/{name.replace(' ', '-')}" for name in clients}
+    upstream = {name: origin.calls[p] - before.get(p, 0) for name, p in paths.items()}
+    print(f"\n{OUTAGE:.0f} s origin outage (503), responses: max-age=1, swr=2, stale-if-error=600")
+    print(f"{'client':<18} {'requests':>9} {'upstream calls':>15}  answers (status: count)")
+    for name in clients:
+        codes = results[name]
+        answers = ", ".join(f"{code}: {count}" for code, count in sorted(codes.items()))
+        print(f"{name:<18} {sum(codes.values()):>9} {upstream[name]:>15}  {answers}")
+    if upstream["swr"]:
+        ratio = upstream["hishel"] / upstream["swr"]
+        print(f"upstream calls, hishel (RFC mode) / swr: {ratio:.0f}x")
+    print(
+        "hishel with allow_stale=True served its stale response without asking the origin; "
+        "hishel in RFC mode asked the origin on each request once stale and passed its "
+        "503s on (stale-if-error is not applied)"
+    )
+    for client in clients.values():
+        client.close()
+    engine.close()
+    return {"upstream": upstream, "answers": results}
+
+
+def main() -> None:
+    origin = _Origin()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        cached_get(origin, directory)
+        outage(origin, directory)
+    origin.server.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,459 @@
+"""Pure HTTP caching decisions (RFC 9111, RFC 5861): no I/O, no httpx.
+
+Both the httpx transports and the ASGI middleware call these. A stored response is a
+plain dict (msgpack-friendly, so byte storages keep it with their usual serializer)::
+
+    {"v": 1, "status": 200, "headers": [[b"name", b"value"], ...], "body": b"...",
+     "ttl": [fresh, stale, expired],   # the engine windows it was stored with
+     "swr": 30.0, "sie": 600.0,        # RFC 5861 allowances, seconds
+     "age": 0.0,                       # the response's age when it was stored
+     "vary": [["accept", "..."], ...]} # request header values it was selected with
+
+How a response's directives map to the engine's windows (seconds from storing):
+
+- fresh: the freshness lifetime (``s-maxage`` in a shared cache, ``max-age``,
+  ``Expires - Date``) less its ``Age``; a response with none of them gets the policy's
+  ``default_ttl`` when its status is cacheable by default.
+- stale: ``stale-while-revalidate``; zero under ``no-cache``, ``must-revalidate`` (and,
+  in a shared cache, ``proxy-revalidate`` or ``s-maxage``).
+- expired: ``stale-if-error``, lengthened to ``keep_for_revalidation`` when the response
+  has validators, so that a later request can still revalidate it with a conditional
+  request. Only the ``stale-if-error`` part may be served as FALLBACK: the callers
+  check :func:`fallback_allowed`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from swr.policy import CacheTTL, Status
+
+__all__ = [
+    "TOMBSTONE",
+    "CacheInfo",
+    "CachePolicy",
+    "cache_control",
+    "fallback_allowed",
+    "freshness",
+    "merge_not_modified",
+    "request_directives",
+    "stored_ttl",
+    "vary_names",
+    "vary_values",
+]
+
+FORMAT = 1
+
+# Final statuses a cache may store with explicit freshness (RFC 9111 section 3), and
+# the subset that is cacheable by default (RFC 9110 section 15.1), i.e. when the
+# response says nothing about freshness.
+EXPLICIT_STATUSES = frozenset({200, 203, 204, 300, 301, 302, 307, 308, 404, 405, 410, 414, 501})
+DEFAULT_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+
+# Hop-by-hop headers are never stored (RFC 9111 section 3.1); Content-Length is set
+# from the stored body instead.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+    }
+)
+
+# The windows of something not worth keeping: dead as soon as it is written.
+DEAD = CacheTTL(fresh=1e-3)
+
+TOMBSTONE: dict[str, Any] = {"v": FORMAT, "tombstone": True}
+"""Returned by a fetch whose response must not be stored: the caller forwards the
+response it got (or asks again) and the engine keeps nothing usable."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CachePolicy:
+    """How the HTTP layers turn responses into cache entries.
+
+    Args:
+        shared: Behave as a shared cache (RFC 9111): ``s-maxage`` wins, ``private``
+            responses and responses to requests with ``Authorization`` are not stored
+            unless the response allows it. ``False`` suits a client's own cache.
+        default_ttl: Windows for cacheable responses that give no freshness
+            (no ``max-age``, ``s-maxage`` or ``Expires``): fresh, then served stale
+            while revalidating, then kept for ``stale-if-error``. ``None`` stores
+            only responses with explicit freshness. Responses that forbid caching
+            (``no-store``, ``private`` in a shared cache, ``Vary: *``) are never stored.
+        keep_for_revalidation: Seconds a response with validators (``ETag``,
+            ``Last-Modified``) is kept past its windows so that a conditional request
+            can renew it with a ``304``; it is never served without revalidation.
+        status_header: Name of a response header carrying the cache status
+            (``HIT``, ``STALE``, ...); ``None`` adds none (the status is always in
+            ``response.extensions["swr"]``).
+        error_backoff: Seconds a key whose refetch failed in its ``stale-if-error``
+            window is served as FALLBACK without asking the origin again; doubles with
+            each further failure up to ``error_backoff_max``.
+        error_backoff_max: Longest such pause, in seconds.
+
+    Raises:
+        ValueError: a duration is negative or not finite.
+        TypeError: a setting has the wrong type.
+    """
+
+    shared: bool = False
+    default_ttl: CacheTTL | None = field(
+        default_factory=lambda: CacheTTL(fresh=60, stale=300, expired=3600)
+    )
+    keep_for_revalidation: float = 86400.0
+    status_header: str | None = None
+    error_backoff: float = 1.0
+    error_backoff_max: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.shared, bool):
+            raise TypeError("CachePolicy.shared must be a bool")
+        if self.default_ttl is not None and not isinstance(self.default_ttl, CacheTTL):
+            raise TypeError(
+                f"CachePolicy.default_ttl must be a CacheTTL or None, "
+                f"got {type(self.default_ttl).__name__}"
+            )
+        for name in ("keep_for_revalidation", "error_backoff", "error_backoff_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"CachePolicy.{name} must be seconds as a number")
+            if value < 0 or not math.isfinite(value):
+                raise ValueError(f"CachePolicy.{name} must be finite and >= 0, got {value}")
+        header: object = self.status_header
+        if header is not None and not (isinstance(header, str) and header.strip()):
+            raise ValueError("CachePolicy.status_header must be a header name or None")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheInfo:
+    """How the cache answered one request: ``response.extensions["swr"]``.
+
+    Attributes:
+        status: The engine's :class:`~swr.Status` (``MISS`` for responses that were
+            not cacheable and went straight to the origin).
+        age: The response's age in seconds (its ``Age`` header plus time in cache).
+        key: The cache key, or ``""`` when the request bypassed the cache.
+        revalidated: A ``304`` from the origin renewed the stored response.
+    """
+
+    status: Status
+    age: float
+    key: str
+    revalidated: bool = False
+
+
+def cache_control(values: Iterable[str]) -> dict[str, str | None]:
+    """Parse ``Cache-Control`` field values into ``{directive: argument or None}``.
+
+    Directive names are lower-cased; quoted arguments lose their quotes; a repeated
+    directive keeps its first value (RFC 9111 section 4.2.1 leaves duplicates invalid).
+    """
+    out: dict[str, str | None] = {}
+    for value in values:
+        for part in _split_commas(value):
+            name, sep, arg = part.partition("=")
+            name = name.strip().lower()
+            if not name or name in out:
+                continue
+            argument = arg.strip() if sep else None
+            if argument is not None and len(argument) >= 2 and argument[0] == '"' == argument[-1]:
+                argument = argument[1:-1]
+            out[name] = argument
+    return out
+
+
+def _split_commas(value: str) -> list[str]:
+    """Split a header on commas outside quoted strings."""
+    parts: list[str] = []
+    start = 0
+    quoted = False
+    for index, char in enumerate(value):
+        if char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            parts.append(value[start:index])
+            start = index + 1
+    parts.append(value[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _seconds(value: str | None) -> float | None:
+    """A delta-seconds argument, or ``None`` when absent or malformed."""
+    if value is None:
+        return None
+    try:
+        seconds = int(value)
+    except ValueError:
+        return None
+    return float(max(seconds, 0))
+
+
+def _date(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed.timestamp()
+
+
+def request_directives(headers: Mapping[str, str], cc_values: Sequence[str]) -> tuple[bool, bool]:
+    """Return ``(no_store, no_cache)`` for a request.
+
+    ``no-cache`` and ``max-age=0`` ask for a refetch (the response is still stored);
+    ``Pragma: no-cache`` counts when there is no ``Cache-Control`` (RFC 9111 5.4).
+    """
+    directives = cache_control(cc_values)
+    if not cc_values and "no-cache" in headers.get("pragma", "").lower():
+        return False, True
+    refetch = "no-cache" in directives or _seconds(directives.get("max-age", "x")) == 0
+    return "no-store" in directives, refetch
+
+
+def vary_names(values: Iterable[str]) -> list[str] | None:
+    """The sorted, lower-cased header names of ``Vary``; ``None`` for ``Vary: *``."""
+    names: set[str] = set()
+    for value in values:
+        for part in value.split(","):
+            name = part.strip().lower()
+            if name == "*":
+                return None
+            if name:
+                names.add(name)
+    return sorted(names)
+
+
+def vary_values(names: Iterable[str], get_all: Any) -> list[list[str]]:
+    """``[[name, value], ...]`` of a request for the varied header ``names``.
+
+    ``get_all(name)`` returns the request's values of one header; several are joined
+    with ``", "`` and surrounding blanks are dropped, so equivalent requests match.
+    """
+    return [[name, ", ".join(v.strip() for v in get_all(name))] for name in names]
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """What a response allows: whether it may be stored, and its windows if so."""
+
+    storable: bool
+    ttl: CacheTTL = DEAD
+    swr: float = 0.0
+    sie: float = 0.0
+    age: float = 0.0
+
+
+_NOT_STORABLE = Freshness(storable=False)
+
+
+def freshness(
+    policy: CachePolicy,
+    status: int,
+    header: Any,
+    *,
+    method: str = "GET",
+    authorized: bool = False,
+    now: float,
+) -> Freshness:
+    """Decide whether a response may be stored and with which windows.
+
+    Args:
+        policy: The cache's :class:`CachePolicy`.
+        status: The response's status code.
+        header: ``header(name) -> list[str]`` of the response's values of one header.
+        method: The request method (only GET and HEAD are stored).
+        authorized: The request carried ``Authorization``.
+        now: Epoch seconds, for an ``Expires`` that comes without ``Date``.
+    """
+    if method not in ("GET", "HEAD"):
+        return _NOT_STORABLE
+    cc = cache_control(header("cache-control"))
+    if "no-store" in cc or vary_names(header("vary")) is None:
+        return _NOT_STORABLE
+    shared = policy.shared
+    if shared and "private" in cc:
+        return _NOT_STORABLE
+    if shared and authorized and not ({"public", "s-maxage", "must-revalidate"} & cc.keys()):
+        return _NOT_STORABLE
+
+    lifetime = _seconds(cc.get("s-maxage")) if shared else None
+    if lifetime is None:
+        lifetime = _seconds(cc.get("max-age"))
+    if lifetime is None and header("expires"):
+        expires = _date(header("expires")[0])
+        date = _date(next(iter(header("date")), None))
+        lifetime = 0.0 if expires is None else max(0.0, expires - (date if date else now))
+    swr = _seconds(cc.get("stale-while-revalidate"))
+    sie = _seconds(cc.get("stale-if-error"))
+    if lifetime is None:
+        default = policy.default_ttl
+        if default is None or status not in DEFAULT_STATUSES:
+            return _NOT_STORABLE
+        lifetime = default.fresh
+        swr = default.stale if swr is None else swr
+        sie = default.expired if sie is None else sie
+    elif status not in EXPLICIT_STATUSES:
+        return _NOT_STORABLE
+    swr = swr or 0.0
+    sie = sie or 0.0
+
+    age = _seconds(next(iter(header("age")), None)) or 0.0
+    fresh = lifetime - age
+    revalidate = "must-revalidate" in cc or (
+        shared and ("proxy-revalidate" in cc or "s-maxage" in cc)
+    )
+    if "no-cache" in cc or revalidate:
+        swr = 0.0
+    if "no-cache" in cc:
+        fresh = 0.0
+    if revalidate:
+        sie = 0.0
+    keep = sie
+    if header("etag") or header("last-modified"):
+        keep = max(keep, policy.keep_for_revalidation)
+    if fresh <= 0 and swr == 0 and keep == 0:
+        return _NOT_STORABLE  # stale on arrival and nothing to revalidate with
+    ttl = CacheTTL(fresh=max(fresh, DEAD.fresh), stale=swr, expired=keep)
+    return Freshness(storable=True, ttl=ttl, swr=swr, sie=sie, age=age)
+
+
+def stored_ttl(key: str, value: Mapping[str, Any]) -> CacheTTL:
+    """The ``ttl`` callable given to ``execute``: a stored response's own windows."""
+    ttl = value.get("ttl")
+    if ttl is None:
+        return DEAD
+    fresh, stale, expired = ttl
+    return CacheTTL(fresh=fresh, stale=stale, expired=expired)
+
+
+def fallback_allowed(value: Mapping[str, Any], elapsed: float) -> bool:
+    """Whether a stored response may be served after a failed refetch.
+
+    It may within its freshness, ``stale-while-revalidate`` and ``stale-if-error``
+    allowances (RFC 5861 section 4), ``elapsed`` seconds after it was stored; never in
+    the extra time kept only for revalidation.
+    """
+    fresh, stale, _ = value["ttl"]
+    return bool(elapsed < fresh + stale + value.get("sie", 0.0))
+
+
+def merge_not_modified(
+    stored: Mapping[str, Any], headers: Sequence[tuple[bytes, bytes]]
+) -> list[list[bytes]]:
+    """The stored response's headers updated with those of a ``304`` (RFC 9111 3.2).
+
+    Every header the ``304`` carries replaces the stored ones of that name, except
+    hop-by-hop headers and ``Content-Length``, which describe the empty ``304``.
+    """
+    fresh: dict[bytes, list[bytes]] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower not in HOP_BY_HOP:
+            fresh.setdefault(lower, []).append(value)
+    merged = [[n, v] for n, v in stored["headers"] if n.lower() not in fresh]
+    merged.extend([n, v] for n, values in fresh.items() for v in values)
+    return merged
+
+
+def storable_headers(
+    headers: Iterable[tuple[bytes, bytes]], body_length: int | None
+) -> list[list[bytes]]:
+    """Headers as stored: lower-cased names, hop-by-hop ones dropped.
+
+    ``Content-Length`` becomes the stored body's length; with ``body_length=None``
+    (a HEAD response, which has no body) the origin's is kept.
+    """
+    dropped = HOP_BY_HOP if body_length is not None else HOP_BY_HOP - {b"content-length"}
+    kept = [[n.lower(), v] for n, v in headers if n.lower() not in dropped]
+    if body_length is not None:
+        kept.append([b"content-length", str(body_length).encode()])
+    return kept
+
+
+def make_value(
+    status: int,
+    headers: list[list[bytes]],
+    body: bytes,
+    fr: Freshness,
+    vary: list[list[str]],
+) -> dict[str, Any]:
+    """The stored form of a response (see the module docstring)."""
+    ttl = fr.ttl
+    return {
+        "v": FORMAT,
+        "status": status,
+        "headers": headers,
+        "body": body,
+        "ttl": [ttl.fresh, ttl.stale, ttl.expired],
+        "swr": fr.swr,
+        "sie": fr.sie,
+        "age": fr.age,
+        "vary": vary,
+    }
+
+
+def header_getter(headers: Sequence[Sequence[bytes]]) -> Any:
+    """``header(name) -> list[str]`` over a raw header list (latin-1 decoded)."""
+
+    def get(name: str) -> list[str]:
+        wanted = name.encode()
+        return [v.decode("latin-1") for n, v in headers if n.lower() == wanted]
+
+    return get
+
+
+def validators(value: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
+    """Conditional request headers from a stored response's ``ETag`` and ``Last-Modified``."""
+    out: list[tuple[bytes, bytes]] = []
+    for name, conditional in (
+        (b"etag", b"if-none-match"),
+        (b"last-modified", b"if-modified-since"),
+    ):
+        for n, v in value["headers"]:
+            if n == name:
+                out.append((conditional, v))
+                break
+    return out
+
+
+class Backoff:
+    """Per key pauses after failed refetches in the ``stale-if-error`` window.
+
+    Bounded: past ``limit`` keys the oldest are forgotten. Not thread-safe by itself;
+    the transports guard it with a lock (sync) or use it from one loop (async).
+    """
+
+    def __init__(self, initial: float, maximum: float, limit: int = 10_000) -> None:
+        self._initial = initial
+        self._max = maximum
+        self._limit = limit
+        self._keys: dict[str, tuple[int, float]] = {}
+
+    def paused(self, key: str, now: float) -> bool:
+        """Whether ``key`` must not be refetched at ``now``."""
+        state = self._keys.get(key)
+        return state is not None and now < state[1]
+
+    def failed(self, key: str, now: float) -> None:
+        """Record a failed refetch of ``key``."""
+        failures = self._keys.pop(key, (0, 0.0))[0] + 1
+        pause = min(self._initial * 2 ** (failures - 1), self._max)
+        if len(self._keys) >= self._limit:
+            del self._keys[next(iter(self._keys))]
+        self._keys[key] = (failures, now + pause)
+
+    def succeeded(self, key: str) -> None:
+        """Forget ``key``'s failures."""
+        if self._keys:
+            self._keys.pop(key, None)
