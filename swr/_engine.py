@@ -8,6 +8,7 @@ engines add the I/O (storage calls, fetches, waiting), with threads or with task
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Callable
@@ -79,9 +80,10 @@ def wrong_function_kind(func: Callable[..., Any], is_async: bool) -> str:
 class EngineBase:
     """Configuration, counters and I/O-free decisions shared by both engines."""
 
-    # Provided by each shell: its executor and its refresh job.
+    # Provided by each shell: its executor, its refresh job and its fetch.
     _refresher: ThreadRefresher | TaskRefresher
     _refresh: Callable[..., Any]
+    _fetch_and_store: Callable[..., Any]
 
     # Set by the engine's constructor (swr/_async/engine.py).
     name: str
@@ -241,9 +243,17 @@ class EngineBase:
             permit = breaker.acquire()
             if permit is None:  # half-open and every trial slot taken
                 return False
-        outcome = self._refresher.submit(
-            skey, self._refresh, (key, skey, fetch, ttl, entry.stored_at, permit)
+        job = functools.partial(
+            self._fetch_and_store,
+            key,
+            skey,
+            fetch,
+            ttl,
+            entry.stored_at,
+            background=True,
+            permit=permit,
         )
+        outcome = self._refresher.submit(skey, self._refresh, (skey, job))
         if outcome is not Submit.ACCEPTED and permit is not None:
             breaker.release(permit)  # type: ignore[union-attr]  # set with the permit
         if outcome is Submit.DROPPED:

@@ -411,17 +411,10 @@ class AsyncStaleEngine(EngineBase):
 
     # -- background refreshes ----------------------------------------------------------
 
-    async def _refresh(
-        self,
-        key: str,
-        skey: str,
-        fetch: Callable[[], Awaitable[Any]],
-        ttl: TTLSpec | None,
-        seen: float,
-        permit: Permit | None,
-    ) -> None:
+    async def _refresh(self, skey: str, job: Callable[[], Awaitable[Entry]]) -> None:
+        """Run one background refresh (``job``: a ``_fetch_and_store`` with its arguments)."""
         try:
-            await self._fetch_and_store(key, skey, fetch, ttl, seen, background=True, permit=permit)
+            await job()
         except RefreshNotNeededError:
             self._refresh_event(self._counters.refreshes_skipped, "skipped")
         except Exception as exc:  # noqa: BLE001 - counted, logged, stale keeps serving

@@ -409,17 +409,10 @@ class StaleEngine(EngineBase):
 
     # -- background refreshes ----------------------------------------------------------
 
-    def _refresh(
-        self,
-        key: str,
-        skey: str,
-        fetch: Callable[[], Any],
-        ttl: TTLSpec | None,
-        seen: float,
-        permit: Permit | None,
-    ) -> None:
+    def _refresh(self, skey: str, job: Callable[[], Entry]) -> None:
+        """Run one background refresh (``job``: a ``_fetch_and_store`` with its arguments)."""
         try:
-            self._fetch_and_store(key, skey, fetch, ttl, seen, background=True, permit=permit)
+            job()
         except RefreshNotNeededError:
             self._refresh_event(self._counters.refreshes_skipped, "skipped")
         except Exception as exc:  # noqa: BLE001 - counted, logged, stale keeps serving
