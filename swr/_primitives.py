@@ -13,6 +13,8 @@ comes as such a pair, side by side:
   cancelled after ``timeout``; a thread cannot be interrupted, so a background result
   arriving late is discarded instead.
 - :func:`async_sleep` / :func:`sleep`.
+- ``AsyncFetch[T]`` / ``Fetch[T]``, ``AsyncFunction[P, T]`` / ``Function[P, T]``: the
+  types of a fetch and of a decorated function (returning an awaitable, or the value).
 - :class:`TaskRefresher` / :class:`ThreadRefresher` (``AsyncRefresher`` / ``Refresher``
   for the generator): the bounded refresh executors, with the same promises:
 
@@ -37,15 +39,19 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeAlias, TypeVar
 
 from swr._log import logger
 from swr.errors import FetchAbortedError, FetchTimeoutError
 
 __all__ = [
+    "AsyncFetch",
     "AsyncFlights",
+    "AsyncFunction",
     "AsyncRefresher",
+    "Fetch",
     "Flights",
+    "Function",
     "Refresher",
     "Submit",
     "TaskRefresher",
@@ -57,6 +63,12 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+AsyncFetch: TypeAlias = Callable[[], Awaitable[T]]
+Fetch: TypeAlias = Callable[[], T]
+AsyncFunction: TypeAlias = Callable[P, Awaitable[T]]
+Function: TypeAlias = Callable[P, T]
 
 async_sleep = asyncio.sleep
 sleep = time.sleep

@@ -154,9 +154,24 @@ class RedisServer:
 
 
 class RedisCluster:
-    """Three master nodes joined with ``redis-cli --cluster create``, no replicas."""
+    """Master nodes (three by default) joined with ``redis-cli --cluster create``.
 
-    def __init__(self, directory: Path, size: int = 3) -> None:
+    ``replicas`` per master (the nodes after the masters replicate them);
+    ``node_timeout`` in ms (how soon a dead master is failed over); ``full_coverage``:
+    whether the cluster refuses every key while one slot has no live master.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        size: int = 3,
+        *,
+        replicas: int = 0,
+        node_timeout: int = 2000,
+        full_coverage: bool = True,
+    ) -> None:
+        self.replicas = replicas
+        size *= 1 + replicas
         ports: list[int] = []
         while len(ports) < size:
             port = free_port(with_bus=True)
@@ -171,7 +186,9 @@ class RedisCluster:
                 "--cluster-config-file",
                 f"nodes-{port}.conf",
                 "--cluster-node-timeout",
-                "2000",
+                str(node_timeout),
+                "--cluster-require-full-coverage",
+                "yes" if full_coverage else "no",
             )
             for port in ports
         ]
@@ -191,7 +208,7 @@ class RedisCluster:
                 "create",
                 *(f"127.0.0.1:{node.port}" for node in self.nodes),
                 "--cluster-replicas",
-                "0",
+                str(self.replicas),
                 "--cluster-yes",
             ],
             capture_output=True,
@@ -199,12 +216,35 @@ class RedisCluster:
             timeout=60,
             check=True,
         )
+        self.wait_ok(timeout)
+        return self
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Wait until every running node reports ``cluster_state:ok`` and every replica
+        has synced its master (so a failover keeps the data)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all("cluster_state:ok" in node.cli("CLUSTER", "INFO") for node in self.nodes):
-                return self
+            running = [n for n in self.nodes if n.process is not None and n.process.poll() is None]
+            if all("cluster_state:ok" in node.cli("CLUSTER", "INFO") for node in running) and all(
+                "master_link_status:up" in info or "role:master" in info
+                for info in (node.cli("INFO", "replication") for node in running)
+            ):
+                return
             time.sleep(0.05)
         raise RuntimeError("the Redis cluster did not reach cluster_state:ok")
+
+    def masters(self) -> list[RedisServer]:
+        """The running nodes that are masters now."""
+        return [
+            node
+            for node in self.nodes
+            if node.process is not None
+            and node.process.poll() is None
+            and "role:master" in node.cli("INFO", "replication")
+        ]
+
+    def node_of(self, port: int) -> RedisServer:
+        return next(node for node in self.nodes if node.port == port)
 
     def flush(self) -> None:
         for node in self.nodes:

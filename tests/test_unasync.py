@@ -33,8 +33,8 @@ class AsyncThing:
         self.loop = asyncio.get_running_loop()  # unasync: sync=self.loop = None
         await self._refresher.aclose()  # unasync: remove
 
-    async def __aenter__(self) -> AsyncThing:
-        return self
+    async def connect(self) -> None:
+        self.client = redis.asyncio.Redis()
 """
 
 EXPECTED = """\
@@ -42,7 +42,7 @@ from swr._sync.primitives import Flight, sleep
 
 
 class Thing:
-    def get(self, fetch: Callable[[], int]) -> int:
+    def get(self, fetch: Callable[[], Awaitable[int]]) -> int:
         with self._lock:
             sleep(0)
             return fetch()
@@ -50,8 +50,8 @@ class Thing:
     def close(self) -> None:
         self.loop = None
 
-    def __enter__(self) -> Thing:
-        return self
+    def connect(self) -> None:
+        self.client = redis.Redis()
 """
 
 
@@ -75,17 +75,7 @@ def test_generate_fails_on_a_rule_no_source_uses(tmp_path, monkeypatch, capsys):
 
 def full_source() -> str:
     # One line per rule, so that every rule of the table fires.
-    return (
-        SOURCE
-        + "\n\nasync def more(it: AsyncIterator[int]) -> None:\n"
-        + "    async for _ in it:\n"
-        + "        raise StopAsyncIteration\n"
-        + "    return None\n"
-        + "\n\nclass Other:\n"
-        + "    async def __aexit__(self, *args: object) -> None: ...\n"
-        + "    def __aiter__(self) -> Other: ...\n"
-        + "    async def __anext__(self) -> int: ...\n"
-    )
+    return SOURCE + "\n\nfrom swr._async import other\n"
 
 
 def test_check_fails_on_a_hand_edited_twin_and_on_an_orphan(tmp_path, monkeypatch, capsys):

@@ -42,10 +42,9 @@ RULES: list[tuple[str, str]] = [
     (r"\basync def\b", "def"),
     (r"\basync with\b", "with"),
     (r"\bawait ", ""),
-    (r"\b__aenter__\b", "__enter__"),
-    (r"\b__aexit__\b", "__exit__"),
     (r"\baclose\b", "close"),
-    (r"\bAwaitable\[([^\[\]]+)\]", r"\1"),
+    # redis-py's asyncio clients: redis.asyncio.Redis -> redis.Redis, and so on.
+    (r"\bredis\.asyncio\b", "redis"),
     # Names: AsyncThing -> Thing, async_thing -> thing, athing verbs listed one by one.
     (r"\bAsync([A-Z]\w*)", r"\1"),
     (r"\basync_(\w+)", r"\1"),
@@ -86,18 +85,20 @@ def convert(text: str, used: set[int]) -> str:
 
 
 def ruff_format(text: str, filename: Path) -> str:
-    """Format generated code the way ``ruff format`` keeps the tree."""
-    done = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(filename), "-"],
-        input=text,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    if done.returncode != 0:
-        raise UnasyncError(f"ruff format failed on the twin of {filename}:\n{done.stderr}")
-    return done.stdout
+    """Sort the imports (renamed names change their order) and format, as the tree is kept."""
+    for args in (["check", "--select", "I", "--fix", "--quiet", "--exit-zero"], ["format"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", *args, "--stdin-filename", str(filename), "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        )
+        if done.returncode != 0:
+            raise UnasyncError(f"ruff {args[0]} failed on the twin of {filename}:\n{done.stderr}")
+        text = done.stdout
+    return text
 
 
 def generate() -> dict[Path, str]:

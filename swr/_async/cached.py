@@ -6,14 +6,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from swr._cached import CachedBase
+from swr._primitives import AsyncFunction
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable  # unasync: remove
-
     from swr._async.engine import AsyncStaleEngine
     from swr.policy import Result
 
@@ -33,7 +31,7 @@ class AsyncCachedFunction(CachedBase[P, T]):
     """
 
     engine: AsyncStaleEngine
-    func: Callable[P, Awaitable[T]]
+    func: AsyncFunction[P, T]
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         result = await self.result(*args, **kwargs)

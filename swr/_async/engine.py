@@ -37,19 +37,22 @@ from swr._engine import (
     wrong_function_kind,
 )
 from swr._log import logger
-from swr._primitives import AsyncFlights, AsyncRefresher, async_call_fetch, async_sleep
+from swr._primitives import (
+    AsyncFetch,
+    AsyncFlights,
+    AsyncFunction,
+    AsyncRefresher,
+    async_call_fetch,
+    async_sleep,
+)
 from swr.breaker import CircuitBreaker
 from swr.policy import Result, Status
 from swr.refresh import RefreshOptions
 from swr.stats import EngineCounters
 from swr.storage import Entry
+from swr.storage.base import AsyncCloseable
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable  # unasync: remove
-    from types import TracebackType
-
-    from typing_extensions import Self
-
     from swr._async.cached import AsyncCachedFunction
     from swr._engine import AnyStorage  # unasync: remove
     from swr.breaker import Permit
@@ -70,7 +73,7 @@ _HIT = Status.HIT
 _STALE = Status.STALE
 
 
-class AsyncStaleEngine(EngineBase):
+class AsyncStaleEngine(EngineBase, AsyncCloseable):
     """A stale-while-revalidate cache in front of slow or flaky calls.
 
     Example::
@@ -188,7 +191,7 @@ class AsyncStaleEngine(EngineBase):
     async def execute(
         self,
         key: str,
-        fetch: Callable[[], Awaitable[T]],
+        fetch: AsyncFetch[T],
         *,
         ttl: TTLSpec | None = None,
         force_refresh: bool = False,
@@ -259,7 +262,7 @@ class AsyncStaleEngine(EngineBase):
         self,
         key: str,
         skey: str,
-        fetch: Callable[[], Awaitable[T]],
+        fetch: AsyncFetch[T],
         ttl: TTLSpec | None,
         entry: Entry | None,
         force_refresh: bool,
@@ -311,7 +314,7 @@ class AsyncStaleEngine(EngineBase):
         self,
         key: str,
         skey: str,
-        fetch: Callable[[], Awaitable[Any]],
+        fetch: AsyncFetch[Any],
         ttl: TTLSpec | None,
         seen: float,
         *,
@@ -411,7 +414,7 @@ class AsyncStaleEngine(EngineBase):
 
     # -- background refreshes ----------------------------------------------------------
 
-    async def _refresh(self, skey: str, job: Callable[[], Awaitable[Entry]]) -> None:
+    async def _refresh(self, skey: str, job: AsyncFetch[Entry]) -> None:
         """Run one background refresh (``job``: a ``_fetch_and_store`` with its arguments)."""
         try:
             await job()
@@ -453,7 +456,7 @@ class AsyncStaleEngine(EngineBase):
 
     def cached(
         self, *, ttl: TTLSpec | None = None, key: Callable[..., str] | None = None
-    ) -> Callable[[Callable[P, Awaitable[T]]], AsyncCachedFunction[P, T]]:
+    ) -> Callable[[AsyncFunction[P, T]], AsyncCachedFunction[P, T]]:
         """Decorate a function so its results go through this engine.
 
         Example::
@@ -473,7 +476,7 @@ class AsyncStaleEngine(EngineBase):
         if ttl is not None:
             _core.validate_ttl_spec(ttl)
 
-        def decorate(func: Callable[P, Awaitable[T]]) -> AsyncCachedFunction[P, T]:
+        def decorate(func: AsyncFunction[P, T]) -> AsyncCachedFunction[P, T]:
             if inspect.iscoroutinefunction(func) is not _IS_ASYNC:
                 raise TypeError(wrong_function_kind(func, _IS_ASYNC))
             from swr._async.cached import AsyncCachedFunction  # noqa: PLC0415 - import cycle
@@ -500,17 +503,6 @@ class AsyncStaleEngine(EngineBase):
             logger.warning("close_timed_out", engine=self.name, running=self._refresher.unfinished)
         if self._owns_storage:
             await self._storage.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, storage={self._storage!r})"

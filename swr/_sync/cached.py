@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from swr._cached import CachedBase
+from swr._primitives import Function
 
 if TYPE_CHECKING:
     from swr._sync.engine import StaleEngine
@@ -33,7 +33,7 @@ class CachedFunction(CachedBase[P, T]):
     """
 
     engine: StaleEngine
-    func: Callable[P, T]
+    func: Function[P, T]
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         result = self.result(*args, **kwargs)

@@ -39,18 +39,22 @@ from swr._engine import (
     wrong_function_kind,
 )
 from swr._log import logger
-from swr._primitives import Flights, Refresher, call_fetch, sleep
+from swr._primitives import (
+    Fetch,
+    Flights,
+    Function,
+    Refresher,
+    call_fetch,
+    sleep,
+)
 from swr.breaker import CircuitBreaker
 from swr.policy import Result, Status
 from swr.refresh import RefreshOptions
 from swr.stats import EngineCounters
 from swr.storage import Entry
+from swr.storage.base import Closeable
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
-    from typing_extensions import Self
-
     from swr._sync.cached import CachedFunction
     from swr.breaker import Permit
     from swr.metrics import MetricsHook
@@ -70,7 +74,7 @@ _HIT = Status.HIT
 _STALE = Status.STALE
 
 
-class StaleEngine(EngineBase):
+class StaleEngine(EngineBase, Closeable):
     """A stale-while-revalidate cache in front of slow or flaky calls.
 
     Example::
@@ -186,7 +190,7 @@ class StaleEngine(EngineBase):
     def execute(
         self,
         key: str,
-        fetch: Callable[[], T],
+        fetch: Fetch[T],
         *,
         ttl: TTLSpec | None = None,
         force_refresh: bool = False,
@@ -257,7 +261,7 @@ class StaleEngine(EngineBase):
         self,
         key: str,
         skey: str,
-        fetch: Callable[[], T],
+        fetch: Fetch[T],
         ttl: TTLSpec | None,
         entry: Entry | None,
         force_refresh: bool,
@@ -309,7 +313,7 @@ class StaleEngine(EngineBase):
         self,
         key: str,
         skey: str,
-        fetch: Callable[[], Any],
+        fetch: Fetch[Any],
         ttl: TTLSpec | None,
         seen: float,
         *,
@@ -409,7 +413,7 @@ class StaleEngine(EngineBase):
 
     # -- background refreshes ----------------------------------------------------------
 
-    def _refresh(self, skey: str, job: Callable[[], Entry]) -> None:
+    def _refresh(self, skey: str, job: Fetch[Entry]) -> None:
         """Run one background refresh (``job``: a ``_fetch_and_store`` with its arguments)."""
         try:
             job()
@@ -451,7 +455,7 @@ class StaleEngine(EngineBase):
 
     def cached(
         self, *, ttl: TTLSpec | None = None, key: Callable[..., str] | None = None
-    ) -> Callable[[Callable[P, T]], CachedFunction[P, T]]:
+    ) -> Callable[[Function[P, T]], CachedFunction[P, T]]:
         """Decorate a function so its results go through this engine.
 
         Example::
@@ -471,7 +475,7 @@ class StaleEngine(EngineBase):
         if ttl is not None:
             _core.validate_ttl_spec(ttl)
 
-        def decorate(func: Callable[P, T]) -> CachedFunction[P, T]:
+        def decorate(func: Function[P, T]) -> CachedFunction[P, T]:
             if inspect.iscoroutinefunction(func) is not _IS_ASYNC:
                 raise TypeError(wrong_function_kind(func, _IS_ASYNC))
             from swr._sync.cached import CachedFunction  # noqa: PLC0415 - import cycle
@@ -498,17 +502,6 @@ class StaleEngine(EngineBase):
             logger.warning("close_timed_out", engine=self.name, running=self._refresher.unfinished)
         if self._owns_storage:
             self._storage.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, storage={self._storage!r})"

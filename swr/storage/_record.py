@@ -34,7 +34,7 @@ import msgpack
 
 from swr.storage.base import Entry
 from swr.storage.errors import CorruptEntryError
-from swr.storage.serializers import MsgpackSerializer, Serializer, ZstdSerializer, _msgpack_ext_hook
+from swr.storage.serializers import MsgpackSerializer, Serializer, ZstdSerializer
 
 __all__ = ["FORMAT_VERSION", "ReadCache", "RecordCodec", "digest_key"]
 
@@ -51,6 +51,7 @@ _UNPACK_PLAIN = _PLAIN.unpack_from
 _PLAIN_HEAD = _MAGIC + bytes((FORMAT_VERSION, 0))
 _PLAIN_TAIL = bytes(3)
 _PLAIN_SIZE = _PLAIN.size  # the header and the marker byte
+_CHECK_LEN = struct.Struct("<H")
 _INF = math.inf
 _UNPACKB = msgpack.unpackb
 # Entries are built on every read. Entry is a plain slotted dataclass (no validation,
@@ -66,16 +67,23 @@ class RecordCodec:
         serializer: Encodes the entry's value (the payload).
     """
 
-    __slots__ = ("_raw_msgpack", "serializer")
+    __slots__ = ("_fast_max", "_hook", "_raw_msgpack", "serializer")
 
     def __init__(self, serializer: Serializer) -> None:
         self.serializer = serializer
         # Reads are the hot path of byte storages: with the default serializer an
         # uncompressed payload (marker 0) is unpacked here directly, skipping two
-        # Python-level calls. The bytes read are exactly those the serializer reads.
-        self._raw_msgpack = (
-            type(serializer) is ZstdSerializer and type(serializer.inner) is MsgpackSerializer
-        )
+        # Python-level calls. The bytes read are exactly those the serializer reads, and
+        # only payloads too short to break its bounds (a payload of n bytes holds at
+        # most n objects) take this path; longer ones go through the serializer.
+        self._raw_msgpack = False
+        self._fast_max = 0  # the longest record remainder (marker + payload) unpacked here
+        self._hook = None
+        if type(serializer) is ZstdSerializer and type(serializer.inner) is MsgpackSerializer:
+            inner = serializer.inner
+            self._raw_msgpack = True
+            self._fast_max = min(inner.max_objects, serializer.max_size) + 1
+            self._hook = inner._ext_hook
 
     def encode(self, entry: Entry, key_check: bytes = b"") -> bytes:
         """Return the record of ``entry``.
@@ -150,12 +158,10 @@ class RecordCodec:
             if data[_HEADER_SIZE:start] != key_check:
                 raise CorruptEntryError("record belongs to another key (digest collision)")
         try:
-            if self._raw_msgpack and data[start] == 0:
+            if self._raw_msgpack and data[start] == 0 and len(data) - start <= self._fast_max:
                 # What MsgpackSerializer.loads does, called directly (a partial would
                 # rebuild its keyword dict on every call).
-                value = _UNPACKB(
-                    data[start + 1 :], ext_hook=_msgpack_ext_hook, strict_map_key=False
-                )
+                value = _UNPACKB(data[start + 1 :], ext_hook=self._hook, strict_map_key=False)
             else:
                 value = self.serializer.loads(data[start:])
         except CorruptEntryError:
@@ -194,8 +200,9 @@ class RecordCodec:
         append = entries.append
         unpack_plain = _UNPACK_PLAIN
         unpackb = _UNPACKB
-        ext_hook = _msgpack_ext_hook
+        ext_hook = self._hook
         fast = self._raw_msgpack
+        fast_max = self._fast_max + _HEADER_SIZE
         new_entry = _NEW_ENTRY
         for index, data in enumerate(records):
             if data is None:
@@ -211,6 +218,7 @@ class RecordCodec:
                         head == _PLAIN_HEAD
                         and tail == _PLAIN_TAIL
                         and -_INF < stored <= fresh <= stale <= expires < _INF
+                        and len(data) <= fast_max
                     ):
                         if expires <= now:
                             append(None)
@@ -239,6 +247,19 @@ class RecordCodec:
             append(decoded if decoded.expires_at > now else None)
         return entries, corrupt
 
+    def decoded_size(self, data: bytes) -> int:
+        """The serialized size of the value in a record :meth:`decode` accepted.
+
+        The uncompressed payload's length (bounded by the serializer's limits when the
+        frame does not say); the objects decoded from it hold at most that many
+        elements, so this bounds the decoded value where the record size does not.
+        """
+        start: int = _HEADER_SIZE + _CHECK_LEN.unpack_from(data, _HEADER_SIZE - 2)[0]
+        serializer = self.serializer
+        if type(serializer) is ZstdSerializer:
+            return serializer.decoded_size(data, start)
+        return len(data) - start
+
 
 T = TypeVar("T")
 
@@ -249,8 +270,10 @@ class ReadCache(Generic[T]):
     A storage reads the record of a key, and hands out the entry cached for that key
     only if it was decoded from the very same bytes; so a value changed by any process
     or host is never served from here, and a hot key is decoded once. Holds at most
-    ``limit`` keys (the oldest insertion goes first) of records up to
-    ``RECORD_MAX`` bytes. Thread-safe: lookups are plain dict reads.
+    ``limit`` keys (the oldest insertion goes first) of values whose serialized form
+    (decompressed, :meth:`RecordCodec.decoded_size`) is at most ``DECODED_MAX`` bytes:
+    admitting by record size would let a small compressed record keep a huge value
+    resident. Thread-safe: lookups are plain dict reads.
 
     Args:
         limit: Most keys kept; 0 keeps none.
@@ -258,7 +281,7 @@ class ReadCache(Generic[T]):
 
     __slots__ = ("get", "items", "limit", "lock", "pop")
 
-    RECORD_MAX = 64 * 1024  # larger records are decoded on every read
+    DECODED_MAX = 64 * 1024  # larger values are decoded on every read
 
     def __init__(self, limit: int) -> None:
         self.limit = limit

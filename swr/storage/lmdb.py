@@ -1234,7 +1234,7 @@ class LMDBStorage(StorageMixin):
             except CorruptEntryError as exc:
                 self._corrupt(key, kb, data, exc)
                 return None
-            if self._cache.limit and len(data) <= ReadCache.RECORD_MAX:
+            if self._cache.limit and self._codec.decoded_size(data) <= ReadCache.DECODED_MAX:
                 self._cache.remember(((key, (kb, check, data, entry)),))
         clock = self._clock
         if entry.expires_at <= (clock() if clock is not None else _time.time()):

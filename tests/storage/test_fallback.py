@@ -17,7 +17,8 @@ from swr.storage import (
     RedisStorage,
     StorageUnavailableError,
 )
-from swr.storage.fallback import _Action, reconcile
+from swr.storage._fallback import Action as _Action
+from swr.storage.fallback import reconcile
 from swr.storage.serializers import JSONSerializer
 from tests.helpers import wait_until
 
@@ -141,6 +142,27 @@ def test_leases_come_from_the_tier_that_is_serving(own_redis, clock):
     store.close()
 
 
+@pytest.mark.redis
+def test_set_and_release_goes_to_the_tier_that_granted_the_lease(own_redis, clock):
+    store, primary, fallback = make(own_redis.url, clock)
+    calls: list[str] = []
+    original = primary.set_and_release
+    primary.set_and_release = lambda *args: calls.append("primary") or original(*args)
+    token = store.acquire_lease("k", 30)
+    store.set_and_release("k", entry("v", clock()), token)
+    assert calls == ["primary"]  # one call: Redis stores and releases together
+    assert primary.get("k").value == "v"
+    assert fallback.get("k").value == "v"  # kept warm
+    assert primary.acquire_lease("k", 30) is not None  # released
+    own_redis.kill()
+    local = store.acquire_lease("o", 30)  # Redis is gone: the fallback's lease
+    store.set_and_release("o", entry("w", clock()), local)
+    assert fallback.get("o").value == "w"
+    assert fallback.acquire_lease("o", 30) is not None
+    assert store.stats()["dirty_keys"] == 1  # repaired in Redis once it is back
+    store.close()
+
+
 def test_max_dirty_bounds_what_an_outage_remembers(clock):
     primary = MemoryStorage(clock=clock)
     store = FallbackStorage(primary, MemoryStorage(clock=clock), clock=clock, max_dirty=2)
@@ -203,3 +225,63 @@ def test_the_async_twin_falls_back_and_returns(own_redis, clock):
         await store.aclose()
 
     asyncio.run(scenario())
+
+
+class CountingMemory(MemoryStorage):
+    """A memory fallback that counts the writes it receives."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.writes = 0
+
+    def set_many(self, entries):
+        self.writes += len(entries)
+        super().set_many(entries)
+
+
+def test_entries_read_from_the_primary_are_kept_warm_bounded_by_count(clock):
+    primary, fallback = MemoryStorage(clock=clock), CountingMemory(clock=clock)
+    store = FallbackStorage(primary, fallback, clock=clock, warm_max_entries=3)
+    for i in range(5):
+        primary.set(f"k{i}", entry(f"v{i}", clock()))  # written by another host
+    for i in range(5):
+        assert store.get(f"k{i}").value == f"v{i}"
+    assert [fallback.get(f"k{i}") is not None for i in range(5)] == [False, False, True, True, True]
+    writes = fallback.writes
+    for _ in range(3):
+        store.get("k4")  # the very same entry: not copied again
+    assert fallback.writes == writes
+    store.set("mine", entry("w", clock()))  # an application write is never a warm copy
+    assert store.get_many(["k0", "k1"])[0].value == "v0"
+    assert fallback.get("mine").value == "w"
+    assert store.stats()["warm_copies"] == 3
+
+
+def test_warm_copies_are_bounded_by_bytes_and_can_be_turned_off(clock):
+    primary, fallback = MemoryStorage(clock=clock), MemoryStorage(clock=clock)
+    store = FallbackStorage(primary, fallback, clock=clock, warm_max_bytes=30_000)
+    for i in range(10):
+        primary.set(f"big{i}", entry("x" * 10_000, clock()))
+        store.get(f"big{i}")
+    kept = [i for i in range(10) if fallback.get(f"big{i}") is not None]
+    assert kept == [8, 9]  # two 10 KB values (and their overhead) fit in 30 KB
+    assert 20_000 < store.stats()["warm_bytes"] <= 30_000
+    cold = FallbackStorage(primary, MemoryStorage(clock=clock), clock=clock, warm_reads=False)
+    cold.get("big9")
+    assert cold.fallback.get("big9") is None
+    with pytest.raises(ValueError, match="warm_max_entries"):
+        FallbackStorage(primary, fallback, warm_max_entries=0)
+
+
+def test_the_async_twin_keeps_reads_warm_too(clock):
+    primary, fallback = MemoryStorage(clock=clock), MemoryStorage(clock=clock)
+    primary.set("k", entry("v", clock()))
+    store = FallbackStorage(primary, fallback, clock=clock, warm_max_entries=5).as_async()
+
+    async def scenario() -> None:
+        assert (await store.get("k")).value == "v"
+        assert [e.value for e in await store.get_many(["k"])] == ["v"]
+
+    asyncio.run(scenario())
+    assert fallback.get("k").value == "v"
+    assert store.stats()["warm_copies"] == 1

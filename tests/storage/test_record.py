@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swr.serializers import JSONSerializer, default_serializer
-from swr.storage import CorruptEntryError, Entry
+from swr.serializers import JSONSerializer, MsgpackSerializer, ZstdSerializer, default_serializer
+from swr.storage import CorruptEntryError, Entry, SerializationError
 from swr.storage._record import FORMAT_VERSION, RecordCodec, digest_key
 
 E = Entry(value={"a": 1}, stored_at=100.0, fresh_until=110.0, stale_until=130.0, expires_at=160.0)
@@ -142,3 +142,30 @@ def test_entries_whose_record_could_not_be_read_back_are_not_encoded(times):
 def test_only_entries_are_encoded():
     with pytest.raises(TypeError, match="Entry"):
         codec().encode(("v", 0.0, 1.0, 2.0, 3.0))  # type: ignore[arg-type]
+
+
+def test_decoded_size_is_the_size_of_the_serialized_value():
+    c = codec()
+    packed = MsgpackSerializer().dumps({"a": 1})
+    assert c.decoded_size(c.encode(E, key_check=b"a-long-key")) == len(packed)
+    listing = [f"user:{i}" for i in range(10_000)]
+    data = c.encode(Entry(listing, 100.0, 110.0, 130.0, 160.0))
+    assert data[38] == 1  # compressed
+    assert c.decoded_size(data) == len(MsgpackSerializer().dumps(listing)) > 10 * len(data)
+    j = RecordCodec(JSONSerializer())
+    assert j.decoded_size(j.encode(E)) == len(b'{"a":1}')
+
+
+def test_the_fast_paths_keep_the_serializers_bounds():
+    bounded = ZstdSerializer(MsgpackSerializer(max_objects=100), threshold=10**9)
+    c = RecordCodec(bounded)
+    fits = Entry([0] * 98, 100.0, 110.0, 130.0, 160.0)  # 99 objects, more than 100 bytes
+    assert c.decode(c.encode(fits)) == fits
+    over = RecordCodec(default_serializer()).encode(Entry([0] * 150, 100.0, 110.0, 130.0, 160.0))
+    with pytest.raises(CorruptEntryError, match="max_objects=100"):
+        c.decode(over)
+    entries, corrupt = c.decode_many([over, c.encode(fits)], now=0.0)
+    assert entries == [None, fits]
+    assert [index for index, _ in corrupt] == [0]
+    with pytest.raises(SerializationError, match="max_objects=100"):
+        c.encode(Entry([0] * 150, 100.0, 110.0, 130.0, 160.0))

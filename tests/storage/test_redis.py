@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import subprocess
 import sys
@@ -49,6 +50,78 @@ def test_redis_expiry_is_the_whole_remaining_lifetime(store, clock):
     clock.advance(59.5)  # the same entry written later has 0.5 s left
     store.set("k", entry("v", clock() - 59.5, fresh=10, lifetime=60))
     assert 0 < store.client.pttl(store.prefix + "k") <= 500
+
+
+def test_entries_that_never_expire_have_no_ttl_and_far_future_ones_are_kept(store, clock):
+    now = clock()
+    forever = Entry("v", now, now + 10, now + 20, math.inf)
+    store.set("inf", forever)
+    assert store.client.pttl(store.prefix + "inf") == -1  # no TTL
+    assert store.get("inf") == forever
+    always_fresh = Entry("w", now, math.inf, math.inf, math.inf)
+    store.set_many({"fresh": always_fresh})
+    assert store.get_many(["fresh"]) == [always_fresh]
+    far = Entry("x", now, now + 10, now + 20, 1e20)  # PX would overflow Redis's clock
+    store.set("far", far)
+    assert store.client.pttl(store.prefix + "far") == -1  # kept, never dropped early
+    assert store.get("far") == far
+    store.set("inf", entry("y", now))  # a finite entry over it gets a TTL again
+    assert store.client.pttl(store.prefix + "inf") > 0
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        (0.0, 1.0, 2.0, math.nan),
+        (math.nan, 1.0, 2.0, 3.0),
+        (0.0, 3.0, 2.0, 4.0),
+        (0.0, 1.0, 2.0, 1.5),
+        (-math.inf, 1.0, 2.0, 3.0),
+        (math.inf, math.inf, math.inf, math.inf),
+    ],
+)
+def test_nan_and_out_of_order_times_are_refused_before_any_write(store, times):
+    with pytest.raises(ValueError, match="ordered"):
+        store.set("k", Entry("v", *times))
+    with pytest.raises(ValueError, match="ordered"):
+        store.set_many({"k": Entry("v", *times)})
+    assert store.client.exists(store.prefix + "k") == 0
+
+
+def test_a_key_that_is_not_utf8_is_a_value_error_on_every_verb(store, clock):
+    bad = "k\udc80"  # a lone surrogate
+    calls = [
+        lambda: store.get(bad),
+        lambda: store.get_many(["ok", bad]),
+        lambda: store.set(bad, entry("v", clock())),
+        lambda: store.set_many({bad: entry("v", clock())}),
+        lambda: store.delete(bad),
+        lambda: store.acquire_lease(bad, 5),
+        lambda: store.release_lease(bad, "t"),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="UTF-8") as caught:
+            call()
+        assert not isinstance(caught.value, UnicodeError)
+    assert store.available
+    with pytest.raises(ValueError, match="UTF-8"):
+        RedisStorage(store.client, prefix="p\udc80")
+
+
+def test_a_cache_key_named_like_a_lease_never_touches_the_lease(clock, redis_server):
+    store = RedisStorage.from_url(redis_server.url, clock=clock)  # the default empty prefix
+    user = f"user{uuid.uuid4().hex[:6]}"
+    token = store.acquire_lease(user, 30)
+    assert token is not None
+    for name in (f"lease:{{{user}}}", f"lease:{user}", "\xfflease:{" + user + "}"):
+        assert store.get(name) is None  # an ordinary absent entry, not a corrupt one
+        store.set(name, entry("v", clock()))
+        assert store.get(name).value == "v"
+        store.delete(name)
+    assert store.stats()["corrupt_entries"] == 0
+    assert store.acquire_lease(user, 30) is None  # the lease is still held
+    store.release_lease(user, token)
+    store.close()
 
 
 def test_writing_a_dead_entry_removes_the_key(store, clock):
@@ -211,14 +284,14 @@ def test_lease_is_set_nx_px_and_survives_a_script_cache_flush(store):
 
 @pytest.mark.parametrize("key", ["user:1", "app:{user:1}:profile", "x{", "x{a", "café:ключ"])
 def test_lease_key_hashes_to_the_entry_slot(key):
-    assert key_slot(lease_key(key).encode()) == key_slot(key.encode())
-    assert lease_key(key).startswith("lease:")
+    assert key_slot(lease_key(key)) == key_slot(key.encode())
+    assert lease_key(key).startswith(b"\xfflease:")
 
 
 @pytest.mark.parametrize("key", ["a}b", "a{}b", "{}{a}"])
 def test_a_key_with_a_stray_brace_and_no_tag_gets_a_plain_lease_key(key):
     # No hash tag can reproduce its slot; one key per lease command keeps it correct.
-    assert lease_key(key) == "lease:" + key
+    assert lease_key(key) == b"\xfflease:" + key.encode()
 
 
 def test_cluster_batches_span_nodes_and_leases_live_with_their_entries(redis_cluster, clock):
@@ -267,7 +340,16 @@ def test_tls_and_credentials_pass_through_to_redis_py():
 
 def test_acl_user_and_password(redis_server):
     user, password = f"u{uuid.uuid4().hex[:6]}", "pw-" + uuid.uuid4().hex
-    redis_server.cli("ACL", "SETUSER", user, "on", f">{password}", "~acl:*", "~lease:*", "+@all")
+    # Leases live under keys starting with the byte 0xFF (see lease_key): allow them too.
+    client = redis.Redis(port=redis_server.port)
+    client.acl_setuser(
+        user,
+        enabled=True,
+        passwords=[f"+{password}"],
+        keys=[b"acl:*", b"\xfflease:*"],
+        commands=["+@all"],
+    )
+    client.close()
     try:
         url = f"redis://{user}:{password}@127.0.0.1:{redis_server.port}/0"
         store = RedisStorage.from_url(url, prefix="acl:")
@@ -467,3 +549,161 @@ def test_the_twin_of_a_storage_built_on_a_cluster_client(redis_cluster, clock):
     assert asyncio.run(read()) == list(range(10))
     store.close()
     client.close()
+
+
+# -- credentials and driver messages ---------------------------------------------------
+
+SECRET = "Sup3r@Secr3t:pw/Zq9"  # '@', ':' and '/': every character a URL parser trips on
+
+
+def fragments(secret: str, size: int = 4) -> set[str]:
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)}
+
+
+@pytest.mark.slow
+def test_no_fragment_of_the_password_reaches_anything_swr_emits(own_redis, clock, caplog):
+    """A scripted session with a known password: reprs, logs, errors and stats scanned."""
+    from urllib.parse import quote
+
+    from swr.storage import FallbackStorage, MemoryStorage, TieredStorage
+
+    user = f"u{uuid.uuid4().hex[:6]}"
+    own_redis.cli("ACL", "SETUSER", user, "on", f">{SECRET}", "~*", "+@all")
+    # '@' and ':' raw (redis-py splits the userinfo on the last '@'), '/' percent-encoded
+    url = f"redis://{user}:{quote(SECRET, safe='@:')}@127.0.0.1:{own_redis.port}/0"
+    emitted: list[str] = []
+    caplog.set_level("DEBUG")
+
+    def seen(exc: BaseException) -> None:
+        emitted.extend([str(exc), repr(exc)])
+
+    with capture_logs() as logs:
+        store = RedisStorage.from_url(url, prefix="s:", clock=clock, backoff_initial=0.05)
+        assert store.client.connection_pool.connection_kwargs["password"] == SECRET
+        safe = FallbackStorage(store, MemoryStorage(clock=clock), clock=clock)
+        tiered = TieredStorage(MemoryStorage(clock=clock), store)
+        safe.set("k", entry("v", clock()))
+        assert tiered.get("k").value == "v"
+        token = store.acquire_lease("k", 5)
+        store.release_lease("k", token)
+        wrong = RedisStorage.from_url(url.replace("Zq9", "Zq8"), clock=clock)
+        with pytest.raises(StorageUnavailableError) as refused:
+            wrong.get("k")
+        seen(refused.value)
+        twin = store.as_async()
+
+        async def twin_session() -> None:
+            await twin.set("a", entry("x", clock()))
+            assert (await twin.get("a")).value == "x"
+            emitted.append(repr(twin))
+            await twin.aclose()
+
+        asyncio.run(twin_session())
+        own_redis.kill()
+        with pytest.raises(StorageUnavailableError) as down:
+            store.get("k")
+        seen(down.value)
+        with pytest.raises(StorageUnavailableError) as refused_fast:
+            store.get("k")
+        seen(refused_fast.value)
+        assert safe.get("k").value == "v"  # served by the fallback
+        emitted.extend(repr(s) for s in (store, wrong, safe, tiered))
+        emitted.extend(str(s.stats()) for s in (store, wrong, safe, tiered))
+        emitted.extend(str(s) for s in (store, safe))
+        wrong.close()
+        safe.close()
+    ours = [record for record in caplog.records if record.name.split(".")[0] == "swr"]
+    emitted.extend(repr(event) for event in logs)
+    emitted.extend(record.getMessage() for record in ours)
+    emitted.extend(repr(record.__dict__) for record in ours)
+    assert any(event["event"] == "redis_unavailable" for event in logs)
+    text = "\n".join(emitted)
+    assert "127.0.0.1" in text  # where the server is, yes
+    leaked = {piece for piece in fragments(SECRET) | {user} if piece in text}
+    leaked |= {piece for piece in fragments(quote(SECRET, safe="")) if piece in text}
+    assert not leaked, f"credential fragments emitted: {sorted(leaked)}"
+
+
+def test_errors_carry_the_drivers_message_and_keep_it_as_cause(store):
+    store.client.hset(store.prefix + "hash", "f", "v")  # wrong type for GET
+    with pytest.raises(StorageError) as caught:
+        store.get("hash")
+    assert "WRONGTYPE" in str(caught.value)  # the server's own reason
+    assert "ResponseError" in str(caught.value)
+    assert isinstance(caught.value.__cause__, redis.exceptions.ResponseError)
+    dead = RedisStorage.from_url("redis://127.0.0.1:1/0")
+    with pytest.raises(StorageUnavailableError) as refused:
+        dead.get("k")
+    assert "Connection refused" in str(refused.value)
+    assert isinstance(refused.value.__cause__, redis.exceptions.ConnectionError)
+    dead.close()
+
+
+# -- set_and_release: one round trip for a MISS's write and its lease -------------------
+
+
+def test_set_and_release_stores_and_releases_in_one_round_trip(redis_server, clock):
+    pool = redis.ConnectionPool(
+        host="127.0.0.1", port=redis_server.port, connection_class=CountingConnection
+    )
+    client = redis.Redis(connection_pool=pool)
+    store = RedisStorage(client, prefix=f"sr{uuid.uuid4().hex[:6]}:", clock=clock)
+    warm = store.acquire_lease("warm", 5)
+    store.set_and_release("warm", entry("w", clock()), warm)  # loads the script once
+    token = store.acquire_lease("k", 5)
+    CountingConnection.sent = 0
+    store.set_and_release("k", entry("v", clock(), lifetime=60), token)
+    assert CountingConnection.sent == 1
+    assert store.get("k").value == "v"
+    assert 59_000 < client.pttl(store.prefix + "k") <= 60_000
+    assert client.exists(lease_key(store.prefix + "k")) == 0
+    assert store.acquire_lease("k", 5) is not None  # released: free to take
+    store.close()
+    client.close()
+
+
+def test_set_and_release_keeps_a_lease_it_does_not_own_and_follows_set(store, clock):
+    token = store.acquire_lease("k", 5)
+    store.set_and_release("k", entry("v", clock()), "not-the-owner")
+    assert store.get("k").value == "v"  # written, as set() would
+    assert store.acquire_lease("k", 5) is None  # the owner's lease is kept
+    now = clock()
+    store.set_and_release("k", Entry("forever", now, now + 1, now + 2, math.inf), token)
+    assert store.client.pttl(store.prefix + "k") == -1
+    assert store.get("k").value == "forever"
+    token = store.acquire_lease("k", 5)
+    dead = Entry("dead", now - 10, now - 9, now - 8, now - 1)
+    store.set_and_release("k", dead, token)
+    assert store.client.exists(store.prefix + "k") == 0
+    assert store.acquire_lease("k", 5) is not None
+    with pytest.raises(ValueError, match="ordered"):
+        store.set_and_release("k", Entry("v", now, now, now, math.nan), "t")
+
+
+def test_the_async_twin_sets_and_releases_too(store, clock):
+    async def scenario() -> None:
+        twin = store.as_async()
+        token = await twin.acquire_lease("a", 5)
+        await twin.set_and_release("a", entry("v", clock()), token)
+        assert (await twin.get("a")).value == "v"
+        assert await twin.acquire_lease("a", 5) is not None
+        await twin.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_set_and_release_on_a_cluster_in_one_slot_or_two(redis_cluster, clock):
+    store = RedisStorage.from_url(redis_cluster.url, cluster=True, prefix="sr:", clock=clock)
+    for key in ("user:1", "a}b"):  # the second key's lease lives in another slot
+        token = store.acquire_lease(key, 5)
+        store.set_and_release(key, entry(key, clock()), token)
+        assert store.get(key).value == key
+        assert store.acquire_lease(key, 5) is not None
+    store.close()
+
+
+def test_a_cluster_with_no_node_answering_is_a_storage_error_at_start():
+    with pytest.raises(StorageUnavailableError, match="cannot be reached") as caught:
+        RedisStorage.from_url("redis://127.0.0.1:1/0", cluster=True, connect_timeout=0.1)
+    assert isinstance(caught.value.__cause__, redis.exceptions.RedisClusterException)
+    assert "Connection refused" in str(caught.value)

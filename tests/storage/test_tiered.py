@@ -94,6 +94,31 @@ def test_leases_come_from_l2(tiers, clock):
     assert l2.acquire_lease("k", 30) is not None
 
 
+def test_set_and_release_writes_both_tiers_and_frees_the_lease(tiers, clock):
+    store, l1, l2 = tiers
+    token = store.acquire_lease("k", 30)
+    store.set_and_release("k", entry("v", clock()), token)
+    assert l1.get("k").value == "v"
+    assert l2.get("k").value == "v"
+    assert l2.acquire_lease("k", 30) is not None
+
+
+@pytest.mark.redis
+def test_set_and_release_is_one_call_to_a_redis_l2(redis_server, clock):
+    l2 = RedisStorage.from_url(redis_server.url, prefix=f"t{uuid.uuid4().hex[:8]}:", clock=clock)
+    store = TieredStorage(MemoryStorage(clock=clock), l2)
+    calls: list[str] = []
+    original = l2.set_and_release
+    l2.set_and_release = lambda *args: calls.append("l2") or original(*args)
+    token = store.acquire_lease("k", 30)
+    store.set_and_release("k", entry("v", clock()), token)
+    assert calls == ["l2"]
+    assert store.l1.get("k").value == "v"
+    assert l2.get("k").value == "v"
+    assert l2.acquire_lease("k", 30) is not None
+    store.close()
+
+
 def test_same_storage_twice_is_refused():
     memory = MemoryStorage()
     with pytest.raises(ValueError, match="different"):

@@ -4,18 +4,58 @@ The engine calls the hook for every answered request, refresh outcome and error.
 Label values are engine names, statuses, outcomes and error kinds, never keys, so
 the number of series stays small. Hooks are called on the request path: keep them
 fast and never raise (an exception from a hook reaches the caller).
+
+Three methods are required (:class:`MetricsHook`). The others are optional: a hook
+that subclasses :class:`BaseMetrics` overrides the ones it wants (durations, gauges,
+spans), and the engine measures a duration (with ``time.perf_counter()``) only when
+the installed hook overrides the method that receives it; :func:`bind_hook` tells the
+engine which. Two adapters ship with swr: :mod:`swr.metrics.prometheus` (extra
+``swr[prometheus]``) and :mod:`swr.metrics.opentelemetry` (extra ``swr[otel]``).
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from swr.metrics._hooks import (
+    CIRCUIT_STATES,
+    DURATION_BUCKETS,
+    FETCH_OUTCOMES,
+    OPTIONAL_METHODS,
+    STORAGE_OPERATIONS,
+    BaseMetrics,
+    BoundHook,
+    StatsSource,
+    bind_hook,
+    fetch_outcome,
+    storage_health,
+    storage_kind,
+)
 from swr.policy import Status
 
-__all__ = ["ERROR_KINDS", "REFRESH_OUTCOMES", "MetricsHook"]
+__all__ = [
+    "CIRCUIT_STATES",
+    "DURATION_BUCKETS",
+    "ERROR_KINDS",
+    "FETCH_OUTCOMES",
+    "OPTIONAL_METHODS",
+    "REFRESH_OUTCOMES",
+    "STORAGE_OPERATIONS",
+    "BaseMetrics",
+    "BoundHook",
+    "MetricsHook",
+    "StatsSource",
+    "bind_hook",
+    "fetch_outcome",
+    "storage_health",
+    "storage_kind",
+]
 
 REFRESH_OUTCOMES = ("started", "succeeded", "failed", "timed_out", "dropped", "skipped")
-"""Values passed as ``outcome`` to :meth:`MetricsHook.record_refresh`."""
+"""Values passed as ``outcome`` to :meth:`MetricsHook.record_refresh`.
+
+A refresh that times out is reported twice: ``timed_out``, then ``failed``.
+"""
 
 ERROR_KINDS = ("fetch", "storage_read", "storage_write")
 """Values passed as ``kind`` to :meth:`MetricsHook.record_error`."""
@@ -25,7 +65,10 @@ ERROR_KINDS = ("fetch", "storage_read", "storage_write")
 class MetricsHook(Protocol):
     """Receives the engine's events as counter increments.
 
-    Example (prometheus_client)::
+    These three methods are all a hook needs; the optional ones of
+    :class:`BaseMetrics` are called too when the hook has them.
+
+    Example (prometheus_client by hand; :mod:`swr.metrics.prometheus` ships an adapter)::
 
         class PrometheusHook:
             def __init__(self):

@@ -1,0 +1,292 @@
+"""A cached service under load whose upstream fails for a while, scraped like Prometheus would.
+
+Run: python examples/metrics_service.py [--duration 40] [--port 9100] [--png dashboard.png]
+(needs the prometheus extra: pip install -e ".[prometheus]"; --png needs matplotlib)
+
+Four client threads ask a StaleEngine for 100 product keys, a few of them much more
+often than the rest. The upstream answers in about 20 ms, and fails outright from 35 %
+to 65 % of the run: refreshes fail, stale and expired entries are served as FALLBACK,
+the circuit breaker opens, half-opens and closes again. The engine's metrics are served
+on http://127.0.0.1:PORT/metrics by prometheus_client, and a scraper thread reads that
+page every second, as a Prometheus server would. At the end the example prints one line
+per scrape window; with --png it draws the panels of docs/grafana-dashboard.json from
+the scraped data (this is how docs/dashboard.png was made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import random
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.parser import text_string_to_metric_families
+
+from swr import CacheTTL, CircuitBreaker, CircuitOpenError, RefreshOptions, StaleEngine
+from swr.metrics import BaseMetrics, fetch_outcome
+from swr.metrics.prometheus import PrometheusMetrics
+
+KEYS = [f"product:{i}" for i in range(100)]
+WEIGHTS = [1 / (i + 1) for i in range(len(KEYS))]  # a few hot keys, a long tail
+STATUSES = ("hit", "stale", "expired", "miss", "fallback")
+QUANTILES = (0.5, 0.95, 0.99)
+
+Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+class Upstream:
+    """About 20 ms an answer; raises while ``down``."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.calls = 0
+
+    def fetch(self, key: str) -> dict[str, object]:
+        self.calls += 1
+        time.sleep(min(0.2, random.lognormvariate(math.log(0.02), 0.5)))
+        if self.down:
+            raise ConnectionError("upstream unavailable")
+        return {"key": key, "price": random.randint(1, 100)}
+
+
+def engine_times_fetches() -> bool:
+    """Whether this swr's engine reports fetch durations to its hook by itself."""
+    seen: list[float] = []
+
+    class Probe(BaseMetrics):
+        def record_fetch(self, engine: str, outcome: str, seconds: float) -> None:
+            seen.append(seconds)
+
+    engine = StaleEngine(metrics=Probe())
+    engine.execute("probe", lambda: 1)
+    engine.close()
+    return bool(seen)
+
+
+def timed(
+    metrics: PrometheusMetrics, engine: str, fetch: Callable[[], dict[str, object]]
+) -> Callable[[], dict[str, object]]:
+    """``fetch``, reporting its duration (for engines that do not time fetches yet)."""
+
+    def run() -> dict[str, object]:
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            return fetch()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            metrics.record_fetch(engine, fetch_outcome(error), time.perf_counter() - started)
+
+    return run
+
+
+@dataclass
+class Scrape:
+    at: float  # seconds since the start
+    samples: Series
+
+
+def scrape(url: str) -> Series:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own 127.0.0.1
+        text = response.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def total(samples: Series, name: str, **labels: str) -> float:
+    """The sum of the series of ``name`` whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+
+def rate(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
+    seconds = after.at - before.at
+    return (total(after.samples, name, **labels) - total(before.samples, name, **labels)) / seconds
+
+
+def quantile(q: float, before: Scrape, after: Scrape, name: str) -> float | None:
+    """``histogram_quantile(q, increase(name_bucket[window]))``, as PromQL computes it."""
+    bounds: dict[float, float] = {}
+    for (n, labels), value in after.samples.items():
+        if n == f"{name}_bucket":
+            le = float(dict(labels)["le"])
+            old = before.samples.get((n, labels), 0.0)
+            bounds[le] = bounds.get(le, 0.0) + value - old
+    ordered = sorted(bounds.items())
+    if not ordered or ordered[-1][1] <= 0:
+        return None
+    rank = q * ordered[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in ordered:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            width = count - lower_count
+            share = (rank - lower_count) / width if width else 0.0
+            return lower_bound + (bound - lower_bound) * share
+        lower_bound, lower_count = bound, count
+    return None
+
+
+def run(duration: float, port: int) -> list[Scrape]:
+    """Serve under load for ``duration`` seconds; return what the scraper read."""
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    breaker = CircuitBreaker(failure_threshold=5, success_threshold=2, reset_timeout=3)
+    engine = StaleEngine(
+        ttl=CacheTTL(fresh=2, stale=5, expired=60),
+        name="catalog",
+        metrics=metrics,
+        breaker=breaker,
+        refresh=RefreshOptions(timeout=0.5, backoff_initial=0.5, backoff_max=2),
+    )
+    metrics.watch(engine)
+    self_timed = not engine_times_fetches()
+    server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    upstream = Upstream()
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def client() -> None:
+        while not stop.is_set():
+            key = random.choices(KEYS, WEIGHTS)[0]
+            fetch: Callable[[], dict[str, object]] = functools.partial(upstream.fetch, key)
+            if self_timed:
+                fetch = timed(metrics, engine.name, fetch)
+            try:
+                engine.execute(key, fetch)
+            except (ConnectionError, CircuitOpenError):
+                pass  # the caller's own error path; the metrics count it
+            time.sleep(0.002)
+
+    scrapes: list[Scrape] = []
+
+    def scraper() -> None:
+        while not stop.wait(1.0 - (time.monotonic() - started) % 1.0):
+            scrapes.append(Scrape(time.monotonic() - started, scrape(url)))
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+    threads.append(threading.Thread(target=scraper, daemon=True))
+    scrapes.append(Scrape(0.0, scrape(url)))
+    for thread in threads:
+        thread.start()
+    while (elapsed := time.monotonic() - started) < duration:
+        upstream.down = 0.35 * duration <= elapsed < 0.65 * duration
+        time.sleep(0.05)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=5)
+    engine.close()
+    server.shutdown()
+    server.server_close()
+    metrics.close()
+    return scrapes
+
+
+def windows(scrapes: Sequence[Scrape], width: int = 3) -> list[tuple[Scrape, Scrape]]:
+    """Sliding windows of ``width`` scrape intervals, like ``rate(...[3s])``."""
+    return [(scrapes[i - width], scrapes[i]) for i in range(width, len(scrapes))]
+
+
+def summary(scrapes: Sequence[Scrape]) -> None:
+    print(f"{'t':>5}  " + "  ".join(f"{s:>8}" for s in STATUSES) + "  hit-ratio  p95-ms  circuit")
+    for before, after in windows(scrapes):
+        rates = [rate(before, after, "swr_requests_total", status=s) for s in STATUSES]
+        answered = sum(rates)
+        ratio = (rates[0] + rates[1]) / answered if answered else 0.0
+        p95 = quantile(0.95, before, after, "swr_fetch_duration_seconds")
+        state = int(total(after.samples, "swr_circuit_state"))
+        print(
+            f"{after.at:5.0f}  "
+            + "  ".join(f"{r:8.0f}" for r in rates)
+            + f"  {ratio:9.3f}  {p95 * 1000 if p95 is not None else float('nan'):6.1f}"
+            + f"  {('closed', 'half-open', 'open')[state]}"
+        )
+
+
+def render(scrapes: Sequence[Scrape], outage: tuple[float, float], path: str) -> None:
+    """Draw the dashboard's four main panels from the scraped data."""
+    import matplotlib as mpl  # noqa: PLC0415 - only for --png
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    pairs = windows(scrapes)
+    t = [after.at for _, after in pairs]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 7.5), constrained_layout=True)
+    fig.suptitle(
+        "swr: panels of docs/grafana-dashboard.json drawn from a real run's /metrics scrapes"
+    )
+
+    ax = axes[0][0]
+    stacks = [[rate(b, a, "swr_requests_total", status=s) for b, a in pairs] for s in STATUSES]
+    ax.stackplot(t, stacks, labels=STATUSES)
+    ax.set_title("Answers by status (req/s)")
+    ax.legend(loc="upper left", fontsize="small", ncol=5)
+
+    ax = axes[0][1]
+    ratios = []
+    for before, after in pairs:
+        answered = rate(before, after, "swr_requests_total")
+        served = sum(rate(before, after, "swr_requests_total", status=s) for s in ("hit", "stale"))
+        ratios.append(served / answered if answered else float("nan"))
+    ax.plot(t, ratios, color="tab:green")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Hit ratio: (hit + stale) / all answers")
+
+    ax = axes[1][0]
+    for q in QUANTILES:
+        values = [quantile(q, b, a, "swr_fetch_duration_seconds") for b, a in pairs]
+        ax.plot(
+            t, [v * 1000 if v is not None else float("nan") for v in values], label=f"p{q * 100:g}"
+        )
+    ax.set_yscale("log")
+    ax.set_title("Foreground fetch latency (ms)")
+    ax.legend(loc="upper left", fontsize="small")
+
+    ax = axes[1][1]
+    points = [(after.at, total(after.samples, "swr_circuit_state")) for after in scrapes[1:]]
+    ax.step([p[0] for p in points], [p[1] for p in points], where="pre", color="black")
+    colors = ("tab:green", "gold", "tab:red")
+    for before, (at, state) in zip(scrapes, points, strict=False):
+        ax.axvspan(before.at, at, color=colors[int(state)], alpha=0.3, linewidth=0)
+    ax.set_yticks([0, 1, 2], ["closed", "half-open", "open"])
+    ax.set_title("Circuit state (as scraped each second)")
+
+    for row in axes:
+        for panel in row:
+            panel.axvspan(*outage, color="grey", alpha=0.12, linewidth=0)
+            panel.set_xlabel("seconds (grey: upstream failing)")
+    fig.savefig(path, dpi=80)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=40.0, help="seconds of load")
+    parser.add_argument("--port", type=int, default=0, help="metrics port (0: any free)")
+    parser.add_argument("--png", help="draw the dashboard panels into this file")
+    args = parser.parse_args(argv)
+    # The engine logs every failed fetch; this demo shows metrics instead.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(50))
+    scrapes = run(args.duration, args.port)
+    summary(scrapes)
+    if args.png:
+        render(scrapes, (0.35 * args.duration, 0.65 * args.duration), args.png)
+        print(f"wrote {args.png}")
+
+
+if __name__ == "__main__":
+    main()

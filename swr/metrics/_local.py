@@ -1,0 +1,188 @@
+"""What both adapters share: request counts kept as plain integers, gauges read from stats.
+
+The HIT path calls ``record_status`` for every answer. A ``prometheus_client`` counter
+costs about a microsecond per increment (a label lookup and a lock) and an
+OpenTelemetry counter more, several times the HIT itself; so the adapters count
+answers with ``itertools.count`` (one atomic C call under the GIL) and hand the totals
+to their library only when it collects. Everything rarer (refreshes, errors,
+durations) goes straight to the library.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from swr.metrics import CIRCUIT_STATES, BaseMetrics, StatsSource, storage_health
+from swr.policy import Status
+from swr.stats import Counter
+
+if TYPE_CHECKING:
+    from swr.stats import EngineStats
+
+__all__ = ["EngineGauges", "LocalHook", "StatsSources", "Watchable", "check_sampling"]
+
+
+def check_sampling(value: object) -> int:
+    """Validate a ``storage_read_sampling`` argument."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"storage_read_sampling must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"storage_read_sampling must be >= 1, got {value}")
+    return value
+
+
+class Watchable(Protocol):
+    """What ``watch`` needs of an engine: its name and its stats."""
+
+    name: str
+
+    def stats(self) -> EngineStats:
+        """A snapshot of the engine's counters and gauges."""
+        ...
+
+
+class LocalHook(BaseMetrics):
+    """A hook base counting answers as local integers and reading gauges from stats.
+
+    ``record_status`` only increments an integer. Thread-safe: increments are atomic;
+    a new engine name takes a lock once.
+    """
+
+    def __init__(self) -> None:
+        self._sources = StatsSources()
+        self._status_counters: dict[str, dict[Status, Callable[[], int]]] = {}
+        self._status_values: dict[tuple[str, str], Counter] = {}
+        self._status_lock = threading.Lock()
+
+    def record_status(self, engine: str, status: Status) -> None:
+        """Count one answer of ``engine`` with ``status``."""
+        try:
+            self._status_counters[engine][status]()
+        except KeyError:
+            self._new_engine(engine)[status]()
+
+    def status_counter(self, engine: str, status: Status) -> Callable[[], object]:
+        """The C-level increment of ``(engine, status)``: the cheapest call there is."""
+        try:
+            return self._status_counters[engine][status]
+        except KeyError:
+            return self._new_engine(engine)[status]
+
+    def _new_engine(self, engine: str) -> dict[Status, Callable[[], int]]:
+        if not isinstance(engine, str):
+            raise TypeError(f"engine must be a str, got {type(engine).__name__}")
+        with self._status_lock:
+            incrs = self._status_counters.get(engine)
+            if incrs is None:
+                incrs = {}
+                for status in Status:
+                    counter = self._status_values[engine, status.value] = Counter()
+                    incrs[status] = counter.incr
+                self._status_counters[engine] = incrs
+            return incrs
+
+    def status_counts(self) -> dict[tuple[str, str], int]:
+        """``(engine, status) -> answers`` since this hook was created, in this process."""
+        with self._status_lock:
+            counters = list(self._status_values.items())
+        return {labels: counter.value for labels, counter in counters}
+
+    def register_stats(self, engine: str, stats: StatsSource) -> None:
+        """Read ``engine``'s gauges from ``stats`` (kept weakly if a bound method)."""
+        self._sources.register(engine, stats)
+
+    def watch(self, engine: Watchable) -> None:
+        """Report ``engine``'s refresh queue, circuit and storage gauges; idempotent.
+
+        The same as ``register_stats(engine.name, engine.stats)``.
+        """
+        self.register_stats(engine.name, engine.stats)
+
+    def gauges(self) -> list[EngineGauges]:
+        """The gauge readings of every watched engine, read now."""
+        return list(self._sources.read())
+
+
+@dataclass(frozen=True, slots=True)
+class EngineGauges:
+    """The gauge readings of one engine at one moment (``None``: not reported)."""
+
+    engine: str
+    refreshes_running: int
+    refreshes_queued: int
+    circuit_state: int | None
+    storage_healthy: float
+    storage_entries: int | None
+    storage_bytes: int | None
+
+    @classmethod
+    def from_stats(cls, engine: str, stats: EngineStats) -> EngineGauges:
+        """Read the gauges from an engine's stats snapshot."""
+        state = stats.circuit.get("state")
+        storage = stats.storage
+        entries = storage.get("entries")
+        size = storage.get("bytes")
+        return cls(
+            engine=engine,
+            refreshes_running=stats.refreshes_in_flight,
+            refreshes_queued=stats.refreshes_queued,
+            circuit_state=CIRCUIT_STATES.index(state) if state in CIRCUIT_STATES else None,
+            storage_healthy=storage_health(storage),
+            storage_entries=entries if isinstance(entries, int) else None,
+            storage_bytes=size if isinstance(size, int) else None,
+        )
+
+    @classmethod
+    def unreadable(cls, engine: str) -> EngineGauges:
+        """The readings of an engine whose ``stats()`` raised: its storage is unhealthy."""
+        return cls(engine, 0, 0, None, 0.0, None, None)
+
+
+class StatsSources:
+    """The engines whose stats feed the gauges, held weakly.
+
+    A bound method (``engine.stats``) is kept as a :class:`weakref.WeakMethod`: once
+    the engine is gone its gauges disappear. Any other callable is kept as it is.
+    """
+
+    def __init__(self) -> None:
+        self._sources: dict[str, Callable[[], StatsSource | None]] = {}
+        self._lock = threading.Lock()
+
+    def register(self, engine: str, stats: StatsSource) -> None:
+        """Read ``engine``'s gauges from ``stats`` from now on (replacing any source)."""
+        if not isinstance(engine, str):
+            raise TypeError(f"engine must be a str, got {type(engine).__name__}")
+        if not callable(stats):
+            raise TypeError(f"stats must be a callable returning EngineStats, got {stats!r}")
+        ref: Callable[[], StatsSource | None]
+        if hasattr(stats, "__self__") and hasattr(stats, "__func__"):
+            ref = weakref.WeakMethod(stats)
+        else:
+
+            def ref() -> StatsSource:
+                return stats
+
+        with self._lock:
+            self._sources[engine] = ref
+
+    def read(self) -> Iterator[EngineGauges]:
+        """The gauges of every live engine, read now; dead engines are forgotten."""
+        with self._lock:
+            sources = list(self._sources.items())
+        for engine, ref in sources:
+            stats = ref()
+            if stats is None:
+                with self._lock:
+                    if self._sources.get(engine) is ref:
+                        del self._sources[engine]
+                continue
+            try:
+                gauges = EngineGauges.from_stats(engine, stats())
+            except Exception:  # noqa: BLE001 - a scrape must never fail on one engine
+                gauges = EngineGauges.unreadable(engine)
+            yield gauges

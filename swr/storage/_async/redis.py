@@ -1,0 +1,448 @@
+"""AsyncRedisStorage: entries in Redis or Redis Cluster, over ``redis.asyncio``.
+
+Written once: the thread twin in ``swr/storage/_sync/`` is generated from this file by
+``tools/unasync.py``. Every decision (keys, records, expiry, errors, health) lives in
+:mod:`swr.storage._redis`; this class only performs the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from swr.storage._log import logger
+from swr.storage._primitives import AsyncLock, AsyncProbe, async_node_command
+from swr.storage._redis import (
+    _RELEASE_SCRIPT,
+    _RELEASE_SHA,
+    _STORE_RELEASE_SCRIPT,
+    _STORE_RELEASE_SHA,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_SOCKET_TIMEOUT,  # unasync: sync=DEFAULT_SOCKET_TIMEOUT, SyncTwin,
+    _import_redis,
+    _RedisBase,
+    connect,
+    describe_error,
+    wrong_client,
+)
+from swr.storage.base import AsyncStorageMixin, Entry
+from swr.storage.errors import CorruptEntryError, StorageError
+from swr.storage.serializers import Serializer
+
+__all__ = ["AsyncRedisStorage"]
+
+
+class AsyncRedisStorage(
+    _RedisBase,
+    AsyncStorageMixin,  # unasync: sync=SyncTwin, StorageMixin,
+):
+    """Entries in Redis or Redis Cluster, shared by every process and host using it.
+
+    Example::
+
+        store = AsyncRedisStorage.from_url("redis://127.0.0.1:6379/0", prefix="myapp:")
+        async with AsyncStaleEngine(store, ttl=CacheTTL(fresh=60, stale=600)) as engine:
+            result = await engine.execute("user:1", lambda: fetch_user(1))
+
+    Args:
+        client: A ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster`` (it
+            keeps its own timeouts and retries; :meth:`from_url` sets short ones). Not
+            closed by :meth:`aclose` unless ``owns_client``.
+        prefix: Prepended to every key in Redis (e.g. ``"myapp:"``).
+        serializer: Encodes values; zstd over msgpack by default. Never pickle unless
+            you pass :class:`~swr.storage.serializers.PickleSerializer` yourself.
+        clock: Zero-argument callable returning epoch seconds, for ``PX`` and for the
+            expiry check on reads; ``time.time`` at each call by default.
+        backoff_initial: Seconds after a failure before the first background ``PING``.
+        backoff_max: Largest wait between probes; the wait doubles up to it.
+        owns_client: Whether :meth:`aclose` closes ``client``.
+        read_cache: Most decoded entries kept (records up to 64 KiB); 0 decodes every
+            read. A read still fetches the record and hands out the kept entry only if
+            it was decoded from the very same bytes, so a value written by any host is
+            seen at once; readers then share the value object (treat it as read-only,
+            as with :class:`~swr.storage.MemoryStorage`).
+
+    Raises:
+        ImportError: redis-py is not installed (``pip install "swr[redis]"``).
+        TypeError, ValueError: a setting has the wrong type or is out of range.
+
+    The thread twin (over ``redis``) is safe to share between threads, its probe a
+    daemon thread; the asyncio one is used from one event loop, its probe a task on
+    the loop where Redis failed. After ``fork()`` redis-py reconnects in the child and
+    a lost probe is restarted on the next call.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str = "",
+        serializer: Serializer | None = None,
+        clock: Callable[[], float] | None = None,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+        owns_client: bool = False,
+        read_cache: int = 1024,
+        _twin_options: dict[str, Any] | None = None,
+    ) -> None:
+        redis = _import_redis()
+        cluster_class = redis.asyncio.cluster.RedisCluster
+        if not isinstance(client, (redis.asyncio.Redis, cluster_class)):
+            raise wrong_client(client)
+        self._setup(
+            client,
+            prefix=prefix,
+            serializer=serializer,
+            clock=clock,
+            cluster=isinstance(client, cluster_class),
+            owns_client=owns_client,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            read_cache=read_cache,
+            twin_options=_twin_options,
+        )
+        self._probe = AsyncProbe(
+            self._health, self._ping, self._probe_answered, self._driver_errors
+        )
+        self._probe_class = AsyncProbe
+        # redis.asyncio's cluster client races when its first commands run concurrently
+        # (a connection is closed under a command still connecting): the first call
+        # initializes it alone, behind one lock. The thread client is ready at once.
+        self._ready = not self._cluster  # unasync: sync=self._ready = True
+        self._ready_lock = AsyncLock()
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "",
+        cluster: bool = False,
+        serializer: Serializer | None = None,
+        clock: Callable[[], float] | None = None,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+        read_cache: int = 1024,
+        **redis_options: Any,
+    ) -> AsyncRedisStorage:
+        """Connect to ``url`` with short timeouts; the storage owns (and closes) the client.
+
+        ``redis://[[user]:password@]host:port/db``, ``rediss://`` for TLS and
+        ``unix://`` work as in redis-py; AUTH, ACL user names and TLS settings pass
+        through to it, as do ``redis_options`` (e.g. ``ssl_ca_certs``,
+        ``max_connections``).
+
+        Args:
+            url: The server's URL (any node of the cluster when ``cluster``).
+            prefix: Prepended to every key.
+            cluster: Connect to a Redis Cluster (``redis.asyncio.cluster.RedisCluster``).
+            serializer: See the class.
+            clock: See the class.
+            socket_timeout: Seconds a command may wait for its reply.
+            connect_timeout: Seconds a new connection may take.
+            backoff_initial: See the class.
+            backoff_max: See the class.
+            read_cache: See the class.
+            **redis_options: More keyword arguments for redis-py's ``from_url``.
+
+        Raises:
+            ImportError: redis-py is not installed.
+            ValueError: a timeout is not a positive number of seconds.
+            StorageUnavailableError: ``cluster`` and no node answers (the thread
+                client reads the slot map at once).
+        """
+        redis = _import_redis()
+        client, twin = connect(
+            url,
+            redis.asyncio,
+            cluster=cluster,
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
+            options=redis_options,
+        )
+        return cls(
+            client,
+            prefix=prefix,
+            serializer=serializer,
+            clock=clock,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            owns_client=True,
+            read_cache=read_cache,
+            _twin_options=twin,
+        )
+
+    async def _enter(self) -> None:
+        """Refuse a call while closed or DOWN; initialize a cluster client on first use."""
+        if self._health.blocked:
+            raise self._refused()
+        if not self._ready:
+            await self._prepare()
+
+    async def _prepare(self) -> None:
+        async with self._ready_lock:
+            if self._ready:
+                return
+            try:
+                await self._client.initialize()
+            except self._driver_errors as exc:
+                raise self._failure(exc) from exc
+            self._ready = True
+
+    # -- the hot path -----------------------------------------------------------------
+
+    async def get(self, key: str) -> Entry | None:
+        """Return the live entry under ``key``: one ``GET`` and one decode.
+
+        Raises:
+            ValueError: ``key`` is not valid UTF-8.
+            StorageUnavailableError: Redis is unreachable, hung or DOWN, or the storage
+                is closed.
+            StorageError: Redis refused the command (the server's reason in the message).
+        """
+        if self._health.blocked:
+            raise self._refused()
+        if not self._ready:
+            await self._prepare()
+        skey = self.prefix + key
+        if self._cluster:
+            data = await self._on_node(skey, ("GET", skey))
+        else:
+            try:
+                data = await self._command("GET", skey)
+            except self._driver_errors as exc:
+                raise self._failure(exc) from exc
+        if data is None:
+            return None
+        try:
+            return self._entry(skey, data)
+        except CorruptEntryError as exc:
+            await self._drop_corrupt(skey, exc)
+            return None
+
+    async def _call(self, skey: str | bytes, *args: Any) -> Any:
+        """Run one command on the server, or on the cluster node owning ``skey``.
+
+        Raises:
+            StorageUnavailableError, StorageError, ValueError: the mapped driver error.
+        """
+        if self._cluster:
+            return await self._on_node(skey, args)
+        try:
+            return await self._command(*args)
+        except self._no_script:
+            raise
+        except self._driver_errors as exc:
+            raise self._failure(exc) from exc
+
+    async def _on_node(self, skey: str | bytes, args: tuple[Any, ...]) -> Any:
+        """Run one command on the master owning ``skey``'s slot, straight to that node.
+
+        No cluster retries and no redis-py sleeps: a dead, hung or CLUSTERDOWN node
+        costs one socket timeout at most and turns DOWN alone; while DOWN its keys are
+        refused without a network call. A redirection (ASK, TRYAGAIN) is followed by
+        the cluster client for this call; MOVED (a failover, a reshard) updates its
+        slot map on the way.
+        """
+        node, health = self._owner(skey)
+        try:
+            try:
+                return await async_node_command(self._client, node, args)
+            except self._redirect:
+                return await self._client.execute_command(*args)
+        except self._no_script:
+            raise
+        except self._driver_errors as exc:
+            raise self._node_failure(node.name, health, exc) from exc
+
+    async def _probe_node(self, name: str) -> None:
+        """Return once node ``name`` serves again, or serves no slot any more; else raise.
+
+        The slot map is read again first: after a failover or a reshard the node's keys
+        belong to another master, whose own health decides.
+        """
+        try:
+            await self._client.nodes_manager.initialize()
+        except self._driver_errors:
+            pass  # no node answered: the node's own check below fails too
+        if name not in self._masters():
+            return
+        node = self._client.get_node(node_name=name)
+        info = await async_node_command(self._client, node, ("CLUSTER", "INFO"))
+        if b"cluster_state:ok" not in info:
+            raise self._redis.exceptions.ClusterDownError(f"node {name} reports {info!r}")
+
+    async def _drop_corrupt(self, skey: str, exc: CorruptEntryError) -> None:
+        self._corrupt_found(skey, exc)
+        try:
+            await self._call(skey, "DEL", skey)
+        except StorageError:
+            pass  # the record stays; it reads as a miss again
+
+    async def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
+        """Return the live entries of ``keys`` in order, in one round trip (per node).
+
+        Raises:
+            ValueError, StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        await self._enter()
+        if not keys:
+            return []
+        prefix = self.prefix
+        skeys = [prefix + key for key in keys]
+        if self._cluster:
+            values: list[bytes | None] = [None] * len(skeys)
+            for indexes in self._slot_groups(skeys).values():
+                slot_keys = [skeys[index] for index in indexes]
+                found = await self._on_node(slot_keys[0], ("MGET", *slot_keys))
+                for index, value in zip(indexes, found, strict=True):
+                    values[index] = value
+        else:
+            values = await self._call("", "MGET", *skeys)
+        entries, corrupt = self._entries(skeys, values)
+        for index, error in corrupt:
+            await self._drop_corrupt(skeys[index], error)
+        return entries
+
+    async def set(self, key: str, entry: Entry) -> None:
+        """Store ``entry`` with ``PX`` = its remaining lifetime; a dead entry removes the key.
+
+        An entry with ``expires_at = inf`` (or beyond :data:`~swr.storage._redis.PX_MAX`)
+        is stored without a TTL.
+
+        Raises:
+            ValueError: the entry's times are NaN or out of order, or ``key`` is not
+                valid UTF-8 (nothing is written).
+            SerializationError: the value cannot be encoded (nothing is written).
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        await self._enter()
+        data, px = self._record(entry)
+        skey = self.prefix + key
+        if px is None:
+            await self._call(skey, "SET", skey, data)
+        elif px > 0:
+            await self._call(skey, "SET", skey, data, "PX", px)
+        else:
+            await self._call(skey, "DEL", skey)
+
+    async def set_many(self, entries: Mapping[str, Entry]) -> None:
+        """Store several entries in one pipeline (one round trip per node).
+
+        Raises:
+            ValueError, SerializationError: as :meth:`set` (nothing is written).
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        await self._enter()
+        if not entries:
+            return
+        prefix = self.prefix
+        records = [(prefix + key, *self._record(entry)) for key, entry in entries.items()]
+        if self._cluster:  # one call per key, each on its own node
+            for skey, data, px in records:
+                if px is None or px > 0:
+                    await self._call(skey, "SET", skey, data, *(() if px is None else ("PX", px)))
+                else:
+                    await self._call(skey, "DEL", skey)
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for skey, data, px in records:
+                if px is None or px > 0:
+                    pipe.set(skey, data, px=px)
+                else:
+                    pipe.delete(skey)
+            await pipe.execute()
+        except self._driver_errors as exc:
+            raise self._failure(exc) from exc
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; return whether Redis held it. Idempotent.
+
+        Raises:
+            ValueError, StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        await self._enter()
+        skey = self.prefix + key
+        return bool(await self._call(skey, "DEL", skey))
+
+    # -- leases -----------------------------------------------------------------------
+
+    async def acquire_lease(self, key: str, ttl: float) -> str | None:
+        """Take the lease on ``key`` for ``ttl`` seconds (``SET NX PX``); ``None`` if held.
+
+        Raises:
+            ValueError: ``ttl`` is not a positive number of seconds, or ``key`` is not
+                valid UTF-8.
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        lkey, token, px = self._lease_request(key, ttl)
+        await self._enter()
+        taken = await self._call(lkey, "SET", lkey, token, "NX", "PX", px)
+        return token if taken else None
+
+    async def release_lease(self, key: str, token: str) -> None:
+        """Release the lease on ``key`` if ``token`` still owns it (compare-and-delete).
+
+        Raises:
+            StorageUnavailableError, StorageError: as :meth:`get`; the lease then
+                expires on its own.
+        """
+        await self._enter()
+        await self._script(_RELEASE_SHA, _RELEASE_SCRIPT, (self._lease_key(key),), (token,))
+
+    async def set_and_release(self, key: str, entry: Entry, token: str) -> None:
+        """Store ``entry`` and release the lease ``token`` on ``key``: one round trip.
+
+        One Lua script writes the record (as :meth:`set` does) and deletes the lease if
+        ``token`` still owns it. On a cluster, a key whose lease sits in another slot
+        (a stray ``}`` and no hash tag) takes two calls, :meth:`set` then
+        :meth:`release_lease`.
+
+        Raises:
+            ValueError, SerializationError: as :meth:`set` (nothing is written and the
+                lease is kept; it expires on its own).
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        await self._enter()
+        script = self._store_release(key, entry, token)
+        if script is None:
+            await self.set(key, entry)
+            await self.release_lease(key, token)
+            return
+        await self._script(_STORE_RELEASE_SHA, _STORE_RELEASE_SCRIPT, *script)
+
+    async def _script(
+        self, sha: str, script: str, keys: Sequence[str | bytes], args: Sequence[object]
+    ) -> None:
+        """Run a Lua script by its SHA, loading it on ``NOSCRIPT`` (a flushed cache)."""
+        try:
+            await self._call(keys[0], "EVALSHA", sha, len(keys), *keys, *args)
+        except self._no_script:
+            await self._call(keys[0], "EVAL", script, len(keys), *keys, *args)
+
+    # -- health probe, views, closing ---------------------------------------------------
+
+    async def _ping(self) -> None:
+        await self._client.ping()
+
+    def with_serializer(self, serializer: Serializer) -> AsyncRedisStorage:
+        """Return a view of the same Redis (client, health, counters) using ``serializer``."""
+        return self._view(serializer)
+
+    async def aclose(self) -> None:
+        """Stop the probe and close the client if this storage owns it. Idempotent.
+
+        Later calls raise ``StorageUnavailableError``.
+        """
+        if not self._health.close():
+            return
+        self._probe.cancel()
+        self._close_nodes()
+        if self._owns_client:
+            try:
+                await self._client.aclose()
+            except self._driver_errors as exc:  # pragma: no cover - closing sockets
+                logger.debug("redis_close_failed", backend="redis", error=describe_error(exc))

@@ -1,0 +1,169 @@
+# Generated from swr/storage/_async/tiered.py by tools/unasync.py:
+# edit that file, not this one.
+"""TieredStorage: a small local L1 in front of a shared L2, over asyncio storages.
+
+Written once: the thread twin in ``swr/storage/_sync/`` is generated from this file by
+``tools/unasync.py``. The decisions live in :mod:`swr.storage._tiered`; this class only
+performs the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from swr.storage._primitives import has_leases, inline_get
+from swr.storage._tiered import (
+    SyncTwin,
+    _TieredBase,
+)
+from swr.storage._views import with_serializer
+from swr.storage.base import Entry, StorageMixin
+
+if TYPE_CHECKING:
+    from swr.storage.base import Storage
+    from swr.storage.serializers import Serializer
+
+__all__ = ["TieredStorage"]
+
+
+class TieredStorage(
+    _TieredBase,
+    SyncTwin,
+    StorageMixin,
+):
+    """L1 (this process) in front of L2 (shared): reads L1 then L2, writes both.
+
+    Example::
+
+        redis_store = RedisStorage.from_url("redis://127.0.0.1:6379/0", prefix="myapp:")
+        fast = TieredStorage(MemoryStorage(max_entries=10_000).as_async(), redis_store)
+        engine = StaleEngine(fast, ttl=CacheTTL(fresh=30, stale=300))
+
+    Args:
+        l1: The near tier, usually a :class:`~storage.memory.MemoryStorage` (give it the
+            engine's clock).
+        l2: The shared tier, usually a :class:`~storage.redis.RedisStorage`.
+
+    Raises:
+        ValueError: ``l1 is l2``.
+
+    Errors of either tier propagate (the engine reads them as misses). ``close()``
+    closes both tiers. The thread twin is thread-safe if both tiers are; the asyncio
+    one is used from one event loop, and reads a memory L1 behind an inline adapter
+    without an await.
+    """
+
+    l1: Storage
+    l2: Storage
+
+    def __init__(self, l1: Storage, l2: Storage) -> None:
+        self._setup(l1, l2)
+        # A memory L1 never blocks: read it directly, saving a coroutine per hit.
+        self._l1_inline: Callable[[str], Entry | None] | None = inline_get(l1)
+
+    def get(self, key: str) -> Entry | None:
+        """Return L1's entry, else L2's (copied into L1), else ``None``."""
+        if self._closed:
+            self._check_open()
+        inline = self._l1_inline
+        entry = inline(key) if inline is not None else self.l1.get(key)
+        if entry is not None:
+            self._l1_hits += 1
+            return entry
+        entry = self.l2.get(key)
+        if entry is None:
+            self._misses += 1
+            return None
+        self._l2_hits += 1
+        self.l1.set(key, entry)
+        return entry
+
+    def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
+        """One batch from L1, one from L2 for what L1 lacked; L2 hits go to L1."""
+        self._check_open()
+        entries: list[Entry | None] = self.l1.get_many(keys)
+        missing = self._missing(entries)
+        if missing:
+            found = self.l2.get_many([keys[i] for i in missing])
+            copies = self._merge(keys, entries, missing, found)
+            if copies:
+                self.l1.set_many(copies)
+        else:
+            self._merge(keys, entries, missing, ())
+        return entries
+
+    def set(self, key: str, entry: Entry) -> None:
+        """Write L2, then L1 (L1 even when L2 fails; L2's error propagates)."""
+        self._check_open()
+        try:
+            self.l2.set(key, entry)
+        finally:
+            self.l1.set(key, entry)
+
+    def set_many(self, entries: Mapping[str, Entry]) -> None:
+        """Write a batch to L2, then to L1."""
+        self._check_open()
+        try:
+            self.l2.set_many(entries)
+        finally:
+            self.l1.set_many(entries)
+
+    def delete(self, key: str) -> bool:
+        """Delete from L2, then L1; return whether either held the key."""
+        self._check_open()
+        removed_l2 = False
+        try:
+            removed_l2 = self.l2.delete(key)
+        finally:
+            removed_l1 = self.l1.delete(key)
+        return removed_l2 or removed_l1
+
+    def _leases(self) -> Any:
+        for tier in (self.l2, self.l1):
+            if has_leases(tier):
+                return tier
+        raise TypeError(f"neither {self.l2!r} nor {self.l1!r} supports leases")
+
+    def acquire_lease(self, key: str, ttl: float) -> str | None:
+        """Take the lease from L2 (shared by every host)."""
+        self._check_open()
+        token: str | None = self._leases().acquire_lease(key, ttl)
+        return token
+
+    def release_lease(self, key: str, token: str) -> None:
+        """Release a lease taken with :meth:`acquire_lease`."""
+        self._leases().release_lease(key, token)
+
+    def set_and_release(self, key: str, entry: Entry, token: str) -> None:
+        """Store ``entry`` as :meth:`set` does and release the lease ``token``.
+
+        When L2 granted the lease and stores and releases together (Redis: one round
+        trip), that is one call to L2; L1 is written as by :meth:`set`.
+        """
+        self._check_open()
+        if not self._l2_store_release or self._leases() is not self.l2:
+            self.set(key, entry)
+            self.release_lease(key, token)
+            return
+        l2: Any = self.l2
+        try:
+            l2.set_and_release(key, entry, token)
+        finally:
+            self.l1.set(key, entry)
+
+    def with_serializer(self, serializer: Serializer) -> TieredStorage:
+        """The same tiers, with ``serializer`` for those that take one (L2)."""
+        return TieredStorage(
+            with_serializer(self.l1, serializer), with_serializer(self.l2, serializer)
+        )
+
+    def close(self) -> None:
+        """Close both tiers. Idempotent; later calls raise ``StorageUnavailableError``."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.l2.close()
+        finally:
+            self.l1.close()

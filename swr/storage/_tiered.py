@@ -1,0 +1,84 @@
+"""Every decision of the tiered storages, without I/O: what to ask L2, what to copy to L1.
+
+The storages are written once, as asyncio code, in :mod:`swr.storage._async.tiered`;
+the thread twin is generated from it. See :mod:`swr.storage.tiered`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from swr.storage._views import add_tier_stats, as_async
+from swr.storage.base import Entry
+from swr.storage.errors import StorageUnavailableError
+
+if TYPE_CHECKING:
+    from swr.storage._async.tiered import AsyncTieredStorage
+
+__all__ = ["SyncTwin", "_TieredBase"]
+
+
+class _TieredBase:
+    """Counters and the routing decisions shared by both tiered storages."""
+
+    def _setup(self, l1: Any, l2: Any) -> None:
+        if l1 is l2:
+            raise ValueError("l1 and l2 must be two different storages")
+        self.l1 = l1
+        self.l2 = l2
+        self._closed = False
+        self._l1_hits = 0
+        self._l2_hits = 0
+        self._misses = 0
+        self._l2_store_release = callable(getattr(l2, "set_and_release", None))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageUnavailableError(f"{type(self).__name__} is closed")
+
+    @staticmethod
+    def _missing(entries: Sequence[Entry | None]) -> list[int]:
+        """Indexes of the L1 batch answers that must be asked of L2."""
+        return [i for i, entry in enumerate(entries) if entry is None]
+
+    def _merge(
+        self,
+        keys: Sequence[str],
+        entries: list[Entry | None],
+        missing: list[int],
+        found: Sequence[Entry | None],
+    ) -> dict[str, Entry]:
+        """Fill L2's answers into ``entries``; return the hits to copy into L1."""
+        copies: dict[str, Entry] = {}
+        for i, entry in zip(missing, found, strict=True):
+            entries[i] = entry
+            if entry is not None:
+                copies[keys[i]] = entry
+        self._l1_hits += len(keys) - len(missing)
+        self._l2_hits += len(copies)
+        self._misses += len(missing) - len(copies)
+        return copies
+
+    def stats(self) -> dict[str, int]:
+        """``l1_hits``, ``l2_hits`` and ``misses`` of reads, then each tier's own counters
+        (prefixed ``l1_`` and ``l2_``). Counts are approximate under heavy threading.
+        """  # noqa: D205 - the list of counters is the summary
+        stats = {"l1_hits": self._l1_hits, "l2_hits": self._l2_hits, "misses": self._misses}
+        return add_tier_stats(stats, {"l1": self.l1, "l2": self.l2})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(l1={self.l1!r}, l2={self.l2!r})"
+
+
+class SyncTwin:
+    """What only the synchronous storage has: :meth:`as_async`, its asyncio twin."""
+
+    l1: Any
+    l2: Any
+
+    def as_async(self) -> AsyncTieredStorage:
+        """The asyncio twin over each tier's asyncio view."""
+        from swr.storage._async.tiered import AsyncTieredStorage  # noqa: PLC0415 - cycle
+
+        return AsyncTieredStorage(as_async(self.l1), as_async(self.l2))

@@ -1,0 +1,51 @@
+"""A worker process of the multiprocess tests: ``python -m tests.metrics.mp_worker MODE N``.
+
+PROMETHEUS_MULTIPROC_DIR is set by the test before this process imports
+prometheus_client, as gunicorn's config would set it.
+
+Modes:
+    serve N    one miss and N - 1 hits, flush, print "ready", exit at a line on stdin
+               (the exit hook flushes again)
+    thread N   the same without flushing: the flush thread must write the counts
+    fork N     one miss here, then a forked child answers N hits and flushes; both exit
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from prometheus_client import CollectorRegistry
+
+from swr import CacheTTL, StaleEngine
+from swr.metrics.prometheus import PrometheusMetrics
+
+
+def main(mode: str, n: int) -> int:
+    interval = 0.02 if mode == "thread" else 3600.0
+    metrics = PrometheusMetrics(CollectorRegistry(), flush_interval=interval)
+    assert metrics.multiprocess
+    engine = StaleEngine(ttl=CacheTTL(fresh=3600), name="web", metrics=metrics)
+    metrics.watch(engine)
+    engine.execute("k", lambda: 1)
+    if mode == "fork":
+        metrics.flush()
+        pid = os.fork()
+        if pid == 0:
+            for _ in range(n):
+                engine.execute("k", lambda: 1)
+            metrics.flush()
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+    for _ in range(n - 1):
+        engine.execute("k", lambda: 1)
+    if mode == "serve":
+        metrics.flush()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], int(sys.argv[2])))
