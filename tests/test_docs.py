@@ -22,6 +22,10 @@ def needs_redis(path: Path) -> bool:
     return any("redis://" in source for runs, source in blocks(path.read_text()) if runs)
 
 
+def needs_cluster(path: Path) -> bool:
+    return any(":7000" in source for runs, source in blocks(path.read_text()) if runs)
+
+
 PAGES = sorted(
     path
     for path in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]
@@ -38,6 +42,8 @@ def test_every_block_of_the_page_runs(page, tmp_path, request):
     env = dict(os.environ)
     if needs_redis(page):
         env["SWR_TEST_REDIS_URL"] = request.getfixturevalue("redis_server").url
+    if needs_cluster(page):
+        env["SWR_TEST_CLUSTER_URL"] = request.getfixturevalue("redis_cluster").url
     done = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "docs_blocks.py"), str(page)],
         cwd=tmp_path,
@@ -56,6 +62,19 @@ def test_no_run_blocks_say_why():
         for runs, source in blocks(page.read_text()):
             if not runs:
                 assert source.lstrip().startswith("#"), (page, source[:60])
+
+
+def test_a_block_naming_a_host_off_this_machine_is_refused(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text('```python\nurl = "redis://10.1.2.3:6379/0"\n```\n')
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "docs_blocks.py"), str(page)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "10.1.2.3" in done.stderr
 
 
 def test_a_failing_block_fails_the_page(tmp_path):
