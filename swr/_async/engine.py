@@ -227,7 +227,7 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
         if not force_refresh:
             try:
                 lookup = self._lookup
-                entry = lookup(skey) if lookup else await self._storage.get(skey)
+                entry = await self._storage.get(skey) if lookup is None else lookup(skey)
                 if entry is not None and self._touch is not None:
                     self._touch(skey)
             except KeyError:  # evicted between lookup and touch: the read still holds
