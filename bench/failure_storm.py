@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 
-from swr import CacheTTL, StaleEngine
+from swr import CacheTTL, RefreshOptions, StaleEngine
 from swr.storage import MemoryStorage
 
 
@@ -53,7 +53,7 @@ def run(clients: int, keys: int, seconds: float, hung: bool) -> dict[str, float]
     engine = StaleEngine(
         MemoryStorage(),
         ttl=CacheTTL(fresh=0.2, stale=0.2, expired=3600),
-        refresh_timeout=refresh_timeout,
+        refresh=RefreshOptions(timeout=refresh_timeout),
     )
     names = [f"item:{i}" for i in range(keys)]
     for name in names:

@@ -21,7 +21,7 @@ import time
 import cachetools
 from _harness import Target, measure, report
 
-from swr import AsyncStaleEngine, CacheTTL, StaleEngine, Status
+from swr import AsyncStaleEngine, CacheTTL, RefreshOptions, StaleEngine, Status
 
 KEY = "user:42"
 VALUE = {"id": 42, "name": "Ada"}
@@ -47,7 +47,9 @@ def main() -> int:
 
     # A STALE entry whose refresh blocks for the whole run: every read is a STALE serve
     # that finds the key's refresh already running.
-    stale_engine = StaleEngine(ttl=CacheTTL(fresh=0.001, stale=3600), refresh_timeout=3600)
+    stale_engine = StaleEngine(
+        ttl=CacheTTL(fresh=0.001, stale=3600), refresh=RefreshOptions(timeout=3600)
+    )
     stale_engine.execute(KEY, fetch)
     time.sleep(0.01)
     release = threading.Event()

@@ -15,7 +15,7 @@ import logging
 import time
 from collections import Counter
 
-from swr import CacheTTL, CircuitBreaker, CircuitOpenError, StaleEngine
+from swr import CacheTTL, CircuitBreaker, CircuitOpenError, RefreshOptions, StaleEngine
 from swr.testing import FakeClock
 
 KEYS = [f"product:{i}" for i in range(5)]
@@ -46,7 +46,7 @@ def main() -> None:
         ttl=CacheTTL(fresh=20, stale=40, expired=600),
         clock=clock,
         breaker=breaker,
-        backoff_initial=5,
+        refresh=RefreshOptions(backoff_initial=5),
     )
     start = clock()
     print(f"{'time':>9}  {'upstream':<8} {'circuit':<9} {'calls':>5}  statuses callers got")

@@ -29,7 +29,7 @@ import structlog
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
-from swr import CacheTTL, CircuitBreaker, CircuitOpenError, StaleEngine
+from swr import CacheTTL, CircuitBreaker, CircuitOpenError, RefreshOptions, StaleEngine
 from swr.metrics import BaseMetrics, fetch_outcome
 from swr.metrics.prometheus import PrometheusMetrics
 
@@ -150,9 +150,7 @@ def run(duration: float, port: int) -> list[Scrape]:
         name="catalog",
         metrics=metrics,
         breaker=breaker,
-        refresh_timeout=0.5,
-        backoff_initial=0.5,
-        backoff_max=2,
+        refresh=RefreshOptions(timeout=0.5, backoff_initial=0.5, backoff_max=2),
     )
     metrics.watch(engine)
     self_timed = not engine_times_fetches()

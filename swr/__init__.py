@@ -16,6 +16,7 @@ from swr.errors import (
 )
 from swr.metrics import MetricsHook
 from swr.policy import CacheTTL, Result, Status, TTLSpec
+from swr.refresh import RefreshOptions
 from swr.stats import EngineStats
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "FetchAbortedError",
     "FetchTimeoutError",
     "MetricsHook",
+    "RefreshOptions",
     "Result",
     "SWRError",
     "StaleEngine",

@@ -1,17 +1,20 @@
-"""The ``@engine.cached`` decorator: a function whose results go through an engine."""
+"""What both ``@engine.cached`` decorators share: the key builder and the wrapping.
+
+``AsyncCachedFunction`` is written in ``swr/_async/cached.py``; ``CachedFunction`` is
+its generated twin in ``swr/_sync/cached.py``.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
-    from swr.engine import AsyncStaleEngine, StaleEngine
-    from swr.policy import Result, TTLSpec
+    from swr.policy import TTLSpec
 
-__all__ = ["AsyncCachedFunction", "CachedFunction", "default_key"]
+__all__ = ["CachedBase", "default_key"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -55,7 +58,7 @@ def default_key(func: Callable[..., Any]) -> Callable[..., str]:
     return make_key
 
 
-class _Cached(Generic[P, T]):
+class CachedBase(Generic[P, T]):
     """What both decorators share: the engine, the key builder, the ttl, the wrapping."""
 
     __call__: Callable[..., Any]  # each subclass defines how a call goes through
@@ -78,57 +81,3 @@ class _Cached(Generic[P, T]):
         if instance is None:
             return self
         return functools.partial(self.__call__, instance)
-
-
-class CachedFunction(_Cached[P, T]):
-    """A function whose results are served through a :class:`~swr.StaleEngine`.
-
-    Calling it returns the value (not the :class:`~swr.Result`). ``result(...)`` returns
-    the full result, ``invalidate(...)`` deletes the entry of those arguments and
-    ``key_for(...)`` shows the key they map to.
-    """
-
-    engine: StaleEngine
-    func: Callable[P, T]
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self.result(*args, **kwargs).value
-
-    def result(self, *args: P.args, **kwargs: P.kwargs) -> Result[T]:
-        """Return the :class:`~swr.Result` of a call with these arguments."""
-        return self.engine.execute(
-            self.key_for(*args, **kwargs),
-            functools.partial(self.func, *args, **kwargs),
-            ttl=self.ttl,
-        )
-
-    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """Delete the cached entry of these arguments; return whether one existed."""
-        return self.engine.delete(self.key_for(*args, **kwargs))
-
-
-class AsyncCachedFunction(_Cached[P, T]):
-    """A coroutine function whose results are served through an :class:`~swr.AsyncStaleEngine`.
-
-    Awaiting a call returns the value; ``await result(...)``, ``await invalidate(...)``
-    and ``key_for(...)`` work as in :class:`CachedFunction`.
-    """
-
-    engine: AsyncStaleEngine
-    func: Callable[P, Awaitable[T]]
-
-    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
-        result = await self.result(*args, **kwargs)
-        return result.value
-
-    async def result(self, *args: P.args, **kwargs: P.kwargs) -> Result[T]:
-        """Return the :class:`~swr.Result` of a call with these arguments."""
-        return await self.engine.execute(
-            self.key_for(*args, **kwargs),
-            functools.partial(self.func, *args, **kwargs),
-            ttl=self.ttl,
-        )
-
-    async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """Delete the cached entry of these arguments; return whether one existed."""
-        return await self.engine.delete(self.key_for(*args, **kwargs))

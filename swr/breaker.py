@@ -14,7 +14,9 @@ How it works::
 - HALF_OPEN: at most ``half_open_max_calls`` trial calls run at once; the rest are
   refused as if open.
 
-What always holds: every transition happens under one lock, so no two callers both
+The transitions themselves are pure (``swr._core.breaker.transition``); this class
+holds the current state, hands out permits and logs. What always holds: every
+transition happens under one lock, so no two callers both
 take the last trial slot and each transition is logged and counted once. Each state
 has a generation number; a permit remembers the generation it was issued in, and the
 outcome of a call started in an earlier generation (a slow call that began while
@@ -29,12 +31,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import threading
-import time as _time
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
+from swr._core import BreakerEvent, BreakerRules, BreakerState, check_callable, now, transition
+from swr._core.breaker import CLOSED, HALF_OPEN, OPEN
 from swr._log import logger
 from swr.errors import CircuitOpenError
 
@@ -42,10 +44,6 @@ __all__ = ["CircuitBreaker", "CircuitOpenError", "Permit"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-CLOSED = "closed"
-OPEN = "open"
-HALF_OPEN = "half_open"
 
 
 class Permit:
@@ -56,14 +54,6 @@ class Permit:
     def __init__(self, generation: int, trial: bool) -> None:
         self.generation = generation
         self.trial = trial
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"CircuitBreaker.{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"CircuitBreaker.{name} must be >= 1, got {value}")
-    return value
 
 
 class CircuitBreaker:
@@ -107,35 +97,25 @@ class CircuitBreaker:
         name: str = "circuit",
         ignore: tuple[type[BaseException], ...] = (),
     ) -> None:
-        self.failure_threshold = _positive_int("failure_threshold", failure_threshold)
-        self.success_threshold = _positive_int("success_threshold", success_threshold)
-        self.half_open_max_calls = _positive_int("half_open_max_calls", half_open_max_calls)
-        if isinstance(reset_timeout, bool) or not isinstance(reset_timeout, (int, float)):
-            raise TypeError("CircuitBreaker.reset_timeout must be seconds as a number")
-        if reset_timeout < 0 or not math.isfinite(reset_timeout):
-            raise ValueError(
-                f"CircuitBreaker.reset_timeout must be finite and >= 0 seconds, got {reset_timeout}"
-            )
-        if clock is not None and not callable(clock):
-            raise TypeError("CircuitBreaker.clock must be a zero-argument callable")
-        self.reset_timeout = float(reset_timeout)
+        rules = BreakerRules(
+            failure_threshold, success_threshold, reset_timeout, half_open_max_calls
+        )
+        check_callable("CircuitBreaker.clock", clock, "a zero-argument callable")
+        self.failure_threshold = rules.failure_threshold
+        self.success_threshold = rules.success_threshold
+        self.half_open_max_calls = rules.half_open_max_calls
+        self.reset_timeout = rules.reset_timeout
         self.name = name
         self.ignore = tuple(ignore)
         self._clock = clock
         self._lock = threading.Lock()
-        self._state = CLOSED
-        self._generation = 0
+        self._s = BreakerState(rules)
         self._closed_permit = Permit(0, trial=False)
-        self._failures = 0
-        self._successes = 0
-        self._trials = 0
-        self._open_until = 0.0
         self._transitions = {OPEN: 0, HALF_OPEN: 0, CLOSED: 0}
         self._rejected = 0
 
     def _now(self) -> float:
-        clock = self._clock
-        return clock() if clock is not None else _time.time()
+        return now(self._clock)
 
     # -- state -----------------------------------------------------------------------
 
@@ -143,8 +123,7 @@ class CircuitBreaker:
     def state(self) -> str:
         """``"closed"``, ``"open"`` or ``"half_open"`` as of now."""
         with self._lock:
-            self._half_open_if_due_locked(self._now())
-            return self._state
+            return self._step_locked(BreakerEvent.TICK).state
 
     def is_open(self) -> bool:
         """Whether calls are refused outright now (open, and not yet due for trials).
@@ -152,38 +131,35 @@ class CircuitBreaker:
         Lock-free: a racing transition may be missed by a moment; :meth:`acquire` is
         the authority.
         """
-        return self._state == OPEN and self._now() < self._open_until
+        s = self._s
+        return s.state == OPEN and self._now() < s.open_until
 
     @property
     def retry_at(self) -> float:
         """Epoch seconds from which a trial call may run (now, unless open)."""
         with self._lock:
-            return self._open_until if self._state == OPEN else self._now()
+            s = self._s
+            return s.open_until if s.state == OPEN else self._now()
 
-    def _set_state_locked(self, state: str, now: float) -> None:
-        self._state = state
-        self._generation += 1
-        self._transitions[state] += 1
-        self._successes = 0
-        self._trials = 0
-        if state == CLOSED:
-            self._failures = 0
-            self._closed_permit = Permit(self._generation, trial=False)
-            logger.info("circuit_closed", circuit=self.name)
-        elif state == OPEN:
-            self._open_until = now + self.reset_timeout
-            logger.warning(
-                "circuit_opened",
-                circuit=self.name,
-                failures=self._failures,
-                retry_in=self.reset_timeout,
-            )
-        else:
-            logger.info("circuit_half_open", circuit=self.name)
-
-    def _half_open_if_due_locked(self, now: float) -> None:
-        if self._state == OPEN and now >= self._open_until:
-            self._set_state_locked(HALF_OPEN, now)
+    def _step_locked(self, event: BreakerEvent) -> BreakerState:
+        """Apply ``event`` (the rules are in ``swr._core.breaker``); log a change of state."""
+        old = self._s
+        s = self._s = transition(old, event, self._now())
+        if s.state != old.state:
+            self._transitions[s.state] += 1
+            if s.state == CLOSED:
+                self._closed_permit = Permit(s.generation, trial=False)
+                logger.info("circuit_closed", circuit=self.name)
+            elif s.state == OPEN:
+                logger.warning(
+                    "circuit_opened",
+                    circuit=self.name,
+                    failures=s.failures,
+                    retry_in=self.reset_timeout,
+                )
+            else:
+                logger.info("circuit_half_open", circuit=self.name)
+        return s
 
     # -- permits -----------------------------------------------------------------------
 
@@ -193,17 +169,17 @@ class CircuitBreaker:
         Every permit must be handed back once with :meth:`record_success`,
         :meth:`record_failure` or :meth:`release`.
         """
-        if self._state == CLOSED:
+        if self._s.state == CLOSED:
             # Lock-free fast path: a permit of a generation that ends meanwhile is
             # simply ignored when handed back.
             return self._closed_permit
         with self._lock:
-            self._half_open_if_due_locked(self._now())
-            if self._state == CLOSED:
+            s = self._step_locked(BreakerEvent.TICK)
+            if s.state == CLOSED:
                 return self._closed_permit
-            if self._state == HALF_OPEN and self._trials < self.half_open_max_calls:
-                self._trials += 1
-                return Permit(self._generation, trial=True)
+            if s.allows_trial():
+                s = self._step_locked(BreakerEvent.TRIAL)
+                return Permit(s.generation, trial=True)
             self._rejected += 1
             return None
 
@@ -217,41 +193,24 @@ class CircuitBreaker:
             retry_in=max(0.0, retry_at - self._now()),
         )
 
+    def _outcome(self, permit: Permit, event: BreakerEvent) -> None:
+        with self._lock:
+            # A call started in an earlier generation says nothing about this one.
+            if permit.generation == self._s.generation:
+                self._step_locked(event)
+
     def record_success(self, permit: Permit) -> None:
         """The call made under ``permit`` succeeded."""
-        with self._lock:
-            if permit.generation != self._generation:
-                return
-            if self._state == CLOSED:
-                self._failures = 0
-                return
-            # HALF_OPEN: a trial succeeded.
-            self._trials -= 1
-            self._successes += 1
-            if self._successes >= self.success_threshold:
-                self._set_state_locked(CLOSED, self._now())
+        self._outcome(permit, BreakerEvent.SUCCESS)
 
     def record_failure(self, permit: Permit) -> None:
         """The call made under ``permit`` failed (raised or timed out)."""
-        with self._lock:
-            if permit.generation != self._generation:
-                return
-            if self._state == CLOSED:
-                self._failures += 1
-                if self._failures >= self.failure_threshold:
-                    self._set_state_locked(OPEN, self._now())
-                return
-            # HALF_OPEN: any failed trial re-opens the circuit.
-            self._failures += 1
-            self._set_state_locked(OPEN, self._now())
+        self._outcome(permit, BreakerEvent.FAILURE)
 
     def release(self, permit: Permit) -> None:
         """Hand back a permit whose call never ran (or was interrupted): no outcome."""
-        if not permit.trial:
-            return
-        with self._lock:
-            if permit.generation == self._generation and self._trials > 0:
-                self._trials -= 1
+        if permit.trial:
+            self._outcome(permit, BreakerEvent.RELEASE)
 
     def record(self, permit: Permit, error: BaseException | None) -> None:
         """Hand back ``permit`` with the outcome ``error`` (``None`` for success).
@@ -269,22 +228,20 @@ class CircuitBreaker:
     def stats(self) -> dict[str, Any]:
         """State, transition counts, refusals and the current consecutive failures."""
         with self._lock:
-            self._half_open_if_due_locked(self._now())
+            s = self._step_locked(BreakerEvent.TICK)
             return {
-                "state": self._state,
+                "state": s.state,
                 "opened": self._transitions[OPEN],
                 "half_opened": self._transitions[HALF_OPEN],
                 "closed": self._transitions[CLOSED],
                 "rejected": self._rejected,
-                "consecutive_failures": self._failures,
+                "consecutive_failures": s.failures,
             }
 
     def reset(self) -> None:
         """Close the circuit now, forgetting failures (for operators and tests)."""
         with self._lock:
-            if self._state != CLOSED:
-                self._set_state_locked(CLOSED, self._now())
-            self._failures = 0
+            self._step_locked(BreakerEvent.RESET)
 
     # -- wrapping calls ----------------------------------------------------------------
 

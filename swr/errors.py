@@ -5,7 +5,7 @@ The tree::
     SWRError                          any error raised by swr itself
     ├── ConfigError (also ValueError)  invalid settings, raised by constructors
     ├── FetchTimeoutError (also TimeoutError)
-    │                                 a fetch outlived ``refresh_timeout``
+    │                                 a fetch outlived ``RefreshOptions.timeout``
     ├── FetchAbortedError             the shared fetch a caller waited on was interrupted
     └── CircuitOpenError              the circuit breaker refuses calls and nothing cached
                                       can be served instead
@@ -38,7 +38,7 @@ class ConfigError(SWRError, ValueError):
 
 
 class FetchTimeoutError(SWRError, TimeoutError):
-    """A fetch did not finish within ``refresh_timeout`` seconds."""
+    """A fetch did not finish within ``RefreshOptions.timeout`` seconds."""
 
 
 class FetchAbortedError(SWRError):

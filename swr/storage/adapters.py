@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any, TypeGuard
 
-from swr.storage.base import AsyncLeases, AsyncStorageMixin, Entry, Leases, Storage
+from swr.storage.base import (
+    AsyncLeases,
+    AsyncStorage,
+    AsyncStorageMixin,
+    AsyncView,
+    Entry,
+    Leases,
+    SetAndRelease,
+    Stats,
+    Storage,
+)
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["AsyncAdapter", "as_async", "has_async_leases"]
+__all__ = ["AsyncAdapter", "as_async", "has_async_leases", "is_async"]
 
 
 class AsyncAdapter(AsyncStorageMixin):
@@ -81,10 +88,29 @@ class AsyncAdapter(AsyncStorageMixin):
         else:
             await asyncio.to_thread(storage.release_lease, key, token)
 
+    async def set_and_release(self, key: str, entry: Entry, token: str) -> None:
+        """Store and release a lease in one step through the wrapped storage.
+
+        Raises:
+            TypeError: the wrapped storage does not offer ``set_and_release``.
+        """
+        storage = self.sync
+        if not isinstance(storage, SetAndRelease):
+            raise TypeError(f"{type(storage).__name__} does not offer set_and_release")
+        if self.inline:
+            storage.set_and_release(key, entry, token)
+        else:
+            await asyncio.to_thread(storage.set_and_release, key, entry, token)
+
     @property
     def supports_leases(self) -> bool:
         """Whether the wrapped storage offers leases."""
         return isinstance(self.sync, Leases)
+
+    @property
+    def supports_set_and_release(self) -> bool:
+        """Whether the wrapped storage offers ``set_and_release``."""
+        return isinstance(self.sync, SetAndRelease)
 
     async def aclose(self) -> None:
         """Close the wrapped storage."""
@@ -94,10 +120,9 @@ class AsyncAdapter(AsyncStorageMixin):
         """Close the wrapped storage (sync spelling)."""
         self.sync.close()
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         """The wrapped storage's counters, if it keeps any."""
-        stats = getattr(self.sync, "stats", None)
-        return dict(stats()) if callable(stats) else {}
+        return dict(self.sync.stats()) if isinstance(self.sync, Stats) else {}
 
     def __repr__(self) -> str:
         return f"AsyncAdapter({self.sync!r}, inline={self.inline})"
@@ -109,10 +134,14 @@ def as_async(storage: Any) -> Any:
     An asyncio storage is returned as it is; a sync storage gives its ``as_async()``
     view when it has one (Redis twins, LMDB), else an inline :class:`AsyncAdapter`.
     """
-    if inspect.iscoroutinefunction(getattr(storage, "get", None)):
+    if is_async(storage):
         return storage
-    method = getattr(storage, "as_async", None)
-    return method() if callable(method) else AsyncAdapter(storage)
+    return storage.as_async() if isinstance(storage, AsyncView) else AsyncAdapter(storage)
+
+
+def is_async(storage: Storage | AsyncStorage) -> bool:
+    """Whether ``storage`` speaks the asyncio protocol (its ``get`` is a coroutine function)."""
+    return inspect.iscoroutinefunction(storage.get)
 
 
 def has_async_leases(storage: Any) -> TypeGuard[AsyncLeases]:

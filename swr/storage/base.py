@@ -12,27 +12,60 @@ Rules every backend follows (the contract suite in ``tests/storage`` checks them
   read as ``None``.
 - ``delete`` is idempotent and says whether something was removed.
 - Calls are safe from several threads (sync storages) or tasks (async storages).
+
+What a storage must implement: the six verbs of :class:`Storage` (``get``, ``set``,
+``delete``, ``get_many``, ``set_many``, ``close``) or of :class:`AsyncStorage` (with
+``aclose``); :class:`StorageMixin` gives loops for the batch verbs. Everything else is
+an optional capability, declared below as a runtime-checkable Protocol: the engine
+checks once, in its constructor, which ones its storage has (``isinstance``), and
+each capability's docstring says what the engine does with it and without it.
+
+==========================  =========================================================
+capability                  used for
+==========================  =========================================================
+:class:`FastLookup`         the hit path reads a dict directly (memory storages)
+:class:`Leases`             one fetch per key across processes or hosts
+:class:`SetAndRelease`      a leased miss stores and frees the lease in one step
+:class:`Stats`              ``engine.stats().storage``
+:class:`Health`             ``engine.stats().storage["available"]``, fallbacks' routing
+:class:`AsyncView`          the asyncio engine's view of a sync storage
+:class:`SerializerBinding`  ``StaleEngine(serializer=...)`` for byte storages
+:class:`EntryFactoryBinding` byte storages decode into the engine's entry type
+==========================  =========================================================
+
+(``Async`` + name: the asyncio twin of a capability.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from typing_extensions import Self
 
+    from swr.storage.serializers import Serializer
+
 __all__ = [
     "AsyncCloseable",
     "AsyncLeases",
+    "AsyncSetAndRelease",
     "AsyncStorage",
     "AsyncStorageMixin",
+    "AsyncView",
     "Closeable",
     "Entry",
+    "EntryFactory",
+    "EntryFactoryBinding",
+    "FastLookup",
+    "Health",
     "Leases",
+    "SerializerBinding",
+    "SetAndRelease",
+    "Stats",
     "Storage",
     "StorageMixin",
 ]
@@ -123,6 +156,24 @@ class AsyncStorage(Protocol):
         ...
 
 
+EntryFactory: TypeAlias = "Callable[[Any, float, float, float, float], Entry]"
+"""Builds an entry from ``(value, stored_at, fresh_until, stale_until, expires_at)``."""
+
+
+@runtime_checkable
+class FastLookup(Protocol):
+    """Optional capability: raw dict reads for the engine's hit path.
+
+    With it, a hit costs two C calls (``lookup`` then ``touch``) and the engine judges
+    the windows itself (``lookup`` may return an entry past ``expires_at``). Without
+    it, the engine calls ``get`` (sync) or awaits it (asyncio).
+    """
+
+    def lookup_functions(self) -> tuple[Callable[[str], Entry | None], Callable[[str], None]]:
+        """Return ``(lookup, touch)``: ``touch(key)`` marks a found entry recently used."""
+        ...
+
+
 @runtime_checkable
 class Leases(Protocol):
     """Optional capability: short exclusive leases for singleflight across processes.
@@ -130,6 +181,10 @@ class Leases(Protocol):
     A storage shared by several processes (LMDB) or hosts (Redis) implements this so
     that only one of them fetches a key at a time. A lease expires on its own after
     ``ttl`` seconds, so a holder that died costs one lease period, never a hang.
+
+    With it, the engine's singleflight leader takes the key's lease before fetching,
+    and other processes wait for its entry. Without it, each process fetches on its own
+    (threads or tasks of one engine still share one fetch).
     """
 
     def acquire_lease(self, key: str, ttl: float) -> str | None:
@@ -151,6 +206,100 @@ class AsyncLeases(Protocol):
 
     async def release_lease(self, key: str, token: str) -> None:
         """Release the lease on ``key`` if ``token`` still owns it."""
+        ...
+
+
+@runtime_checkable
+class SetAndRelease(Protocol):
+    """Optional capability: store an entry and release its lease in one step.
+
+    With it, a miss fetched under a lease costs one write (one LMDB transaction, one
+    Redis round trip) instead of two. Without it, the engine calls ``set`` and then
+    ``release_lease``. Only meaningful with :class:`Leases`.
+    """
+
+    def set_and_release(self, key: str, entry: Entry, token: str) -> None:
+        """Store ``entry`` under ``key``; release the lease on ``key`` if ``token`` owns it."""
+        ...
+
+
+@runtime_checkable
+class AsyncSetAndRelease(Protocol):
+    """The asyncio twin of :class:`SetAndRelease`."""
+
+    async def set_and_release(self, key: str, entry: Entry, token: str) -> None:
+        """Store ``entry`` under ``key``; release the lease on ``key`` if ``token`` owns it."""
+        ...
+
+
+@runtime_checkable
+class Stats(Protocol):
+    """Optional capability: the storage's own counters.
+
+    With it, ``engine.stats().storage`` holds them (an error reading them shows as
+    ``{"error": ...}``, never raises). Without it, that dict is empty.
+    """
+
+    def stats(self) -> Mapping[str, Any]:
+        """The counters by name."""
+        ...
+
+
+@runtime_checkable
+class Health(Protocol):
+    """Optional capability: a cheap, non-blocking health flag.
+
+    With it, ``engine.stats().storage`` says ``available`` (0 or 1) and a
+    :class:`~swr.storage.FallbackStorage` routes around a primary that is down.
+    Without it, the storage is taken as available; its failures still read as misses.
+    """
+
+    @property
+    def available(self) -> bool:
+        """Whether the storage answers now (no I/O: a flag the storage keeps)."""
+        ...
+
+
+@runtime_checkable
+class AsyncView(Protocol):
+    """Optional capability of a sync storage: its own asyncio view.
+
+    With it, ``AsyncStaleEngine`` uses that view (Redis: a client on the event loop;
+    LMDB: writes off the loop when they fsync). Without it, the engine wraps the
+    storage in an inline :class:`~swr.storage.AsyncAdapter` (right for storages that
+    never block).
+    """
+
+    def as_async(self) -> AsyncStorage:
+        """The asyncio view of this storage (same data)."""
+        ...
+
+
+@runtime_checkable
+class SerializerBinding(Protocol):
+    """Optional capability of byte storages: a view encoding values with a serializer.
+
+    With it, ``StaleEngine(storage, serializer=s)`` uses ``storage.with_serializer(s)``.
+    Without it, a serializer is refused with ``ConfigError`` (the storage keeps Python
+    objects, there is nothing to encode).
+    """
+
+    def with_serializer(self, serializer: Serializer) -> Any:
+        """A view of the same data whose values go through ``serializer``."""
+        ...
+
+
+@runtime_checkable
+class EntryFactoryBinding(Protocol):
+    """Optional capability of byte storages: a view decoding into another entry type.
+
+    With it, the engine's entries (which remember their HIT result) come back from a
+    storage that keeps decoded entries (LMDB's read cache), so its hits allocate
+    nothing. Without it, the engine builds a result per hit.
+    """
+
+    def with_entry_factory(self, factory: EntryFactory) -> Any:
+        """A view of the same data whose reads build entries with ``factory``."""
         ...
 
 

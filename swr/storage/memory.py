@@ -108,28 +108,31 @@ class MemoryStorage(StorageMixin):
             if self._data.get(key) is entry:
                 del self._data[key]
 
+    def _store_locked(self, entries: Mapping[str, Entry]) -> None:
+        self._check_open()
+        data = self._data
+        for key, entry in entries.items():
+            data[key] = entry
+            data.move_to_end(key)
+        while len(data) > self.max_entries:
+            data.popitem(last=False)
+            self._evictions += 1
+
     def set(self, key: str, entry: Entry) -> None:
         """Store ``entry`` under ``key``, evicting the least recently used when full."""
         with self._lock:
-            self._check_open()
-            data = self._data
-            data[key] = entry
-            data.move_to_end(key)
-            while len(data) > self.max_entries:
-                data.popitem(last=False)
-                self._evictions += 1
+            self._store_locked({key: entry})
 
     def set_many(self, entries: Mapping[str, Entry]) -> None:
         """Store several entries under one lock."""
         with self._lock:
-            self._check_open()
-            data = self._data
-            for key, entry in entries.items():
-                data[key] = entry
-                data.move_to_end(key)
-            while len(data) > self.max_entries:
-                data.popitem(last=False)
-                self._evictions += 1
+            self._store_locked(entries)
+
+    def set_and_release(self, key: str, entry: Entry, token: str) -> None:
+        """Store ``entry`` and release the lease ``token`` holds on ``key``, under one lock."""
+        with self._lock:
+            self._store_locked({key: entry})
+            self._leases.release(key, token)
 
     def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
         """Return the live entries of ``keys``, in order."""

@@ -14,7 +14,14 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from swr import CacheTTL, CircuitBreaker, CircuitOpenError, StaleEngine, Status
+from swr import (
+    CacheTTL,
+    CircuitBreaker,
+    CircuitOpenError,
+    RefreshOptions,
+    StaleEngine,
+    Status,
+)
 from swr.metrics import BaseMetrics
 from swr.storage import Entry, MemoryStorage, StorageUnavailableError
 from swr.testing import FakeClock
@@ -133,9 +140,7 @@ def run_scenario(hook: BaseMetrics, clock: FakeClock) -> tuple[StaleEngine, Call
         name=ENGINE,
         metrics=hook,
         breaker=breaker,
-        max_concurrent_refreshes=1,
-        backoff_initial=1000,
-        backoff_max=1000,
+        refresh=RefreshOptions(max_concurrent=1, backoff_initial=1000, backoff_max=1000),
     )
     hook.register_stats(engine.name, engine.stats)
     up = Upstream()

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import pytest
 
 from swr.storage import (
+    AsyncAdapter,
     AsyncFallbackStorage,
     AsyncRedisStorage,
     AsyncTieredStorage,
@@ -28,6 +29,19 @@ from swr.storage import (
     MemoryStorage,
     RedisStorage,
     TieredStorage,
+)
+from swr.storage.adapters import is_async
+from swr.storage.base import (
+    AsyncLeases,
+    AsyncSetAndRelease,
+    AsyncView,
+    EntryFactoryBinding,
+    FastLookup,
+    Health,
+    Leases,
+    SerializerBinding,
+    SetAndRelease,
+    Stats,
 )
 from swr.testing import FakeClock
 
@@ -156,9 +170,48 @@ ASYNC_BACKENDS: dict[str, Factory] = {
     "fallback-async": fallback_async,
     "tiered-async": tiered_async,
 }
-BACKEND_MARKS: dict[str, list[pytest.MarkDecorator]] = {
-    name: [pytest.mark.redis] for name in (*BACKENDS, *ASYNC_BACKENDS) if name != "memory"
+# The backends that talk to a Redis server (Fallback and Tiered wrap one): only these
+# carry the redis marker, so `pytest -m "not redis"` still runs every other backend.
+NEEDS_REDIS = {
+    "redis",
+    "redis-cluster",
+    "fallback",
+    "tiered",
+    "redis-async",
+    "redis-cluster-async",
+    "fallback-async",
+    "tiered-async",
 }
+BACKEND_MARKS: dict[str, list[pytest.MarkDecorator]] = {
+    name: [pytest.mark.redis] for name in (*BACKENDS, *ASYNC_BACKENDS) if name in NEEDS_REDIS
+}
+
+SYNC_CAPABILITIES = {
+    "fast_lookup": FastLookup,
+    "leases": Leases,
+    "set_and_release": SetAndRelease,
+    "stats": Stats,
+    "health": Health,
+    "as_async": AsyncView,
+    "with_serializer": SerializerBinding,
+    "with_entry_factory": EntryFactoryBinding,
+}
+ASYNC_CAPABILITIES = {
+    "leases": AsyncLeases,
+    "set_and_release": AsyncSetAndRelease,
+    "stats": Stats,
+    "health": Health,
+    "with_serializer": SerializerBinding,
+}
+
+
+def capabilities(storage: Any) -> set[str]:
+    """The optional capabilities (of ``swr.storage.base``) that ``storage`` declares."""
+    if isinstance(storage, AsyncAdapter):
+        # An adapter forwards what the storage it wraps can do.
+        return capabilities(storage.sync) & {"leases", "set_and_release", "stats"}
+    table = ASYNC_CAPABILITIES if is_async(storage) else SYNC_CAPABILITIES
+    return {name for name, protocol in table.items() if isinstance(storage, protocol)}
 
 
 class SyncFacade:
@@ -166,6 +219,7 @@ class SyncFacade:
 
     def __init__(self, storage: Any) -> None:
         self.async_storage = storage
+        self.capabilities = capabilities(storage)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -193,6 +247,9 @@ class SyncFacade:
 
     def release_lease(self, key: str, token: str) -> None:
         self._run(self.async_storage.release_lease(key, token))
+
+    def set_and_release(self, key: str, entry: Any, token: str) -> None:
+        self._run(self.async_storage.set_and_release(key, entry, token))
 
     @property
     def supports_leases(self) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 import lmdb
 
-from swr import CacheTTL, StaleEngine
+from swr import CacheTTL, RefreshOptions, StaleEngine
 from swr.storage import Entry, LMDBStorage
 
 TTL = CacheTTL(fresh=60, stale=600, expired=3600)
@@ -91,7 +91,7 @@ def engine_execute(
         return f"fetched by {os.getpid()}"
 
     with LMDBStorage(path, sweep_interval=None) as store:
-        engine = StaleEngine(store, ttl=TTL, refresh_timeout=10)
+        engine = StaleEngine(store, ttl=TTL, refresh=RefreshOptions(timeout=10))
         ready.put(os.getpid())
         start.wait(30)
         result = engine.execute(key, fetch)

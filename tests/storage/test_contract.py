@@ -12,6 +12,7 @@ import pytest
 
 from swr.storage import Entry, StorageError
 from swr.testing import FakeClock
+from tests.storage.backends import SyncFacade, capabilities
 
 
 def entry(value: object, clock: FakeClock, fresh: float = 10, lifetime: float = 60) -> Entry:
@@ -168,6 +169,25 @@ def test_leases_are_exclusive_owned_and_expire(storage, clock):
     clock.advance(1)
     time.sleep(0.1)
     assert storage.acquire_lease("k", 30) is not None
+
+
+def declares(storage, capability: str) -> bool:
+    found = storage.capabilities if isinstance(storage, SyncFacade) else capabilities(storage)
+    return capability in found
+
+
+def test_set_and_release_stores_and_frees_the_lease(storage, clock):
+    if not declares(storage, "set_and_release"):
+        pytest.skip("this backend does not declare set_and_release")
+    token = storage.acquire_lease("k", 30)
+    storage.set_and_release("k", entry("v", clock), token)
+    assert storage.get("k").value == "v"
+    assert storage.acquire_lease("k", 30) is not None  # released with the write
+    other = storage.acquire_lease("j", 30)
+    storage.set_and_release("j", entry("w", clock), "not-the-owner")
+    assert storage.get("j").value == "w"
+    assert storage.acquire_lease("j", 30) is None  # a foreign token releases nothing
+    storage.release_lease("j", other)
 
 
 def test_use_after_close_raises_a_storage_error(storage, clock):

@@ -49,8 +49,11 @@ class SyncDriver:
 
         wait_until(idle)
 
+    def close_engine(self, timeout: float | None = None) -> None:
+        self.engine.close(timeout)
+
     def close(self) -> None:
-        self.engine.close()
+        self.close_engine()
 
 
 class AsyncDriver:
@@ -102,8 +105,13 @@ class AsyncDriver:
 
         wait_until(idle)
 
+    def close_engine(self, timeout: float | None = None) -> None:
+        self.run(self.engine.aclose(timeout))
+
     def close(self) -> None:
-        self.run(self.engine.aclose())
+        self.close_engine()
+        # Fetches still running in worker threads finish before the loop closes.
+        self.run(self.loop.shutdown_default_executor())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
         self.loop.close()

@@ -1,14 +1,34 @@
-"""The pure rules: CacheTTL validation, windows, entries, backoff."""
+"""The pure rules: CacheTTL validation, windows, entries, backoff, breaker, plans."""
 
 from __future__ import annotations
 
 import math
+import time
 from datetime import timedelta
 
 import pytest
 
 from swr import CacheTTL, ConfigError, Status
-from swr._core import Backoff, check_key, classify, make_entry, resolve_ttl
+from swr._core import (
+    Backoff,
+    BreakerEvent,
+    BreakerRules,
+    BreakerState,
+    Plan,
+    check_callable,
+    check_int,
+    check_key,
+    check_seconds,
+    classify,
+    classify_inline,
+    live,
+    make_entry,
+    now,
+    plan_failure,
+    plan_stale,
+    resolve_ttl,
+    transition,
+)
 from swr.storage import Entry
 
 
@@ -100,3 +120,141 @@ def test_backoff_grows_caps_and_forgets():
     assert b.allows("b", 0)
     with pytest.raises(ConfigError):
         Backoff(initial=0)
+
+
+# -- windows: the hot path's inline form ----------------------------------------------------
+
+WINDOW_SHAPES = [
+    (0.0, 10.0, 30.0, 60.0),  # every window
+    (0.0, 10.0, 10.0, 60.0),  # no stale window
+    (0.0, 10.0, 30.0, 30.0),  # no expired window
+    (0.0, 10.0, 10.0, 10.0),  # fresh only
+]
+
+
+def boundaries(stored: float, fresh: float, stale: float, expires: float) -> list[float]:
+    """Every boundary, and the floats just before and after it."""
+    points = []
+    for b in (stored, fresh, stale, expires):
+        points += [math.nextafter(b, -math.inf), b, math.nextafter(b, math.inf)]
+    return points
+
+
+@pytest.mark.parametrize("shape", WINDOW_SHAPES)
+def test_the_inline_form_agrees_with_classify_at_every_boundary(shape):
+    e = Entry(1, *shape)
+    for t in boundaries(*shape):
+        assert classify_inline(e, t) is classify(e, t), t
+
+
+# -- plans ---------------------------------------------------------------------------------
+
+
+def test_plan_stale_orders_circuit_then_pending_then_backoff():
+    quiet = Backoff()
+    failing = Backoff(initial=10, maximum=10)
+    failing.failed("k", 100)
+    assert plan_stale(True, False, quiet, "k", 0) is Plan.FALLBACK
+    assert plan_stale(True, True, failing, "k", 100) is Plan.FALLBACK
+    assert plan_stale(False, True, failing, "k", 100) is Plan.SERVE
+    assert plan_stale(False, False, failing, "k", 105) is Plan.BACKING_OFF
+    assert plan_stale(False, False, failing, "k", 110) is Plan.REFRESH
+    assert plan_stale(False, False, quiet, "k", 0) is Plan.REFRESH
+
+
+def test_plan_failure_and_live_fallbacks():
+    e = Entry(1, 0, 10, 20, 30)
+    assert plan_failure(e) is Plan.FALLBACK
+    assert plan_failure(None) is Plan.RAISE
+    assert live(e, 29.9) is e
+    assert live(e, 30) is None
+    assert live(None, 0) is None
+
+
+# -- breaker transitions -------------------------------------------------------------------
+
+RULES = BreakerRules(
+    failure_threshold=2, success_threshold=2, reset_timeout=5, half_open_max_calls=1
+)
+
+
+def run(events: list[tuple[BreakerEvent, float]]) -> BreakerState:
+    s = BreakerState(RULES)
+    for event, at in events:
+        s = transition(s, event, at)
+    return s
+
+
+def test_breaker_opens_after_consecutive_failures_only():
+    f, ok = BreakerEvent.FAILURE, BreakerEvent.SUCCESS
+    assert run([(f, 0), (ok, 0), (f, 0)]).state == "closed"  # a success resets the count
+    s = run([(f, 0), (f, 1)])
+    assert (s.state, s.generation, s.failures, s.open_until) == ("open", 1, 2, 6)
+
+
+def test_breaker_half_opens_when_due_and_closes_after_trial_successes():
+    s = run([(BreakerEvent.FAILURE, 0), (BreakerEvent.FAILURE, 0)])
+    assert transition(s, BreakerEvent.TICK, 4.9) is s  # not due: unchanged
+    s = transition(s, BreakerEvent.TICK, 5)
+    assert (s.state, s.generation, s.trials) == ("half_open", 2, 0)
+    assert s.allows_trial()
+    s = transition(s, BreakerEvent.TRIAL, 5)
+    assert not s.allows_trial()
+    assert transition(s, BreakerEvent.TRIAL, 5) is s  # no second slot
+    s = transition(s, BreakerEvent.SUCCESS, 6)
+    assert (s.state, s.successes, s.trials) == ("half_open", 1, 0)
+    s = transition(transition(s, BreakerEvent.TRIAL, 6), BreakerEvent.SUCCESS, 7)
+    assert (s.state, s.generation, s.failures) == ("closed", 3, 0)
+
+
+def test_breaker_trial_failure_reopens_and_release_frees_the_slot():
+    s = run([(BreakerEvent.FAILURE, 0), (BreakerEvent.FAILURE, 0), (BreakerEvent.TICK, 5)])
+    s = transition(s, BreakerEvent.TRIAL, 5)
+    released = transition(s, BreakerEvent.RELEASE, 5)
+    assert (released.state, released.trials) == ("half_open", 0)
+    reopened = transition(s, BreakerEvent.FAILURE, 8)
+    assert (reopened.state, reopened.open_until, reopened.trials) == ("open", 13, 0)
+
+
+def test_breaker_reset_closes_and_forgets():
+    s = run([(BreakerEvent.FAILURE, 0), (BreakerEvent.FAILURE, 0)])
+    s = transition(s, BreakerEvent.RESET, 1)
+    assert (s.state, s.failures) == ("closed", 0)
+    one = run([(BreakerEvent.FAILURE, 0)])
+    assert transition(one, BreakerEvent.RESET, 1).failures == 0
+    assert transition(BreakerState(RULES), BreakerEvent.RESET, 1) == BreakerState(RULES)
+
+
+def test_breaker_rules_name_the_bad_field():
+    with pytest.raises(ConfigError, match="failure_threshold"):
+        BreakerRules(failure_threshold=0)
+    with pytest.raises(TypeError, match="reset_timeout"):
+        BreakerRules(reset_timeout="1")
+
+
+# -- validators and the clock --------------------------------------------------------------
+
+
+def test_validators_name_the_setting():
+    assert check_int("n", 3, 1) == 3
+    with pytest.raises(TypeError, match="n must be an int"):
+        check_int("n", True, 0)
+    with pytest.raises(ConfigError, match="n must be >= 1, got 0"):
+        check_int("n", 0, 1)
+    assert check_seconds("t", 2) == 2.0
+    assert check_seconds("t", 0, positive=False) == 0.0
+    assert check_seconds("t", timedelta(seconds=3), timedeltas=True) == 3.0
+    with pytest.raises(TypeError, match="t must be seconds"):
+        check_seconds("t", timedelta(seconds=3))
+    with pytest.raises(ConfigError, match="t must be > 0 seconds"):
+        check_seconds("t", 0)
+    with pytest.raises(ConfigError, match="finite"):
+        check_seconds("t", math.nan)
+    check_callable("clock", None, "a callable")
+    with pytest.raises(TypeError, match="clock must be a callable, got int"):
+        check_callable("clock", 3, "a callable")
+
+
+def test_now_reads_the_given_clock_or_time_time():
+    assert now(lambda: 42.0) == 42.0
+    assert abs(now(None) - time.time()) < 60

@@ -13,6 +13,7 @@ from swr import (
     CacheTTL,
     CircuitBreaker,
     CircuitOpenError,
+    RefreshOptions,
     StaleEngine,
     Status,
 )
@@ -222,7 +223,9 @@ async def test_200_tasks_in_half_open_make_one_trial_fetch(clock):
 
 async def test_async_timeouts_count_as_failures(clock):
     breaker = breaker_for(clock, failure_threshold=1)
-    engine = AsyncStaleEngine(ttl=TTL, clock=clock, breaker=breaker, refresh_timeout=0.05)
+    engine = AsyncStaleEngine(
+        ttl=TTL, clock=clock, breaker=breaker, refresh=RefreshOptions(timeout=0.05)
+    )
 
     async def hang() -> str:
         await asyncio.Event().wait()

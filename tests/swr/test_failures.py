@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 from structlog.testing import capture_logs
 
-from swr import CacheTTL, ConfigError, StaleEngine, Status
+from swr import CacheTTL, ConfigError, RefreshOptions, StaleEngine, Status
 from swr.serializers import JSONSerializer
 from swr.storage import Entry, MemoryStorage, StorageMixin, StorageUnavailableError
 from swr.testing import RecordingMetrics
@@ -105,24 +105,35 @@ def test_memory_storage_refuses_a_serializer():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"max_concurrent_refreshes": 0}, "max_concurrent_refreshes"),
-        ({"refresh_timeout": 0}, "refresh_timeout"),
-        ({"refresh_timeout": float("inf")}, "refresh_timeout"),
-        ({"refresh_queue_size": -1}, "refresh_queue_size"),
-        ({"backoff_initial": 0}, "initial"),
-        ({"backoff_initial": 5, "backoff_max": 1}, "maximum"),
+        ({"refresh": {"max_concurrent": 0}}, "max_concurrent"),
+        ({"refresh": {"timeout": 0}}, "timeout"),
+        ({"refresh": {"timeout": float("inf")}}, "timeout"),
+        ({"refresh": {"queue_size": -1}}, "queue_size"),
+        ({"refresh": {"backoff_initial": 0}}, "backoff_initial"),
+        ({"refresh": {"backoff_initial": 5, "backoff_max": 1}}, "backoff_max"),
+        ({"refresh": {"close_timeout": -1}}, "close_timeout"),
         ({"ttl": 30}, "ttl"),
     ],
 )
 def test_bad_engine_settings_name_the_field(kwargs, message):
+    def build() -> None:
+        if "refresh" in kwargs:
+            StaleEngine(refresh=RefreshOptions(**kwargs["refresh"]))
+        else:
+            StaleEngine(**kwargs)
+
     with pytest.raises(ConfigError, match=message):
-        StaleEngine(**kwargs)
+        build()
 
 
 def test_wrong_types_are_type_errors():
     with pytest.raises(TypeError, match="namespace"):
         StaleEngine(namespace=3)
-    with pytest.raises(TypeError, match="max_concurrent_refreshes"):
-        StaleEngine(max_concurrent_refreshes=1.5)
+    with pytest.raises(TypeError, match="max_concurrent"):
+        StaleEngine(refresh=RefreshOptions(max_concurrent=1.5))
+    with pytest.raises(TypeError, match="refresh must be a RefreshOptions"):
+        StaleEngine(refresh={"timeout": 1})
+    with pytest.raises(TypeError, match="positional"):
+        StaleEngine(None, CacheTTL(fresh=1))  # settings are keyword-only
     with pytest.raises(TypeError, match="clock"):
         StaleEngine(clock=5)

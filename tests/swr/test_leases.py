@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from swr import CacheTTL, StaleEngine, Status
+from swr import CacheTTL, RefreshOptions, StaleEngine, Status
 from swr.storage import MemoryStorage
 from tests.helpers import wait_until
 from tests.swr.upstream import Upstream
@@ -38,7 +38,7 @@ def test_a_dead_lease_holder_costs_one_lease_period(clock):
     storage = MemoryStorage(clock=clock)
     # A process that took the lease and died: its lease never gets released.
     assert storage.acquire_lease("k", ttl=3600) is not None
-    engine = StaleEngine(storage, ttl=TTL, clock=clock, refresh_timeout=0.2)
+    engine = StaleEngine(storage, ttl=TTL, clock=clock, refresh=RefreshOptions(timeout=0.2))
     up = Upstream()
     started = time.monotonic()
     r = engine.execute("k", up)

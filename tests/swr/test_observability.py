@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 from structlog.testing import capture_logs
 
 from swr import CacheTTL, Status
 from swr.metrics import MetricsHook
+from swr.stats import Counter
 from swr.testing import RecordingMetrics
 from tests.swr.upstream import Upstream
 
@@ -64,3 +67,22 @@ def test_events_are_snake_case_and_carry_context(make_driver, clock):
     assert event["failures"] == 1
     assert event["log_level"] == "warning"
     assert "UpstreamError" in event["error"]
+
+
+def test_counter_value_counts_increments_from_many_threads_and_reads():
+    counter = Counter()
+    assert counter.value == 0
+    assert counter.value == 0  # reading does not count as an increment
+
+    def bump() -> None:
+        for _ in range(10_000):
+            counter.incr()
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for t in threads:
+        t.start()
+    readings = [counter.value for _ in range(100)]
+    for t in threads:
+        t.join()
+    assert counter.value == 40_000
+    assert readings == sorted(readings)  # never goes backwards

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from swr import AsyncStaleEngine, CacheTTL, StaleEngine, Status
+from swr import AsyncStaleEngine, CacheTTL, RefreshOptions, StaleEngine, Status
 from swr.storage import (
     AsyncFallbackStorage,
     AsyncRedisStorage,
@@ -126,7 +126,7 @@ def _process_engine(
         time.sleep(0.2)  # slow upstream: the other process arrives meanwhile
         return "fresh"
 
-    engine = StaleEngine(store, ttl=TTL, refresh_timeout=5)
+    engine = StaleEngine(store, ttl=TTL, refresh=RefreshOptions(timeout=5))
     barrier.wait(30)
     stale = engine.execute(stale_key, fetch)
     barrier.wait(30)

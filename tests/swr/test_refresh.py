@@ -9,7 +9,7 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from swr import AsyncStaleEngine, CacheTTL, StaleEngine, Status
+from swr import AsyncStaleEngine, CacheTTL, RefreshOptions, StaleEngine, Status
 from swr.refresh import Submit, ThreadRefresher
 from swr.storage import MemoryStorage, StorageUnavailableError
 from tests.helpers import wait_until
@@ -42,7 +42,9 @@ class Concurrency:
 
 
 def test_500_stale_keys_refresh_at_most_4_at_a_time(clock):
-    engine = StaleEngine(ttl=TTL, clock=clock, max_concurrent_refreshes=4, refresh_queue_size=16)
+    engine = StaleEngine(
+        ttl=TTL, clock=clock, refresh=RefreshOptions(max_concurrent=4, queue_size=16)
+    )
     for i in range(500):
         engine.set(f"k{i}", "old")
     clock.advance(11)
@@ -72,7 +74,7 @@ def test_500_stale_keys_refresh_at_most_4_at_a_time(clock):
 
 async def test_500_stale_keys_async_refresh_at_most_4_at_a_time(clock):
     engine = AsyncStaleEngine(
-        ttl=TTL, clock=clock, max_concurrent_refreshes=4, refresh_queue_size=16
+        ttl=TTL, clock=clock, refresh=RefreshOptions(max_concurrent=4, queue_size=16)
     )
     for i in range(500):
         await engine.set(f"k{i}", "old")
@@ -124,7 +126,9 @@ def test_one_refresh_per_key_while_it_runs(clock):
 
 @pytest.mark.slow
 def test_sync_refresh_past_timeout_is_discarded_but_keeps_its_slot(clock):
-    engine = StaleEngine(ttl=TTL, clock=clock, max_concurrent_refreshes=1, refresh_timeout=0.05)
+    engine = StaleEngine(
+        ttl=TTL, clock=clock, refresh=RefreshOptions(max_concurrent=1, timeout=0.05)
+    )
     engine.set("a", "old-a")
     engine.set("b", "old-b")
     clock.advance(11)
@@ -150,7 +154,7 @@ def test_sync_refresh_past_timeout_is_discarded_but_keeps_its_slot(clock):
 
 
 async def test_async_refresh_past_timeout_is_cancelled_and_counted(clock):
-    engine = AsyncStaleEngine(ttl=TTL, clock=clock, refresh_timeout=0.05)
+    engine = AsyncStaleEngine(ttl=TTL, clock=clock, refresh=RefreshOptions(timeout=0.05))
     await engine.set("k", "old")
     clock.advance(11)
     cancelled = asyncio.Event()
@@ -174,7 +178,9 @@ async def test_async_refresh_past_timeout_is_cancelled_and_counted(clock):
 
 
 def test_failed_refresh_backs_off_with_growing_capped_interval(make_driver, clock):
-    d = make_driver(ttl=TTL, clock=clock, backoff_initial=2.0, backoff_max=5.0)
+    d = make_driver(
+        ttl=TTL, clock=clock, refresh=RefreshOptions(backoff_initial=2.0, backoff_max=5.0)
+    )
     d.set("k", "old")
     clock.advance(11)
     up = Upstream()
@@ -207,6 +213,43 @@ def test_failed_refresh_backs_off_with_growing_capped_interval(make_driver, cloc
     stale_read()  # success: the backoff is forgotten
     assert up.calls == 4
     assert d.execute("k", up).status is Status.HIT
+
+
+def test_set_forgets_the_backoff_of_a_failing_key(make_driver, clock):
+    # A value stored by hand is as good as a refresh that succeeded: the key's next
+    # stale read refreshes at once instead of waiting out the failures' backoff.
+    d = make_driver(
+        ttl=TTL, clock=clock, refresh=RefreshOptions(backoff_initial=100.0, backoff_max=100.0)
+    )
+    d.set("k", "old")
+    clock.advance(11)
+    up = Upstream()
+    up.fail_with()
+    assert d.execute("k", up).status is Status.STALE
+    d.settle()
+    assert up.calls == 1  # failed: the key now backs off for 100 s
+    d.set("k", "by hand")
+    clock.advance(11)
+    up.recover()
+    assert d.execute("k", up).status is Status.STALE
+    d.settle()
+    assert up.calls == 2
+    assert d.stats().refreshes_skipped == 0
+
+
+def test_close_timed_out_names_the_refreshes_still_running(make_driver, clock):
+    d = make_driver(ttl=TTL, clock=clock)
+    d.set("k", "old")
+    clock.advance(11)
+    up = Upstream()
+    gate = up.hold()
+    d.execute("k", up)
+    assert up.entered.wait(5)
+    with capture_logs() as logs:
+        d.close_engine(timeout=0.05)
+    gate.set()
+    [event] = [e for e in logs if e["event"] == "close_timed_out"]
+    assert event["running"] == 1
 
 
 def test_close_waits_a_bounded_time_for_a_hung_refresh(clock):

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-import swr.engine
-from swr import AsyncStaleEngine, CacheTTL, FetchTimeoutError, StaleEngine, Status
+import swr._primitives
+from swr import AsyncStaleEngine, CacheTTL, FetchTimeoutError, RefreshOptions, StaleEngine, Status
 from tests.helpers import CountingEvent, count_flight_waiters, wait_until
 from tests.swr.upstream import Upstream, UpstreamError
 
@@ -18,7 +18,7 @@ TTL = CacheTTL(fresh=10, stale=20, expired=30)
 @pytest.fixture
 def flights(monkeypatch: pytest.MonkeyPatch) -> list[CountingEvent]:
     """Make every in-process flight use a CountingEvent; return them as created."""
-    return count_flight_waiters(monkeypatch, swr.engine)
+    return count_flight_waiters(monkeypatch, swr._primitives)
 
 
 def run_threads(n: int, target) -> list[object]:
@@ -158,7 +158,7 @@ async def test_cancelled_caller_does_not_cancel_the_shared_fetch(clock):
 
 
 async def test_async_fetch_past_refresh_timeout_is_cancelled(clock):
-    engine = AsyncStaleEngine(ttl=TTL, clock=clock, refresh_timeout=0.05)
+    engine = AsyncStaleEngine(ttl=TTL, clock=clock, refresh=RefreshOptions(timeout=0.05))
     cancelled = asyncio.Event()
 
     async def hang() -> str:
@@ -182,7 +182,7 @@ async def test_async_fetch_past_refresh_timeout_is_cancelled(clock):
 
 
 async def test_timeout_error_raised_by_fetch_itself_is_not_our_timeout(clock):
-    engine = AsyncStaleEngine(ttl=TTL, clock=clock, refresh_timeout=5)
+    engine = AsyncStaleEngine(ttl=TTL, clock=clock, refresh=RefreshOptions(timeout=5))
     error = TimeoutError("socket timed out")
 
     async def fetch() -> str:

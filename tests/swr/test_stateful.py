@@ -9,7 +9,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from swr import CacheTTL, Status
+from swr import CacheTTL, RefreshOptions, Status
 from swr.testing import FakeClock
 from tests.swr.drivers import DRIVERS
 from tests.swr.upstream import Upstream, UpstreamError
@@ -69,8 +69,7 @@ def machine_for(kind: str) -> type[RuleBasedStateMachine]:
             self.driver = DRIVERS[kind](
                 ttl=CacheTTL(fresh=FRESH, stale=STALE, expired=EXPIRED),
                 clock=self.clock,
-                backoff_initial=BACKOFF_INITIAL,
-                backoff_max=BACKOFF_MAX,
+                refresh=RefreshOptions(backoff_initial=BACKOFF_INITIAL, backoff_max=BACKOFF_MAX),
             )
             self.model = Model()
             self.upstream = Upstream()

@@ -8,8 +8,10 @@ import pytest
 from freezegun import freeze_time
 from structlog.testing import capture_logs
 
-from swr import CacheTTL, FetchTimeoutError, StaleEngine, Status
-from swr.storage import MemoryStorage
+from swr import CacheTTL, FetchTimeoutError, RefreshOptions, StaleEngine, Status
+from swr._core import CachedEntry, classify
+from swr.storage import Entry, MemoryStorage
+from tests.swr.test_core import WINDOW_SHAPES, boundaries
 from tests.swr.upstream import Upstream, UpstreamError
 
 # fresh [0, 10), stale [10, 30), expired [30, 60), dead from 60.
@@ -306,7 +308,7 @@ def test_sync_waiter_gives_up_after_refresh_timeout(clock, up):
     """A thread waiting on another thread's fetch stops after refresh_timeout."""
     import threading
 
-    engine = StaleEngine(ttl=TTL, clock=clock, refresh_timeout=0.05)
+    engine = StaleEngine(ttl=TTL, clock=clock, refresh=RefreshOptions(timeout=0.05))
     gate = up.hold()
     leader = threading.Thread(target=engine.execute, args=("k", up))
     leader.start()
@@ -332,3 +334,21 @@ def test_hits_of_one_entry_share_one_result(make_driver, clock, up):
     d.settle()
     assert stale.status is Status.STALE
     assert stale is not first
+
+
+@pytest.mark.parametrize("shape", WINDOW_SHAPES)
+@pytest.mark.parametrize("entry_type", [Entry, CachedEntry])
+def test_the_hot_path_answers_as_classify_at_every_boundary(make_driver, clock, shape, entry_type):
+    # The engines inline the window comparisons; this pins them to the core's rule at
+    # every boundary, and the floats either side of it.
+    storage = MemoryStorage(clock=clock)
+    d = make_driver(storage=storage, ttl=TTL, clock=clock)
+    base = 1_000.0
+    for i, t in enumerate(boundaries(*(base + b for b in shape))):
+        key = f"k{i}"
+        entry = entry_type("old", *(base + b for b in shape))
+        storage.set(key, entry)
+        clock.set(t)
+        expected = classify(entry, t)
+        assert d.execute(key, Upstream()).status is expected, (t, expected)
+        d.settle()

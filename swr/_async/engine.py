@@ -1,0 +1,508 @@
+"""The engine: serve from cache, refresh in the background.
+
+Written once, as asyncio code in ``swr/_async/engine.py``; ``tools/unasync.py``
+generates its thread twin ``swr/_sync/engine.py`` from it (names lose ``Async``, ``await``
+goes). What differs between threads and tasks lives in :mod:`swr._primitives`; what
+needs no I/O in :class:`swr._engine.EngineBase` and :mod:`swr._core`.
+
+One call of ``execute(key, fetch)``:
+
+1. read the entry (a storage error reads as a miss, counted and logged);
+2. by its windows: HIT -> return; STALE -> return and queue one refresh of the key;
+   EXPIRED or MISS -> join the key's singleflight and wait for its fetch;
+3. the singleflight leader takes a circuit breaker permit (when the engine has a
+   breaker), then the storage's lease when it has leases (several processes or hosts
+   then fetch once between them), fetches, stores, and wakes the others; a failed or
+   refused fetch serves the old value as FALLBACK when there is one.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import time as _time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from swr import _core
+from swr._capabilities import async_bind_storage
+from swr._engine import (
+    DEFAULT_TTL,
+    POLL_FIRST,
+    POLL_GROWTH,
+    POLL_MAX,
+    EngineBase,
+    RefreshNotNeededError,
+    wrong_function_kind,
+)
+from swr._log import logger
+from swr._primitives import (
+    AsyncFetch,
+    AsyncFlights,
+    AsyncFunction,
+    AsyncRefresher,
+    async_call_fetch,
+    async_sleep,
+)
+from swr.breaker import CircuitBreaker
+from swr.policy import Result, Status
+from swr.refresh import RefreshOptions
+from swr.stats import EngineCounters
+from swr.storage import Entry
+from swr.storage.base import AsyncCloseable
+
+if TYPE_CHECKING:
+    from swr._async.cached import AsyncCachedFunction
+    from swr._engine import AnyStorage  # unasync: remove
+    from swr.breaker import Permit
+    from swr.metrics import MetricsHook
+    from swr.policy import TTLSpec
+    from swr.storage import AsyncLeases, AsyncStorage
+    from swr.storage.serializers import Serializer
+
+
+__all__ = ["AsyncStaleEngine"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_IS_ASYNC = True  # unasync: sync=_IS_ASYNC = False
+_CachedEntry = _core.CachedEntry
+_HIT = Status.HIT
+_STALE = Status.STALE
+
+
+class AsyncStaleEngine(EngineBase, AsyncCloseable):
+    """A stale-while-revalidate cache in front of slow or flaky calls.
+
+    Example::
+
+        async with AsyncStaleEngine(ttl=CacheTTL(fresh=60, stale=300)) as engine:
+            result = await engine.execute("user:1", lambda: fetch_user(1))
+            result.value, result.status, result.age
+
+    The engine comes twice, from one source: with asyncio tasks (the ``Async`` name)
+    and with threads. With tasks, ``fetch`` returns an awaitable, refreshes are tasks,
+    a fetch past the refresh timeout is cancelled, and a synchronous storage (memory,
+    LMDB) is used through its asyncio view. With threads, ``fetch`` is a plain
+    function called in the caller's thread or a worker thread; a thread cannot be
+    interrupted, so a refresh's late result is dropped instead.
+
+    Args:
+        storage: Where entries live; ``None`` creates a :class:`~swr.storage.MemoryStorage`
+            (owned and closed by the engine, sharing its clock).
+        ttl: Default windows: a :class:`~swr.CacheTTL` or ``(key, value) -> CacheTTL``.
+        namespace: Prefix (``namespace + ":"``) of every key this engine writes.
+        serializer: Serializer for byte storages (passed to ``storage.with_serializer``);
+            memory storages keep objects and refuse one.
+        clock: Zero-argument callable returning epoch seconds; default ``time.time``
+            looked up at each call (freezegun works).
+        name: Engine name for logs and metrics labels; default the namespace or "swr".
+        metrics: Optional :class:`~swr.metrics.MetricsHook`.
+        breaker: Optional :class:`~swr.CircuitBreaker` guarding ``fetch``: while it is
+            open nothing is fetched, stale and expired entries are served as FALLBACK
+            and a miss raises :class:`~swr.CircuitOpenError`. May be shared by engines.
+        refresh: The background refreshes' bounds, timeout and backoff, a
+            :class:`~swr.RefreshOptions` (its defaults when ``None``).
+
+    Raises:
+        ConfigError: a setting is out of range (a ``ValueError``).
+        TypeError: a setting has the wrong type.
+
+    One engine serves every task of its event loop, or every thread of a process.
+    """
+
+    _refresher: AsyncRefresher
+    _storage: AsyncStorage
+    _leases: AsyncLeases | None
+
+    def __init__(
+        self,
+        storage: AnyStorage | None = None,  # unasync: sync=storage: Storage | None = None,
+        *,
+        ttl: TTLSpec | None = None,
+        namespace: str = "",
+        serializer: Serializer | None = None,
+        clock: Callable[[], float] | None = None,
+        name: str | None = None,
+        metrics: MetricsHook | None = None,
+        breaker: CircuitBreaker | None = None,
+        refresh: RefreshOptions | None = None,
+    ) -> None:
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a str, got {type(namespace).__name__}")
+        _core.check_callable("clock", clock, "a zero-argument callable returning epoch seconds")
+        if breaker is not None and not isinstance(breaker, CircuitBreaker):
+            raise TypeError(f"breaker must be a CircuitBreaker, got {type(breaker).__name__}")
+        options = RefreshOptions() if refresh is None else refresh
+        if not isinstance(options, RefreshOptions):
+            raise TypeError(f"refresh must be a RefreshOptions, got {type(options).__name__}")
+        self.namespace = namespace
+        self.name = name or namespace or "swr"
+        self._prefix = f"{namespace}:" if namespace else ""
+        self._ttl = _core.validate_ttl_spec(ttl if ttl is not None else DEFAULT_TTL)
+        self._clock = clock
+        self._metrics = metrics
+        self._breaker = breaker
+        self._options = options
+        self._lease_ttl = max(options.timeout, 0.1)
+        self._backoff = _core.Backoff(options.backoff_initial, options.backoff_max)
+        self._backoff_lock = threading.Lock()
+        self._closed = False
+
+        # What the storage can do, decided here once (see swr._capabilities).
+        bound = async_bind_storage(storage, serializer, clock)
+        self._owns_storage = storage is None
+        self._storage = bound.storage
+        self._get = bound.get
+        self._lookup = bound.lookup
+        self._touch = bound.touch
+        self._leases = bound.leases
+        self._set_and_release = bound.set_and_release
+        self._storage_stats = bound.stats
+        self._health = bound.health
+
+        c = self._counters = EngineCounters()
+        # Bound increments for the hot path: one C call each, no attribute chains.
+        self._count_hit = c.hits.incr
+        self._count_stale = c.stale.incr
+        self._count = {
+            _HIT: c.hits,
+            _STALE: c.stale,
+            Status.EXPIRED: c.expired,
+            Status.MISS: c.misses,
+            Status.FALLBACK: c.fallbacks,
+        }
+        self._flights: AsyncFlights[Entry] = AsyncFlights(
+            options.timeout, self.name, self._flight_failed
+        )
+        self._refresher = AsyncRefresher(
+            options.max_concurrent, options.queue_size, name=f"swr-refresh-{self.name}"
+        )
+
+    @property
+    def storage(self) -> AsyncStorage:
+        """The storage this engine reads and writes."""
+        return self._storage
+
+    # -- the hot path --------------------------------------------------------------
+
+    async def execute(
+        self,
+        key: str,
+        fetch: AsyncFetch[T],
+        *,
+        ttl: TTLSpec | None = None,
+        force_refresh: bool = False,
+    ) -> Result[T]:
+        """Return the value of ``key`` from the cache, fetching it when needed.
+
+        A caller that is cancelled while waiting does not cancel the shared fetch:
+        the others still get its result, and it is still stored.
+
+        Args:
+            key: Non-empty string; namespaced before it reaches the storage.
+            fetch: Zero-argument callable returning the value (with tasks: an awaitable
+                of it); called on a miss, and by background refreshes.
+            ttl: Windows for the value fetched by this call; the engine's default
+                otherwise.
+            force_refresh: Skip the cache read and fetch (sharing the singleflight);
+                if that fetch fails, a cached value is still served as FALLBACK.
+
+        Returns:
+            A :class:`~swr.Result` with the value, its status and its age.
+
+        Raises:
+            Exception: whatever ``fetch`` raised, unchanged, when nothing cached can be
+                served instead. Never a storage error.
+            FetchTimeoutError: the fetch (or, with threads, the wait for another
+                thread's fetch) outlived ``RefreshOptions.timeout`` with nothing cached to serve.
+            TypeError, ValueError: ``key`` is not a non-empty str.
+        """
+        if type(key) is not str or not key:
+            _core.check_key(key)
+        skey = self._prefix + key
+        entry: Entry | None = None
+        if not force_refresh:
+            try:
+                lookup = self._lookup
+                entry = await self._storage.get(skey) if lookup is None else lookup(skey)
+                if entry is not None and self._touch is not None:
+                    self._touch(skey)
+            except KeyError:  # evicted between lookup and touch: the read still holds
+                pass
+            except Exception as exc:  # noqa: BLE001 - a failing cache reads as a miss
+                self._read_failed(skey, exc)
+                entry = None
+            if entry is not None:
+                # Inline forms, for speed, of swr._core.now and swr._core.classify_inline
+                # (tests/swr/test_windows.py checks them at every window boundary).
+                clock = self._clock
+                now = clock() if clock is not None else _time.time()
+                if now < entry.fresh_until:
+                    self._count_hit()
+                    if self._metrics is not None:
+                        self._metrics.record_status(self.name, _HIT)
+                    if type(entry) is _CachedEntry:
+                        result = entry.hit
+                        if result is None:  # the entry's first hit
+                            result = entry.hit = Result(entry.value, _HIT, entry.stored_at, clock)
+                        return result
+                    return Result(entry.value, _HIT, entry.stored_at, clock)
+                if now < entry.stale_until:
+                    return self._serve_stale(key, skey, fetch, ttl, entry, now)
+                if now >= entry.expires_at:
+                    entry = None
+        return await self._load(key, skey, fetch, ttl, entry, force_refresh)
+
+    # -- foreground fetches ----------------------------------------------------------
+
+    async def _load(
+        self,
+        key: str,
+        skey: str,
+        fetch: AsyncFetch[T],
+        ttl: TTLSpec | None,
+        entry: Entry | None,
+        force_refresh: bool,
+    ) -> Result[T]:
+        start = functools.partial(
+            self._fetch_and_store, key, skey, fetch, ttl, self._seen(entry, force_refresh)
+        )
+        try:
+            fresh = await self._flights.run(skey, start)
+        except Exception as exc:  # noqa: BLE001 - served as fallback or re-raised
+            return self._answer_failure(exc, await self._fallback(skey, entry, force_refresh))
+        return self._answer_fetched(fresh, entry is not None)
+
+    async def _fallback(self, skey: str, entry: Entry | None, force_refresh: bool) -> Entry | None:
+        """The entry to serve after a failed fetch: the one read, or (forced) one read now."""
+        if entry is None and force_refresh:
+            return self._live(await self._read_quiet(skey))
+        return entry
+
+    async def _read(self, skey: str) -> Entry | None:
+        get = self._get
+        if get is not None:
+            return get(skey)
+        return await self._storage.get(skey)
+
+    async def _read_quiet(self, skey: str) -> Entry | None:
+        try:
+            return await self._read(skey)
+        except Exception as exc:  # noqa: BLE001 - a failing cache reads as a miss
+            self._read_failed(skey, exc)
+            return None
+
+    async def _write(self, skey: str, entry: Entry) -> None:
+        try:
+            await self._storage.set(skey, entry)
+        except Exception as exc:  # noqa: BLE001 - the value is returned all the same
+            self._write_failed(skey, exc)
+
+    async def _write_and_release(self, skey: str, entry: Entry, token: str) -> None:
+        """Store ``entry`` and release the lease ``token`` in one storage call."""
+        assert self._set_and_release is not None  # noqa: S101 - called only when offered
+        try:
+            await self._set_and_release(skey, entry, token)
+        except Exception as exc:  # noqa: BLE001 - the value is returned all the same
+            self._write_failed(skey, exc)
+            await self._release_lease(skey, token)
+
+    async def _fetch_and_store(
+        self,
+        key: str,
+        skey: str,
+        fetch: AsyncFetch[Any],
+        ttl: TTLSpec | None,
+        seen: float,
+        *,
+        background: bool = False,
+        permit: Permit | None = None,
+    ) -> Entry:
+        """Fetch once across processes (lease), store and return the new entry.
+
+        Args:
+            key: The caller's key (given to a ttl callable).
+            skey: The storage key.
+            fetch: The upstream call.
+            ttl: Windows for the new value, or ``None`` for the engine's default.
+            seen: ``stored_at`` of the entry the caller saw (``-inf`` if none); an entry
+                stored later by another lease holder is taken instead of fetching.
+            background: A refresh: counted as started only once it really fetches, it
+                raises ``RefreshNotNeededError`` when another process holds the lease or
+                already refreshed, and a result arriving after ``RefreshOptions.timeout`` is
+                discarded with ``FetchTimeoutError``.
+            permit: The circuit breaker's permit a refresh took when it was queued; a
+                foreground fetch takes its own (``CircuitOpenError`` when refused).
+        """
+        permit = self._take_permit(permit, background)
+        token: str | None = None
+        reported = False
+        try:
+            if self._leases is not None:
+                token, found = await self._lease_or_result(skey, seen, wait=not background)
+                if found is not None:
+                    if background:
+                        raise RefreshNotNeededError
+                    return found
+            if background:
+                self._refresh_started()
+            try:
+                value = await async_call_fetch(fetch, self._options.timeout, skey, background)
+            except BaseException as exc:
+                reported = True
+                self._fetch_outcome(permit, exc)
+                raise
+            reported = True
+            self._fetch_outcome(permit, None)
+            entry = self._new_entry(key, value, ttl)
+            if token is None or self._set_and_release is None:
+                await self._write(skey, entry)
+            else:
+                held, token = token, None  # released by the write itself
+                await self._write_and_release(skey, entry, held)
+            return entry
+        finally:
+            if not reported:
+                self._release_permit(permit)
+            if token is not None:
+                await self._release_lease(skey, token)
+
+    async def _lease_or_result(
+        self, skey: str, seen: float, wait: bool
+    ) -> tuple[str | None, Entry | None]:
+        """Take the key's lease, or find the entry another lease holder stored.
+
+        Returns ``(token, None)`` to fetch under the lease, ``(None, entry)`` when another
+        process fetched meanwhile, or ``(None, None)`` to fetch without a lease (leases
+        failing, or the holder never delivered within a lease period).
+        """
+        leases = self._leases
+        assert leases is not None  # noqa: S101 - only called when leases exist
+        deadline = _time.monotonic() + self._lease_ttl
+        delay = POLL_FIRST
+        while True:
+            try:
+                token = await leases.acquire_lease(skey, self._lease_ttl)
+            except Exception as exc:  # noqa: BLE001 - no lease: fetch without one
+                self._lease_failed(skey, exc)
+                return None, None
+            # Re-read under the lease, or while another holds it: a result stored since
+            # the caller's read is the one to use.
+            entry = await self._read_quiet(skey)
+            if entry is not None and entry.stored_at > seen:
+                if token is not None:
+                    await self._release_lease(skey, token)
+                return None, entry
+            if token is not None:
+                return token, None
+            if not wait:
+                raise RefreshNotNeededError
+            if _time.monotonic() >= deadline:
+                return None, None
+            await async_sleep(delay)
+            delay = min(delay * POLL_GROWTH, POLL_MAX)
+
+    async def _release_lease(self, skey: str, token: str) -> None:
+        assert self._leases is not None  # noqa: S101 - tokens only exist with leases
+        try:
+            await self._leases.release_lease(skey, token)
+        except Exception as exc:  # noqa: BLE001 - the lease expires on its own
+            self._lease_failed(skey, exc)
+
+    # -- background refreshes ----------------------------------------------------------
+
+    async def _refresh(self, skey: str, job: AsyncFetch[Entry]) -> None:
+        """Run one background refresh (``job``: a ``_fetch_and_store`` with its arguments)."""
+        try:
+            await job()
+        except RefreshNotNeededError:
+            self._refresh_event(self._counters.refreshes_skipped, "skipped")
+        except Exception as exc:  # noqa: BLE001 - counted, logged, stale keeps serving
+            self._refresh_failed(skey, exc)
+        else:
+            self._refresh_succeeded(skey)
+
+    # -- cache-only operations -----------------------------------------------------------
+
+    async def get(self, key: str) -> Result[Any] | None:
+        """Return the cached result of ``key`` without fetching or refreshing.
+
+        The status is the entry's window now (HIT, STALE or EXPIRED); ``None`` when
+        nothing live is cached or the storage fails. Not counted in ``stats()``.
+        """
+        return self._peek_result(await self._read_quiet(self._skey(key)))
+
+    async def set(self, key: str, value: Any, ttl: TTLSpec | None = None) -> None:
+        """Store ``value`` under ``key`` as if just fetched.
+
+        Raises:
+            StorageError: the storage failed (unlike ``execute``, an explicit write
+                reports its failure).
+        """
+        skey = self._skey(key)
+        await self._storage.set(skey, self._new_entry(key, value, ttl))
+        self._forget_failures(skey)
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key`` from the cache; return whether it was there.
+
+        Raises:
+            StorageError: the storage failed.
+        """
+        return await self._storage.delete(self._skey(key))
+
+    def cached(
+        self, *, ttl: TTLSpec | None = None, key: Callable[..., str] | None = None
+    ) -> Callable[[AsyncFunction[P, T]], AsyncCachedFunction[P, T]]:
+        """Decorate a function so its results go through this engine.
+
+        Example::
+
+            @engine.cached(ttl=CacheTTL(fresh=30, stale=600), key=lambda uid: f"user:{uid}")
+            async def load_user(uid: int) -> dict: ...
+
+        Args:
+            ttl: Windows for this function's values; the engine's default otherwise.
+            key: Builds the key from the call's arguments; by default the function's
+                qualified name and the ``repr`` of simple arguments.
+
+        Raises:
+            TypeError: a coroutine function given to the thread engine, or a plain one
+                given to the asyncio engine.
+        """
+        if ttl is not None:
+            _core.validate_ttl_spec(ttl)
+
+        def decorate(func: AsyncFunction[P, T]) -> AsyncCachedFunction[P, T]:
+            if inspect.iscoroutinefunction(func) is not _IS_ASYNC:
+                raise TypeError(wrong_function_kind(func, _IS_ASYNC))
+            from swr._async.cached import AsyncCachedFunction  # noqa: PLC0415 - import cycle
+
+            return AsyncCachedFunction(self, func, key, ttl)
+
+        return decorate
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Stop background refreshes, waiting up to ``timeout`` s for running ones.
+
+        Calls of ``execute`` still work afterwards but start no refreshes; running
+        refreshes still going at the deadline are cancelled (threads cannot be, they
+        finish on their own). A storage the engine created itself is closed too.
+        Idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        finished = await self._refresher.aclose(
+            self._options.close_timeout if timeout is None else timeout
+        )
+        if not finished:
+            logger.warning("close_timed_out", engine=self.name, running=self._refresher.unfinished)
+        if self._owns_storage:
+            await self._storage.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, storage={self._storage!r})"

@@ -1,0 +1,353 @@
+"""What both engines share: settings, counters, and every step that does no I/O.
+
+``StaleEngine`` and ``AsyncStaleEngine`` (``swr/_sync/engine.py``, generated from
+``swr/_async/engine.py``) derive from :class:`EngineBase`. It holds the configuration,
+the counters, the breaker and backoff bookkeeping and the answers after a fetch; the
+engines add the I/O (storage calls, fetches, waiting), with threads or with tasks.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from swr import _core
+from swr._log import logger
+from swr._primitives import Submit, TaskRefresher, ThreadRefresher
+from swr.breaker import CircuitBreaker, Permit
+from swr.errors import CircuitOpenError, FetchTimeoutError
+from swr.policy import CacheTTL, Result, Status, TTLSpec
+from swr.stats import Counter, EngineCounters, EngineStats
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from swr.metrics import MetricsHook
+    from swr.refresh import RefreshOptions
+    from swr.storage import AsyncStorage, Entry, Storage
+    from swr.storage.base import Health
+
+__all__ = [
+    "DEFAULT_TTL",
+    "POLL_FIRST",
+    "POLL_GROWTH",
+    "POLL_MAX",
+    "AnyStorage",
+    "EngineBase",
+    "RefreshNotNeededError",
+    "wrong_function_kind",
+]
+
+
+_CachedEntry = _core.CachedEntry
+_HIT = Status.HIT
+_STALE = Status.STALE
+_EXPIRED = Status.EXPIRED
+_MISS = Status.MISS
+_FALLBACK = Status.FALLBACK
+
+_plan_stale = _core.plan_stale
+_BACKING_OFF = _core.Plan.BACKING_OFF
+_FALLBACK_PLAN = _core.Plan.FALLBACK
+
+DEFAULT_TTL = CacheTTL(fresh=60, stale=300, expired=3600)
+
+# Polling a lease held by another process: first delay, growth factor, largest delay.
+POLL_FIRST = 0.005
+POLL_GROWTH = 2.0
+POLL_MAX = 0.1
+
+
+class RefreshNotNeededError(Exception):
+    """Another process is refreshing the key, or already did: skip this refresh."""
+
+
+AnyStorage: TypeAlias = "Storage | AsyncStorage"
+"""What the asyncio engine accepts: either kind of storage."""
+
+
+def wrong_function_kind(func: Callable[..., Any], is_async: bool) -> str:
+    """Why ``func`` cannot be decorated by the engine of the other kind."""
+    name = getattr(func, "__qualname__", repr(func))
+    if is_async:
+        return f"{name} is not a coroutine function; decorate it with StaleEngine.cached"
+    return f"{name} is a coroutine function; decorate it with AsyncStaleEngine.cached"
+
+
+class EngineBase:
+    """Configuration, counters and I/O-free decisions shared by both engines."""
+
+    # Provided by each shell: its executor, its refresh job and its fetch.
+    _refresher: ThreadRefresher | TaskRefresher
+    _refresh: Callable[..., Any]
+    _fetch_and_store: Callable[..., Any]
+
+    # Set by the engine's constructor (swr/_async/engine.py).
+    name: str
+    namespace: str
+    _prefix: str
+    _ttl: TTLSpec
+    _clock: Callable[[], float] | None
+    _metrics: MetricsHook | None
+    _breaker: CircuitBreaker | None
+    _options: RefreshOptions
+    _lease_ttl: float
+    _backoff: _core.Backoff
+    _backoff_lock: threading.Lock
+    _storage: Any
+    _get: Callable[[str], Entry | None] | None
+    _lookup: Callable[[str], Entry | None] | None
+    _touch: Callable[[str], None] | None
+    _leases: Any
+    _set_and_release: Callable[..., Any] | None
+    _storage_stats: Callable[[], Mapping[str, Any]] | None
+    _health: Health | None
+    _closed: bool
+    _owns_storage: bool
+    _counters: EngineCounters
+    _count_hit: Callable[[], int]
+    _count_stale: Callable[[], int]
+    _count: dict[Status, Counter]
+
+    # -- small helpers -------------------------------------------------------------
+
+    def _now(self) -> float:
+        return _core.now(self._clock)
+
+    def _skey(self, key: object) -> str:
+        return self._prefix + _core.check_key(key)
+
+    def _new_entry(self, key: str, value: Any, ttl: TTLSpec | None) -> Entry:
+        spec = self._ttl if ttl is None else ttl
+        return _core.make_entry(value, _core.resolve_ttl(spec, key, value), self._now())
+
+    def _answered(self, status: Status) -> None:
+        self._count[status].incr()
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.record_status(self.name, status)
+
+    def _refresh_event(self, counter: Counter, outcome: str) -> None:
+        counter.incr()
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.record_refresh(self.name, outcome)
+
+    def _error_event(self, counter: Counter, kind: str) -> None:
+        counter.incr()
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.record_error(self.name, kind)
+
+    def _read_failed(self, skey: str, exc: Exception) -> None:
+        self._error_event(self._counters.storage_read_errors, "storage_read")
+        logger.warning("storage_read_failed", engine=self.name, key=skey, error=repr(exc))
+
+    def _write_failed(self, skey: str, exc: Exception) -> None:
+        self._error_event(self._counters.storage_write_errors, "storage_write")
+        logger.warning("storage_write_failed", engine=self.name, key=skey, error=repr(exc))
+
+    def _lease_failed(self, skey: str, exc: Exception) -> None:
+        self._error_event(self._counters.storage_read_errors, "storage_read")
+        logger.warning("lease_failed", engine=self.name, key=skey, error=repr(exc))
+
+    def _flight_failed(self, skey: str, exc: BaseException) -> None:
+        """Count and log one failed upstream fetch (once per fetch, not per waiter)."""
+        if isinstance(exc, CircuitOpenError):
+            return  # refused by the breaker: nothing was fetched
+        self._error_event(self._counters.fetch_errors, "fetch")
+        logger.warning(
+            "fetch_failed",
+            engine=self.name,
+            key=skey,
+            error=repr(exc),
+            timed_out=isinstance(exc, FetchTimeoutError),
+        )
+
+    def _answer_failure(self, exc: Exception, entry: Entry | None) -> Result[Any]:
+        """Serve ``entry`` as FALLBACK after a failed fetch, or raise the fetch's error."""
+        if _core.plan_failure(entry) is _FALLBACK_PLAN:
+            assert entry is not None  # noqa: S101 - FALLBACK means an entry to serve
+            self._answered(_FALLBACK)
+            return Result(entry.value, _FALLBACK, entry.stored_at, self._clock)
+        self._answered(_MISS)
+        raise exc
+
+    def _peek_result(self, entry: Entry | None) -> Result[Any] | None:
+        """The answer of ``get``: the entry's window now, or ``None`` if it is dead."""
+        if entry is None:
+            return None
+        status = _core.classify(entry, self._now())
+        if status is _MISS:
+            return None
+        return Result(entry.value, status, entry.stored_at, self._clock)
+
+    def _live(self, entry: Entry | None) -> Entry | None:
+        """``entry`` if it is still within its lifetime (a usable fallback), else None."""
+        return _core.live(entry, self._now())
+
+    def _seen(self, entry: Entry | None, force_refresh: bool) -> float:
+        """The ``stored_at`` after which another process's result can replace our fetch.
+
+        A forced refresh only accepts values fetched after the call began.
+        """
+        if force_refresh:
+            return self._now()
+        return entry.stored_at if entry is not None else -math.inf
+
+    def _answer_fetched(self, entry: Entry, had_entry: bool) -> Result[Any]:
+        status = _EXPIRED if had_entry else _MISS
+        self._answered(status)
+        return Result(entry.value, status, entry.stored_at, self._clock)
+
+    def _serve_stale(
+        self, key: str, skey: str, fetch: Any, ttl: TTLSpec | None, entry: Entry, now: float
+    ) -> Result[Any]:
+        """Answer from a stale entry and start (at most) one background refresh.
+
+        With a circuit breaker that refuses calls, nothing is refreshed and the entry is
+        served as FALLBACK instead.
+        """
+        breaker = self._breaker
+        circuit_open = breaker is not None and breaker.is_open()
+        # The common case, the key's refresh already running with the circuit closed,
+        # is plan_stale's SERVE: nothing to do, no call (tests/swr/test_core.py pins it).
+        if circuit_open or skey not in self._refresher.pending:
+            plan = _plan_stale(circuit_open, False, self._backoff, skey, now)
+            if plan is _FALLBACK_PLAN:
+                return self._refused(entry)
+            if plan is _BACKING_OFF:
+                self._refresh_event(self._counters.refreshes_skipped, "skipped")
+            elif not self._start_refresh(key, skey, fetch, ttl, entry):
+                return self._refused(entry)
+        self._count_stale()
+        if self._metrics is not None:
+            self._metrics.record_status(self.name, _STALE)
+        if type(entry) is _CachedEntry:
+            result = entry.stale
+            if result is None:
+                result = entry.stale = Result(entry.value, _STALE, entry.stored_at, self._clock)
+            return result
+        return Result(entry.value, _STALE, entry.stored_at, self._clock)
+
+    def _start_refresh(
+        self, key: str, skey: str, fetch: Any, ttl: TTLSpec | None, entry: Entry
+    ) -> bool:
+        """Queue the refresh of a stale entry; ``False`` if the breaker has no trial slot."""
+        breaker = self._breaker
+        permit: Permit | None = None
+        if breaker is not None:
+            permit = breaker.acquire()
+            if permit is None:  # half-open and every trial slot taken
+                return False
+        job = functools.partial(
+            self._fetch_and_store,
+            key,
+            skey,
+            fetch,
+            ttl,
+            entry.stored_at,
+            background=True,
+            permit=permit,
+        )
+        outcome = self._refresher.submit(skey, self._refresh, (skey, job))
+        if outcome is not Submit.ACCEPTED and permit is not None:
+            breaker.release(permit)  # type: ignore[union-attr]  # set with the permit
+        if outcome is Submit.DROPPED:
+            self._refresh_event(self._counters.refreshes_dropped, "dropped")
+            logger.debug("refresh_dropped", engine=self.name, key=skey)
+        return True
+
+    def _refused(self, entry: Entry) -> Result[Any]:
+        """The circuit refused a refresh: serve the cached entry as FALLBACK."""
+        self._counters.circuit_rejected.incr()
+        self._answered(_FALLBACK)
+        return Result(entry.value, _FALLBACK, entry.stored_at, self._clock)
+
+    def _take_permit(self, permit: Permit | None, background: bool) -> Permit | None:
+        """The breaker permit for a fetch: the refresh's own, or a new foreground one.
+
+        Raises:
+            CircuitOpenError: the breaker refuses a foreground fetch.
+            RefreshNotNeededError: the breaker opened while the refresh waited in the queue.
+        """
+        breaker = self._breaker
+        if breaker is None:
+            return None
+        if background:
+            if permit is not None and breaker.is_open():
+                breaker.release(permit)
+                self._counters.circuit_rejected.incr()
+                raise RefreshNotNeededError
+            return permit
+        permit = breaker.acquire()
+        if permit is None:
+            self._counters.circuit_rejected.incr()
+            raise breaker.refusal()
+        return permit
+
+    def _fetch_outcome(self, permit: Permit | None, error: BaseException | None) -> None:
+        """Report a fetch's outcome to the breaker (``None`` error = success)."""
+        if permit is not None:
+            self._breaker.record(permit, error)  # type: ignore[union-attr]  # permit => breaker
+
+    def _release_permit(self, permit: Permit | None) -> None:
+        if permit is not None:
+            self._breaker.release(permit)  # type: ignore[union-attr]  # permit => breaker
+
+    def _refresh_started(self) -> None:
+        self._refresh_event(self._counters.refreshes_started, "started")
+
+    def _forget_failures(self, skey: str) -> None:
+        """A new value of ``skey`` was stored: its refreshes no longer back off."""
+        if self._backoff:
+            with self._backoff_lock:
+                self._backoff.succeeded(skey)
+
+    def _refresh_succeeded(self, skey: str) -> None:
+        self._forget_failures(skey)
+        self._refresh_event(self._counters.refreshes_succeeded, "succeeded")
+
+    def _refresh_failed(self, skey: str, exc: BaseException) -> None:
+        with self._backoff_lock:
+            retry_at = self._backoff.failed(skey, self._now())
+            failures = self._backoff.failures(skey)
+        timed_out = isinstance(exc, FetchTimeoutError)
+        if timed_out:
+            self._refresh_event(self._counters.refreshes_timed_out, "timed_out")
+        self._refresh_event(self._counters.refreshes_failed, "failed")
+        logger.warning(
+            "refresh_timed_out" if timed_out else "refresh_failed",
+            engine=self.name,
+            key=skey,
+            error=repr(exc),
+            failures=failures,
+            retry_in=round(retry_at - self._now(), 3),
+        )
+
+    def stats(self) -> EngineStats:
+        """A snapshot of the counters; see :class:`~swr.stats.EngineStats`."""
+        refresher = self._refresher
+        return self._stats(refresher.running, refresher.queued)
+
+    def _stats(self, running: int, queued: int) -> EngineStats:
+        values = self._counters.values()
+        extra: dict[str, Any] = {}
+        try:
+            if self._storage_stats is not None:
+                extra = dict(self._storage_stats())
+            if self._health is not None:
+                extra["available"] = int(self._health.available)
+        except Exception as exc:  # noqa: BLE001 - stats must never fail
+            extra = {"error": repr(exc)}
+        breaker = self._breaker
+        return EngineStats(
+            **values,
+            refreshes_in_flight=running,
+            refreshes_queued=queued,
+            storage=extra,
+            circuit=breaker.stats() if breaker is not None else {},
+        )

@@ -1,0 +1,6 @@
+# Generated from swr/_async/__init__.py by tools/unasync.py:
+# edit that file, not this one.
+"""The engines and decorators as asyncio code: the only copy written by hand.
+
+``tools/unasync.py`` generates their thread twins in ``swr/_sync/``.
+"""
