@@ -305,6 +305,17 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
         with self._lock:
             self._leases.release(key, token)
 
+    def set_and_release(self, key: K, value: V, token: str) -> None:
+        """Store ``value``, then release the lease ``token`` holds on ``key``.
+
+        The entry is in place before the lease is free, so a caller waiting on the lease
+        finds it; the lease is released even if the write raises.
+        """
+        try:
+            self.set(key, value)
+        finally:
+            self.release_lease(key, token)
+
     def stats(self) -> CacheStats:
         """Return a snapshot of this cache's size and counters."""
         with self._lock:
