@@ -8,7 +8,7 @@ FALLBACK at once.
 
     python bench/failure_storm.py [--clients 50] [--keys 100] [--seconds 10] [--hung]
 
-``--hung``: the upstream hangs (each call blocks for twice ``refresh_timeout``) instead
+``--hung``: the upstream hangs (each call blocks for twice the refresh timeout) instead
 of failing at once.
 """
 

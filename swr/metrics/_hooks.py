@@ -79,7 +79,7 @@ DURATION_BUCKETS = (
     30.0,
 )
 """Histogram bucket bounds in seconds: a memory read (a microsecond) to a hung
-upstream cut by ``refresh_timeout`` (ten seconds by default)."""
+upstream cut by ``RefreshOptions.timeout`` (ten seconds by default)."""
 
 
 StatsSource = Callable[[], "EngineStats"]
