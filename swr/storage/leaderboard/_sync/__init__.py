@@ -1,0 +1,3 @@
+# Generated from swr/storage/leaderboard/_async/__init__.py by tools/unasync.py:
+# edit that file, not this one.
+
