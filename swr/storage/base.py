@@ -31,6 +31,11 @@ capability                  used for
 :class:`AsyncView`          the asyncio engine's view of a sync storage
 :class:`SerializerBinding`  ``StaleEngine(serializer=...)`` for byte storages
 :class:`EntryFactoryBinding` byte storages decode into the engine's entry type
+:class:`ClockAdoption`      the storage judges expiry with the engine's clock
+:class:`BulkVerbs`          ``delete_many``, ``exists``, ``touch``, ``scan``, ``clear``
+:class:`TagIndex`           ``execute(..., tags=...)`` and ``invalidate_tags``
+:class:`AtomicOps`          ``incr``, ``add``, compare-and-set, ``append``; rate limits
+:class:`Leaderboards`       ``storage.leaderboard(name)``
 ==========================  =========================================================
 
 (``Async`` + name: the asyncio twin of a capability.)
@@ -38,9 +43,9 @@ capability                  used for
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -56,18 +61,24 @@ __all__ = [
     "AsyncStorage",
     "AsyncStorageMixin",
     "AsyncView",
+    "AtomicOps",
+    "BulkVerbs",
+    "ClockAdoption",
     "Closeable",
     "Entry",
     "EntryFactory",
     "EntryFactoryBinding",
+    "EntryTimes",
     "FastLookup",
     "Health",
+    "Leaderboards",
     "Leases",
     "SerializerBinding",
     "SetAndRelease",
     "Stats",
     "Storage",
     "StorageMixin",
+    "TagIndex",
 ]
 
 
@@ -300,6 +311,151 @@ class EntryFactoryBinding(Protocol):
 
     def with_entry_factory(self, factory: EntryFactory) -> Any:
         """A view of the same data whose reads build entries with ``factory``."""
+        ...
+
+
+@runtime_checkable
+class ClockAdoption(Protocol):
+    """Optional capability: judge expiry with the engine's clock.
+
+    The engine's clock decides every window of the entries it serves. An engine calls
+    ``adopt_clock(engine_clock)`` once, in its constructor: a storage that was given no
+    clock of its own starts judging expiry (reads, sweeps, eviction by age) with the
+    engine's; one given a clock explicitly keeps it and returns it, and the engine then
+    raises ``ValueError`` if the two differ. Without it, the storage is taken to keep
+    entries at least until the engine judges them dead (removal may come later, never
+    earlier).
+    """
+
+    def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Use ``clock`` unless a clock was given explicitly; return that explicit clock."""
+        ...
+
+
+class EntryTimes(NamedTuple):
+    """The four instants of an entry, without its value (see :class:`Entry`)."""
+
+    stored_at: float
+    fresh_until: float
+    stale_until: float
+    expires_at: float
+
+
+@runtime_checkable
+class BulkVerbs(Protocol):
+    """Optional capability: keys in bulk, without decoding values.
+
+    ``delete_many`` removes keys in one round trip or transaction and returns how many
+    held an entry; ``exists`` says whether a live entry is there without decoding its
+    value; ``touch`` replaces an entry's instants (its windows) without rewriting the
+    payload and says whether a live entry was there; ``scan(prefix)`` yields the keys
+    of entries (never leases or indexes) starting with the literal ``prefix`` (no
+    pattern characters), in batches, never blocking the store (Redis: ``SCAN``, never
+    ``KEYS``); ``clear()`` removes every entry this storage holds (under its prefix).
+    Without it, the engine loops over ``delete`` and cannot clear or invalidate by prefix.
+    """
+
+    def delete_many(self, keys: Sequence[str]) -> int:
+        """Remove ``keys``; return how many held an entry."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether a live entry is under ``key`` (its value is not decoded)."""
+        ...
+
+    def touch(self, key: str, times: EntryTimes) -> bool:
+        """Give the entry under ``key`` new instants; return whether one was there."""
+        ...
+
+    def scan(self, prefix: str = "") -> Iterator[str]:
+        """The keys of entries starting with ``prefix``."""
+        ...
+
+    def clear(self) -> None:
+        """Remove every entry (under this storage's prefix)."""
+        ...
+
+
+@runtime_checkable
+class TagIndex(Protocol):
+    """Optional capability: entries recorded under tags, invalidated by tag.
+
+    ``set_tagged`` stores an entry and records its key under each tag, in the same
+    store (an LMDB sub-database, a Redis set per tag living as long as its entries), so
+    that ``invalidate_tags`` in any process or host sharing the store removes every
+    entry carrying one of the tags and returns how many it removed.
+    """
+
+    def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
+        """Store ``entry`` and record ``key`` under each of ``tags``."""
+        ...
+
+    def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Remove every entry recorded under one of ``tags``; return how many."""
+        ...
+
+
+@runtime_checkable
+class AtomicOps(Protocol):
+    """Optional capability: key-value operations that are atomic in the storage's scope.
+
+    Atomic across the threads of a process (memory, pool), the processes of a host
+    (LMDB: one write transaction) or the hosts sharing a Redis (native commands or
+    scripts). Values written here are ordinary entries (``get`` reads them back). A
+    ``ttl`` (seconds, ``None`` for never) applies when an operation creates the key;
+    the entry is then fresh for its whole life (``fresh_until == stale_until ==
+    expires_at``). A dead key counts as absent.
+
+    - ``incr(key, delta=1, ttl=None) -> int``: add ``delta`` to an integer value,
+      creating the key at 0 first (with ``ttl``); an existing key keeps its windows.
+      A value that is not an ``int`` raises ``TypeError``.
+    - ``decr``: ``incr`` by ``-delta``.
+    - ``add(key, value, ttl=None) -> bool``: store only if absent or dead; exactly
+      ``True`` or ``False``.
+    - ``get_versioned(key) -> (Entry, version) | None`` and ``replace_if(key, version,
+      value, ttl=None) -> bool``: compare-and-set; ``version`` is an opaque token that
+      changes with every write of the key.
+    - ``append(key, data) -> int``: append ``bytes`` to a ``bytes`` value or ``str`` to a
+      ``str`` value (creating it); return the new length. Other types: ``TypeError``.
+    """
+
+    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Add ``delta`` to the integer under ``key``; return the new value."""
+        ...
+
+    def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Subtract ``delta`` from the integer under ``key``; return the new value."""
+        ...
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent or dead; return whether it did."""
+        ...
+
+    def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
+        """The live entry under ``key`` with its version token, or ``None``."""
+        ...
+
+    def replace_if(self, key: str, version: Any, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` still holds ``version``; return whether it did."""
+        ...
+
+    def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """Append ``data`` to the value under ``key``; return its new length."""
+        ...
+
+
+@runtime_checkable
+class Leaderboards(Protocol):
+    """Optional capability: sorted sets of ``member -> score`` shared like the entries.
+
+    ``leaderboard(name, max_size=None)`` returns a leaderboard (see
+    :mod:`swr.storage.leaderboard` for the API and its Redis semantics) stored in this
+    storage: in this process (memory), shared by the processes of a host (LMDB), or by
+    every host (Redis: one sorted set, cluster-safe).
+    """
+
+    def leaderboard(self, name: str, *, max_size: int | None = None) -> Any:
+        """The leaderboard called ``name``."""
         ...
 
 
