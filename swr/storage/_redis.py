@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from swr.storage._log import logger
 from swr.storage._record import ReadCache, RecordCodec
+from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.base import Entry
 from swr.storage.errors import CorruptEntryError, StorageError, StorageUnavailableError
 from swr.storage.serializers import Serializer, default_serializer
@@ -138,7 +139,7 @@ _TAG_SHA = hashlib.sha1(_TAG_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 # Takes up to ARGV[1] keys out of a tag's set and unlinks them: one batch of an
 # invalidation, one round trip (KEYS[1] the tag's set). Standalone Redis only: the keys
 # it unlinks are not declared, which a cluster forbids (there each batch is an SPOP on
-# the set's node, then one UNLINK per hash slot, pipelined per node).
+# the set's node, then one UNLINK per hash slot).
 # Returns {entries removed, {keys taken}}.
 _INVALIDATE_SCRIPT = """
 local keys = redis.call("spop", KEYS[1], ARGV[1])
@@ -636,10 +637,7 @@ class _RedisBase:
         Raises:
             TypeError, ValueError: ``times`` is not four ordered instants.
         """
-        if not isinstance(times, tuple) or len(times) != 4:
-            raise TypeError(f"times must be an EntryTimes, got {type(times).__name__}")
-        entry = Entry(None, *(float(t) for t in times))
-        check_times(entry)
+        entry = Entry(None, *checked_times(times))
         remaining = (entry.expires_at - self._now()) * 1000.0
         px = "" if remaining > PX_MAX else str(math.ceil(remaining))
         finite = _finite(entry)
@@ -655,17 +653,11 @@ class _RedisBase:
             TypeError: ``tags`` is not a sequence of non-empty str.
             ValueError: a tag is not valid UTF-8.
         """
-        if isinstance(tags, (str, bytes)) or not isinstance(tags, (list, tuple, set, frozenset)):
-            raise TypeError(f"tags must be a sequence of str, got {type(tags).__name__}: {tags!r}")
-        out = []
-        for tag in tags:
-            if not isinstance(tag, str) or not tag:
-                raise TypeError(f"each tag must be a non-empty str, got {tag!r}")
-            try:
-                out.append(tag_key(self.prefix, tag))
-            except UnicodeEncodeError as exc:
-                raise bad_key(tag, exc) from exc
-        return out
+        names = checked_tags(tags)
+        try:
+            return [tag_key(self.prefix, tag) for tag in names]
+        except UnicodeEncodeError as exc:
+            raise bad_key(str(exc.object), exc) from exc
 
     def _scan_pattern(self, prefix: str) -> str:
         if not isinstance(prefix, str):

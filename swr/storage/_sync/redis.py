@@ -440,8 +440,8 @@ class RedisStorage(
     def _unlink(self, skeys: Sequence[str | bytes]) -> int:
         """``UNLINK`` ``skeys``: one round trip per batch of ``BATCH`` keys; return removed.
 
-        On a cluster a command may only name keys of one hash slot: each batch is one
-        pipeline holding an ``UNLINK`` per slot, sent as one round trip per node.
+        On a cluster a command may only name keys of one hash slot: each batch costs one
+        ``UNLINK`` per slot it covers, each sent straight to the slot's master.
         """
         removed = 0
         for start in range(0, len(skeys), BATCH):
@@ -453,13 +453,8 @@ class RedisStorage(
             keyslot = self._client.keyslot
             for skey in batch:
                 groups.setdefault(keyslot(skey), []).append(skey)
-            try:
-                pipe = self._client.pipeline()
-                for group in groups.values():
-                    pipe.unlink(*group)
-                removed += sum(pipe.execute())
-            except self._driver_errors as exc:
-                raise self._failure(exc) from exc
+            for group in groups.values():
+                removed += self._on_node(group[0], ("UNLINK", *group))
         return removed
 
     def delete_many(self, keys: Sequence[str]) -> int:
@@ -606,7 +601,7 @@ class RedisStorage(
 
         Each tag's set is emptied by batches of 1000 keys: standalone, one Lua script per
         batch (``SPOP`` then ``UNLINK``: one round trip); on a cluster, an ``SPOP`` on the
-        set's node then the batch's ``UNLINK``s pipelined per node. Every host sharing the
+        set's node then one ``UNLINK`` per hash slot of the batch. Every host sharing the
         Redis sees the entries gone; an entry recorded under a tag and later rewritten
         without it goes too (a miss, never a stale hit).
 

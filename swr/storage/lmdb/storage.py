@@ -15,6 +15,7 @@ import lmdb
 
 from swr.storage._log import logger as _log
 from swr.storage._record import ReadCache, RecordCodec, digest_key
+from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import (
     CorruptEntryError,
@@ -181,25 +182,10 @@ def _stored_key(kb: bytes, record: bytes) -> str | None:
 
 def _entry_times(times: object) -> bytes:
     """The packed header times of ``times``; raise naming the problem if unusable."""
-    if not isinstance(times, tuple) or len(times) != 4:
-        raise TypeError(f"times must be an EntryTimes, got {type(times).__name__}")
-    stored, fresh, stale, expires = (float(t) for t in times)
-    if not (-math.inf < stored <= fresh <= stale <= expires < math.inf):
-        raise ValueError(
-            "entry times must be finite and ordered stored_at <= fresh_until <= "
-            f"stale_until <= expires_at, got {stored}, {fresh}, {stale}, {expires}"
-        )
+    stored, fresh, stale, expires = checked_times(times)
+    if expires == math.inf:
+        raise ValueError("expires_at must be finite in an LMDB store")
     return _TIMES.pack(stored, fresh, stale, expires)
-
-
-def _tag_list(tags: object) -> list[str]:
-    """``tags`` as a list of str; a bare str (a likely slip for ``[tag]``) is refused."""
-    if isinstance(tags, (str, bytes)) or not isinstance(tags, (list, tuple, set, frozenset)):
-        raise TypeError(f"tags must be a sequence of str, got {type(tags).__name__}: {tags!r}")
-    for tag in tags:
-        if not isinstance(tag, str) or not tag:
-            raise TypeError(f"each tag must be a non-empty str, got {tag!r}")
-    return list(tags)
 
 
 def _positive_int(name: str, value: object, minimum: int) -> int:
@@ -710,7 +696,7 @@ class LMDBStorage(StorageMixin):
     def _tags(self, tags: object) -> list[bytes]:
         limit = self._key_limit + 8  # LMDB's largest key
         out = []
-        for tag in _tag_list(tags):
+        for tag in checked_tags(tags):
             raw = tag.encode()
             if len(raw) > limit:
                 raise ValueError(f"tag {tag[:40]!r}... is longer than {limit} bytes")
