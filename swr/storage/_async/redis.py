@@ -634,6 +634,16 @@ class AsyncRedisStorage(
             self._cache.pop(self.prefix + key, None)
         return removed, keys
 
+    async def publish(self, channel: str, message: bytes) -> int:
+        """``PUBLISH`` ``message`` on ``channel``; return how many subscribers got it.
+
+        Raises:
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        await self._enter()
+        received: int = await self._call(channel, "PUBLISH", channel, message)
+        return received
+
     # -- health probe, views, closing ---------------------------------------------------
 
     async def _ping(self) -> None:

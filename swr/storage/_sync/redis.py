@@ -636,6 +636,16 @@ class RedisStorage(
             self._cache.pop(self.prefix + key, None)
         return removed, keys
 
+    def publish(self, channel: str, message: bytes) -> int:
+        """``PUBLISH`` ``message`` on ``channel``; return how many subscribers got it.
+
+        Raises:
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        self._enter()
+        received: int = self._call(channel, "PUBLISH", channel, message)
+        return received
+
     # -- health probe, views, closing ---------------------------------------------------
 
     def _ping(self) -> None:
