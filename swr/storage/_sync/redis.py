@@ -619,18 +619,18 @@ class RedisStorage(
         removed = 0
         taken: list[bytes] = []
         for tkey in tag_keys:
-            while True:
+            left = 1
+            while left:
                 if self._cluster:
                     batch = self._call(tkey, "SPOP", tkey, BATCH)
                     removed += self._unlink(batch)
+                    left = len(batch) == BATCH
                 else:
-                    count, batch = self._script(
+                    count, batch, left = self._script(
                         _INVALIDATE_SHA, _INVALIDATE_SCRIPT, (tkey,), (BATCH,)
                     )
                     removed += count
                 taken += batch
-                if len(batch) < BATCH:
-                    break
         keys = self._scanned(taken)
         for key in keys:
             self._cache.pop(self.prefix + key, None)
