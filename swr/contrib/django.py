@@ -59,7 +59,7 @@ _INT_MIN: Final = -(1 << 63)
 _INT_MAX: Final = (1 << 63) - 1  # the stored integer must fit in 64 bits (msgpack)
 _LOCK_TTL: Final = 5.0  # seconds a dead holder of a key's lock blocks the others
 _POLL_FIRST: Final = 0.0005
-_POLL_MAX: Final = 0.02
+_POLL_MAX: Final = 0.005
 _FILL_SUFFIX: Final = "\x00get_or_set"  # the lease of a get_or_set computation
 
 
@@ -77,7 +77,7 @@ class _LeasedStorage(Protocol):
 
 
 def _pauses() -> Iterator[float]:
-    """Sleeps between polls: from half a millisecond, doubling up to 20 ms."""
+    """Sleeps between polls: from half a millisecond, doubling up to 5 ms."""
     pause = _POLL_FIRST
     while True:
         yield pause
