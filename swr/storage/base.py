@@ -43,7 +43,7 @@ capability                  used for
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeAlias, runtime_checkable
 
@@ -55,11 +55,13 @@ if TYPE_CHECKING:
     from swr.storage.serializers import Serializer
 
 __all__ = [
+    "AsyncBulkVerbs",
     "AsyncCloseable",
     "AsyncLeases",
     "AsyncSetAndRelease",
     "AsyncStorage",
     "AsyncStorageMixin",
+    "AsyncTagIndex",
     "AsyncView",
     "AtomicOps",
     "BulkVerbs",
@@ -391,6 +393,44 @@ class TagIndex(Protocol):
         ...
 
     def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Remove every entry recorded under one of ``tags``; return how many."""
+        ...
+
+
+@runtime_checkable
+class AsyncBulkVerbs(Protocol):
+    """The asyncio twin of :class:`BulkVerbs` (``scan`` is an async iterator)."""
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        """Remove ``keys``; return how many held an entry."""
+        ...
+
+    async def exists(self, key: str) -> bool:
+        """Whether a live entry is under ``key`` (its value is not decoded)."""
+        ...
+
+    async def touch(self, key: str, times: EntryTimes) -> bool:
+        """Give the entry under ``key`` new instants; return whether one was there."""
+        ...
+
+    def scan(self, prefix: str = "") -> AsyncIterator[str]:
+        """The keys of entries starting with ``prefix``."""
+        ...
+
+    async def clear(self) -> None:
+        """Remove every entry (under this storage's prefix)."""
+        ...
+
+
+@runtime_checkable
+class AsyncTagIndex(Protocol):
+    """The asyncio twin of :class:`TagIndex`."""
+
+    async def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
+        """Store ``entry`` and record ``key`` under each of ``tags``."""
+        ...
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> int:
         """Remove every entry recorded under one of ``tags``; return how many."""
         ...
 

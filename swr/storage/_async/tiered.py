@@ -7,15 +7,16 @@ performs the I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from swr.storage._async._tiers import async_clear, async_delete_keys, async_invalidate
 from swr.storage._primitives import async_has_leases, async_inline_get
 from swr.storage._tiered import (
     _TieredBase,  # unasync: sync=SyncTwin, _TieredBase,
 )
 from swr.storage._views import with_serializer
-from swr.storage.base import AsyncStorageMixin, Entry
+from swr.storage.base import AsyncStorageMixin, Entry, EntryTimes
 
 if TYPE_CHECKING:
     from swr.storage.base import AsyncStorage
@@ -114,6 +115,78 @@ class AsyncTieredStorage(
         finally:
             removed_l1 = await self.l1.delete(key)
         return removed_l2 or removed_l1
+
+    # -- bulk verbs and tags: L2 holds the truth, L1 drops what L2 lost ----------------
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        """Delete ``keys`` from L2 (one batch), then L1; return how many L2 held.
+
+        Raises:
+            TypeError: L2 lacks the bulk verbs and cannot delete (never for Redis).
+        """
+        self._check_open()
+        try:
+            removed = await async_delete_keys(self.l2, keys)
+        finally:
+            await async_delete_keys(self.l1, keys)
+        return removed
+
+    async def exists(self, key: str) -> bool:
+        """Whether L1 or L2 holds a live entry under ``key`` (L2 without decoding it)."""
+        self._check_open()
+        if await self.l1.get(key) is not None:
+            return True
+        return bool(await self.l2.exists(key))  # type: ignore[attr-defined]
+
+    async def touch(self, key: str, times: EntryTimes) -> bool:
+        """Renew the entry in L2 without rewriting its payload; drop L1's copy.
+
+        L1's copy goes rather than being renewed: the next read copies L2's entry, with
+        its new instants, back into L1.
+        """
+        self._check_open()
+        try:
+            touched: bool = await self.l2.touch(key, times)  # type: ignore[attr-defined]
+        finally:
+            await self.l1.delete(key)
+        return touched
+
+    def scan(self, prefix: str = "") -> AsyncIterator[str]:
+        """The keys of L2's entries starting with ``prefix`` (L1 holds a subset)."""
+        self._check_open()
+        l2: Any = self.l2
+        keys: AsyncIterator[str] = l2.scan(prefix)
+        return keys
+
+    async def clear(self) -> None:
+        """Clear L2, then L1."""
+        self._check_open()
+        try:
+            await async_clear(self.l2)
+        finally:
+            await async_clear(self.l1)
+
+    async def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
+        """Record ``entry`` under ``tags`` in L2 (shared); store it in L1 as :meth:`set` does."""
+        self._check_open()
+        try:
+            await self.l2.set_tagged(key, entry, tags)  # type: ignore[attr-defined]
+        finally:
+            await self.l1.set(key, entry)
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Remove the entries of ``tags`` from L2; drop them from L1 (all of L1 if unknown).
+
+        A Redis L2 says which keys it removed, and only those leave L1; another L2 only
+        counts, and L1 is then cleared (a few misses, never a stale hit).
+        """
+        self._check_open()
+        removed, keys = await async_invalidate(self.l2, tags)
+        if keys is None:
+            await async_clear(self.l1)
+        else:
+            await async_delete_keys(self.l1, keys)
+        return removed
 
     def _leases(self) -> Any:
         for tier in (self.l2, self.l1):

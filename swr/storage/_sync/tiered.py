@@ -9,16 +9,17 @@ performs the I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from swr.storage._primitives import has_leases, inline_get
+from swr.storage._sync._tiers import clear, delete_keys, invalidate
 from swr.storage._tiered import (
     SyncTwin,
     _TieredBase,
 )
 from swr.storage._views import with_serializer
-from swr.storage.base import Entry, StorageMixin
+from swr.storage.base import Entry, EntryTimes, StorageMixin
 
 if TYPE_CHECKING:
     from swr.storage.base import Storage
@@ -118,6 +119,78 @@ class TieredStorage(
         finally:
             removed_l1 = self.l1.delete(key)
         return removed_l2 or removed_l1
+
+    # -- bulk verbs and tags: L2 holds the truth, L1 drops what L2 lost ----------------
+
+    def delete_many(self, keys: Sequence[str]) -> int:
+        """Delete ``keys`` from L2 (one batch), then L1; return how many L2 held.
+
+        Raises:
+            TypeError: L2 lacks the bulk verbs and cannot delete (never for Redis).
+        """
+        self._check_open()
+        try:
+            removed = delete_keys(self.l2, keys)
+        finally:
+            delete_keys(self.l1, keys)
+        return removed
+
+    def exists(self, key: str) -> bool:
+        """Whether L1 or L2 holds a live entry under ``key`` (L2 without decoding it)."""
+        self._check_open()
+        if self.l1.get(key) is not None:
+            return True
+        return bool(self.l2.exists(key))  # type: ignore[attr-defined]
+
+    def touch(self, key: str, times: EntryTimes) -> bool:
+        """Renew the entry in L2 without rewriting its payload; drop L1's copy.
+
+        L1's copy goes rather than being renewed: the next read copies L2's entry, with
+        its new instants, back into L1.
+        """
+        self._check_open()
+        try:
+            touched: bool = self.l2.touch(key, times)  # type: ignore[attr-defined]
+        finally:
+            self.l1.delete(key)
+        return touched
+
+    def scan(self, prefix: str = "") -> Iterator[str]:
+        """The keys of L2's entries starting with ``prefix`` (L1 holds a subset)."""
+        self._check_open()
+        l2: Any = self.l2
+        keys: Iterator[str] = l2.scan(prefix)
+        return keys
+
+    def clear(self) -> None:
+        """Clear L2, then L1."""
+        self._check_open()
+        try:
+            clear(self.l2)
+        finally:
+            clear(self.l1)
+
+    def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
+        """Record ``entry`` under ``tags`` in L2 (shared); store it in L1 as :meth:`set` does."""
+        self._check_open()
+        try:
+            self.l2.set_tagged(key, entry, tags)  # type: ignore[attr-defined]
+        finally:
+            self.l1.set(key, entry)
+
+    def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Remove the entries of ``tags`` from L2; drop them from L1 (all of L1 if unknown).
+
+        A Redis L2 says which keys it removed, and only those leave L1; another L2 only
+        counts, and L1 is then cleared (a few misses, never a stale hit).
+        """
+        self._check_open()
+        removed, keys = invalidate(self.l2, tags)
+        if keys is None:
+            clear(self.l1)
+        else:
+            delete_keys(self.l1, keys)
+        return removed
 
     def _leases(self) -> Any:
         for tier in (self.l2, self.l1):

@@ -7,7 +7,7 @@ import itertools
 import math
 import os
 import time as _time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
@@ -15,7 +15,8 @@ import lmdb
 
 from swr.storage._log import logger as _log
 from swr.storage._record import ReadCache, RecordCodec, digest_key
-from swr.storage.base import Entry, StorageMixin
+from swr.storage._verbs import checked_tags, checked_times
+from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import (
     CorruptEntryError,
     StorageError,
@@ -24,7 +25,15 @@ from swr.storage.errors import (
 )
 from swr.storage.lmdb import _process
 from swr.storage.lmdb._files import _DAMAGED, Durability, _Options, _Replaced
-from swr.storage.lmdb._format import _CHECK_MAX, _long_key_check, _stamp
+from swr.storage.lmdb._format import (
+    _CHECK_MAX,
+    _EXPIRES,
+    _EXPIRES_OFFSET,
+    _HEADER_END,
+    _TIMES,
+    _long_key_check,
+    _stamp,
+)
 from swr.storage.lmdb._inspect import StoreSummary, _walk_in_child
 from swr.storage.lmdb._process import (
     _ATTEMPTS,
@@ -140,6 +149,43 @@ def _token(token: object) -> bytes | None:
     except (TypeError, ValueError):
         return None
     return raw if len(raw) == 16 else None
+
+
+_SCAN_BATCH: Final = 512  # keys read per read transaction by scan()
+_CHECK_LEN_OFFSET: Final = 36  # the record header's key check length (see _record)
+
+
+def _live(record: bytes, now: float) -> bool:
+    """Whether ``record`` has a readable header and is not past its ``expires_at``."""
+    return (
+        len(record) >= _HEADER_END
+        and record[:2] == b"SW"
+        and _EXPIRES.unpack_from(record, _EXPIRES_OFFSET)[0] > now
+    )
+
+
+def _stored_key(kb: bytes, record: bytes) -> str | None:
+    """The cache key stored under ``kb``: the key itself, or the record's key check.
+
+    ``None`` for a key longer than a record's key check can hold (over 64 KiB: only
+    its digests are kept) and for an unreadable one.
+    """
+    length = int.from_bytes(record[_CHECK_LEN_OFFSET:_HEADER_END], "little")
+    raw = record[_HEADER_END : _HEADER_END + length] if length else kb
+    if raw[:1] == b"\xff":
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _entry_times(times: object) -> bytes:
+    """The packed header times of ``times``; raise naming the problem if unusable."""
+    stored, fresh, stale, expires = checked_times(times)
+    if expires == math.inf:
+        raise ValueError("expires_at must be finite in an LMDB store")
+    return _TIMES.pack(stored, fresh, stale, expires)
 
 
 def _positive_int(name: str, value: object, minimum: int) -> int:
@@ -562,6 +608,130 @@ class LMDBStorage(StorageMixin):
             self._write("drop_if_same", kb, data)
         except StorageError as error:
             _log.warning("corrupt_entry_not_deleted", key=key, path=self.path, error=repr(error))
+
+    # -- bulk verbs and tags -----------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else _time.time()
+
+    def delete_many(self, keys: Sequence[str]) -> int:
+        """Remove ``keys`` in one write transaction; return how many held a record."""
+        kbs = [self._key(key)[0] for key in keys]
+        if not kbs:
+            return 0
+        for key in keys:
+            self._cache.pop(key, None)
+        return cast("int", self._write("delete_many", kbs))
+
+    def exists(self, key: str) -> bool:
+        """Whether a live entry is under ``key``: reads its header, never its value."""
+        kb, _ = self._key(key)
+        (data,) = self._read([kb])
+        return data is not None and _live(data, self._now())
+
+    def touch(self, key: str, times: EntryTimes) -> bool:
+        """Give the live entry under ``key`` new instants in one write transaction.
+
+        The record's payload bytes are kept as they are (no decode, no encode); the
+        expiry index follows the new ``expires_at``.
+
+        Returns:
+            Whether a live entry was there (nothing is written otherwise).
+
+        Raises:
+            TypeError, ValueError: bad key, or times not finite and ordered.
+        """
+        packed = _entry_times(times)
+        kb, _ = self._key(key)
+        self._cache.pop(key, None)
+        return bool(self._write("touch", kb, packed, self._now()))
+
+    def scan(self, prefix: str = "") -> Iterator[str]:
+        """Yield the keys of live entries starting with the literal ``prefix``.
+
+        Reads ``_SCAN_BATCH`` keys per read transaction, so a long scan never holds a
+        reader open (nor stops LMDB from reusing pages). Keys written during a scan may
+        or may not be seen; keys longer than 64 KiB are not listed.
+        """
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        raw = prefix.encode()
+        # A long key is stored under its first bytes and a digest (see digest_key): seek
+        # and stop on what every stored form of a matching key starts with.
+        cut = raw[: max(0, self._key_limit - 65)]
+        start, skip = cut, False
+        while True:
+            now = self._now()
+
+            def batch(backend: _Backend, start: bytes = start, skip: bool = skip) -> list[Any]:
+                with backend.reading() as txn:
+                    cursor = txn.cursor(db=backend.entries)
+                    found: list[tuple[bytes, bytes]] = []
+                    positioned = cursor.set_range(start)
+                    if positioned and skip and cursor.key() == start:
+                        positioned = cursor.next()
+                    while positioned and len(found) < _SCAN_BATCH:
+                        kb = bytes(cursor.key())
+                        if not kb.startswith(cut):
+                            return [found, True]
+                        value = cursor.value()
+                        length = int.from_bytes(value[_CHECK_LEN_OFFSET:_HEADER_END], "little")
+                        found.append((kb, bytes(value[: _HEADER_END + length])))
+                        positioned = cursor.next()
+                    return [found, not positioned]
+
+            found, done = self._run(batch)
+            for kb, head in found:
+                key = _stored_key(kb, head) if _live(head, now) else None
+                if key is not None and key.startswith(prefix):
+                    yield key
+            if done or not found:
+                return
+            start, skip = found[-1][0], True
+
+    def clear(self) -> None:
+        """Remove every entry and tag row (one transaction); leases stay, see :meth:`purge`."""
+        self.purge()
+
+    def _tags(self, tags: object) -> list[bytes]:
+        limit = self._key_limit + 8  # LMDB's largest key
+        out = []
+        for tag in checked_tags(tags):
+            raw = tag.encode()
+            if len(raw) > limit:
+                raise ValueError(f"tag {tag[:40]!r}... is longer than {limit} bytes")
+            out.append(raw)
+        return out
+
+    def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
+        """Store ``entry`` and record ``key`` under each of ``tags``: one write transaction.
+
+        The tag rows live in the ``swr-tags`` sub-database of the same directory, so every
+        process sharing it sees them; they go with :meth:`invalidate_tags` and
+        :meth:`clear`.
+
+        Raises:
+            TypeError, ValueError: as :meth:`set`, or a tag that is not a non-empty str
+                (a bare str instead of a sequence is refused too).
+        """
+        raw_tags = self._tags(tags)
+        item = self._item(key, entry, self._h.options.max_bytes)
+        self._cache.pop(key, None)
+        self._write("put_tagged", [item], raw_tags)
+
+    def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Remove every entry recorded under one of ``tags``, in one write transaction.
+
+        Atomic across the processes sharing the directory: a reader sees every entry of
+        the tags or none. Returns how many records were removed.
+        """
+        raw_tags = self._tags(tags)
+        if not raw_tags:
+            return 0
+        removed = cast("int", self._write("invalidate", raw_tags))
+        if removed:
+            self._cache.items.clear()  # the read cache re-checks bytes anyway: frees memory
+        return removed
 
     # -- leases -----------------------------------------------------------------------
 
