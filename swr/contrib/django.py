@@ -49,7 +49,7 @@ from typing import Any, Final, Protocol
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
-from swr.storage.base import BulkVerbs, Entry
+from swr.storage.base import Entry, EntryTimes
 
 __all__ = ["LMDBCache", "RedisCache"]
 
@@ -64,7 +64,7 @@ _FILL_SUFFIX: Final = "\x00get_or_set"  # the lease of a get_or_set computation
 
 
 class _LeasedStorage(Protocol):
-    """What the backends need of a storage: the six verbs and leases."""
+    """What the backends need of a storage: the six verbs, leases and bulk verbs."""
 
     def get(self, key: str) -> Entry | None: ...
     def set(self, key: str, entry: Entry) -> None: ...
@@ -74,6 +74,10 @@ class _LeasedStorage(Protocol):
     def acquire_lease(self, key: str, ttl: float) -> str | None: ...
     def release_lease(self, key: str, token: str) -> None: ...
     def set_and_release(self, key: str, entry: Entry, token: str) -> None: ...
+    def delete_many(self, keys: list[str]) -> int: ...
+    def exists(self, key: str) -> bool: ...
+    def touch(self, key: str, times: EntryTimes) -> bool: ...
+    def clear(self) -> None: ...
 
 
 def _pauses() -> Iterator[float]:
@@ -204,22 +208,17 @@ class _SWRCache(BaseCache):  # type: ignore[misc]  # django ships no type inform
             return True
 
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
-        """Give ``key`` a new timeout; return whether it held a value."""
+        """Give ``key`` a new timeout; return whether it held a value.
+
+        One atomic step of the storage (its instants are rewritten, not its value);
+        ``timeout=0`` removes the key.
+        """
         skey = self.make_and_validate_key(key, version=version)
-        with self._locked(skey) as holder:
-            entry = self._storage.get(skey)
-            if entry is None:
-                return False
-            now = time.time()
-            expires_at = self._expires_at(timeout, now)
-            if expires_at <= now:
-                self._storage.delete(skey)
-                return True
-            token, holder[0] = holder[0], None
-            assert token is not None  # noqa: S101 - set by _locked
-            renewed = Entry(entry.value, now, expires_at, expires_at, expires_at)
-            self._storage.set_and_release(skey, renewed, token)
-            return True
+        now = time.time()
+        expires_at = self._expires_at(timeout, now)
+        if expires_at <= now:
+            return self._storage.delete(skey)
+        return self._storage.touch(skey, EntryTimes(now, expires_at, expires_at, expires_at))
 
     def delete(self, key: Any, version: Any = None) -> bool:
         """Remove ``key``; return whether it held a value."""
@@ -256,11 +255,7 @@ class _SWRCache(BaseCache):  # type: ignore[misc]  # django ships no type inform
 
     def has_key(self, key: Any, version: Any = None) -> bool:
         """Whether ``key`` holds a value."""
-        skey = self.make_and_validate_key(key, version=version)
-        storage = self._storage
-        if isinstance(storage, BulkVerbs):
-            return storage.exists(skey)
-        return storage.get(skey) is not None
+        return self._storage.exists(self.make_and_validate_key(key, version=version))
 
     def get_many(self, keys: Iterable[Any], version: Any = None) -> dict[Any, Any]:
         """The values of those ``keys`` that hold one, by key."""
@@ -299,12 +294,7 @@ class _SWRCache(BaseCache):  # type: ignore[misc]  # django ships no type inform
     def _delete_skeys(self, skeys: list[str]) -> None:
         if not skeys:
             return
-        storage = self._storage
-        if isinstance(storage, BulkVerbs):
-            storage.delete_many(skeys)
-        else:
-            for skey in skeys:
-                storage.delete(skey)
+        self._storage.delete_many(skeys)
 
     def get_or_set(
         self,
@@ -352,14 +342,7 @@ class _SWRCache(BaseCache):  # type: ignore[misc]  # django ships no type inform
 
     def clear(self) -> None:
         """Remove every entry of the storage (every prefix and version)."""
-        storage = self._storage
-        if isinstance(storage, BulkVerbs):
-            storage.clear()
-        else:
-            self._clear_without_bulk_verbs()
-
-    def _clear_without_bulk_verbs(self) -> None:
-        raise NotImplementedError  # pragma: no cover - each backend has its own
+        self._storage.clear()
 
     def close(self, **kwargs: Any) -> None:
         """Nothing to do: Django calls this after every request; the storage stays open."""
@@ -382,9 +365,6 @@ class LMDBCache(_SWRCache):
             )
         return LMDBStorage(location, **options)
 
-    def _clear_without_bulk_verbs(self) -> None:
-        self._storage.purge()  # type: ignore[attr-defined]  # an LMDBStorage
-
 
 class RedisCache(_SWRCache):
     """A Django cache in Redis, shared by every process and host using it.
@@ -392,8 +372,8 @@ class RedisCache(_SWRCache):
     ``LOCATION`` is one Redis URL (``redis://``, ``rediss://``, ``unix://``); ``OPTIONS``
     are :meth:`~swr.storage.RedisStorage.from_url`'s keyword arguments (``prefix``,
     ``socket_timeout``, ``cluster``, redis-py's own), plus the backend's own (see the
-    module). :meth:`clear` removes every key under the storage's ``prefix`` (the whole
-    database without one, as Django's Redis backend does).
+    module). :meth:`clear` removes every entry under the storage's ``prefix`` (every
+    entry of the database without one, like Django's Redis backend).
     """
 
     def _open(self, location: Any, options: dict[str, Any]) -> _LeasedStorage:
@@ -405,21 +385,3 @@ class RedisCache(_SWRCache):
                 f"RedisCache: LOCATION must be one Redis URL, got {location!r}"
             )
         return RedisStorage.from_url(urls[0].strip(), **options)
-
-    def _clear_without_bulk_verbs(self) -> None:
-        storage: Any = self._storage
-        client = storage.client
-        pattern = _glob_escape(storage.prefix) + "*"
-        batch: list[Any] = []
-        for name in client.scan_iter(match=pattern, count=1000):
-            batch.append(name)
-            if len(batch) >= 1000:
-                client.unlink(*batch)
-                batch.clear()
-        if batch:
-            client.unlink(*batch)
-
-
-def _glob_escape(text: str) -> str:
-    """``text`` as a literal in a Redis ``MATCH`` pattern."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
