@@ -12,6 +12,7 @@ from swr.storage.base import (
     AsyncStorage,
     AsyncStorageMixin,
     AsyncView,
+    AtomicOps,
     Entry,
     Leases,
     SetAndRelease,
@@ -101,6 +102,54 @@ class AsyncAdapter(AsyncStorageMixin):
             storage.set_and_release(key, entry, token)
         else:
             await asyncio.to_thread(storage.set_and_release, key, entry, token)
+
+    async def _atomic(self, name: str, *args: Any) -> Any:
+        storage = self.sync
+        if not isinstance(storage, AtomicOps):
+            raise TypeError(f"{type(storage).__name__} does not offer atomic operations")
+        method = getattr(storage, name)
+        if self.inline:
+            return method(*args)
+        return await asyncio.to_thread(method, *args)
+
+    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """The wrapped storage's ``incr`` (see :class:`~swr.storage.base.AtomicOps`)."""
+        result: int = await self._atomic("incr", key, delta, ttl)
+        return result
+
+    async def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """The wrapped storage's ``decr``."""
+        result: int = await self._atomic("decr", key, delta, ttl)
+        return result
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """The wrapped storage's ``add``."""
+        result: bool = await self._atomic("add", key, value, ttl)
+        return result
+
+    async def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
+        """The wrapped storage's ``get_versioned`` (a read: always inline)."""
+        storage = self.sync
+        if not isinstance(storage, AtomicOps):
+            raise TypeError(f"{type(storage).__name__} does not offer atomic operations")
+        return storage.get_versioned(key)
+
+    async def replace_if(
+        self, key: str, version: Any, value: Any, ttl: float | None = None
+    ) -> bool:
+        """The wrapped storage's ``replace_if``."""
+        result: bool = await self._atomic("replace_if", key, version, value, ttl)
+        return result
+
+    async def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """The wrapped storage's ``append``."""
+        result: int = await self._atomic("append", key, data, ttl)
+        return result
+
+    @property
+    def supports_atomic_ops(self) -> bool:
+        """Whether the wrapped storage offers atomic operations."""
+        return isinstance(self.sync, AtomicOps)
 
     @property
     def supports_leases(self) -> bool:
