@@ -19,11 +19,15 @@ Configure them in ``settings.CACHES`` like Django's own backends::
 Both honour Django's whole cache contract (``KEY_PREFIX``, ``VERSION``,
 ``KEY_FUNCTION``, key warnings, ``timeout=None`` for ever and ``0`` for not cached).
 ``add``, ``incr``, ``decr`` and ``touch`` are atomic across the processes sharing the
-directory or the Redis: each runs under the key's swr lease (an LMDB write transaction,
-a Redis ``SET NX``), so 4 processes incrementing one key lose no update and 6 processes
-adding one key have exactly one winner. ``get_or_set`` with a callable computes once
-across processes: the caller that takes the key's lease computes, the others wait for
-its value (up to ``lease_timeout`` seconds, then compute themselves).
+directory or the Redis: with the storage's atomic operations
+(:class:`~swr.storage.base.AtomicOps`: ``add`` and a compare-and-set, one write
+transaction each), or else as a read and a write under the key's swr lease (a Redis
+``SET NX``). 4 processes incrementing one key
+lose no update and 6 processes adding one key have exactly one winner.
+
+``get_or_set`` with a callable computes once across processes: the caller that takes
+the key's lease computes, the others wait for its value (up to ``lease_timeout``
+seconds, then compute themselves).
 
 Values are pickled, as Django's own backends do (integers are kept as integers so that
 they can be incremented). Unpickling runs code chosen by whoever wrote the bytes: the
@@ -49,7 +53,7 @@ from typing import Any, Final, Protocol
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
-from swr.storage.base import Entry, EntryTimes
+from swr.storage.base import AtomicOps, Entry, EntryTimes
 
 __all__ = ["LMDBCache", "RedisCache"]
 
@@ -114,6 +118,11 @@ class _SWRCache(BaseCache):  # type: ignore[misc]  # django ships no type inform
             raise ImproperlyConfigured(
                 f"{type(self).__name__}: bad OPTIONS {sorted(options)}: {exc}"
             ) from exc
+        # With the storage's atomic operations, add and incr are one step of the
+        # storage; without them, a read and a write under the key's lease.
+        self._atomic: AtomicOps | None = (
+            self._storage if isinstance(self._storage, AtomicOps) else None
+        )
 
     def _open(self, location: Any, options: dict[str, Any]) -> _LeasedStorage:
         raise NotImplementedError  # pragma: no cover - each backend opens its storage
@@ -198,6 +207,12 @@ class _SWRCache(BaseCache):  # type: ignore[misc]  # django ships no type inform
         """Store ``value`` only if ``key`` holds nothing; atomic across processes."""
         skey = self.make_and_validate_key(key, version=version)
         entry = self._entry(value, timeout)  # pickled before the lock is taken
+        atomic = self._atomic
+        if atomic is not None:
+            if entry is None:  # not cached: added if nothing is there
+                return not self._storage.exists(skey)
+            ttl = None if entry.expires_at == _FOREVER else entry.expires_at - entry.stored_at
+            return atomic.add(skey, entry.value, ttl)
         with self._locked(skey) as holder:
             if self._storage.get(skey) is not None:
                 return False
@@ -232,6 +247,15 @@ class _SWRCache(BaseCache):  # type: ignore[misc]  # django ships no type inform
             TypeError: the value cannot be added to (``None``, a string, ...).
         """
         skey = self.make_and_validate_key(key, version=version)
+        atomic = self._atomic
+        while atomic is not None:  # compare-and-set; retried when another write came first
+            found = atomic.get_versioned(skey)
+            if found is None:
+                raise ValueError(f"Key '{key}' not found")
+            current, version_token = found
+            value = self._decode(current.value) + delta
+            if atomic.replace_if(skey, version_token, self._encode(value)):  # keeps its expiry
+                return value
         with self._locked(skey) as holder:
             entry = self._storage.get(skey)
             if entry is None:
