@@ -150,9 +150,11 @@ def test_bad_configuration_is_refused_with_the_reason(tmp_path):
 
 
 def test_cull_options_are_accepted_and_ignored(tmp_path):
-    cache = LMDBCache(str(tmp_path), {"OPTIONS": {"MAX_ENTRIES": 2, "CULL_FREQUENCY": 2}})
+    options = {"MAX_ENTRIES": 2, "CULL_FREQUENCY": 2, "sweep_interval": None}
+    cache = LMDBCache(str(tmp_path), {"OPTIONS": options})
     cache.set_many({f"k{i}": i for i in range(5)})
     assert len(cache.get_many([f"k{i}" for i in range(5)])) == 5
+    cache.storage.close()
 
 
 async def test_async_methods_reach_the_same_store(location):
