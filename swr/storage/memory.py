@@ -17,12 +17,12 @@ from __future__ import annotations
 import threading
 import time as _time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from swr.storage import _atomic
 from swr.storage._leases import LocalLeases
-from swr.storage.base import Entry, StorageMixin
+from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import StorageUnavailableError
 from swr.storage.leaderboard import MemoryLeaderboard
 
@@ -67,6 +67,10 @@ class MemoryStorage(StorageMixin):
         self._leases = LocalLeases()
         self._evictions = 0
         self._boards: dict[str, MemoryLeaderboard] = {}
+        # The tag index: tag -> keys, and key -> its tags (to forget a key rewritten or
+        # removed). Both empty, and never consulted, until set_tagged is called.
+        self._tagged: dict[str, set[str]] = {}
+        self._tags_of: dict[str, tuple[str, ...]] = {}
 
     def _now(self) -> float:
         clock = self._clock
@@ -114,12 +118,16 @@ class MemoryStorage(StorageMixin):
     def _store_locked(self, entries: Mapping[str, Entry]) -> None:
         self._check_open()
         data = self._data
+        if self._tags_of:
+            self._untag_locked(entries)
         for key, entry in entries.items():
             data[key] = entry
             data.move_to_end(key)
         while len(data) > self.max_entries:
-            data.popitem(last=False)
+            evicted, _ = data.popitem(last=False)
             self._evictions += 1
+            if self._tags_of:
+                self._untag_locked((evicted,))
 
     def set(self, key: str, entry: Entry) -> None:
         """Store ``entry`` under ``key``, evicting the least recently used when full."""
@@ -145,12 +153,93 @@ class MemoryStorage(StorageMixin):
         """Remove ``key``; return whether it held an entry (live or not)."""
         with self._lock:
             self._check_open()
+            if self._tags_of:
+                self._untag_locked((key,))
             return self._data.pop(key, None) is not None
 
+    def delete_many(self, keys: Sequence[str]) -> int:
+        """Remove ``keys`` under one lock; return how many held an entry."""
+        with self._lock:
+            self._check_open()
+            return self._delete_locked(keys)
+
+    def _delete_locked(self, keys: Collection[str]) -> int:
+        data = self._data
+        if self._tags_of:
+            self._untag_locked(keys)
+        removed = 0
+        for key in keys:
+            if data.pop(key, None) is not None:
+                removed += 1
+        return removed
+
+    def exists(self, key: str) -> bool:
+        """Whether a live entry is under ``key`` (not marked recently used)."""
+        self._check_open()
+        entry = self._data.get(key)
+        return entry is not None and entry.expires_at > self._now()
+
+    def touch(self, key: str, times: EntryTimes) -> bool:
+        """Give the live entry under ``key`` the instants ``times``; whether one was there.
+
+        The value object is kept (the entry is replaced by one of the same type holding
+        the same value and the new instants).
+        """
+        now = self._now()
+        with self._lock:
+            self._check_open()
+            entry = self._data.get(key)
+            if entry is None or entry.expires_at <= now:
+                return False
+            self._data[key] = type(entry)(entry.value, *times)
+            return True
+
+    def scan(self, prefix: str = "") -> Iterator[str]:
+        """The keys of live entries starting with the literal ``prefix`` (a snapshot)."""
+        self._check_open()
+        now = self._now()
+        with self._lock:
+            keys = [k for k, e in self._data.items() if k.startswith(prefix) and e.expires_at > now]
+        return iter(keys)
+
     def clear(self) -> None:
-        """Remove every entry."""
+        """Remove every entry (and the tag index)."""
         with self._lock:
             self._data.clear()
+            self._tagged.clear()
+            self._tags_of.clear()
+
+    def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
+        """Store ``entry`` under ``key`` and record it under each of ``tags``."""
+        with self._lock:
+            self._store_locked({key: entry})
+            if key not in self._data:  # evicted at once (max_entries reached)
+                return
+            unique = tuple(dict.fromkeys(tags))
+            self._tags_of[key] = unique
+            for tag in unique:
+                self._tagged.setdefault(tag, set()).add(key)
+
+    def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Remove every entry recorded under one of ``tags``; return how many."""
+        with self._lock:
+            self._check_open()
+            keys: set[str] = set()
+            for tag in tags:
+                keys |= self._tagged.get(tag, set())
+            return self._delete_locked(keys)
+
+    def _untag_locked(self, keys: Collection[str]) -> None:
+        """Forget the tags of ``keys`` (rewritten or removed)."""
+        tags_of = self._tags_of
+        tagged = self._tagged
+        for key in keys:
+            for tag in tags_of.pop(key, ()):
+                members = tagged.get(tag)
+                if members is not None:
+                    members.discard(key)
+                    if not members:
+                        del tagged[tag]
 
     def __len__(self) -> int:
         return len(self._data)
@@ -285,6 +374,8 @@ class MemoryStorage(StorageMixin):
             self._data.clear()
             self._leases.clear()
             self._boards.clear()
+            self._tagged.clear()
+            self._tags_of.clear()
 
     def __repr__(self) -> str:
         return f"MemoryStorage(max_entries={self.max_entries}, entries={len(self._data)})"
