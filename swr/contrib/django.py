@@ -42,6 +42,7 @@ bound themselves by bytes (LMDB's ``max_bytes``) or by Redis's own eviction poli
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import pickle
@@ -50,6 +51,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, Protocol
 
+from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
@@ -333,31 +335,74 @@ class _SWRCache(BaseCache):  # type: ignore[misc]  # django ships no type inform
         key's lease computes while the others poll for its value, for at most
         ``lease_timeout`` seconds (then they compute too).
         """
-        value = self.get(key, _MISSING, version=version)
-        if value is not _MISSING:
-            return value
-        if not callable(default):
-            return self._fill(key, default, timeout, version)
-        storage = self._storage
         lease = self.make_and_validate_key(key, version=version) + _FILL_SUFFIX
-        token = storage.acquire_lease(lease, self._lease_timeout)
-        if token is None:
+        value, token = self._claim(key, version, lease, callable(default))
+        if token is None and value is _MISSING and callable(default):
             deadline = time.monotonic() + self._lease_timeout
             pauses = _pauses()
-            while token is None and time.monotonic() < deadline:
+            while token is None and value is _MISSING and time.monotonic() < deadline:
                 time.sleep(next(pauses))
-                value = self.get(key, _MISSING, version=version)
-                if value is not _MISSING:
-                    return value
-                token = storage.acquire_lease(lease, self._lease_timeout)
+                value, token = self._claim(key, version, lease, True)
+        if value is not _MISSING:
+            return value
         try:
-            value = self.get(key, _MISSING, version=version)
-            if value is not _MISSING:
-                return value
-            return self._fill(key, default(), timeout, version)
+            return self._fill(key, default() if callable(default) else default, timeout, version)
         finally:
             if token is not None:
-                storage.release_lease(lease, token)
+                self._storage.release_lease(lease, token)
+
+    async def aget_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: Any = None,
+    ) -> Any:
+        """:meth:`get_or_set` for asyncio: computes once across processes too.
+
+        The storage calls run in a thread (``sync_to_async``, as Django's defaults);
+        waiting for another process's value sleeps with ``asyncio.sleep``, and a
+        callable ``default`` is called on the event loop, as Django's default does.
+        """
+        lease = self.make_and_validate_key(key, version=version) + _FILL_SUFFIX
+        claim = sync_to_async(self._claim, thread_sensitive=True)
+        value, token = await claim(key, version, lease, callable(default))
+        if token is None and value is _MISSING and callable(default):
+            deadline = time.monotonic() + self._lease_timeout
+            pauses = _pauses()
+            while token is None and value is _MISSING and time.monotonic() < deadline:
+                await asyncio.sleep(next(pauses))
+                value, token = await claim(key, version, lease, True)
+        if value is not _MISSING:
+            return value
+        try:
+            computed = default() if callable(default) else default
+            return await sync_to_async(self._fill, thread_sensitive=True)(
+                key, computed, timeout, version
+            )
+        finally:
+            if token is not None:
+                release = sync_to_async(self._storage.release_lease, thread_sensitive=True)
+                await release(lease, token)
+
+    def _claim(self, key: Any, version: Any, lease: str, compute: bool) -> tuple[Any, str | None]:
+        """``(value, None)`` if ``key`` holds one; else ``(_MISSING, the fill lease or None)``.
+
+        The lease is taken only when a callable will ``compute`` (a plain default is
+        stored with ``add`` at once, as Django does). Its re-read after the lease
+        closes the race with a holder that stored and released in between.
+        """
+        value = self.get(key, _MISSING, version=version)
+        if value is not _MISSING or not compute:
+            return value, None
+        token = self._storage.acquire_lease(lease, self._lease_timeout)
+        if token is None:
+            return _MISSING, None
+        value = self.get(key, _MISSING, version=version)
+        if value is not _MISSING:
+            self._storage.release_lease(lease, token)
+            return value, None
+        return _MISSING, token
 
     def _fill(self, key: Any, value: Any, timeout: Any, version: Any) -> Any:
         # As Django's own: add, then read back what won (ours or a racing writer's).

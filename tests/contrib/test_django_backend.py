@@ -165,3 +165,41 @@ async def test_async_methods_reach_the_same_store(location):
     assert await cache.aadd("a", 2) is False
     cache.set("n", 1)
     assert await cache.aincr("n") == 2
+
+
+async def test_aget_or_set_computes_once_for_concurrent_callers(location):
+    import asyncio
+
+    backend, where = location
+    cache = make_cache(backend, where)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return "value"
+
+    results = await asyncio.gather(*(cache.aget_or_set("k", compute) for _ in range(4)))
+    assert results == ["value"] * 4
+    assert len(calls) == 1
+    assert await cache.aget_or_set("plain", "default") == "default"
+    assert cache.get("plain") == "default"
+
+
+def test_get_or_set_waits_for_the_lease_holder_value(location):
+    import threading
+
+    backend, where = location
+    cache = make_cache(backend, where)
+    lease = cache.make_key("k") + "\x00get_or_set"
+    token = cache.storage.acquire_lease(lease, 30)  # another process is computing "k"
+
+    def holder():
+        cache.set("k", "theirs")
+        cache.storage.release_lease(lease, token)
+
+    timer = threading.Timer(0.2, holder)
+    timer.start()
+    try:
+        assert cache.get_or_set("k", lambda: "mine") == "theirs"
+    finally:
+        timer.join()
