@@ -8,9 +8,12 @@ engines add the I/O (storage calls, fetches, waiting), with threads or with task
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
 import math
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -19,11 +22,14 @@ from swr._log import logger
 from swr._primitives import Submit, TaskRefresher, ThreadRefresher
 from swr.breaker import CircuitBreaker, Permit
 from swr.errors import CircuitOpenError, FetchTimeoutError
+from swr.metrics import BoundHook, fetch_outcome, storage_kind
 from swr.policy import CacheTTL, Result, Status, TTLSpec
 from swr.stats import Counter, EngineCounters, EngineStats
+from swr.storage import AsyncAdapter
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from contextlib import AbstractContextManager
 
     from swr.metrics import MetricsHook
     from swr.refresh import RefreshOptions
@@ -60,6 +66,40 @@ POLL_FIRST = 0.005
 POLL_GROWTH = 2.0
 POLL_MAX = 0.1
 
+perf_counter = time.perf_counter
+"""The clock of the durations reported to a metrics hook; read only when a hook
+receives the duration. Looked up at each call, so a test may replace it."""
+
+_NO_CONTEXT: AbstractContextManager[object] = contextlib.nullcontext()
+
+
+class _StorageTimer:
+    """Reports the time of one storage call to the engine's hook, raised or not."""
+
+    __slots__ = ("_engine", "_operation", "_started")
+
+    def __init__(self, engine: EngineBase, operation: str) -> None:
+        self._engine = engine
+        self._operation = operation
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = perf_counter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        engine = self._engine
+        record = engine._record_storage
+        assert record is not None  # noqa: S101 - timers exist only with record_storage
+        record(engine.name, engine._storage_kind, self._operation, perf_counter() - self._started)
+
+
+def _nodes_of(storage: Any) -> Callable[[], list[dict[str, Any]]] | None:
+    """A Redis storage's ``nodes()`` (per-node health on a cluster), else ``None``."""
+    if isinstance(storage, AsyncAdapter):
+        storage = storage.sync
+    nodes = getattr(storage, "nodes", None)
+    return nodes if callable(nodes) else None
+
 
 class RefreshNotNeededError(Exception):
     """Another process is refreshing the key, or already did: skip this refresh."""
@@ -92,6 +132,15 @@ class EngineBase:
     _ttl: TTLSpec
     _clock: Callable[[], float] | None
     _metrics: MetricsHook | None
+    _hook: BoundHook | None
+    _hook_hit: Callable[[], object] | None
+    _hook_stale: Callable[[], object] | None
+    _hook_counts: dict[Status, Callable[[], object]] | None
+    _record_storage: Callable[[str, str, str, float], None] | None
+    _sample_read: Callable[[], bool] | None
+    _trace_fetch: Callable[[str, str, bool], AbstractContextManager[object]] | None
+    _storage_kind: str
+    _storage_nodes: Callable[[], list[dict[str, Any]]] | None
     _breaker: CircuitBreaker | None
     _options: RefreshOptions
     _lease_ttl: float
@@ -126,9 +175,94 @@ class EngineBase:
 
     def _answered(self, status: Status) -> None:
         self._count[status].incr()
-        metrics = self._metrics
-        if metrics is not None:
-            metrics.record_status(self.name, status)
+        counts = self._hook_counts
+        if counts is not None:
+            counts[status]()
+
+    # -- metrics: what the hook receives, resolved once ------------------------------
+
+    def _wire_metrics(self) -> None:
+        """Bind the hook's methods once: which answers, durations and events reach it.
+
+        Called at the end of the constructor (the storage and ``name`` set, ``_hook``
+        the bound hook or ``None``). A duration whose method the hook lacks is never
+        measured: no clock read, no call.
+        """
+        self._storage_kind = storage_kind(self._storage)
+        self._storage_nodes = _nodes_of(self._storage)
+        hook = self._hook
+        self._hook_hit = self._hook_stale = self._hook_counts = None
+        self._record_storage = self._sample_read = self._trace_fetch = None
+        if hook is None:
+            return
+        counts = self._hook_counts = {status: hook.counter(self.name, status) for status in Status}
+        self._hook_hit = counts[_HIT]
+        self._hook_stale = counts[_STALE]
+        self._record_storage = hook.record_storage
+        if hook.record_storage is not None:
+            # One read in storage_read_sampling on the execute path: one C call decides.
+            sampling = hook.storage_read_sampling
+            self._sample_read = itertools.cycle((True,) + (False,) * (sampling - 1)).__next__
+        self._trace_fetch = hook.trace_fetch
+        if hook.register_stats is not None:
+            hook.register_stats(self.name, self.stats)
+        if hook.record_circuit is not None and self._breaker is not None:
+            self._breaker.add_listener(self._circuit_changed)
+
+    def _unwire_metrics(self) -> None:
+        """The engine is closing: its name stops hearing of the shared breaker."""
+        if self._breaker is not None:
+            self._breaker.remove_listener(self._circuit_changed)
+
+    def _circuit_changed(self, state: str) -> None:
+        hook = self._hook
+        if hook is not None and hook.record_circuit is not None:
+            hook.record_circuit(self.name, state)
+
+    def _storage_timer(self, operation: str) -> AbstractContextManager[object]:
+        """A context timing one storage call for the hook (nothing without one)."""
+        if self._record_storage is None:
+            return _NO_CONTEXT
+        return _StorageTimer(self, operation)
+
+    def _tracing(self, key: str, background: bool) -> AbstractContextManager[object]:
+        """The hook's span around one fetch (nothing without one)."""
+        trace = self._trace_fetch
+        if trace is None:
+            return _NO_CONTEXT
+        return trace(self.name, key, background)
+
+    def _fetch_started(self, background: bool) -> float | None:
+        """``perf_counter()`` when the hook receives this fetch's duration, else ``None``."""
+        hook = self._hook
+        if hook is None:
+            return None
+        record = hook.record_refresh_duration if background else hook.record_fetch
+        return None if record is None else perf_counter()
+
+    def _fetch_timed(self, started: float, background: bool, error: BaseException | None) -> None:
+        """Report a fetch's duration; an interrupted one (not an Exception) has none."""
+        if error is not None and not isinstance(error, Exception):
+            return
+        elapsed = perf_counter() - started
+        hook = self._hook
+        assert hook is not None  # noqa: S101 - started only with a hook
+        record = hook.record_refresh_duration if background else hook.record_fetch
+        assert record is not None  # noqa: S101 - started only when it is set
+        record(self.name, fetch_outcome(error), elapsed)
+
+    def _lease_wait_started(self) -> float | None:
+        """``perf_counter()`` when the hook receives lease waits, else ``None``."""
+        hook = self._hook
+        if hook is None or hook.record_lease_wait is None:
+            return None
+        return perf_counter()
+
+    def _lease_wait_ended(self, started: float | None) -> None:
+        """A caller stopped waiting for another process's fetch (if it waited)."""
+        if started is not None:
+            record = self._hook.record_lease_wait  # type: ignore[union-attr]  # started => set
+            record(self.name, perf_counter() - started)  # type: ignore[misc]
 
     def _refresh_event(self, counter: Counter, outcome: str) -> None:
         counter.incr()
@@ -224,8 +358,9 @@ class EngineBase:
             elif not self._start_refresh(key, skey, fetch, ttl, entry):
                 return self._refused(entry)
         self._count_stale()
-        if self._metrics is not None:
-            self._metrics.record_status(self.name, _STALE)
+        hook_stale = self._hook_stale
+        if hook_stale is not None:
+            hook_stale()
         if type(entry) is _CachedEntry:
             result = entry.stale
             if result is None:
@@ -289,8 +424,18 @@ class EngineBase:
             raise breaker.refusal()
         return permit
 
-    def _fetch_outcome(self, permit: Permit | None, error: BaseException | None) -> None:
-        """Report a fetch's outcome to the breaker (``None`` error = success)."""
+    def _fetch_outcome(
+        self,
+        permit: Permit | None,
+        error: BaseException | None,
+        started: float | None = None,
+        background: bool = False,
+    ) -> None:
+        """Report a fetch's outcome to the breaker (``None`` error = success), and its
+        duration to the hook when ``started`` (from :meth:`_fetch_started`) is set.
+        """  # noqa: D205 - two receivers, one summary
+        if started is not None:
+            self._fetch_timed(started, background, error)
         if permit is not None:
             self._breaker.record(permit, error)  # type: ignore[union-attr]  # permit => breaker
 
@@ -336,11 +481,14 @@ class EngineBase:
     def _stats(self, running: int, queued: int) -> EngineStats:
         values = self._counters.values()
         extra: dict[str, Any] = {}
+        nodes: list[dict[str, Any]] = []
         try:
             if self._storage_stats is not None:
                 extra = dict(self._storage_stats())
             if self._health is not None:
                 extra["available"] = int(self._health.available)
+            if self._storage_nodes is not None:
+                nodes = [dict(node) for node in self._storage_nodes()]
         except Exception as exc:  # noqa: BLE001 - stats must never fail
             extra = {"error": repr(exc)}
         breaker = self._breaker
@@ -349,5 +497,6 @@ class EngineBase:
             refreshes_in_flight=running,
             refreshes_queued=queued,
             storage=extra,
+            storage_nodes=nodes,
             circuit=breaker.stats() if breaker is not None else {},
         )

@@ -46,6 +46,7 @@ from swr._primitives import (
     async_sleep,
 )
 from swr.breaker import CircuitBreaker
+from swr.metrics import bind_hook
 from swr.policy import Result, Status
 from swr.refresh import RefreshOptions
 from swr.stats import EngineCounters
@@ -144,6 +145,7 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
         self._ttl = _core.validate_ttl_spec(ttl if ttl is not None else DEFAULT_TTL)
         self._clock = clock
         self._metrics = metrics
+        self._hook = None if metrics is None else bind_hook(metrics)
         self._breaker = breaker
         self._options = options
         self._lease_ttl = max(options.timeout, 0.1)
@@ -180,6 +182,7 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
         self._refresher = AsyncRefresher(
             options.max_concurrent, options.queue_size, name=f"swr-refresh-{self.name}"
         )
+        self._wire_metrics()
 
     @property
     def storage(self) -> AsyncStorage:
@@ -227,7 +230,11 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
         if not force_refresh:
             try:
                 lookup = self._lookup
-                entry = await self._storage.get(skey) if lookup is None else lookup(skey)
+                sample = self._sample_read
+                if sample is not None and sample():
+                    entry = await self._timed_lookup(skey)
+                else:
+                    entry = await self._storage.get(skey) if lookup is None else lookup(skey)
                 if entry is not None and self._touch is not None:
                     self._touch(skey)
             except KeyError:  # evicted between lookup and touch: the read still holds
@@ -242,8 +249,9 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
                 now = clock() if clock is not None else _time.time()
                 if now < entry.fresh_until:
                     self._count_hit()
-                    if self._metrics is not None:
-                        self._metrics.record_status(self.name, _HIT)
+                    hook_hit = self._hook_hit
+                    if hook_hit is not None:
+                        hook_hit()
                     if type(entry) is _CachedEntry:
                         result = entry.hit
                         if result is None:  # the entry's first hit
@@ -282,11 +290,18 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
             return self._live(await self._read_quiet(skey))
         return entry
 
+    async def _timed_lookup(self, skey: str) -> Entry | None:
+        """The hit path's read, timed for the hook (one read in ``storage_read_sampling``)."""
+        lookup = self._lookup
+        with self._storage_timer("get"):
+            return await self._storage.get(skey) if lookup is None else lookup(skey)
+
     async def _read(self, skey: str) -> Entry | None:
         get = self._get
-        if get is not None:
-            return get(skey)
-        return await self._storage.get(skey)
+        with self._storage_timer("get"):
+            if get is not None:
+                return get(skey)
+            return await self._storage.get(skey)
 
     async def _read_quiet(self, skey: str) -> Entry | None:
         try:
@@ -297,7 +312,8 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
 
     async def _write(self, skey: str, entry: Entry) -> None:
         try:
-            await self._storage.set(skey, entry)
+            with self._storage_timer("set"):
+                await self._storage.set(skey, entry)
         except Exception as exc:  # noqa: BLE001 - the value is returned all the same
             self._write_failed(skey, exc)
 
@@ -305,7 +321,8 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
         """Store ``entry`` and release the lease ``token`` in one storage call."""
         assert self._set_and_release is not None  # noqa: S101 - called only when offered
         try:
-            await self._set_and_release(skey, entry, token)
+            with self._storage_timer("set_and_release"):
+                await self._set_and_release(skey, entry, token)
         except Exception as exc:  # noqa: BLE001 - the value is returned all the same
             self._write_failed(skey, exc)
             await self._release_lease(skey, token)
@@ -349,14 +366,16 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
                     return found
             if background:
                 self._refresh_started()
+            started = self._fetch_started(background)
             try:
-                value = await async_call_fetch(fetch, self._options.timeout, skey, background)
+                with self._tracing(key, background):
+                    value = await async_call_fetch(fetch, self._options.timeout, skey, background)
             except BaseException as exc:
                 reported = True
-                self._fetch_outcome(permit, exc)
+                self._fetch_outcome(permit, exc, started, background)
                 raise
             reported = True
-            self._fetch_outcome(permit, None)
+            self._fetch_outcome(permit, None, started, background)
             entry = self._new_entry(key, value, ttl)
             if token is None or self._set_and_release is None:
                 await self._write(skey, entry)
@@ -383,11 +402,14 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
         assert leases is not None  # noqa: S101 - only called when leases exist
         deadline = _time.monotonic() + self._lease_ttl
         delay = POLL_FIRST
+        waiting: float | None = None  # since the first sleep, when the hook times waits
         while True:
             try:
-                token = await leases.acquire_lease(skey, self._lease_ttl)
+                with self._storage_timer("lease_acquire"):
+                    token = await leases.acquire_lease(skey, self._lease_ttl)
             except Exception as exc:  # noqa: BLE001 - no lease: fetch without one
                 self._lease_failed(skey, exc)
+                self._lease_wait_ended(waiting)
                 return None, None
             # Re-read under the lease, or while another holds it: a result stored since
             # the caller's read is the one to use.
@@ -395,20 +417,26 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
             if entry is not None and entry.stored_at > seen:
                 if token is not None:
                     await self._release_lease(skey, token)
+                self._lease_wait_ended(waiting)
                 return None, entry
             if token is not None:
+                self._lease_wait_ended(waiting)
                 return token, None
             if not wait:
                 raise RefreshNotNeededError
             if _time.monotonic() >= deadline:
+                self._lease_wait_ended(waiting)
                 return None, None
+            if waiting is None:
+                waiting = self._lease_wait_started()
             await async_sleep(delay)
             delay = min(delay * POLL_GROWTH, POLL_MAX)
 
     async def _release_lease(self, skey: str, token: str) -> None:
         assert self._leases is not None  # noqa: S101 - tokens only exist with leases
         try:
-            await self._leases.release_lease(skey, token)
+            with self._storage_timer("lease_release"):
+                await self._leases.release_lease(skey, token)
         except Exception as exc:  # noqa: BLE001 - the lease expires on its own
             self._lease_failed(skey, exc)
 
@@ -443,7 +471,9 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
                 reports its failure).
         """
         skey = self._skey(key)
-        await self._storage.set(skey, self._new_entry(key, value, ttl))
+        entry = self._new_entry(key, value, ttl)
+        with self._storage_timer("set"):
+            await self._storage.set(skey, entry)
         self._forget_failures(skey)
 
     async def delete(self, key: str) -> bool:
@@ -452,7 +482,9 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
         Raises:
             StorageError: the storage failed.
         """
-        return await self._storage.delete(self._skey(key))
+        skey = self._skey(key)
+        with self._storage_timer("delete"):
+            return await self._storage.delete(skey)
 
     def cached(
         self, *, ttl: TTLSpec | None = None, key: Callable[..., str] | None = None
@@ -496,6 +528,7 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
         if self._closed:
             return
         self._closed = True
+        self._unwire_metrics()
         finished = await self._refresher.aclose(
             self._options.close_timeout if timeout is None else timeout
         )

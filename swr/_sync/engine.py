@@ -48,6 +48,7 @@ from swr._primitives import (
     sleep,
 )
 from swr.breaker import CircuitBreaker
+from swr.metrics import bind_hook
 from swr.policy import Result, Status
 from swr.refresh import RefreshOptions
 from swr.stats import EngineCounters
@@ -145,6 +146,7 @@ class StaleEngine(EngineBase, Closeable):
         self._ttl = _core.validate_ttl_spec(ttl if ttl is not None else DEFAULT_TTL)
         self._clock = clock
         self._metrics = metrics
+        self._hook = None if metrics is None else bind_hook(metrics)
         self._breaker = breaker
         self._options = options
         self._lease_ttl = max(options.timeout, 0.1)
@@ -179,6 +181,7 @@ class StaleEngine(EngineBase, Closeable):
         self._refresher = Refresher(
             options.max_concurrent, options.queue_size, name=f"swr-refresh-{self.name}"
         )
+        self._wire_metrics()
 
     @property
     def storage(self) -> Storage:
@@ -226,7 +229,11 @@ class StaleEngine(EngineBase, Closeable):
         if not force_refresh:
             try:
                 lookup = self._lookup
-                entry = self._storage.get(skey) if lookup is None else lookup(skey)
+                sample = self._sample_read
+                if sample is not None and sample():
+                    entry = self._timed_lookup(skey)
+                else:
+                    entry = self._storage.get(skey) if lookup is None else lookup(skey)
                 if entry is not None and self._touch is not None:
                     self._touch(skey)
             except KeyError:  # evicted between lookup and touch: the read still holds
@@ -241,8 +248,9 @@ class StaleEngine(EngineBase, Closeable):
                 now = clock() if clock is not None else _time.time()
                 if now < entry.fresh_until:
                     self._count_hit()
-                    if self._metrics is not None:
-                        self._metrics.record_status(self.name, _HIT)
+                    hook_hit = self._hook_hit
+                    if hook_hit is not None:
+                        hook_hit()
                     if type(entry) is _CachedEntry:
                         result = entry.hit
                         if result is None:  # the entry's first hit
@@ -281,11 +289,18 @@ class StaleEngine(EngineBase, Closeable):
             return self._live(self._read_quiet(skey))
         return entry
 
+    def _timed_lookup(self, skey: str) -> Entry | None:
+        """The hit path's read, timed for the hook (one read in ``storage_read_sampling``)."""
+        lookup = self._lookup
+        with self._storage_timer("get"):
+            return self._storage.get(skey) if lookup is None else lookup(skey)
+
     def _read(self, skey: str) -> Entry | None:
         get = self._get
-        if get is not None:
-            return get(skey)
-        return self._storage.get(skey)
+        with self._storage_timer("get"):
+            if get is not None:
+                return get(skey)
+            return self._storage.get(skey)
 
     def _read_quiet(self, skey: str) -> Entry | None:
         try:
@@ -296,7 +311,8 @@ class StaleEngine(EngineBase, Closeable):
 
     def _write(self, skey: str, entry: Entry) -> None:
         try:
-            self._storage.set(skey, entry)
+            with self._storage_timer("set"):
+                self._storage.set(skey, entry)
         except Exception as exc:  # noqa: BLE001 - the value is returned all the same
             self._write_failed(skey, exc)
 
@@ -304,7 +320,8 @@ class StaleEngine(EngineBase, Closeable):
         """Store ``entry`` and release the lease ``token`` in one storage call."""
         assert self._set_and_release is not None  # noqa: S101 - called only when offered
         try:
-            self._set_and_release(skey, entry, token)
+            with self._storage_timer("set_and_release"):
+                self._set_and_release(skey, entry, token)
         except Exception as exc:  # noqa: BLE001 - the value is returned all the same
             self._write_failed(skey, exc)
             self._release_lease(skey, token)
@@ -348,14 +365,16 @@ class StaleEngine(EngineBase, Closeable):
                     return found
             if background:
                 self._refresh_started()
+            started = self._fetch_started(background)
             try:
-                value = call_fetch(fetch, self._options.timeout, skey, background)
+                with self._tracing(key, background):
+                    value = call_fetch(fetch, self._options.timeout, skey, background)
             except BaseException as exc:
                 reported = True
-                self._fetch_outcome(permit, exc)
+                self._fetch_outcome(permit, exc, started, background)
                 raise
             reported = True
-            self._fetch_outcome(permit, None)
+            self._fetch_outcome(permit, None, started, background)
             entry = self._new_entry(key, value, ttl)
             if token is None or self._set_and_release is None:
                 self._write(skey, entry)
@@ -382,11 +401,14 @@ class StaleEngine(EngineBase, Closeable):
         assert leases is not None  # noqa: S101 - only called when leases exist
         deadline = _time.monotonic() + self._lease_ttl
         delay = POLL_FIRST
+        waiting: float | None = None  # since the first sleep, when the hook times waits
         while True:
             try:
-                token = leases.acquire_lease(skey, self._lease_ttl)
+                with self._storage_timer("lease_acquire"):
+                    token = leases.acquire_lease(skey, self._lease_ttl)
             except Exception as exc:  # noqa: BLE001 - no lease: fetch without one
                 self._lease_failed(skey, exc)
+                self._lease_wait_ended(waiting)
                 return None, None
             # Re-read under the lease, or while another holds it: a result stored since
             # the caller's read is the one to use.
@@ -394,20 +416,26 @@ class StaleEngine(EngineBase, Closeable):
             if entry is not None and entry.stored_at > seen:
                 if token is not None:
                     self._release_lease(skey, token)
+                self._lease_wait_ended(waiting)
                 return None, entry
             if token is not None:
+                self._lease_wait_ended(waiting)
                 return token, None
             if not wait:
                 raise RefreshNotNeededError
             if _time.monotonic() >= deadline:
+                self._lease_wait_ended(waiting)
                 return None, None
+            if waiting is None:
+                waiting = self._lease_wait_started()
             sleep(delay)
             delay = min(delay * POLL_GROWTH, POLL_MAX)
 
     def _release_lease(self, skey: str, token: str) -> None:
         assert self._leases is not None  # noqa: S101 - tokens only exist with leases
         try:
-            self._leases.release_lease(skey, token)
+            with self._storage_timer("lease_release"):
+                self._leases.release_lease(skey, token)
         except Exception as exc:  # noqa: BLE001 - the lease expires on its own
             self._lease_failed(skey, exc)
 
@@ -442,7 +470,9 @@ class StaleEngine(EngineBase, Closeable):
                 reports its failure).
         """
         skey = self._skey(key)
-        self._storage.set(skey, self._new_entry(key, value, ttl))
+        entry = self._new_entry(key, value, ttl)
+        with self._storage_timer("set"):
+            self._storage.set(skey, entry)
         self._forget_failures(skey)
 
     def delete(self, key: str) -> bool:
@@ -451,7 +481,9 @@ class StaleEngine(EngineBase, Closeable):
         Raises:
             StorageError: the storage failed.
         """
-        return self._storage.delete(self._skey(key))
+        skey = self._skey(key)
+        with self._storage_timer("delete"):
+            return self._storage.delete(skey)
 
     def cached(
         self, *, ttl: TTLSpec | None = None, key: Callable[..., str] | None = None
@@ -495,6 +527,7 @@ class StaleEngine(EngineBase, Closeable):
         if self._closed:
             return
         self._closed = True
+        self._unwire_metrics()
         finished = self._refresher.close(
             self._options.close_timeout if timeout is None else timeout
         )
