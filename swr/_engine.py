@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from swr import _core
@@ -73,6 +73,36 @@ receives the duration. Looked up at each call, so a test may replace it."""
 _NO_CONTEXT: AbstractContextManager[object] = contextlib.nullcontext()
 
 
+@dataclass(slots=True)
+class Observed:
+    """What an engine reports to its metrics hook, resolved once (``engine._obs``).
+
+    One instance attribute for all of it: CPython keeps attribute loads fast only
+    while an instance has fewer than 30 attributes, and the hit path loads several.
+    A field is ``None`` when the hook lacks the method (nothing is measured for it).
+
+    Hit-path reads are timed one in ``storage_read_sampling`` without a test on the
+    read itself: every that many hits (by the engine's hit count) the engine's ``_lookup``
+    becomes ``_timed_lookup`` for one read, which puts ``lookup`` back (with a
+    sampling of 1, ``_lookup`` stays ``_timed_lookup``). Reads without a ``lookup``
+    (asyncio storages: network calls) are each timed, through ``aget``.
+    """
+
+    storage_kind: str
+    storage_nodes: Callable[[], list[dict[str, Any]]] | None
+    aget: Callable[[str], Any]
+    """The execute path's read when there is no ``lookup`` (an asyncio storage)."""
+    lookup: Callable[[str], Entry | None] | None = None
+    hook: BoundHook | None = None
+    hit: Callable[[], object] | None = None
+    stale: Callable[[], object] | None = None
+    counts: dict[Status, Callable[[], object]] | None = None
+    sampling: int = 0
+    """Time the read after every hit whose number is a multiple of this (0: never)."""
+    record_storage: Callable[[str, str, str, float], None] | None = None
+    trace_fetch: Callable[[str, str, bool], AbstractContextManager[object]] | None = None
+
+
 class _StorageTimer:
     """Reports the time of one storage call to the engine's hook, raised or not."""
 
@@ -88,9 +118,10 @@ class _StorageTimer:
 
     def __exit__(self, *exc_info: object) -> None:
         engine = self._engine
-        record = engine._record_storage
+        obs = engine._obs
+        record = obs.record_storage
         assert record is not None  # noqa: S101 - timers exist only with record_storage
-        record(engine.name, engine._storage_kind, self._operation, perf_counter() - self._started)
+        record(engine.name, obs.storage_kind, self._operation, perf_counter() - self._started)
 
 
 def _nodes_of(storage: Any) -> Callable[[], list[dict[str, Any]]] | None:
@@ -132,15 +163,8 @@ class EngineBase:
     _ttl: TTLSpec
     _clock: Callable[[], float] | None
     _metrics: MetricsHook | None
-    _hook: BoundHook | None
-    _hook_hit: Callable[[], object] | None
-    _hook_stale: Callable[[], object] | None
-    _hook_counts: dict[Status, Callable[[], object]] | None
-    _record_storage: Callable[[str, str, str, float], None] | None
-    _sample_read: Callable[[], bool] | None
-    _trace_fetch: Callable[[str, str, bool], AbstractContextManager[object]] | None
-    _storage_kind: str
-    _storage_nodes: Callable[[], list[dict[str, Any]]] | None
+    _obs: Observed
+    _timed_storage_get: Callable[[str], Any]
     _breaker: CircuitBreaker | None
     _options: RefreshOptions
     _lease_ttl: float
@@ -175,39 +199,52 @@ class EngineBase:
 
     def _answered(self, status: Status) -> None:
         self._count[status].incr()
-        counts = self._hook_counts
+        counts = self._obs.counts
         if counts is not None:
             counts[status]()
 
     # -- metrics: what the hook receives, resolved once ------------------------------
 
-    def _wire_metrics(self) -> None:
+    def _wire_metrics(self, hook: BoundHook | None) -> None:
         """Bind the hook's methods once: which answers, durations and events reach it.
 
-        Called at the end of the constructor (the storage and ``name`` set, ``_hook``
-        the bound hook or ``None``). A duration whose method the hook lacks is never
+        Called at the end of the constructor (the storage and ``name`` set) with the
+        bound hook or ``None``. A duration whose method the hook lacks is never
         measured: no clock read, no call.
         """
-        self._storage_kind = storage_kind(self._storage)
-        self._storage_nodes = _nodes_of(self._storage)
-        hook = self._hook
-        self._hook_hit = self._hook_stale = self._hook_counts = None
-        self._record_storage = self._sample_read = self._trace_fetch = None
+        obs = self._obs = Observed(
+            storage_kind(self._storage), _nodes_of(self._storage), self._storage.get, self._lookup
+        )
         if hook is None:
             return
-        counts = self._hook_counts = {status: hook.counter(self.name, status) for status in Status}
-        self._hook_hit = counts[_HIT]
-        self._hook_stale = counts[_STALE]
-        self._record_storage = hook.record_storage
+        obs.hook = hook
+        counts = obs.counts = {status: hook.counter(self.name, status) for status in Status}
+        obs.hit = counts[_HIT]
+        obs.stale = counts[_STALE]
+        obs.record_storage = hook.record_storage
         if hook.record_storage is not None:
-            # One read in storage_read_sampling on the execute path: one C call decides.
+            # One hit-path read in storage_read_sampling, chosen by the hit count.
             sampling = hook.storage_read_sampling
-            self._sample_read = itertools.cycle((True,) + (False,) * (sampling - 1)).__next__
-        self._trace_fetch = hook.trace_fetch
+            if sampling > 1:
+                obs.sampling = sampling
+            elif self._lookup is not None:
+                self._lookup = self._timed_lookup  # every read, for good
+            obs.aget = self._timed_storage_get  # network reads: each one timed
+        obs.trace_fetch = hook.trace_fetch
         if hook.register_stats is not None:
             hook.register_stats(self.name, self.stats)
         if hook.record_circuit is not None and self._breaker is not None:
             self._breaker.add_listener(self._circuit_changed)
+
+    def _timed_lookup(self, skey: str) -> Entry | None:
+        """One hit-path read, timed for the hook; the reads after it are not."""
+        obs = self._obs
+        lookup = obs.lookup
+        assert lookup is not None  # noqa: S101 - swapped in only over a lookup
+        if obs.sampling:
+            self._lookup = lookup
+        with self._storage_timer("get"):
+            return lookup(skey)
 
     def _unwire_metrics(self) -> None:
         """The engine is closing: its name stops hearing of the shared breaker."""
@@ -215,26 +252,26 @@ class EngineBase:
             self._breaker.remove_listener(self._circuit_changed)
 
     def _circuit_changed(self, state: str) -> None:
-        hook = self._hook
+        hook = self._obs.hook
         if hook is not None and hook.record_circuit is not None:
             hook.record_circuit(self.name, state)
 
     def _storage_timer(self, operation: str) -> AbstractContextManager[object]:
         """A context timing one storage call for the hook (nothing without one)."""
-        if self._record_storage is None:
+        if self._obs.record_storage is None:
             return _NO_CONTEXT
         return _StorageTimer(self, operation)
 
     def _tracing(self, key: str, background: bool) -> AbstractContextManager[object]:
         """The hook's span around one fetch (nothing without one)."""
-        trace = self._trace_fetch
+        trace = self._obs.trace_fetch
         if trace is None:
             return _NO_CONTEXT
         return trace(self.name, key, background)
 
     def _fetch_started(self, background: bool) -> float | None:
         """``perf_counter()`` when the hook receives this fetch's duration, else ``None``."""
-        hook = self._hook
+        hook = self._obs.hook
         if hook is None:
             return None
         record = hook.record_refresh_duration if background else hook.record_fetch
@@ -245,7 +282,7 @@ class EngineBase:
         if error is not None and not isinstance(error, Exception):
             return
         elapsed = perf_counter() - started
-        hook = self._hook
+        hook = self._obs.hook
         assert hook is not None  # noqa: S101 - started only with a hook
         record = hook.record_refresh_duration if background else hook.record_fetch
         assert record is not None  # noqa: S101 - started only when it is set
@@ -253,7 +290,7 @@ class EngineBase:
 
     def _lease_wait_started(self) -> float | None:
         """``perf_counter()`` when the hook receives lease waits, else ``None``."""
-        hook = self._hook
+        hook = self._obs.hook
         if hook is None or hook.record_lease_wait is None:
             return None
         return perf_counter()
@@ -261,7 +298,7 @@ class EngineBase:
     def _lease_wait_ended(self, started: float | None) -> None:
         """A caller stopped waiting for another process's fetch (if it waited)."""
         if started is not None:
-            record = self._hook.record_lease_wait  # type: ignore[union-attr]  # started => set
+            record = self._obs.hook.record_lease_wait  # type: ignore[union-attr]  # started => set
             record(self.name, perf_counter() - started)  # type: ignore[misc]
 
     def _refresh_event(self, counter: Counter, outcome: str) -> None:
@@ -358,7 +395,7 @@ class EngineBase:
             elif not self._start_refresh(key, skey, fetch, ttl, entry):
                 return self._refused(entry)
         self._count_stale()
-        hook_stale = self._hook_stale
+        hook_stale = self._obs.stale
         if hook_stale is not None:
             hook_stale()
         if type(entry) is _CachedEntry:
@@ -487,8 +524,9 @@ class EngineBase:
                 extra = dict(self._storage_stats())
             if self._health is not None:
                 extra["available"] = int(self._health.available)
-            if self._storage_nodes is not None:
-                nodes = [dict(node) for node in self._storage_nodes()]
+            storage_nodes = self._obs.storage_nodes
+            if storage_nodes is not None:
+                nodes = [dict(node) for node in storage_nodes()]
         except Exception as exc:  # noqa: BLE001 - stats must never fail
             extra = {"error": repr(exc)}
         breaker = self._breaker

@@ -146,7 +146,7 @@ class StaleEngine(EngineBase, Closeable):
         self._ttl = _core.validate_ttl_spec(ttl if ttl is not None else DEFAULT_TTL)
         self._clock = clock
         self._metrics = metrics
-        self._hook = None if metrics is None else bind_hook(metrics)
+        hook = None if metrics is None else bind_hook(metrics)
         self._breaker = breaker
         self._options = options
         self._lease_ttl = max(options.timeout, 0.1)
@@ -181,7 +181,7 @@ class StaleEngine(EngineBase, Closeable):
         self._refresher = Refresher(
             options.max_concurrent, options.queue_size, name=f"swr-refresh-{self.name}"
         )
-        self._wire_metrics()
+        self._wire_metrics(hook)
 
     @property
     def storage(self) -> Storage:
@@ -229,11 +229,7 @@ class StaleEngine(EngineBase, Closeable):
         if not force_refresh:
             try:
                 lookup = self._lookup
-                sample = self._sample_read
-                if sample is not None and sample():
-                    entry = self._timed_lookup(skey)
-                else:
-                    entry = self._storage.get(skey) if lookup is None else lookup(skey)
+                entry = self._obs.aget(skey) if lookup is None else lookup(skey)
                 if entry is not None and self._touch is not None:
                     self._touch(skey)
             except KeyError:  # evicted between lookup and touch: the read still holds
@@ -247,10 +243,12 @@ class StaleEngine(EngineBase, Closeable):
                 clock = self._clock
                 now = clock() if clock is not None else _time.time()
                 if now < entry.fresh_until:
-                    self._count_hit()
-                    hook_hit = self._hook_hit
-                    if hook_hit is not None:
-                        hook_hit()
+                    hits = self._count_hit()
+                    obs = self._obs
+                    if obs.hit is not None:
+                        obs.hit()
+                        if obs.sampling and not hits % obs.sampling:
+                            self._lookup = self._timed_lookup  # for one read
                     if type(entry) is _CachedEntry:
                         result = entry.hit
                         if result is None:  # the entry's first hit
@@ -289,11 +287,10 @@ class StaleEngine(EngineBase, Closeable):
             return self._live(self._read_quiet(skey))
         return entry
 
-    def _timed_lookup(self, skey: str) -> Entry | None:
-        """The hit path's read, timed for the hook (one read in ``storage_read_sampling``)."""
-        lookup = self._lookup
+    def _timed_storage_get(self, skey: str) -> Entry | None:
+        """A read of the storage itself, timed for the hook."""
         with self._storage_timer("get"):
-            return self._storage.get(skey) if lookup is None else lookup(skey)
+            return self._storage.get(skey)
 
     def _read(self, skey: str) -> Entry | None:
         get = self._get
