@@ -111,7 +111,9 @@ def redis_board_cases(url: str, closers: list[Any]) -> dict[str, Any]:
     rng = random.Random(7)
     initial = {m: float(rng.randrange(1_000_000)) for m in members}
     board.add(initial)
-    raw.zadd("raw-scores", initial)
+    pairs = list(initial.items())
+    for at in range(0, len(pairs), 1000):
+        raw.zadd("raw-scores", dict(pairs[at : at + 1000]))
     picks = [rng.choice(members) for _ in range(4096)]
     scores = [float(rng.randrange(1_000_000)) for _ in range(4096)]
 
