@@ -12,6 +12,7 @@ from swr.errors import (
     ConfigError,
     FetchAbortedError,
     FetchTimeoutError,
+    ReentrantFetchError,
     SWRError,
 )
 from swr.metrics import MetricsHook
@@ -29,6 +30,7 @@ __all__ = [
     "FetchAbortedError",
     "FetchTimeoutError",
     "MetricsHook",
+    "ReentrantFetchError",
     "RefreshOptions",
     "Result",
     "SWRError",

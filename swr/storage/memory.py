@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from swr.storage._leases import LocalLeases
+from swr.storage._redis import check_times
 from swr.storage.base import Entry, StorageMixin
 from swr.storage.errors import StorageUnavailableError
 
@@ -28,6 +29,14 @@ if TYPE_CHECKING:
     from swr.storage.adapters import AsyncAdapter
 
 __all__ = ["MemoryStorage"]
+
+
+def _check_key(key: object) -> None:
+    """Refuse the keys every storage refuses (see tests/storage/test_contract.py)."""
+    if not isinstance(key, str):
+        raise TypeError(f"cache key must be a str, got {type(key).__name__}: {key!r}")
+    if not key:
+        raise ValueError("cache key must not be empty")
 
 
 class MemoryStorage(StorageMixin):
@@ -41,8 +50,9 @@ class MemoryStorage(StorageMixin):
     Args:
         max_entries: Most entries kept; the least recently used go first.
         clock: Zero-argument callable returning epoch seconds, used to drop entries
-            past ``expires_at``. Default ``time.time``, looked up at each call (so
-            freezegun works). Give it the same clock as the engine.
+            past ``expires_at``. Default: the clock of the engine it is given to
+            (``adopt_clock``), else ``time.time`` looked up at each call (so freezegun
+            works). An engine refuses a storage whose explicit clock is not its own.
 
     Raises:
         ValueError: ``max_entries`` < 1.
@@ -59,11 +69,18 @@ class MemoryStorage(StorageMixin):
             raise ValueError(f"max_entries must be >= 1, got {max_entries}")
         self.max_entries = max_entries
         self._clock = clock
+        self._own_clock = clock
         self._data: OrderedDict[str, Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
         self._leases = LocalLeases()
         self._evictions = 0
+
+    def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Judge expiry with ``clock`` (an engine's) unless one was given; return that one."""
+        if self._own_clock is None:
+            self._clock = clock
+        return self._own_clock
 
     def _now(self) -> float:
         clock = self._clock
@@ -110,6 +127,9 @@ class MemoryStorage(StorageMixin):
 
     def _store_locked(self, entries: Mapping[str, Entry]) -> None:
         self._check_open()
+        for key, entry in entries.items():
+            _check_key(key)
+            check_times(entry)
         data = self._data
         for key, entry in entries.items():
             data[key] = entry

@@ -181,7 +181,8 @@ class LMDBStorage(StorageMixin):
             every commit is flushed (fsync) before ``set`` returns; slower writes.
         serializer: Encodes values; zstd-compressed msgpack by default.
         clock: Zero-argument callable returning epoch seconds, judging expiry and
-            leases. Default ``time.time``, looked up at each call (freezegun works).
+            leases. Default: the clock of the engine it is given to (``adopt_clock``),
+            else ``time.time`` looked up at each call (freezegun works).
         map_size: Initial size of the memory map in bytes; default twice ``max_bytes``,
             at most 16 MiB (at least 1 MiB). It doubles on its own whenever it fills up.
             The data file is allocated on disk to the map's size, so that a full disk
@@ -280,6 +281,21 @@ class LMDBStorage(StorageMixin):
         self._cache: _ReadCache[tuple[bytes, bytes, bytes, Entry]] = _ReadCache(read_cache)
         self._cache_get = self._cache.get
         self._follow_at = -math.inf  # by this storage's clock: see _finish
+
+    def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Judge expiry with ``clock`` (an engine's) unless one was given; return that one.
+
+        Views made afterwards (``with_serializer``, ``with_entry_factory``) share it, and
+        so does this process's sweep of the directory when no storage of it was given
+        a clock.
+        """
+        own = self._h.clock
+        if own is None:
+            self._clock = clock
+            backend = self._h.backend
+            if backend.clock is None:
+                backend.clock = clock
+        return own
 
     # -- public attributes ------------------------------------------------------------
 

@@ -107,6 +107,14 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
 
     # -- reads (no lock) ---------------------------------------------------------------
 
+    def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Judge expiry with ``clock`` (an engine's) unless the pool was given a clock.
+
+        Adopted by the whole pool (its sweep and every cache). Returns the pool's
+        explicit clock, or ``None``.
+        """
+        return self._pool._adopt_clock(clock)
+
     def _now(self) -> float:
         clock = self._clock
         return clock() if clock is not None else _time.time()
