@@ -92,9 +92,10 @@ def adopt_clock(store: object, clock: Callable[[], float] | None) -> None:
         ValueError: ``store`` was given a clock of its own that is not ``clock``: the
             engine and its storage would judge the same entries by two clocks.
     """
-    if not isinstance(store, ClockAdoption):
+    inner = store.sync if isinstance(store, AsyncAdapter) else store
+    if not isinstance(inner, ClockAdoption):
         return
-    own = store.adopt_clock(clock)
+    own = inner.adopt_clock(clock)
     if own is not None and own != clock:
         raise ValueError(
             f"{type(store).__name__} was given its own clock {own!r}, which is not the "

@@ -367,6 +367,7 @@ class _RedisBase:
         self._codec = RecordCodec(serializer if serializer is not None else default_serializer())
         self._cache: ReadCache[tuple[bytes, Entry]] = ReadCache(read_cache)
         self._clock = clock
+        self._own_clock = clock
         self._cluster = cluster
         self._owns_client = owns_client
         self._health = _Health(initial, maximum)
@@ -405,6 +406,17 @@ class _RedisBase:
         self._all_down = False
 
     # -- keys, records, expiry --------------------------------------------------------
+
+    def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Judge expiry with ``clock`` (an engine's) unless one was given; return that one.
+
+        ``PX`` is then computed from each entry's ``expires_at`` relative to that clock,
+        so Redis drops a key no earlier than the engine judges it dead (give or take the
+        server's own millisecond rounding, which rounds up).
+        """
+        if self._own_clock is None:
+            self._clock = clock
+        return self._own_clock
 
     def _now(self) -> float:
         clock = self._clock

@@ -6,7 +6,7 @@ the thread twin is generated from it. See :mod:`swr.storage.tiered`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from swr.storage._views import add_tier_stats, as_async
@@ -16,7 +16,30 @@ from swr.storage.errors import StorageUnavailableError
 if TYPE_CHECKING:
     from swr.storage._async.tiered import AsyncTieredStorage
 
-__all__ = ["SyncTwin", "_TieredBase"]
+__all__ = ["SyncTwin", "_TieredBase", "adopt_clock_in"]
+
+Clock = Callable[[], float]
+
+
+def adopt_clock_in(stores: Iterable[Any], clock: Clock | None) -> Clock | None:
+    """Have each of ``stores`` (or the storage an asyncio adapter wraps) adopt ``clock``.
+
+    Returns:
+        An explicit clock of one of them that is not ``clock`` (the engine then refuses
+        the mix), else any explicit clock, else ``None``.
+    """
+    from swr.storage.adapters import AsyncAdapter  # noqa: PLC0415 - import cycle
+
+    found: Clock | None = None
+    for store in stores:
+        inner = store.sync if isinstance(store, AsyncAdapter) else store
+        adopt = getattr(inner, "adopt_clock", None)
+        if adopt is None:
+            continue
+        own = adopt(clock)
+        if own is not None and (found is None or own != clock):
+            found = own
+    return found
 
 
 class _TieredBase:
@@ -32,6 +55,10 @@ class _TieredBase:
         self._l2_hits = 0
         self._misses = 0
         self._l2_store_release = callable(getattr(l2, "set_and_release", None))
+
+    def adopt_clock(self, clock: Clock | None) -> Clock | None:
+        """Pass an engine's clock to both tiers (see ``ClockAdoption``)."""
+        return adopt_clock_in((self.l1, self.l2), clock)
 
     def _check_open(self) -> None:
         if self._closed:

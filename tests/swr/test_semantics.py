@@ -14,6 +14,7 @@ import pytest
 from swr import CacheTTL, CircuitBreaker, Status
 from swr.storage import Entry, LMDBStorage, MemoryPool, MemoryStorage
 from swr.testing import FakeClock
+from tests.helpers import wait_until
 
 YEAR = 365 * 86400.0
 TTL = CacheTTL(fresh=10, stale=100, expired=1000)
@@ -251,3 +252,184 @@ def test_a_bad_call_ttl_is_refused_before_the_fetch(make_driver):
     with pytest.raises(TypeError, match="ttl"):
         d.execute("k", upstream, ttl="x")
     assert upstream.calls == 0
+
+
+# -- 1. one clock, on every backend, with the clock given to the engine alone ----------
+
+
+def _backend(name: str, request: pytest.FixtureRequest, tmp_path) -> tuple[object, list]:
+    """A storage built without a clock, and what to close after the test."""
+    from swr.storage import FallbackStorage, RedisStorage, TieredStorage
+
+    def redis() -> RedisStorage:
+        url = request.getfixturevalue("redis_server").url
+        return RedisStorage.from_url(url, prefix=f"sem{time.monotonic_ns()}:")
+
+    if name == "memory":
+        store: object = MemoryStorage()
+        return store, [store]
+    if name == "pool":
+        pool = MemoryPool(capacity=100, gc_interval=None)
+        return pool.register("api", max=50), [pool]
+    if name == "lmdb":
+        store = LMDBStorage(tmp_path / "store", sweep_interval=None)
+        return store, [store]
+    if name == "redis":
+        store = redis()
+        return store, [store]
+    if name == "fallback":
+        store = FallbackStorage(redis(), MemoryStorage())
+        return store, [store]
+    store = TieredStorage(MemoryStorage(), redis())
+    return store, [store]
+
+
+BACKENDS = [
+    "memory",
+    "pool",
+    "lmdb",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("fallback", marks=pytest.mark.redis),
+    pytest.param("tiered", marks=pytest.mark.redis),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("offset", [-YEAR, YEAR], ids=["past", "future"])
+def test_every_window_by_the_engine_clock_alone(make_driver, request, tmp_path, backend, offset):
+    clock = FakeClock(time.time() + offset)
+    store, owned = _backend(backend, request, tmp_path)
+    probe = make_driver(ttl=TTL)
+    twin = None
+    if probe.kind == "async" and backend in ("redis", "fallback", "tiered"):
+        twin = store.as_async()  # closed below: the engine does not own it
+    d = make_driver(storage=store if twin is None else twin, ttl=TTL, clock=clock)
+    upstream = Upstream()
+    assert d.execute("k", upstream).status is Status.MISS
+    assert d.execute("k", upstream).status is Status.HIT
+    clock.advance(20)
+    assert d.execute("k", upstream).status is Status.STALE
+    d.settle()
+    assert d.get("k").value == "v2"
+    clock.advance(200)  # past the stale window: expired, still served on failure
+    assert d.get("k").status is Status.EXPIRED
+    result = d.execute("k", Upstream(fail=True))
+    assert (result.status, result.value) == (Status.FALLBACK, "v2")
+    clock.advance(2000)  # dead by the engine's clock, whatever the store keeps
+    assert d.get("k") is None
+    result = d.execute("k", upstream)
+    assert (result.status, result.value) == (Status.MISS, "v3")
+    d.close_engine()
+    if twin is not None:
+        d.run(twin.aclose())
+    for thing in owned:
+        thing.close()
+
+
+@pytest.mark.parametrize("backend", ["memory", "pool", "lmdb"])
+def test_a_storage_keeps_its_explicit_clock(backend, tmp_path):
+    from swr import StaleEngine
+
+    own = FakeClock()
+    if backend == "memory":
+        store: object = MemoryStorage(clock=own)
+        closing: object = store
+    elif backend == "pool":
+        closing = MemoryPool(capacity=10, gc_interval=None, clock=own)
+        store = closing.register("api")
+    else:
+        store = closing = LMDBStorage(tmp_path / "s", clock=own, sweep_interval=None)
+    with pytest.raises(ValueError, match="clock"):
+        StaleEngine(store, ttl=TTL, clock=FakeClock())
+    with StaleEngine(store, ttl=TTL, clock=own) as engine:  # the same clock: accepted
+        assert engine.execute("k", lambda: 1).status is Status.MISS
+    closing.close()
+
+
+def test_a_bounded_refresh_never_runs_in_the_caller_by_the_engine_clock_alone(make_driver):
+    from swr import RefreshOptions
+
+    clock = past_clock()
+    gate = threading.Event()
+    calls: list[str] = []
+
+    def hung() -> str:
+        calls.append("call")
+        gate.wait(10)
+        return "late"
+
+    d = make_driver(
+        storage=MemoryStorage(),
+        ttl=TTL,
+        clock=clock,
+        refresh=RefreshOptions(max_concurrent=2, queue_size=0, timeout=30),
+    )
+    for key in ("a", "b", "c"):
+        d.execute(key, Upstream())
+    clock.advance(20)
+    for key in ("a", "b", "c"):
+        assert d.execute(key, hung).status is Status.STALE
+    wait_until(lambda: len(calls) == 2)
+    assert len(calls) == 2  # the bound holds; the third key's refresh was dropped
+    assert d.stats().refreshes_dropped == 1
+    gate.set()
+    d.settle()
+
+
+# -- 3. a hung upstream: at most one caller per key waits ------------------------------
+
+
+def test_callers_of_a_backing_off_key_do_not_wait_for_its_retry(make_driver):
+    from swr import RefreshOptions
+
+    clock = FakeClock()
+    d = make_driver(
+        storage=MemoryStorage(), ttl=TTL, clock=clock, refresh=RefreshOptions(timeout=5)
+    )
+    d.execute("k", Upstream())
+    clock.advance(200)
+    d.execute("k", Upstream(fail=True))  # the key backs off
+    clock.advance(1.5)
+    gate = threading.Event()
+    entered = threading.Event()
+
+    def hung() -> str:
+        entered.set()
+        gate.wait(10)
+        return "late"
+
+    retry = threading.Thread(target=d.execute, args=("k", hung))
+    retry.start()
+    assert entered.wait(5)
+    started = time.monotonic()
+    for _ in range(5):  # the retry runs: the others are served at once
+        assert d.execute("k", Upstream()).status is Status.FALLBACK
+    assert time.monotonic() - started < 2
+    gate.set()
+    retry.join(10)
+
+
+# -- 5. repeated failures log once per backoff step ------------------------------------
+
+
+def test_a_failing_key_logs_once_per_backoff_step(make_driver):
+    from structlog.testing import capture_logs
+
+    clock = FakeClock()
+    d = make_driver(storage=MemoryStorage(), ttl=TTL, clock=clock)
+    down = Upstream(fail=True)
+    with capture_logs() as logs:
+        for _ in range(5):  # no entry: each caller fetches, one line for the step
+            with pytest.raises(ConnectionError):
+                d.execute("k", down)
+        clock.advance(1.5)
+        with pytest.raises(ConnectionError):
+            d.execute("k", down)
+    lines = [e for e in logs if e["event"] == "fetch_failed"]
+    assert down.calls == 6
+    assert [e["suppressed"] for e in lines] == [0, 4]
+    d.execute("k", Upstream())  # success: the key is forgotten
+    with capture_logs() as logs:
+        with pytest.raises(ConnectionError):
+            d.execute("k2", down)
+    assert [e["suppressed"] for e in logs if e["event"] == "fetch_failed"] == [0]
