@@ -433,3 +433,34 @@ def test_a_failing_key_logs_once_per_backoff_step(make_driver):
         with pytest.raises(ConnectionError):
             d.execute("k2", down)
     assert [e["suppressed"] for e in logs if e["event"] == "fetch_failed"] == [0]
+
+
+# -- 7. one contract: what MemoryStorage refuses like the byte storages ----------------
+
+
+@pytest.mark.parametrize(
+    "times",
+    [(0.0, float("nan"), 2.0, 3.0), (0.0, 2.0, 1.0, 3.0), (0.0, 1.0, 2.0, float("nan"))],
+)
+def test_memory_refuses_nan_and_out_of_order_times(times):
+    stored, fresh, stale, expires = times
+    entry = Entry(
+        value=1, stored_at=stored, fresh_until=fresh, stale_until=stale, expires_at=expires
+    )
+    with MemoryStorage() as store:
+        with pytest.raises(ValueError, match="ordered"):
+            store.set("k", entry)
+        assert store.get("k") is None
+
+
+def test_memory_refuses_the_empty_key_and_accepts_forever():
+    forever = Entry(
+        value=1, stored_at=0.0, fresh_until=1.0, stale_until=2.0, expires_at=float("inf")
+    )
+    with MemoryStorage() as store:
+        with pytest.raises(ValueError, match="empty"):
+            store.set("", forever)
+        with pytest.raises(TypeError, match="str"):
+            store.set(b"k", forever)  # type: ignore[arg-type]
+        store.set("k", forever)
+        assert store.get("k") is forever
