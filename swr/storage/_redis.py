@@ -163,6 +163,20 @@ def _infinite(entry: Entry) -> Entry:
     return entry
 
 
+def check_key(key: object) -> str:
+    """Return ``key``, refused as every storage refuses it (the storage contract).
+
+    Raises:
+        TypeError: ``key`` is not a str.
+        ValueError: ``key`` is empty.
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"cache key must be a str, got {type(key).__name__}: {key!r}")
+    if not key:
+        raise ValueError("cache key must not be empty")
+    return key
+
+
 def check_times(entry: Entry) -> None:
     """Refuse an entry whose times are NaN, ``-inf`` or out of order.
 
@@ -525,7 +539,7 @@ class _RedisBase:
         Raises:
             ValueError, SerializationError: as :meth:`_record`.
         """  # noqa: D205 - the summary names both results
-        skey = self.prefix + key
+        skey = self.prefix + check_key(key)
         lkey = self._lease_key(key)
         if self._cluster and not same_slot(skey):
             return None

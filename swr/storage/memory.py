@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from swr.storage._leases import LocalLeases
-from swr.storage._redis import check_times
+from swr.storage._redis import check_key, check_times
 from swr.storage.base import Entry, StorageMixin
 from swr.storage.errors import StorageUnavailableError
 
@@ -29,14 +29,6 @@ if TYPE_CHECKING:
     from swr.storage.adapters import AsyncAdapter
 
 __all__ = ["MemoryStorage"]
-
-
-def _check_key(key: object) -> None:
-    """Refuse the keys every storage refuses (see tests/storage/test_contract.py)."""
-    if not isinstance(key, str):
-        raise TypeError(f"cache key must be a str, got {type(key).__name__}: {key!r}")
-    if not key:
-        raise ValueError("cache key must not be empty")
 
 
 class MemoryStorage(StorageMixin):
@@ -128,10 +120,14 @@ class MemoryStorage(StorageMixin):
     def _store_locked(self, entries: Mapping[str, Entry]) -> None:
         self._check_open()
         for key, entry in entries.items():
-            _check_key(key)
+            check_key(key)
             check_times(entry)
         data = self._data
+        now = self._now()
         for key, entry in entries.items():
+            if entry.expires_at <= now:  # dead already: accepted, and nothing is kept
+                data.pop(key, None)
+                continue
             data[key] = entry
             data.move_to_end(key)
         while len(data) > self.max_entries:

@@ -24,6 +24,7 @@ from swr.storage._redis import (
     SyncTwin,
     _import_redis,
     _RedisBase,
+    check_key,
     connect,
     describe_error,
     wrong_client,
@@ -322,7 +323,7 @@ class RedisStorage(
         """
         self._enter()
         data, px = self._record(entry)
-        skey = self.prefix + key
+        skey = self.prefix + check_key(key)
         if px is None:
             self._call(skey, "SET", skey, data)
         elif px > 0:
@@ -341,7 +342,9 @@ class RedisStorage(
         if not entries:
             return
         prefix = self.prefix
-        records = [(prefix + key, *self._record(entry)) for key, entry in entries.items()]
+        records = [
+            (prefix + check_key(key), *self._record(entry)) for key, entry in entries.items()
+        ]
         if self._cluster:  # one call per key, each on its own node
             for skey, data, px in records:
                 if px is None or px > 0:

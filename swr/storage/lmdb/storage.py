@@ -543,7 +543,9 @@ class LMDBStorage(StorageMixin):
         an OS crash, with ``durability="system"``).
 
         Raises:
-            TypeError, ValueError: bad key, or entry times not finite and ordered.
+            TypeError, ValueError: bad key, or entry times NaN or out of order (an
+                infinite ``expires_at`` is an entry that never expires). An entry
+                already dead is accepted and removes the key.
             SerializationError: the serializer cannot encode the value.
             StorageFullError: the record alone is larger than ``max_bytes``, or the disk
                 is full.
@@ -551,6 +553,11 @@ class LMDBStorage(StorageMixin):
         """
         item = self._item(key, entry, self._h.options.max_bytes)
         self._cache.pop(key, None)
+        clock = self._clock
+        if entry.expires_at <= (clock() if clock is not None else _time.time()):
+            # Dead already: accepted, and nothing is kept (as on every storage).
+            self._write("delete", item[0])
+            return
         self._write("put", [item])
 
     def set_many(self, entries: Mapping[str, Entry]) -> None:

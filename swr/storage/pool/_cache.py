@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from swr.storage._flight import AsyncFlights, Flights
 from swr.storage._leases import LocalLeases
+from swr.storage._redis import check_times
 from swr.storage.adapters import AsyncAdapter
 from swr.storage.base import Closeable, Entry
 from swr.storage.errors import StorageUnavailableError
@@ -236,9 +237,16 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
         now = clock() if clock is not None else _time.time()
         ttl = self.ttl
         deadline = NEVER if ttl is None else now + ttl
-        if isinstance(value, Entry) and value.expires_at < deadline:
-            # A float of its own: the expiry order tells records apart by identity.
-            deadline = value.expires_at + 0.0
+        if isinstance(value, Entry):
+            # As a storage: the entry contract of every storage (times checked, an
+            # entry already dead accepted and not kept).
+            check_times(value)
+            if value.expires_at <= now:
+                self.delete(key)
+                return
+            if value.expires_at < deadline:
+                # A float of its own: the expiry order tells records apart by identity.
+                deadline = value.expires_at + 0.0
         item = (value, deadline)
         lock = self._lock
         lock.acquire()
