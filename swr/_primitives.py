@@ -32,6 +32,7 @@ comes as such a pair, side by side:
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import threading
 import time
@@ -42,9 +43,6 @@ from typing import Any, Generic, ParamSpec, TypeAlias, TypeVar
 
 from swr._log import logger
 from swr.errors import FetchAbortedError, FetchTimeoutError
-from swr.storage._flight import AsyncFlights as _TaskFlights
-from swr.storage._flight import FlightInterruptedError, FlightTimeoutError
-from swr.storage._flight import Flights as _ThreadFlights
 
 __all__ = [
     "AsyncFetch",
@@ -133,10 +131,8 @@ def call_fetch(fetch: Callable[[], Any], timeout: float, what: str, background: 
 class AsyncFlights(Generic[T]):
     """One shared task per key: the first caller starts it, later callers await it too.
 
-    The engine's face of :class:`swr.storage._flight.AsyncFlights` (the one singleflight
-    primitive): a caller that is cancelled stops waiting without cancelling the shared
-    task, and the others still get its result. ``on_error(key, exc)`` is called once per
-    failed task.
+    A caller that is cancelled stops waiting without cancelling the shared task: the
+    others still get its result. ``on_error(key, exc)`` is called once per failed task.
     """
 
     __slots__ = ("_flights", "_on_error")
@@ -146,7 +142,7 @@ class AsyncFlights(Generic[T]):
     def __init__(self, timeout: float, name: str, on_error: OnError) -> None:
         # The fetch bounds itself (async_call_fetch cancels it): no waiting timeout here.
         self._on_error = on_error
-        self._flights: _TaskFlights[str, T] = _TaskFlights(self._done)
+        self._flights: dict[str, asyncio.Task[T]] = {}
 
     def __contains__(self, key: str) -> bool:
         """Whether a flight of ``key`` is running."""
@@ -159,28 +155,47 @@ class AsyncFlights(Generic[T]):
             Exception: what the shared fetch raised.
             FetchAbortedError: the shared task was cancelled.
         """
+        loop = asyncio.get_running_loop()
+        task = self._flights.get(key)
+        if task is None or task.get_loop() is not loop:
+            task = loop.create_task(start())  # type: ignore[arg-type]  # a coroutine
+            self._flights[key] = task
+            task.add_done_callback(functools.partial(self._done, key))
         try:
-            return await self._flights.run(key, start)
-        except FlightInterruptedError:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # this caller was cancelled; the shared fetch goes on
             raise FetchAbortedError(f"the fetch of {key!r} was cancelled") from None
 
     def _done(self, key: str, task: asyncio.Task[T]) -> None:
+        if self._flights.get(key) is task:
+            del self._flights[key]
         if task.cancelled():
             self._on_error(key, asyncio.CancelledError())
-        elif (exc := task.exception()) is not None:
+        elif (exc := task.exception()) is not None:  # also marks the error retrieved
             self._on_error(key, exc)
+
+
+class _Flight:
+    """One in-process fetch shared by every thread asking for the same key."""
+
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
 
 
 class Flights(Generic[T]):
     """One fetch per key across threads: the first caller runs it, the others wait.
 
-    The engine's face of :class:`swr.storage._flight.Flights` (the one singleflight
-    primitive). A waiter gives up after ``timeout`` seconds (``FetchTimeoutError``); the
-    leader's own fetch cannot be interrupted. ``on_error(key, exc)`` is called once per
-    failure, before the waiters wake.
+    A waiter gives up after ``timeout`` seconds (``FetchTimeoutError``); the leader's
+    own fetch cannot be interrupted. ``on_error(key, exc)`` is called once per failure.
     """
 
-    __slots__ = ("_flights", "_name", "_on_error", "_timeout")
+    __slots__ = ("_flights", "_lock", "_name", "_on_error", "_timeout")
 
     is_async = False
 
@@ -188,7 +203,8 @@ class Flights(Generic[T]):
         self._timeout = timeout
         self._name = name
         self._on_error = on_error
-        self._flights: _ThreadFlights[str, T] = _ThreadFlights()
+        self._flights: dict[str, _Flight] = {}
+        self._lock = threading.Lock()
 
     def __contains__(self, key: str) -> bool:
         """Whether a flight of ``key`` is running."""
@@ -203,28 +219,39 @@ class Flights(Generic[T]):
             FetchAbortedError: the leader thread's fetch was interrupted.
             FetchTimeoutError: the leader did not finish within ``timeout`` seconds.
         """
-        flights = self._flights
-        flight, leader = flights.join(key)
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
         if leader:
             try:
                 value = start()
             except BaseException as exc:
+                flight.error = exc
                 self._on_error(key, exc)
-                flights.fail(key, flight, exc)
+                self._end(key, flight)
                 raise
-            flights.finish(key, flight, value)
+            flight.value = value
+            self._end(key, flight)
             return value
-        try:
-            return flight.wait(self._timeout)
-        except FlightTimeoutError:
+        if not flight.done.wait(self._timeout):
             logger.warning("fetch_timed_out", engine=self._name, key=key)
             raise FetchTimeoutError(
                 f"waited {self._timeout}s for the fetch of {key!r} in another thread"
-            ) from None
-        except FlightInterruptedError as exc:
-            raise FetchAbortedError(
-                f"the shared fetch of {key!r} was interrupted: {exc.__cause__!r}"
-            ) from None
+            )
+        error = flight.error
+        if error is None:
+            return flight.value  # type: ignore[no-any-return]  # set with the flight's type
+        if not isinstance(error, Exception):
+            raise FetchAbortedError(f"the shared fetch of {key!r} was interrupted: {error!r}")
+        raise error
+
+    def _end(self, key: str, flight: _Flight) -> None:
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        flight.done.set()
 
 
 class Submit(Enum):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from types import ModuleType
+
+import pytest
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -28,3 +31,19 @@ class CountingEvent(threading.Event):
         with self._count_lock:
             self.waiting += 1
         return super().wait(timeout)
+
+
+def count_flight_waiters(
+    monkeypatch: pytest.MonkeyPatch, module: ModuleType
+) -> list[CountingEvent]:
+    """Make ``module._Flight`` wait on CountingEvents; return them as flights are made."""
+    made: list[CountingEvent] = []
+
+    class CountingFlight(module._Flight):  # type: ignore[name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.done = CountingEvent()
+            made.append(self.done)
+
+    monkeypatch.setattr(module, "_Flight", CountingFlight)
+    return made

@@ -202,10 +202,6 @@ class Flights(Generic[K, T]):
     def __len__(self) -> int:
         return len(self._running)
 
-    def __contains__(self, key: object) -> bool:
-        """Whether a flight of ``key`` is running."""
-        return key in self._running
-
 
 class AsyncFlights(Generic[K, T]):
     """The running flights of asyncio tasks, by key: each flight is a task of its own.
@@ -297,10 +293,6 @@ class AsyncFlights(Generic[K, T]):
 
     def __len__(self) -> int:
         return len(self._running)
-
-    def __contains__(self, key: object) -> bool:
-        """Whether a flight of ``key`` is running."""
-        return key in self._running
 
 
 async def _awaited(call: Callable[[], Awaitable[T]]) -> T:

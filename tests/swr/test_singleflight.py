@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
+import swr._primitives
 from swr import AsyncStaleEngine, CacheTTL, FetchTimeoutError, RefreshOptions, StaleEngine, Status
-from swr.storage import _flight
-from tests.helpers import CountingEvent, wait_until
+from tests.helpers import CountingEvent, count_flight_waiters, wait_until
 from tests.swr.upstream import Upstream, UpstreamError
 
 TTL = CacheTTL(fresh=10, stale=20, expired=30)
@@ -17,20 +17,8 @@ TTL = CacheTTL(fresh=10, stale=20, expired=30)
 
 @pytest.fixture
 def flights(monkeypatch: pytest.MonkeyPatch) -> list[CountingEvent]:
-    """Make every in-process flight use a CountingEvent; return them as created.
-
-    The engine's thread flights are swr.storage._flight's (the one singleflight primitive).
-    """
-    made: list[CountingEvent] = []
-
-    class CountingFlight(_flight.Flight):  # type: ignore[type-arg]
-        def __init__(self, key: object) -> None:
-            super().__init__(key)
-            self._done = CountingEvent()
-            made.append(self._done)
-
-    monkeypatch.setattr(_flight, "Flight", CountingFlight)
-    return made
+    """Make every in-process flight use a CountingEvent; return them as created."""
+    return count_flight_waiters(monkeypatch, swr._primitives)
 
 
 def run_threads(n: int, target) -> list[object]:
