@@ -5,6 +5,7 @@ are served as they are, stale ones at once while one background refresh runs, ex
 ones are kept as a last resort when the upstream fails.
 """
 
+from swr._bulk import AsyncLoader, BatchFetchError, Loader, NotModified
 from swr.breaker import CircuitBreaker
 from swr.engine import AsyncStaleEngine, StaleEngine
 from swr.errors import (
@@ -21,7 +22,9 @@ from swr.refresh import RefreshOptions
 from swr.stats import EngineStats
 
 __all__ = [
+    "AsyncLoader",
     "AsyncStaleEngine",
+    "BatchFetchError",
     "CacheTTL",
     "CircuitBreaker",
     "CircuitOpenError",
@@ -29,7 +32,9 @@ __all__ = [
     "EngineStats",
     "FetchAbortedError",
     "FetchTimeoutError",
+    "Loader",
     "MetricsHook",
+    "NotModified",
     "ReentrantFetchError",
     "RefreshOptions",
     "Result",

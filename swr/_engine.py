@@ -310,21 +310,23 @@ class EngineBase:
         self, key: str, skey: str, fetch: Any, ttl: TTLSpec | None, entry: Entry
     ) -> bool:
         """Queue the refresh of a stale entry; ``False`` if the breaker has no trial slot."""
+        return self._submit_refresh(key, skey, fetch, ttl, entry.stored_at) is not None
+
+    def _submit_refresh(
+        self, key: str, skey: str, fetch: Any, ttl: TTLSpec | None, seen: float
+    ) -> Submit | None:
+        """Queue one background refresh of ``key``; ``None`` if the breaker has no slot.
+
+        ``seen`` is the ``stored_at`` of the entry the caller saw (``-inf``: none).
+        """
         breaker = self._breaker
         permit: Permit | None = None
         if breaker is not None:
             permit = breaker.acquire()
             if permit is None:  # half-open and every trial slot taken
-                return False
+                return None
         job = functools.partial(
-            self._fetch_and_store,
-            key,
-            skey,
-            fetch,
-            ttl,
-            entry.stored_at,
-            background=True,
-            permit=permit,
+            self._fetch_and_store, key, skey, fetch, ttl, seen, background=True, permit=permit
         )
         outcome = self._refresher.submit(skey, self._refresh, (skey, job))
         if outcome is not Submit.ACCEPTED and permit is not None:
@@ -332,7 +334,7 @@ class EngineBase:
         if outcome is Submit.DROPPED:
             self._refresh_event(self._counters.refreshes_dropped, "dropped")
             logger.debug("refresh_dropped", engine=self.name, key=skey)
-        return True
+        return outcome
 
     def _refused(self, entry: Entry) -> Result[Any]:
         """The circuit refused a refresh: serve the cached entry as FALLBACK."""

@@ -74,6 +74,17 @@ async_sleep = asyncio.sleep
 sleep = time.sleep
 
 OnError = Callable[[str, BaseException], None]
+Outcomes: TypeAlias = dict[str, tuple[T | None, BaseException | None]]
+"""A batch's outcome per key: ``(value, None)`` or ``(None, error)``."""
+
+
+def _outcome(
+    outcomes: Outcomes[T] | BaseException, key: str
+) -> tuple[T | None, BaseException | None]:
+    """The ``(value, error)`` of ``key`` in a batch's outcomes (or its one error)."""
+    if isinstance(outcomes, BaseException):
+        return None, outcomes
+    return outcomes[key]
 
 
 async def async_call_fetch(
@@ -176,14 +187,70 @@ class AsyncFlights(Generic[T]):
         elif (exc := task.exception()) is not None:  # also marks the error retrieved
             self._on_error(key, exc)
 
+    def lead_many(
+        self, keys: list[str]
+    ) -> tuple[dict[str, asyncio.Future[T]], dict[str, asyncio.Future[T]]]:
+        """Lead the flights of the ``keys`` none runs; join the running ones.
+
+        Returns ``(led, joined)``: a future per key. The caller settles each led one
+        once with :meth:`settle_many`; a joined one is awaited with :meth:`wait`.
+        """
+        loop = asyncio.get_running_loop()
+        led: dict[str, asyncio.Future[T]] = {}
+        joined: dict[str, asyncio.Future[T]] = {}
+        for key in keys:
+            running = self._flights.get(key)
+            if running is not None and running.get_loop() is loop:
+                joined[key] = running
+                continue
+            future: asyncio.Future[T] = loop.create_future()
+            self._flights[key] = future  # type: ignore[assignment]  # awaited like a task
+            future.add_done_callback(functools.partial(self._settled, key))
+            led[key] = future
+        return led, joined
+
+    def settle_many(
+        self, led: dict[str, asyncio.Future[T]], outcomes: Outcomes[T] | BaseException
+    ) -> None:
+        """End led flights, each with its ``(value, error)``, or all with one error.
+
+        Errors are reported with ``on_error``, except ``KeyError`` (a key not returned).
+        """
+        for key, future in led.items():
+            if future.done():
+                continue
+            value, error = _outcome(outcomes, key)
+            if error is None:
+                future.set_result(value)  # type: ignore[arg-type]  # T when there is no error
+                continue
+            if not isinstance(error, KeyError):
+                self._on_error(key, error)
+            future.set_exception(error)
+
+    def _settled(self, key: str, future: asyncio.Future[T]) -> None:
+        if self._flights.get(key) is future:
+            del self._flights[key]
+        if not future.cancelled():
+            future.exception()  # retrieved: nobody may be waiting
+
+    @staticmethod
+    async def wait(key: str, future: asyncio.Future[T]) -> T:
+        """Await a joined flight (without cancelling it if this caller is cancelled)."""
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if not future.cancelled():
+                raise
+            raise FetchAbortedError(f"the fetch of {key!r} was cancelled") from None
+
 
 class _Flight:
     """One in-process fetch shared by every thread asking for the same key."""
 
     __slots__ = ("done", "error", "value")
 
-    def __init__(self) -> None:
-        self.done = threading.Event()
+    def __init__(self, done: threading.Event | None = None) -> None:
+        self.done = threading.Event() if done is None else done
         self.value: Any = None
         self.error: BaseException | None = None
 
@@ -235,6 +302,61 @@ class Flights(Generic[T]):
             flight.value = value
             self._end(key, flight)
             return value
+        return self.wait(key, flight)
+
+    def _end(self, key: str, flight: _Flight) -> None:
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        flight.done.set()
+
+    def lead_many(self, keys: list[str]) -> tuple[dict[str, _Flight], dict[str, _Flight]]:
+        """Lead the flights of the ``keys`` none runs; join the running ones.
+
+        Returns ``(led, joined)``: a flight per key. The caller settles each led one
+        once with :meth:`settle_many`; a joined one is waited on with :meth:`wait`.
+        """
+        led: dict[str, _Flight] = {}
+        joined: dict[str, _Flight] = {}
+        done = threading.Event()  # one for the batch: its flights end together
+        with self._lock:
+            for key in keys:
+                flight = self._flights.get(key)
+                if flight is not None:
+                    joined[key] = flight
+                else:
+                    led[key] = self._flights[key] = _Flight(done)
+        return led, joined
+
+    def settle_many(self, led: dict[str, _Flight], outcomes: Outcomes[T] | BaseException) -> None:
+        """End led flights, each with its ``(value, error)``, or all with one error.
+
+        Errors are reported with ``on_error``, except ``KeyError`` (a key not returned).
+        The waiters are woken once, after every value is in place.
+        """
+        for key, flight in led.items():
+            value, error = _outcome(outcomes, key)
+            if error is None:
+                flight.value = value
+            else:
+                flight.error = error
+                if not isinstance(error, KeyError):
+                    self._on_error(key, error)
+        with self._lock:
+            for key, flight in led.items():
+                if self._flights.get(key) is flight:
+                    del self._flights[key]
+        for done in {id(flight.done): flight.done for flight in led.values()}.values():
+            done.set()
+
+    def wait(self, key: str, flight: _Flight) -> T:
+        """Wait for a joined flight, at most ``timeout`` seconds; its value.
+
+        Raises:
+            Exception: what the shared fetch raised.
+            FetchAbortedError: the leader thread's fetch was interrupted.
+            FetchTimeoutError: the leader did not finish within ``timeout`` seconds.
+        """
         if not flight.done.wait(self._timeout):
             logger.warning("fetch_timed_out", engine=self._name, key=key)
             raise FetchTimeoutError(
@@ -246,12 +368,6 @@ class Flights(Generic[T]):
         if not isinstance(error, Exception):
             raise FetchAbortedError(f"the shared fetch of {key!r} was interrupted: {error!r}")
         raise error
-
-    def _end(self, key: str, flight: _Flight) -> None:
-        with self._lock:
-            if self._flights.get(key) is flight:
-                del self._flights[key]
-        flight.done.set()
 
 
 class Submit(Enum):

@@ -40,6 +40,7 @@ class EngineCounters:
     """An engine's counters, one :class:`Counter` attribute each (see :class:`EngineStats`)."""
 
     __slots__ = (
+        "bypasses",
         "circuit_rejected",
         "expired",
         "fallbacks",
@@ -75,6 +76,7 @@ class EngineCounters:
         self.storage_read_errors = Counter()
         self.storage_write_errors = Counter()
         self.circuit_rejected = Counter()
+        self.bypasses = Counter()
 
     def values(self) -> dict[str, int]:
         """Every counter's value, by name."""
@@ -104,6 +106,8 @@ class EngineStats:
         circuit_rejected: fetches and refreshes not attempted because the circuit
             breaker refused them (the entry was served as FALLBACK, or the caller got
             ``CircuitOpenError``).
+        bypasses: ``execute(..., bypass=True)`` calls: fetched without reading or
+            writing the cache (not in ``requests``; their results say MISS).
         storage: the storage's own counters, when it keeps any (e.g. corrupt entries).
         circuit: the circuit breaker's state and transition counts (shared by every
             engine using that breaker); empty without a breaker.
@@ -127,6 +131,7 @@ class EngineStats:
     storage_read_errors: int = 0
     storage_write_errors: int = 0
     circuit_rejected: int = 0
+    bypasses: int = 0
     storage: dict[str, Any] = field(default_factory=dict)
     circuit: dict[str, Any] = field(default_factory=dict)
 

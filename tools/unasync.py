@@ -41,6 +41,7 @@ RULES: list[tuple[str, str]] = [
     (r"\bfrom (\S+)\._async(\.| )", r"from \1._sync\2"),
     (r"\basync def\b", "def"),
     (r"\basync with\b", "with"),
+    (r"\basync for\b", "for"),
     (r"\bawait ", ""),
     (r"\baclose\b", "close"),
     # redis-py's asyncio clients: redis.asyncio.Redis -> redis.Redis, and so on.

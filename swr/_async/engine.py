@@ -22,10 +22,11 @@ import functools
 import inspect
 import threading
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from swr import _core
+from swr._async.bulk import AsyncBulkMixin
 from swr._capabilities import async_bind_storage
 from swr._engine import (
     DEFAULT_TTL,
@@ -33,7 +34,6 @@ from swr._engine import (
     POLL_FIRST,
     POLL_GROWTH,
     POLL_MAX,
-    EngineBase,
     RefreshNotNeededError,
     wrong_function_kind,
 )
@@ -55,6 +55,7 @@ from swr.storage.base import AsyncCloseable
 
 if TYPE_CHECKING:
     from swr._async.cached import AsyncCachedFunction
+    from swr._bulk import ShouldCache
     from swr._engine import AnyStorage  # unasync: remove
     from swr.breaker import Permit
     from swr.metrics import MetricsHook
@@ -74,7 +75,7 @@ _HIT = Status.HIT
 _STALE = Status.STALE
 
 
-class AsyncStaleEngine(EngineBase, AsyncCloseable):
+class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
     """A stale-while-revalidate cache in front of slow or flaky calls.
 
     Example::
@@ -106,6 +107,9 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
             and a miss raises :class:`~swr.CircuitOpenError`. May be shared by engines.
         refresh: The background refreshes' bounds, timeout and backoff, a
             :class:`~swr.RefreshOptions` (its defaults when ``None``).
+        should_cache: Default predicate on fetched values: a value it refuses is
+            returned but not stored (e.g. ``lambda v: v is not None``); a call's own
+            ``should_cache`` wins.
 
     Raises:
         ConfigError: a setting is out of range (a ``ValueError``).
@@ -130,6 +134,7 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
         metrics: MetricsHook | None = None,
         breaker: CircuitBreaker | None = None,
         refresh: RefreshOptions | None = None,
+        should_cache: ShouldCache | None = None,
     ) -> None:
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be a str, got {type(namespace).__name__}")
@@ -182,6 +187,7 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
         self._refresher = AsyncRefresher(
             options.max_concurrent, options.queue_size, name=f"swr-refresh-{self.name}"
         )
+        self._bind_bulk(should_cache)
 
     @property
     def storage(self) -> AsyncStorage:
@@ -197,6 +203,9 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
         *,
         ttl: TTLSpec | None = None,
         force_refresh: bool = False,
+        tags: Iterable[str] | None = None,
+        should_cache: ShouldCache | None = None,
+        bypass: bool = False,
     ) -> Result[T]:
         """Return the value of ``key`` from the cache, fetching it when needed.
 
@@ -211,6 +220,16 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
                 otherwise.
             force_refresh: Skip the cache read and fetch (sharing the singleflight);
                 if that fetch fails, a cached value is still served as FALLBACK.
+            tags: Tags to record the fetched entry under (the storage needs a
+                ``TagIndex``); ``invalidate_tags`` removes it.
+            should_cache: Predicate on the fetched value; a refused value is returned
+                but not stored. Wins over the engine's default.
+            bypass: Fetch without reading or writing the cache (counted in
+                ``stats().bypasses``; the result says MISS).
+
+        A ``fetch`` taking one argument is a conditional fetch: it receives the cached
+        entry being refreshed (``None`` if none) and may return :data:`~swr.NotModified`
+        to keep its value with renewed windows.
 
         Returns:
             A :class:`~swr.Result` with the value, its status and its age.
@@ -229,6 +248,10 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
             _core.check_key(key)
         if ttl is not None:
             _core.check_call_ttl(ttl)
+        if bypass:
+            return await self._bypass(key, fetch)
+        if tags is not None or should_cache is not None:
+            fetch = self._controlled(fetch, tags, should_cache)  # type: ignore[assignment]
         skey = self._prefix + key
         entry: Entry | None = None
         if not force_refresh:
@@ -374,6 +397,7 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
                     return found
             if background:
                 self._refresh_started()
+            fetch, plan = await self._prepare_fetch(key, skey, fetch)
             try:
                 value = await async_call_fetch(fetch, self._options.timeout, skey, background)
             except BaseException as exc:
@@ -382,6 +406,8 @@ class AsyncStaleEngine(EngineBase, AsyncCloseable):
                 raise
             reported = True
             self._fetch_outcome(permit, None)
+            if plan is not None:
+                return await self._store_planned(key, skey, value, ttl, plan)
             entry = self._new_entry(key, value, ttl)
             if token is None or self._set_and_release is None:
                 await self._write(skey, entry)

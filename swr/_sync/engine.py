@@ -24,7 +24,7 @@ import functools
 import inspect
 import threading
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from swr import _core
@@ -35,7 +35,6 @@ from swr._engine import (
     POLL_FIRST,
     POLL_GROWTH,
     POLL_MAX,
-    EngineBase,
     RefreshNotNeededError,
     wrong_function_kind,
 )
@@ -48,6 +47,7 @@ from swr._primitives import (
     call_fetch,
     sleep,
 )
+from swr._sync.bulk import BulkMixin
 from swr.breaker import CircuitBreaker
 from swr.policy import Result, Status
 from swr.refresh import RefreshOptions
@@ -56,6 +56,7 @@ from swr.storage import Entry
 from swr.storage.base import Closeable
 
 if TYPE_CHECKING:
+    from swr._bulk import ShouldCache
     from swr._sync.cached import CachedFunction
     from swr.breaker import Permit
     from swr.metrics import MetricsHook
@@ -75,7 +76,7 @@ _HIT = Status.HIT
 _STALE = Status.STALE
 
 
-class StaleEngine(EngineBase, Closeable):
+class StaleEngine(BulkMixin, Closeable):
     """A stale-while-revalidate cache in front of slow or flaky calls.
 
     Example::
@@ -107,6 +108,9 @@ class StaleEngine(EngineBase, Closeable):
             and a miss raises :class:`~swr.CircuitOpenError`. May be shared by engines.
         refresh: The background refreshes' bounds, timeout and backoff, a
             :class:`~swr.RefreshOptions` (its defaults when ``None``).
+        should_cache: Default predicate on fetched values: a value it refuses is
+            returned but not stored (e.g. ``lambda v: v is not None``); a call's own
+            ``should_cache`` wins.
 
     Raises:
         ConfigError: a setting is out of range (a ``ValueError``).
@@ -131,6 +135,7 @@ class StaleEngine(EngineBase, Closeable):
         metrics: MetricsHook | None = None,
         breaker: CircuitBreaker | None = None,
         refresh: RefreshOptions | None = None,
+        should_cache: ShouldCache | None = None,
     ) -> None:
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be a str, got {type(namespace).__name__}")
@@ -181,6 +186,7 @@ class StaleEngine(EngineBase, Closeable):
         self._refresher = Refresher(
             options.max_concurrent, options.queue_size, name=f"swr-refresh-{self.name}"
         )
+        self._bind_bulk(should_cache)
 
     @property
     def storage(self) -> Storage:
@@ -196,6 +202,9 @@ class StaleEngine(EngineBase, Closeable):
         *,
         ttl: TTLSpec | None = None,
         force_refresh: bool = False,
+        tags: Iterable[str] | None = None,
+        should_cache: ShouldCache | None = None,
+        bypass: bool = False,
     ) -> Result[T]:
         """Return the value of ``key`` from the cache, fetching it when needed.
 
@@ -210,6 +219,16 @@ class StaleEngine(EngineBase, Closeable):
                 otherwise.
             force_refresh: Skip the cache read and fetch (sharing the singleflight);
                 if that fetch fails, a cached value is still served as FALLBACK.
+            tags: Tags to record the fetched entry under (the storage needs a
+                ``TagIndex``); ``invalidate_tags`` removes it.
+            should_cache: Predicate on the fetched value; a refused value is returned
+                but not stored. Wins over the engine's default.
+            bypass: Fetch without reading or writing the cache (counted in
+                ``stats().bypasses``; the result says MISS).
+
+        A ``fetch`` taking one argument is a conditional fetch: it receives the cached
+        entry being refreshed (``None`` if none) and may return :data:`~swr.NotModified`
+        to keep its value with renewed windows.
 
         Returns:
             A :class:`~swr.Result` with the value, its status and its age.
@@ -228,6 +247,10 @@ class StaleEngine(EngineBase, Closeable):
             _core.check_key(key)
         if ttl is not None:
             _core.check_call_ttl(ttl)
+        if bypass:
+            return self._bypass(key, fetch)
+        if tags is not None or should_cache is not None:
+            fetch = self._controlled(fetch, tags, should_cache)  # type: ignore[assignment]
         skey = self._prefix + key
         entry: Entry | None = None
         if not force_refresh:
@@ -371,6 +394,7 @@ class StaleEngine(EngineBase, Closeable):
                     return found
             if background:
                 self._refresh_started()
+            fetch, plan = self._prepare_fetch(key, skey, fetch)
             try:
                 value = call_fetch(fetch, self._options.timeout, skey, background)
             except BaseException as exc:
@@ -379,6 +403,8 @@ class StaleEngine(EngineBase, Closeable):
                 raise
             reported = True
             self._fetch_outcome(permit, None)
+            if plan is not None:
+                return self._store_planned(key, skey, value, ttl, plan)
             entry = self._new_entry(key, value, ttl)
             if token is None or self._set_and_release is None:
                 self._write(skey, entry)

@@ -207,6 +207,10 @@ class _FallbackBase:
                 dirty.popitem(last=False)
                 self._dirty_dropped += 1
 
+    def _mark_all(self, keys: Sequence[str], mark: float | None) -> None:
+        for key in keys:
+            self._mark(key, mark)
+
     def _warm_copies(
         self, keys: Sequence[str], entries: Sequence[Entry | None]
     ) -> dict[str, Entry]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 import sys
 import threading
 import time as _time
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from swr.storage._log import logger
 from swr.storage._record import ReadCache, RecordCodec
+from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.base import Entry
 from swr.storage.errors import CorruptEntryError, StorageError, StorageUnavailableError
 from swr.storage.serializers import Serializer, default_serializer
@@ -30,13 +32,17 @@ if TYPE_CHECKING:
     from swr.storage._async.redis import AsyncRedisStorage
 
 __all__ = [
+    "BATCH",
     "PX_MAX",
     "SyncTwin",
     "check_times",
     "connect",
     "describe_error",
+    "glob_escape",
+    "header_live",
     "lease_key",
     "same_slot",
+    "tag_key",
     "wrong_client",
 ]
 
@@ -71,6 +77,111 @@ end
 return 0
 """
 _STORE_RELEASE_SHA = hashlib.sha1(_STORE_RELEASE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+
+# Gives a live entry new instants without touching its payload (KEYS[1] entry; ARGV[1] the
+# 32 bytes of the four times, ARGV[2] PX as for _STORE_RELEASE_SCRIPT, ARGV[3] now). The
+# record's header is read with GETRANGE (the value is never sent back) and the times are
+# overwritten in place with SETRANGE at their offset (see swr.storage._record).
+_TOUCH_SCRIPT = """
+local head = redis.call("getrange", KEYS[1], 0, 37)
+if #head < 38 or string.sub(head, 1, 2) ~= "SW" then
+    return 0
+end
+if struct.unpack("<d", head, 29) <= tonumber(ARGV[3]) then
+    return 0
+end
+local px = ARGV[2]
+if px ~= "" and tonumber(px) <= 0 then
+    redis.call("del", KEYS[1])
+    return 1
+end
+redis.call("setrange", KEYS[1], 4, ARGV[1])
+if px == "" then
+    redis.call("persist", KEYS[1])
+else
+    redis.call("pexpire", KEYS[1], px)
+end
+return 1
+"""
+_TOUCH_SHA = hashlib.sha1(_TOUCH_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+# Records an entry under its tags (KEYS: the entry when ARGV[4] is "1", then one set per
+# tag; ARGV[1] record, ARGV[2] PX ("" for no TTL, > 0), ARGV[3] the entry's Redis key).
+# A tag's set lives at least as long as each entry recorded in it: its TTL only grows,
+# and an entry without a TTL makes it persistent.
+_TAG_SCRIPT = """
+local px = ARGV[2]
+local first = 1
+if ARGV[4] == "1" then
+    first = 2
+    if px == "" then
+        redis.call("set", KEYS[1], ARGV[1])
+    else
+        redis.call("set", KEYS[1], ARGV[1], "px", px)
+    end
+end
+for i = first, #KEYS do
+    local ttl = redis.call("pttl", KEYS[i])
+    redis.call("sadd", KEYS[i], ARGV[3])
+    if px == "" then
+        if ttl ~= -1 then
+            redis.call("persist", KEYS[i])
+        end
+    elseif ttl == -2 or (ttl >= 0 and ttl < tonumber(px)) then
+        redis.call("pexpire", KEYS[i], px)
+    end
+end
+return 1
+"""
+_TAG_SHA = hashlib.sha1(_TAG_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+# Takes up to ARGV[1] keys out of a tag's set and unlinks them: one batch of an
+# invalidation, one round trip (KEYS[1] the tag's set). Standalone Redis only: the keys
+# it unlinks are not declared, which a cluster forbids (there each batch is an SPOP on
+# the set's node, then one UNLINK per hash slot).
+# Returns {entries removed, {keys taken}, keys left in the set}.
+_INVALIDATE_SCRIPT = """
+local keys = redis.call("spop", KEYS[1], ARGV[1])
+if #keys == 0 then
+    return {0, keys, 0}
+end
+return {redis.call("unlink", unpack(keys)), keys, redis.call("scard", KEYS[1])}
+"""
+_INVALIDATE_SHA = hashlib.sha1(_INVALIDATE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+# Keys per UNLINK, per SPOP of an invalidation and per SCAN page: large enough that round
+# trips stay few, small enough that Redis never blocks long on one command.
+BATCH = 1000
+_GLOB_SPECIAL = frozenset("*?[]\\")
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis ``MATCH`` pattern (every glob character escaped)."""
+    return "".join("\\" + char if char in _GLOB_SPECIAL else char for char in text)
+
+
+def tag_key(storage_prefix: str, tag: str) -> bytes:
+    """The Redis key of the set of entries recorded under ``tag`` by a storage.
+
+    ``0xFF tag:{<digest>}:`` then the prefix and the tag. The 0xFF byte keeps it out of
+    the entries' namespace (as for leases); the hash tag is a digest of the rest, so a
+    tag holding braces still has one, and the set sits in one slot of its own.
+    """
+    name = (storage_prefix + tag).encode()
+    digest = hashlib.blake2b(name, digest_size=8).hexdigest().encode()
+    return LEASE_MARK + b"tag:{" + digest + b"}:" + name
+
+
+_HEADER_TIMES = struct.Struct("<4d")
+
+
+def header_live(head: bytes | None, now: float) -> bool:
+    """Whether a record's first 38 bytes (its header) say a live entry, by ``now``."""
+    if not head or len(head) < 38 or head[:2] != b"SW":
+        return False
+    expires: float = _HEADER_TIMES.unpack_from(head, 4)[3]
+    return expires > now
 
 
 def _import_redis() -> ModuleType:
@@ -545,6 +656,52 @@ class _RedisBase:
             return None
         data, px = self._record(entry)
         return (skey, lkey), (data, "" if px is None else str(px), token)
+
+    def _touch_args(self, times: object) -> tuple[bytes, str, str]:
+        """The arguments of the touch script: packed times, ``PX``, now.
+
+        Raises:
+            TypeError, ValueError: ``times`` is not four ordered instants.
+        """
+        entry = Entry(None, *checked_times(times))
+        remaining = (entry.expires_at - self._now()) * 1000.0
+        px = "" if remaining > PX_MAX else str(math.ceil(remaining))
+        finite = _finite(entry)
+        packed = struct.pack(
+            "<4d", finite.stored_at, finite.fresh_until, finite.stale_until, finite.expires_at
+        )
+        return packed, px, repr(self._now())
+
+    def _tag_keys(self, tags: object) -> list[bytes]:
+        """The Redis keys of the sets of ``tags``; a bare str is refused.
+
+        Raises:
+            TypeError: ``tags`` is not a sequence of non-empty str.
+            ValueError: a tag is not valid UTF-8.
+        """
+        names = checked_tags(tags)
+        try:
+            return [tag_key(self.prefix, tag) for tag in names]
+        except UnicodeEncodeError as exc:
+            raise bad_key(str(exc.object), exc) from exc
+
+    def _scan_pattern(self, prefix: str) -> str:
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        return glob_escape(self.prefix + prefix) + "*"
+
+    def _scanned(self, raw: Sequence[bytes]) -> list[str]:
+        """The cache keys of a ``SCAN`` page: the storage prefix cut, leases left out."""
+        cut = len(self.prefix)
+        out = []
+        for skey in raw:
+            if skey[:1] == LEASE_MARK:
+                continue
+            try:
+                out.append(skey.decode()[cut:])
+            except UnicodeDecodeError:
+                continue
+        return out
 
     def _corrupt_found(self, skey: str, exc: CorruptEntryError) -> None:
         self._counters["corrupt_entries"] += 1

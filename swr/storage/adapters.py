@@ -4,22 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeGuard
 
 from swr.storage.base import (
+    AsyncBulkVerbs,
     AsyncLeases,
     AsyncStorage,
     AsyncStorageMixin,
+    AsyncTagIndex,
     AsyncView,
+    AtomicOps,
+    BulkVerbs,
     Entry,
+    EntryTimes,
     Leases,
     SetAndRelease,
     Stats,
     Storage,
+    TagIndex,
 )
 
-__all__ = ["AsyncAdapter", "as_async", "has_async_leases", "is_async"]
+__all__ = [
+    "AsyncAdapter",
+    "as_async",
+    "async_bulk_verbs_of",
+    "async_tag_index_of",
+    "bulk_verbs_of",
+    "has_async_leases",
+    "is_async",
+    "tag_index_of",
+]
 
 
 class AsyncAdapter(AsyncStorageMixin):
@@ -102,6 +117,100 @@ class AsyncAdapter(AsyncStorageMixin):
         else:
             await asyncio.to_thread(storage.set_and_release, key, entry, token)
 
+    async def _atomic(self, name: str, *args: Any) -> Any:
+        """Call the wrapped storage's atomic operation ``name``."""
+        return await self._call(AtomicOps, name, *args)
+
+    async def _call(self, capability: type, name: str, *args: Any) -> Any:
+        """Call the wrapped storage's ``name`` (a verb of ``capability``), inline or not."""
+        storage = self.sync
+        if not isinstance(storage, capability):
+            raise TypeError(f"{type(storage).__name__} does not offer {name}")
+        method: Callable[..., Any] = getattr(storage, name)
+        if self.inline:
+            return method(*args)
+        return await asyncio.to_thread(method, *args)
+
+    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """The wrapped storage's ``incr`` (see :class:`~swr.storage.base.AtomicOps`)."""
+        result: int = await self._atomic("incr", key, delta, ttl)
+        return result
+
+    async def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """The wrapped storage's ``decr``."""
+        result: int = await self._atomic("decr", key, delta, ttl)
+        return result
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """The wrapped storage's ``add``."""
+        result: bool = await self._atomic("add", key, value, ttl)
+        return result
+
+    async def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
+        """The wrapped storage's ``get_versioned`` (a read: always inline)."""
+        storage = self.sync
+        if not isinstance(storage, AtomicOps):
+            raise TypeError(f"{type(storage).__name__} does not offer atomic operations")
+        return storage.get_versioned(key)
+
+    async def replace_if(
+        self, key: str, version: Any, value: Any, ttl: float | None = None
+    ) -> bool:
+        """The wrapped storage's ``replace_if``."""
+        result: bool = await self._atomic("replace_if", key, version, value, ttl)
+        return result
+
+    async def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """The wrapped storage's ``append``."""
+        result: int = await self._atomic("append", key, data, ttl)
+        return result
+
+    @property
+    def supports_atomic_ops(self) -> bool:
+        """Whether the wrapped storage offers atomic operations."""
+        return isinstance(self.sync, AtomicOps)
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        """Delete several keys through the wrapped storage (``BulkVerbs``)."""
+        removed: int = await self._call(BulkVerbs, "delete_many", keys)
+        return removed
+
+    async def exists(self, key: str) -> bool:
+        """Whether a live entry is under ``key``, read inline (``BulkVerbs``)."""
+        storage = self.sync
+        if not isinstance(storage, BulkVerbs):
+            raise TypeError(f"{type(storage).__name__} does not offer exists")
+        return storage.exists(key)
+
+    async def touch(self, key: str, times: EntryTimes) -> bool:
+        """Renew an entry's windows through the wrapped storage (``BulkVerbs``)."""
+        found: bool = await self._call(BulkVerbs, "touch", key, times)
+        return found
+
+    async def scan(self, prefix: str = "") -> AsyncIterator[str]:
+        """The keys starting with ``prefix``, listed by the wrapped storage (``BulkVerbs``)."""
+        storage = self.sync
+        if not isinstance(storage, BulkVerbs):
+            raise TypeError(f"{type(storage).__name__} does not offer scan")
+        keys = storage.scan(prefix)
+        if not self.inline:
+            keys = iter(await asyncio.to_thread(list, keys))
+        for key in keys:
+            yield key
+
+    async def clear(self) -> None:
+        """Remove every entry of the wrapped storage (``BulkVerbs``)."""
+        await self._call(BulkVerbs, "clear")
+
+    async def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
+        """Store a tagged entry through the wrapped storage (``TagIndex``)."""
+        await self._call(TagIndex, "set_tagged", key, entry, tags)
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Remove the entries under ``tags`` through the wrapped storage (``TagIndex``)."""
+        removed: int = await self._call(TagIndex, "invalidate_tags", tags)
+        return removed
+
     @property
     def supports_leases(self) -> bool:
         """Whether the wrapped storage offers leases."""
@@ -149,3 +258,27 @@ def has_async_leases(storage: Any) -> TypeGuard[AsyncLeases]:
     if isinstance(storage, AsyncAdapter):
         return storage.supports_leases
     return isinstance(storage, AsyncLeases)
+
+
+def async_bulk_verbs_of(storage: Any) -> AsyncBulkVerbs | None:
+    """An asyncio storage (or adapter) as :class:`AsyncBulkVerbs`, or ``None`` without them."""
+    if isinstance(storage, AsyncAdapter):
+        return storage if isinstance(storage.sync, BulkVerbs) else None
+    return storage if isinstance(storage, AsyncBulkVerbs) else None
+
+
+def async_tag_index_of(storage: Any) -> AsyncTagIndex | None:
+    """An asyncio storage (or adapter) as :class:`AsyncTagIndex`, or ``None`` without one."""
+    if isinstance(storage, AsyncAdapter):
+        return storage if isinstance(storage.sync, TagIndex) else None
+    return storage if isinstance(storage, AsyncTagIndex) else None
+
+
+def bulk_verbs_of(storage: Any) -> BulkVerbs | None:
+    """A sync storage as :class:`BulkVerbs`, or ``None`` without them."""
+    return storage if isinstance(storage, BulkVerbs) else None
+
+
+def tag_index_of(storage: Any) -> TagIndex | None:
+    """A sync storage as :class:`TagIndex`, or ``None`` without one."""
+    return storage if isinstance(storage, TagIndex) else None

@@ -17,13 +17,16 @@ from __future__ import annotations
 import threading
 import time as _time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from swr.storage import _atomic
 from swr.storage._leases import LocalLeases
 from swr.storage._redis import check_key, check_times
-from swr.storage.base import Entry, StorageMixin
+from swr.storage._verbs import checked_tags, checked_times
+from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import StorageUnavailableError
+from swr.storage.leaderboard import MemoryLeaderboard
 
 if TYPE_CHECKING:
     from swr.storage.adapters import AsyncAdapter
@@ -67,6 +70,11 @@ class MemoryStorage(StorageMixin):
         self._closed = False
         self._leases = LocalLeases()
         self._evictions = 0
+        self._boards: dict[str, MemoryLeaderboard] = {}
+        # The tag index: tag -> keys, and key -> its tags (to forget a key rewritten or
+        # removed). Both empty, and never consulted, until set_tagged is called.
+        self._tagged: dict[str, set[str]] = {}
+        self._tags_of: dict[str, tuple[str, ...]] = {}
 
     def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
         """Judge expiry with ``clock`` (an engine's) unless one was given; return that one."""
@@ -123,6 +131,8 @@ class MemoryStorage(StorageMixin):
             check_key(key)
             check_times(entry)
         data = self._data
+        if self._tags_of:
+            self._untag_locked(entries)
         now = self._now()
         for key, entry in entries.items():
             if entry.expires_at <= now:  # dead already: accepted, and nothing is kept
@@ -131,8 +141,10 @@ class MemoryStorage(StorageMixin):
             data[key] = entry
             data.move_to_end(key)
         while len(data) > self.max_entries:
-            data.popitem(last=False)
+            evicted, _ = data.popitem(last=False)
             self._evictions += 1
+            if self._tags_of:
+                self._untag_locked((evicted,))
 
     def set(self, key: str, entry: Entry) -> None:
         """Store ``entry`` under ``key``, evicting the least recently used when full."""
@@ -158,12 +170,96 @@ class MemoryStorage(StorageMixin):
         """Remove ``key``; return whether it held an entry (live or not)."""
         with self._lock:
             self._check_open()
+            if self._tags_of:
+                self._untag_locked((key,))
             return self._data.pop(key, None) is not None
 
+    def delete_many(self, keys: Sequence[str]) -> int:
+        """Remove ``keys`` under one lock; return how many held an entry."""
+        with self._lock:
+            self._check_open()
+            return self._delete_locked(keys)
+
+    def _delete_locked(self, keys: Collection[str]) -> int:
+        data = self._data
+        if self._tags_of:
+            self._untag_locked(keys)
+        removed = 0
+        for key in keys:
+            if data.pop(key, None) is not None:
+                removed += 1
+        return removed
+
+    def exists(self, key: str) -> bool:
+        """Whether a live entry is under ``key`` (not marked recently used)."""
+        self._check_open()
+        entry = self._data.get(key)
+        return entry is not None and entry.expires_at > self._now()
+
+    def touch(self, key: str, times: EntryTimes) -> bool:
+        """Give the live entry under ``key`` the instants ``times``; whether one was there.
+
+        The value object is kept (the entry is replaced by one of the same type holding
+        the same value and the new instants).
+        """
+        instants = checked_times(times)
+        now = self._now()
+        with self._lock:
+            self._check_open()
+            entry = self._data.get(key)
+            if entry is None or entry.expires_at <= now:
+                return False
+            self._data[key] = type(entry)(entry.value, *instants)
+            return True
+
+    def scan(self, prefix: str = "") -> Iterator[str]:
+        """The keys of live entries starting with the literal ``prefix`` (a snapshot)."""
+        self._check_open()
+        now = self._now()
+        with self._lock:
+            keys = [k for k, e in self._data.items() if k.startswith(prefix) and e.expires_at > now]
+        return iter(keys)
+
     def clear(self) -> None:
-        """Remove every entry."""
+        """Remove every entry (and the tag index)."""
         with self._lock:
             self._data.clear()
+            self._tagged.clear()
+            self._tags_of.clear()
+
+    def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
+        """Store ``entry`` under ``key`` and record it under each of ``tags``."""
+        names = checked_tags(tags)
+        with self._lock:
+            self._store_locked({key: entry})
+            if key not in self._data:  # evicted at once (max_entries reached)
+                return
+            unique = tuple(dict.fromkeys(names))
+            self._tags_of[key] = unique
+            for tag in unique:
+                self._tagged.setdefault(tag, set()).add(key)
+
+    def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Remove every entry recorded under one of ``tags``; return how many."""
+        names = checked_tags(tags)
+        with self._lock:
+            self._check_open()
+            keys: set[str] = set()
+            for tag in names:
+                keys |= self._tagged.get(tag, set())
+            return self._delete_locked(keys)
+
+    def _untag_locked(self, keys: Collection[str]) -> None:
+        """Forget the tags of ``keys`` (rewritten or removed)."""
+        tags_of = self._tags_of
+        tagged = self._tagged
+        for key in keys:
+            for tag in tags_of.pop(key, ()):
+                members = tagged.get(tag)
+                if members is not None:
+                    members.discard(key)
+                    if not members:
+                        del tagged[tag]
 
     def __len__(self) -> int:
         return len(self._data)
@@ -190,6 +286,101 @@ class MemoryStorage(StorageMixin):
         with self._lock:
             self._leases.release(key, token)
 
+    # -- atomic operations (AtomicOps): each under the write lock --------------------
+
+    def _live_locked(self, key: str, now: float) -> Entry | None:
+        self._check_open()
+        entry = self._data.get(key)
+        return entry if entry is not None and entry.expires_at > now else None
+
+    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Add ``delta`` to the ``int`` under ``key`` (absent or dead: 0, with ``ttl``).
+
+        Returns:
+            The new value.
+
+        Raises:
+            TypeError: ``delta`` or the stored value is not an ``int``.
+            ValueError: ``ttl`` is not a finite number of seconds > 0 (or ``None``).
+        """
+        delta = _atomic.check_delta(delta)
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+        with self._lock:
+            entry = _atomic.incremented(self._live_locked(key, now), delta, now, ttl)
+            self._store_locked({key: entry})
+        value: int = entry.value
+        return value
+
+    def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """:meth:`incr` by ``-delta``."""
+        return self.incr(key, -_atomic.check_delta(delta), ttl)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent or dead; return whether it did."""
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+        with self._lock:
+            if self._live_locked(key, now) is not None:
+                return False
+            self._store_locked({key: _atomic.created(value, now, ttl)})
+        return True
+
+    def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
+        """The live entry under ``key`` and its version (the entry object itself)."""
+        entry = self.get(key)
+        return None if entry is None else (entry, entry)
+
+    def replace_if(self, key: str, version: Any, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` if the live entry under ``key`` is still ``version``.
+
+        The new entry keeps the replaced entry's windows, or takes ``ttl`` (from now)
+        when one is given. Returns whether it stored.
+        """
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+        with self._lock:
+            entry = self._live_locked(key, now)
+            if entry is None or entry is not version:
+                return False
+            if ttl is None:
+                new = _atomic.replaced(entry, value)
+            else:
+                new = _atomic.created(value, now, ttl)
+            self._store_locked({key: new})
+        return True
+
+    def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """Append ``data`` to the ``bytes`` or ``str`` under ``key``; return the new length.
+
+        Raises:
+            TypeError: ``data`` is not ``bytes``/``str``, or differs from the stored type.
+        """
+        data = _atomic.check_data(data)
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+        with self._lock:
+            entry = _atomic.appended(self._live_locked(key, now), data, now, ttl)
+            self._store_locked({key: entry})
+        return len(entry.value)
+
+    def leaderboard(self, name: str, *, max_size: int | None = None) -> MemoryLeaderboard:
+        """The leaderboard ``name`` of this storage (the same object on every call).
+
+        Its ``max_size`` is set by the first call; a later call giving another one
+        raises ``ValueError``.
+        """
+        with self._lock:
+            self._check_open()
+            board = self._boards.get(name)
+            if board is None:
+                board = self._boards[name] = MemoryLeaderboard(name, max_size=max_size)
+            elif max_size is not None and board.max_size != max_size:
+                raise ValueError(
+                    f"leaderboard {name!r} already exists with max_size={board.max_size}"
+                )
+        return board
+
     def as_async(self) -> AsyncAdapter:
         """Return an asyncio view calling this storage inline (it never blocks)."""
         from swr.storage.adapters import AsyncAdapter  # noqa: PLC0415 - avoids an import cycle
@@ -202,6 +393,9 @@ class MemoryStorage(StorageMixin):
             self._closed = True
             self._data.clear()
             self._leases.clear()
+            self._boards.clear()
+            self._tagged.clear()
+            self._tags_of.clear()
 
     def __repr__(self) -> str:
         return f"MemoryStorage(max_entries={self.max_entries}, entries={len(self._data)})"

@@ -32,9 +32,12 @@ from swr.storage import (
 )
 from swr.storage.adapters import is_async
 from swr.storage.base import (
+    AsyncBulkVerbs,
     AsyncLeases,
     AsyncSetAndRelease,
+    AsyncTagIndex,
     AsyncView,
+    BulkVerbs,
     EntryFactoryBinding,
     FastLookup,
     Health,
@@ -42,6 +45,7 @@ from swr.storage.base import (
     SerializerBinding,
     SetAndRelease,
     Stats,
+    TagIndex,
 )
 from swr.testing import FakeClock
 
@@ -195,6 +199,8 @@ SYNC_CAPABILITIES = {
     "as_async": AsyncView,
     "with_serializer": SerializerBinding,
     "with_entry_factory": EntryFactoryBinding,
+    "bulk_verbs": BulkVerbs,
+    "tag_index": TagIndex,
 }
 ASYNC_CAPABILITIES = {
     "leases": AsyncLeases,
@@ -202,6 +208,8 @@ ASYNC_CAPABILITIES = {
     "stats": Stats,
     "health": Health,
     "with_serializer": SerializerBinding,
+    "bulk_verbs": AsyncBulkVerbs,
+    "tag_index": AsyncTagIndex,
 }
 
 
@@ -209,7 +217,9 @@ def capabilities(storage: Any) -> set[str]:
     """The optional capabilities (of ``swr.storage.base``) that ``storage`` declares."""
     if isinstance(storage, AsyncAdapter):
         # An adapter forwards what the storage it wraps can do.
-        return capabilities(storage.sync) & {"leases", "set_and_release", "stats"}
+        forwarded = capabilities(storage.sync) & {"leases", "set_and_release", "stats"}
+        own = {"bulk_verbs": AsyncBulkVerbs, "tag_index": AsyncTagIndex}
+        return forwarded | {name for name, proto in own.items() if isinstance(storage, proto)}
     table = ASYNC_CAPABILITIES if is_async(storage) else SYNC_CAPABILITIES
     return {name for name, protocol in table.items() if isinstance(storage, protocol)}
 
@@ -250,6 +260,30 @@ class SyncFacade:
 
     def set_and_release(self, key: str, entry: Any, token: str) -> None:
         self._run(self.async_storage.set_and_release(key, entry, token))
+
+    def delete_many(self, keys: Any) -> int:
+        return self._run(self.async_storage.delete_many(keys))
+
+    def exists(self, key: str) -> bool:
+        return self._run(self.async_storage.exists(key))
+
+    def touch(self, key: str, times: Any) -> bool:
+        return self._run(self.async_storage.touch(key, times))
+
+    def scan(self, prefix: str = "") -> Iterator[str]:
+        async def collect() -> list[str]:
+            return [key async for key in self.async_storage.scan(prefix)]
+
+        return iter(self._run(collect()))
+
+    def clear(self) -> None:
+        self._run(self.async_storage.clear())
+
+    def set_tagged(self, key: str, entry: Any, tags: Any) -> None:
+        self._run(self.async_storage.set_tagged(key, entry, tags))
+
+    def invalidate_tags(self, tags: Any) -> int:
+        return self._run(self.async_storage.invalidate_tags(tags))
 
     @property
     def supports_leases(self) -> bool:

@@ -11,6 +11,7 @@ from uuid import UUID
 import pytest
 
 from swr.storage import Entry, StorageError
+from swr.storage.base import EntryTimes
 from swr.testing import FakeClock
 from tests.storage.backends import SyncFacade, capabilities
 
@@ -259,3 +260,125 @@ def test_a_dead_entry_written_reads_as_none_and_deletes_as_absent(storage, clock
     assert storage.delete("k") is False  # nothing was kept, even unread
     storage.set("k", dead)
     assert storage.get("k") is None
+
+
+# -- bulk verbs and the tag index (issue 15) ----------------------------------------------
+
+
+def needs(storage, capability: str) -> None:
+    if not declares(storage, capability):
+        pytest.skip(f"this backend does not declare {capability}")
+
+
+def test_delete_many_removes_and_counts_what_was_held(storage, clock):
+    needs(storage, "bulk_verbs")
+    storage.set_many({"a": entry(1, clock), "b": entry(2, clock), "keep": entry(3, clock)})
+    assert storage.delete_many(["a", "b", "absent", "a"]) == 2
+    assert storage.get_many(["a", "b", "keep"])[:2] == [None, None]
+    assert storage.get("keep").value == 3
+    assert storage.delete_many([]) == 0
+    assert storage.delete_many(["a"]) == 0
+
+
+def test_exists_says_live_without_reading_the_value(storage, clock):
+    needs(storage, "bulk_verbs")
+    storage.set("k", entry({"big": "x" * 1000}, clock, lifetime=60))
+    assert storage.exists("k") is True
+    assert storage.exists("absent") is False
+    clock.advance(61)  # past expires_at by the storage's clock
+    assert storage.exists("k") is False
+
+
+def test_touch_renews_the_windows_and_keeps_the_value(storage, clock):
+    needs(storage, "bulk_verbs")
+    storage.set("k", entry([1, "two"], clock, lifetime=60))
+    now = clock()
+    renewed = EntryTimes(now + 1, now + 100, now + 200, now + 300)
+    assert storage.touch("k", renewed) is True
+    got = storage.get("k")
+    assert got.value == [1, "two"]
+    assert (got.stored_at, got.fresh_until, got.stale_until, got.expires_at) == renewed
+    clock.advance(120)  # past the old expires_at, within the new one
+    assert storage.get("k").value == [1, "two"]
+    assert storage.touch("absent", renewed) is False
+    assert storage.get("absent") is None  # touch never creates
+
+
+def test_touch_of_a_dead_entry_is_false_and_bad_times_are_refused(storage, clock):
+    needs(storage, "bulk_verbs")
+    storage.set("dead", entry("v", clock, fresh=1, lifetime=5))
+    clock.advance(10)
+    now = clock()
+    assert storage.touch("dead", EntryTimes(now, now + 10, now + 20, now + 30)) is False
+    assert storage.get("dead") is None
+    storage.set("k", entry("v", clock))
+    with pytest.raises(ValueError, match="ordered"):
+        storage.touch("k", EntryTimes(now, now + 30, now + 20, now + 10))
+    with pytest.raises(TypeError, match="EntryTimes"):
+        storage.touch("k", now + 10)
+
+
+def test_scan_lists_entry_keys_with_a_literal_prefix(storage, clock):
+    needs(storage, "bulk_verbs")
+    keys = ["user:1", "user:2", "user*x", "user[1]", "org:1", "us", "ünï:1"]
+    storage.set_many({key: entry(key, clock) for key in keys})
+    if declares(storage, "leases"):
+        assert storage.acquire_lease("user:3", 30) is not None  # a lease is not an entry
+    assert sorted(set(storage.scan("user:"))) == ["user:1", "user:2"]
+    assert sorted(set(storage.scan("user*"))) == ["user*x"]  # no pattern characters
+    assert sorted(set(storage.scan("user["))) == ["user[1]"]
+    assert sorted(set(storage.scan("ünï"))) == ["ünï:1"]
+    assert sorted(set(storage.scan())) == sorted(keys)
+    assert list(storage.scan("nothing")) == []
+
+
+def test_scan_walks_more_keys_than_one_batch(storage, clock):
+    needs(storage, "bulk_verbs")
+    storage.set_many({f"n:{i:04}": entry(i, clock) for i in range(1100)})
+    assert len(set(storage.scan("n:"))) == 1100
+
+
+def test_clear_removes_every_entry_and_the_storage_stays_usable(storage, clock):
+    needs(storage, "bulk_verbs")
+    storage.set_many({f"k{i}": entry(i, clock) for i in range(20)})
+    storage.clear()
+    assert storage.get_many([f"k{i}" for i in range(20)]) == [None] * 20
+    assert list(storage.scan()) == []
+    storage.set("k0", entry("again", clock))
+    assert storage.get("k0").value == "again"
+
+
+def test_invalidate_tags_removes_every_entry_of_a_tag_and_only_those(storage, clock):
+    needs(storage, "tag_index")
+    storage.set_tagged("a", entry("a", clock), ["user:1", "org:7"])
+    storage.set_tagged("b", entry("b", clock), ("user:1",))
+    storage.set_tagged("c", entry("c", clock), ["org:7"])
+    storage.set("d", entry("d", clock))
+    assert storage.get("a").value == "a"
+    assert storage.invalidate_tags(["user:1"]) == 2
+    assert storage.get("a") is None
+    assert storage.get("b") is None
+    assert storage.get("c").value == "c"
+    assert storage.get("d").value == "d"
+    assert storage.invalidate_tags(["user:1"]) == 0  # the tag's index went with it
+    assert storage.invalidate_tags(["org:7", "absent"]) == 1
+    assert storage.get("c") is None
+    assert storage.invalidate_tags([]) == 0
+
+
+def test_invalidate_tags_of_many_entries(storage, clock):
+    needs(storage, "tag_index")
+    for i in range(1001):  # more than one batch (1000 keys) of the Redis invalidation
+        storage.set_tagged(f"e{i}", entry(i, clock), ["bulk"])
+    assert storage.invalidate_tags(["bulk"]) == 1001
+    assert storage.get_many([f"e{i}" for i in range(0, 1001, 50)]) == [None] * 21
+
+
+def test_tags_must_be_a_sequence_of_names(storage, clock):
+    needs(storage, "tag_index")
+    with pytest.raises(TypeError, match="sequence of str"):
+        storage.set_tagged("k", entry("v", clock), "user:1")
+    with pytest.raises(TypeError, match="non-empty str"):
+        storage.set_tagged("k", entry("v", clock), ["ok", ""])
+    with pytest.raises(TypeError, match="sequence of str"):
+        storage.invalidate_tags("user:1")

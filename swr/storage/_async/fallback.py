@@ -7,9 +7,15 @@ only performs the I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from swr.storage._async._tiers import (
+    async_clear,
+    async_delete_keys,
+    async_invalidate,
+    async_touch,
+)
 from swr.storage._fallback import (
     FROM_FALLBACK,
     FROM_PRIMARY,
@@ -21,7 +27,7 @@ from swr.storage._fallback import (
 )
 from swr.storage._primitives import async_has_leases
 from swr.storage._views import with_serializer
-from swr.storage.base import AsyncStorageMixin, Entry
+from swr.storage.base import AsyncStorageMixin, Entry, EntryTimes
 from swr.storage.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
@@ -207,6 +213,116 @@ class AsyncFallbackStorage(
         self._written(key)
         removed_fallback: bool = await self.fallback.delete(key)
         return removed_fallback or removed
+
+    # -- bulk verbs and tags: the primary while available, the fallback always ----------
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        """Delete ``keys`` from both tiers; return how many either held.
+
+        While the primary is unavailable the keys are remembered as deleted (as by
+        :meth:`delete`) and removed from it once it is back.
+        """
+        self._check_open()
+        removed = 0
+        if self._primary_up():
+            try:
+                removed = await async_delete_keys(self.primary, keys)
+            except StorageUnavailableError as exc:
+                self._primary_failed(exc)
+                self._mark_all(keys, self._now())
+            else:
+                for key in keys:
+                    self._clear(key)
+        else:
+            self._mark_all(keys, self._now())
+        for key in keys:
+            self._written(key)
+        return max(removed, await async_delete_keys(self.fallback, keys))
+
+    async def exists(self, key: str) -> bool:
+        """Whether a live entry is under ``key``: the primary's answer while available."""
+        self._check_open()
+        if self._primary_up() and not self._pending(key)[0]:
+            try:
+                found: bool = await self.primary.exists(key)  # type: ignore[attr-defined]
+            except StorageUnavailableError as exc:
+                self._primary_failed(exc)
+            else:
+                return found
+        return await self.get(key) is not None
+
+    async def touch(self, key: str, times: EntryTimes) -> bool:
+        """Renew the entry's instants in the primary (while available) and the fallback."""
+        self._check_open()
+        touched = False
+        if self._primary_up():
+            try:
+                touched = await async_touch(self.primary, key, times)
+            except StorageUnavailableError as exc:
+                self._primary_failed(exc)
+        return await async_touch(self.fallback, key, times) or touched
+
+    def scan(self, prefix: str = "") -> AsyncIterator[str]:
+        """The primary's keys starting with ``prefix``; the fallback's while it is down."""
+        self._check_open()
+        tier: Any = self.primary if self._primary_up() else self.fallback
+        keys: AsyncIterator[str] = tier.scan(prefix)
+        return keys
+
+    async def clear(self) -> None:
+        """Clear both tiers.
+
+        Raises:
+            StorageUnavailableError: the primary is unavailable (the fallback is cleared
+                anyway; the primary still holds its entries).
+        """
+        self._check_open()
+        try:
+            if not self._primary_up():
+                raise StorageUnavailableError("the primary is unavailable: it was not cleared")
+            await async_clear(self.primary)
+        finally:
+            await async_clear(self.fallback)
+
+    async def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
+        """Record ``entry`` under ``tags`` in the primary (while available); copy it to the
+        fallback as :meth:`set` does.
+        """  # noqa: D205 - the two tiers are the summary
+        self._check_open()
+        if self._primary_up():
+            try:
+                await self.primary.set_tagged(key, entry, tags)  # type: ignore[attr-defined]
+            except StorageUnavailableError as exc:
+                self._primary_failed(exc)
+                self._mark(key, None)
+            else:
+                self._clear(key)
+        else:
+            self._mark(key, None)
+        self._written(key)
+        await self.fallback.set(key, entry)
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Remove the entries of ``tags`` from the primary and their copies in the fallback.
+
+        The fallback drops the keys the primary names (Redis does), else everything.
+
+        Raises:
+            StorageUnavailableError: the primary is unavailable (the tag index lives
+                there); the fallback is cleared so that none of its copies is served.
+        """
+        self._check_open()
+        keys: list[str] | None = None
+        try:
+            if not self._primary_up():
+                raise StorageUnavailableError("the primary is unavailable: tags not invalidated")
+            removed, keys = await async_invalidate(self.primary, tags)
+        finally:
+            if keys is None:
+                await async_clear(self.fallback)
+            else:
+                await async_delete_keys(self.fallback, keys)
+        return removed
 
     async def acquire_lease(self, key: str, ttl: float) -> str | None:
         """Take the lease from the primary while available, else from the fallback."""

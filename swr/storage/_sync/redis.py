@@ -9,27 +9,37 @@ Written once: the thread twin in ``swr/storage/_sync/`` is generated from this f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from swr.storage._log import logger
 from swr.storage._primitives import Lock, Probe, node_command
 from swr.storage._redis import (
+    _INVALIDATE_SCRIPT,
+    _INVALIDATE_SHA,
     _RELEASE_SCRIPT,
     _RELEASE_SHA,
     _STORE_RELEASE_SCRIPT,
     _STORE_RELEASE_SHA,
+    _TAG_SCRIPT,
+    _TAG_SHA,
+    _TOUCH_SCRIPT,
+    _TOUCH_SHA,
+    BATCH,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
+    LEASE_MARK,
     SyncTwin,
     _import_redis,
     _RedisBase,
     check_key,
     connect,
     describe_error,
+    glob_escape,
+    header_live,
     wrong_client,
 )
-from swr.storage.base import Entry, StorageMixin
+from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import CorruptEntryError, StorageError
 from swr.storage.serializers import Serializer
 
@@ -421,12 +431,223 @@ class RedisStorage(
 
     def _script(
         self, sha: str, script: str, keys: Sequence[str | bytes], args: Sequence[object]
-    ) -> None:
+    ) -> Any:
         """Run a Lua script by its SHA, loading it on ``NOSCRIPT`` (a flushed cache)."""
         try:
-            self._call(keys[0], "EVALSHA", sha, len(keys), *keys, *args)
+            return self._call(keys[0], "EVALSHA", sha, len(keys), *keys, *args)
         except self._no_script:
-            self._call(keys[0], "EVAL", script, len(keys), *keys, *args)
+            return self._call(keys[0], "EVAL", script, len(keys), *keys, *args)
+
+    # -- bulk verbs and tags ------------------------------------------------------------
+
+    def _unlink(self, skeys: Sequence[str | bytes]) -> int:
+        """``UNLINK`` ``skeys``: one round trip per batch of ``BATCH`` keys; return removed.
+
+        On a cluster a command may only name keys of one hash slot: each batch costs one
+        ``UNLINK`` per slot it covers, each sent straight to the slot's master.
+        """
+        removed = 0
+        for start in range(0, len(skeys), BATCH):
+            batch = skeys[start : start + BATCH]
+            if not self._cluster:
+                removed += self._call("", "UNLINK", *batch)
+                continue
+            groups: dict[int, list[str | bytes]] = {}
+            keyslot = self._client.keyslot
+            for skey in batch:
+                groups.setdefault(keyslot(skey), []).append(skey)
+            for group in groups.values():
+                removed += self._on_node(group[0], ("UNLINK", *group))
+        return removed
+
+    def delete_many(self, keys: Sequence[str]) -> int:
+        """Remove ``keys`` with ``UNLINK`` (one round trip per batch of 1000 keys).
+
+        Returns:
+            How many of them Redis held.
+
+        Raises:
+            ValueError, StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        self._enter()
+        prefix = self.prefix
+        return self._unlink(list(dict.fromkeys(prefix + key for key in keys)))
+
+    def exists(self, key: str) -> bool:
+        """Whether a live entry is under ``key``: reads its 38-byte header (``GETRANGE``).
+
+        The value is neither sent back nor decoded; expiry is judged by this storage's
+        clock, as :meth:`get` does.
+
+        Raises:
+            ValueError, StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        self._enter()
+        skey = self.prefix + key
+        head = self._call(skey, "GETRANGE", skey, 0, 37)
+        return header_live(head, self._now())
+
+    def touch(self, key: str, times: EntryTimes) -> bool:
+        """Give the live entry under ``key`` new instants and a new ``PX``: one round trip.
+
+        A Lua script checks the record's header and overwrites its four times in place
+        (``SETRANGE``): the payload is neither read nor rewritten.
+
+        Returns:
+            Whether a live entry was there.
+
+        Raises:
+            TypeError, ValueError: ``times`` is not four ordered instants, or a bad key.
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        args = self._touch_args(times)
+        self._enter()
+        skey = self.prefix + key
+        self._cache.pop(skey, None)
+        return bool(self._script(_TOUCH_SHA, _TOUCH_SCRIPT, (skey,), args))
+
+    def _pages(self, pattern: str | bytes, kind: str) -> Iterator[list[bytes]]:
+        """The pages of a ``SCAN`` of keys of type ``kind`` matching ``pattern``.
+
+        Never ``KEYS``: each ``SCAN`` call walks about ``BATCH`` slots of the keyspace, so
+        Redis is never blocked. On a cluster, every master is scanned in turn.
+        """
+        self._enter()
+        args = ("MATCH", pattern, "COUNT", BATCH, "TYPE", kind)
+        if not self._cluster:
+            cursor: Any = 0
+            while True:
+                cursor, page = self._call("", "SCAN", cursor, *args)
+                if page:
+                    yield page
+                if int(cursor) == 0:
+                    return
+        for node in self._client.get_primaries():
+            cursor = 0
+            while True:
+                try:
+                    reply = node_command(self._client, node, ("SCAN", cursor, *args))
+                except self._driver_errors as exc:
+                    raise self._failure(exc) from exc
+                cursor, page = reply
+                if page:
+                    yield page
+                if int(cursor) == 0:
+                    break
+
+    def scan(self, prefix: str = "") -> Iterator[str]:
+        """Yield the keys of entries starting with the literal ``prefix`` (``SCAN``).
+
+        Pattern characters in ``prefix`` are escaped: ``"a*"`` lists keys starting with
+        ``a*``. A key may be listed twice (``SCAN`` guarantees at-least-once for keys
+        present throughout), and one whose entry is dead by this storage's clock but not
+        yet dropped by Redis may be listed.
+
+        Raises:
+            TypeError: ``prefix`` is not a str.
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        pattern = self._scan_pattern(prefix)
+        for page in self._pages(pattern, "string"):
+            for key in self._scanned(page):
+                if key.startswith(prefix):
+                    yield key
+
+    def clear(self) -> None:
+        """Remove every entry under this storage's prefix, and its tag sets.
+
+        ``SCAN`` pages then one ``UNLINK`` per page (per node on a cluster); leases stay
+        (they expire). Not atomic: an entry written meanwhile may survive.
+
+        Raises:
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        pattern = glob_escape(self.prefix) + "*"
+        for page in self._pages(pattern, "string"):
+            self._unlink([skey for skey in page if skey[:1] != LEASE_MARK])
+        tags = LEASE_MARK + b"tag:{*}:" + pattern.encode()
+        for page in self._pages(tags, "set"):
+            self._unlink(page)
+        self._cache.items.clear()
+
+    def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
+        """Store ``entry`` and add its key to one Redis set per tag.
+
+        Each tag's set lives at least as long as its longest-lived entry (its ``PX`` only
+        grows; an entry without TTL makes it persistent), so the index expires with its
+        entries. Standalone: one Lua script, one round trip, atomic. Cluster: a tag's set
+        sits in a hash slot of its own (see :func:`~swr.storage._redis.tag_key`), so the
+        entry is written first, then each set with its own call.
+
+        Raises:
+            TypeError: ``tags`` is not a sequence of non-empty str.
+            ValueError, SerializationError, StorageUnavailableError, StorageError: as
+                :meth:`set`.
+        """
+        tag_keys = self._tag_keys(tags)
+        self._enter()
+        data, px = self._record(entry)
+        skey = self.prefix + key
+        if px is not None and px <= 0:  # dead already: nothing to record
+            self._call(skey, "DEL", skey)
+            return
+        pxs = "" if px is None else str(px)
+        if not self._cluster:
+            self._script(_TAG_SHA, _TAG_SCRIPT, (skey, *tag_keys), (data, pxs, skey, "1"))
+            return
+        self._call(skey, "SET", skey, data, *(() if px is None else ("PX", px)))
+        for tkey in tag_keys:
+            self._script(_TAG_SHA, _TAG_SCRIPT, (tkey,), (b"", pxs, skey, "0"))
+
+    def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Remove every entry recorded under one of ``tags``; return how many were removed.
+
+        Each tag's set is emptied by batches of 1000 keys: standalone, one Lua script per
+        batch (``SPOP`` then ``UNLINK``: one round trip); on a cluster, an ``SPOP`` on the
+        set's node then one ``UNLINK`` per hash slot of the batch. Every host sharing the
+        Redis sees the entries gone; an entry recorded under a tag and later rewritten
+        without it goes too (a miss, never a stale hit).
+
+        Raises:
+            TypeError: ``tags`` is not a sequence of non-empty str.
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        removed, _ = self._invalidate(tags)
+        return removed
+
+    def _invalidate(self, tags: Sequence[str]) -> tuple[int, list[str]]:
+        """:meth:`invalidate_tags`, also returning the keys taken out of the tags' sets."""
+        tag_keys = self._tag_keys(tags)
+        self._enter()
+        removed = 0
+        taken: list[bytes] = []
+        for tkey in tag_keys:
+            left = 1
+            while left:
+                if self._cluster:
+                    batch = self._call(tkey, "SPOP", tkey, BATCH)
+                    removed += self._unlink(batch)
+                    left = len(batch) == BATCH
+                else:
+                    count, batch, left = self._script(
+                        _INVALIDATE_SHA, _INVALIDATE_SCRIPT, (tkey,), (BATCH,)
+                    )
+                    removed += count
+                taken += batch
+        keys = self._scanned(taken)
+        for key in keys:
+            self._cache.pop(self.prefix + key, None)
+        return removed, keys
+
+    def publish(self, channel: str, message: bytes) -> int:
+        """``PUBLISH`` ``message`` on ``channel``; return how many subscribers got it.
+
+        Raises:
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        self._enter()
+        received: int = self._call(channel, "PUBLISH", channel, message)
+        return received
 
     # -- health probe, views, closing ---------------------------------------------------
 

@@ -29,6 +29,7 @@ from swr.storage.lmdb._format import (
     _LEASES,
     _META,
     _OUR_DBS,
+    _TAGS,
 )
 
 Durability = Literal["process", "system"]
@@ -273,6 +274,8 @@ def _initialize(env: lmdb.Environment, path: str, *, create: bool) -> None:
             meta = env.open_db(_META, txn=txn, create=create)
             for name in (_ENTRIES, _EXPIRY, _LEASES):
                 env.open_db(name, txn=txn, create=create)
+            if create or _TAGS in names:  # a store written before tags lacks it
+                env.open_db(_TAGS, txn=txn, create=create, dupsort=True)
             layout = txn.get(_LAYOUT_KEY, db=meta)
         except (lmdb.IncompatibleError, lmdb.BadDbiError, lmdb.BadValsizeError) as exc:
             raise _DamagedMeta(f"the store's named databases do not open: {exc}") from exc

@@ -20,7 +20,10 @@ _ENTRIES: Final = b"swr-entries"
 _EXPIRY: Final = b"swr-expiry"
 _LEASES: Final = b"swr-leases"
 _META: Final = b"swr-meta"
-_OUR_DBS: Final = frozenset((_ENTRIES, _EXPIRY, _LEASES, _META))
+# Tag -> the storage keys recorded under it (a dupsort database: one sorted set of keys
+# per tag). Created on first open by this version; older stores gain it then.
+_TAGS: Final = b"swr-tags"
+_OUR_DBS: Final = frozenset((_ENTRIES, _EXPIRY, _LEASES, _META, _TAGS))
 _LAYOUT_KEY: Final = b"layout"
 _LAYOUT_VERSION: Final = 1
 # Sorts after every index key: the largest sortable finite double starts 0xffef.
@@ -33,6 +36,8 @@ _U64: Final = struct.Struct(">Q")
 _F64: Final = struct.Struct(">d")
 _LEASE: Final = struct.Struct("<16sd")
 _EXPIRES: Final = struct.Struct("<d")
+_TIMES: Final = struct.Struct("<4d")
+_TIMES_OFFSET: Final = 4  # magic, version, flags, then the four times
 _EXPIRES_OFFSET: Final = 28  # magic, version, flags, then stored/fresh/stale (8 bytes each)
 _HEADER_END: Final = 38
 _CHECK_MAX: Final = 0xFFFF  # longest key check a record holds (a 16-bit length)
@@ -78,6 +83,7 @@ class _Index:
     entries: lmdb._Database
     expiry: lmdb._Database
     leases: lmdb._Database
+    tags: lmdb._Database
     options: _Options
     times: Callable[[bytes], tuple[float, float, float, float]]
 
@@ -237,6 +243,7 @@ class _Index:
         count = txn.stat(self.entries)["entries"]
         txn.drop(self.entries, delete=False)
         txn.drop(self.expiry, delete=False)
+        txn.drop(self.tags, delete=False)  # every key they name is gone
         if leases:
             txn.drop(self.leases, delete=False)
         txn.put(_TOTAL_KEY, _I64.pack(0), db=self.expiry)
@@ -267,3 +274,53 @@ class _Index:
         held = txn.get(kb, db=self.leases)
         if held is not None and held[:16] == token:
             txn.delete(kb, db=self.leases)
+
+    def delete_many(self, txn: lmdb.Transaction[bytes], kbs: Sequence[bytes]) -> int:
+        """Delete the records of ``kbs``; return how many were there."""
+        return sum(self.delete(txn, kb) for kb in dict.fromkeys(kbs))
+
+    def touch(self, txn: lmdb.Transaction[bytes], kb: bytes, times: bytes, now: float) -> bool:
+        """Replace the four times of the live record of ``kb`` with the packed ``times``.
+
+        The payload bytes are copied as they are (never decoded or re-encoded); the
+        expiry index follows the new ``expires_at``. Returns whether a live record was
+        there.
+        """
+        record = txn.get(kb, db=self.entries)
+        if record is None or len(record) < _HEADER_END or record[:2] != b"SW":
+            return False
+        if _EXPIRES.unpack_from(record, _EXPIRES_OFFSET)[0] <= now:
+            return False
+        end = _TIMES_OFFSET + _TIMES.size
+        renewed = b"".join((record[:_TIMES_OFFSET], times, record[end:]))
+        expires = _TIMES.unpack(times)[3]
+        self.put(txn, [(kb, renewed, _stamp(expires) + kb)])
+        return True
+
+    def put_tagged(
+        self,
+        txn: lmdb.Transaction[bytes],
+        items: list[tuple[bytes, bytes, bytes]],
+        tags: Sequence[bytes],
+    ) -> int:
+        """:meth:`put` one item and record its key under each of ``tags``; return evictions."""
+        evicted = self.put(txn, items)
+        kb = items[0][0]
+        for tag in tags:
+            txn.put(tag, kb, db=self.tags)  # dupsort: a pair already there is kept once
+        return evicted
+
+    def invalidate(self, txn: lmdb.Transaction[bytes], tags: Sequence[bytes]) -> int:
+        """Delete every record named under one of ``tags`` and the tags' rows.
+
+        A key recorded under a tag and later rewritten without it still goes: an
+        invalidation may remove more than needed (a miss), never less. Returns the
+        records deleted.
+        """
+        cursor = txn.cursor(db=self.tags)
+        kbs: dict[bytes, None] = {}
+        for tag in tags:
+            if cursor.set_key(tag):
+                kbs.update(dict.fromkeys(cursor.iternext_dup()))
+                txn.delete(tag, db=self.tags)  # the tag with all its keys
+        return sum(self.delete(txn, kb) for kb in kbs)

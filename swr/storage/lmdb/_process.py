@@ -29,7 +29,16 @@ from swr.storage.lmdb._files import (
     _remap,
     _Replaced,
 )
-from swr.storage.lmdb._format import _ENTRIES, _EXPIRY, _LEASES, _STAMP, _TOTAL_KEY, _Index, _stamp
+from swr.storage.lmdb._format import (
+    _ENTRIES,
+    _EXPIRY,
+    _LEASES,
+    _STAMP,
+    _TAGS,
+    _TOTAL_KEY,
+    _Index,
+    _stamp,
+)
 from swr.storage.serializers import default_serializer
 
 T = TypeVar("T")
@@ -72,6 +81,7 @@ class _Backend(_Index):
         self.entries = env.open_db(_ENTRIES, create=False)
         self.expiry = env.open_db(_EXPIRY, create=False)
         self.leases = env.open_db(_LEASES, create=False)
+        self.tags = env.open_db(_TAGS, create=False, dupsort=True)
         self.key_limit = env.max_key_size() - _STAMP
         self.times = RecordCodec(default_serializer()).decode_times
         self.wlock = threading.Lock()

@@ -6,16 +6,19 @@ import contextlib
 import itertools
 import math
 import os
+import sys
 import time as _time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import lmdb
 
+from swr.storage import _atomic
 from swr.storage._log import logger as _log
 from swr.storage._record import ReadCache, RecordCodec, digest_key
-from swr.storage.base import Entry, StorageMixin
+from swr.storage._verbs import checked_tags, checked_times
+from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import (
     CorruptEntryError,
     StorageError,
@@ -24,7 +27,15 @@ from swr.storage.errors import (
 )
 from swr.storage.lmdb import _process
 from swr.storage.lmdb._files import _DAMAGED, Durability, _Options, _Replaced
-from swr.storage.lmdb._format import _CHECK_MAX, _long_key_check, _stamp
+from swr.storage.lmdb._format import (
+    _CHECK_MAX,
+    _EXPIRES,
+    _EXPIRES_OFFSET,
+    _HEADER_END,
+    _TIMES,
+    _long_key_check,
+    _stamp,
+)
 from swr.storage.lmdb._inspect import StoreSummary, _walk_in_child
 from swr.storage.lmdb._process import (
     _ATTEMPTS,
@@ -43,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["EntryFactory", "LMDBStorage"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 EntryFactory = Callable[[Any, float, float, float, float], Entry]
 
 _pid = os.getpid()  # this process: the read path's one check for fork and close
@@ -59,6 +71,8 @@ if hasattr(os, "register_at_fork"):
 _DURABILITIES: Final = ("process", "system")
 _MIB: Final = 1 << 20
 _DEFAULT_MAP: Final = 16 * _MIB  # most a new store maps (and allocates) before it grows
+# What an atomic operation writes for "never expires": records hold finite times only.
+_FOREVER: Final = sys.float_info.max
 
 
 class _ReadCache(ReadCache[T]):
@@ -140,6 +154,43 @@ def _token(token: object) -> bytes | None:
     except (TypeError, ValueError):
         return None
     return raw if len(raw) == 16 else None
+
+
+_SCAN_BATCH: Final = 512  # keys read per read transaction by scan()
+_CHECK_LEN_OFFSET: Final = 36  # the record header's key check length (see _record)
+
+
+def _live(record: bytes, now: float) -> bool:
+    """Whether ``record`` has a readable header and is not past its ``expires_at``."""
+    return (
+        len(record) >= _HEADER_END
+        and record[:2] == b"SW"
+        and _EXPIRES.unpack_from(record, _EXPIRES_OFFSET)[0] > now
+    )
+
+
+def _stored_key(kb: bytes, record: bytes) -> str | None:
+    """The cache key stored under ``kb``: the key itself, or the record's key check.
+
+    ``None`` for a key longer than a record's key check can hold (over 64 KiB: only
+    its digests are kept) and for an unreadable one.
+    """
+    length = int.from_bytes(record[_CHECK_LEN_OFFSET:_HEADER_END], "little")
+    raw = record[_HEADER_END : _HEADER_END + length] if length else kb
+    if raw[:1] == b"\xff":
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _entry_times(times: object) -> bytes:
+    """The packed header times of ``times``; raise naming the problem if unusable."""
+    stored, fresh, stale, expires = checked_times(times)
+    if expires == math.inf:
+        raise ValueError("expires_at must be finite in an LMDB store")
+    return _TIMES.pack(stored, fresh, stale, expires)
 
 
 def _positive_int(name: str, value: object, minimum: int) -> int:
@@ -585,6 +636,267 @@ class LMDBStorage(StorageMixin):
             self._write("drop_if_same", kb, data)
         except StorageError as error:
             _log.warning("corrupt_entry_not_deleted", key=key, path=self.path, error=repr(error))
+
+    # -- atomic operations (AtomicOps): each one write transaction --------------------
+
+    def _atomic(
+        self,
+        key: str,
+        now: float,
+        step: Callable[[Entry | None, bytes | None], tuple[Entry | None, R]],
+    ) -> R:
+        """Run ``step(live entry or None, stored bytes)`` in one write transaction.
+
+        ``step`` returns ``(entry to store or None, result)``. LMDB lets one write
+        transaction run at a time across every process of the host, so the read, the
+        decision and the write are atomic for all of them. A record that does not
+        decode counts as absent (and is overwritten if ``step`` stores).
+        """
+        kb, check = self._key(key)
+        limit = self._h.options.max_bytes
+        codec = self._codec
+
+        def body(backend: _Backend, txn: lmdb.Transaction[bytes]) -> tuple[int, R]:
+            data = txn.get(kb, db=backend.entries)
+            entry: Entry | None = None
+            if data is not None:
+                with contextlib.suppress(CorruptEntryError):
+                    entry = codec.decode(data, check)
+            if entry is not None and entry.expires_at <= now:
+                entry = None
+            new, result = step(entry, data)
+            if new is None:
+                return 0, result
+            record = codec.encode(new, check)
+            if len(kb) + len(record) > limit:
+                raise StorageFullError(
+                    f"the record of {key!r} takes {len(kb) + len(record)} bytes, more than "
+                    f"max_bytes={limit}"
+                )
+            return backend.put(txn, [(kb, record, _stamp(new.expires_at) + kb)]), result
+
+        def op(backend: _Backend) -> R:
+            evicted, result = backend.write(lambda txn: body(backend, txn))
+            backend.evictions += evicted
+            return result
+
+        try:
+            return self._run(op)
+        finally:
+            self._cache.pop(key, None)
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else _time.time()
+
+    # -- bulk verbs and tags -----------------------------------------------------------
+    def delete_many(self, keys: Sequence[str]) -> int:
+        """Remove ``keys`` in one write transaction; return how many held a record."""
+        kbs = [self._key(key)[0] for key in keys]
+        if not kbs:
+            return 0
+        for key in keys:
+            self._cache.pop(key, None)
+        return cast("int", self._write("delete_many", kbs))
+
+    def exists(self, key: str) -> bool:
+        """Whether a live entry is under ``key``: reads its header, never its value."""
+        kb, _ = self._key(key)
+        (data,) = self._read([kb])
+        return data is not None and _live(data, self._now())
+
+    def touch(self, key: str, times: EntryTimes) -> bool:
+        """Give the live entry under ``key`` new instants in one write transaction.
+
+        The record's payload bytes are kept as they are (no decode, no encode); the
+        expiry index follows the new ``expires_at``.
+
+        Returns:
+            Whether a live entry was there (nothing is written otherwise).
+
+        Raises:
+            TypeError, ValueError: bad key, or times not finite and ordered.
+        """
+        packed = _entry_times(times)
+        kb, _ = self._key(key)
+        self._cache.pop(key, None)
+        return bool(self._write("touch", kb, packed, self._now()))
+
+    def scan(self, prefix: str = "") -> Iterator[str]:
+        """Yield the keys of live entries starting with the literal ``prefix``.
+
+        Reads ``_SCAN_BATCH`` keys per read transaction, so a long scan never holds a
+        reader open (nor stops LMDB from reusing pages). Keys written during a scan may
+        or may not be seen; keys longer than 64 KiB are not listed.
+        """
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        raw = prefix.encode()
+        # A long key is stored under its first bytes and a digest (see digest_key): seek
+        # and stop on what every stored form of a matching key starts with.
+        cut = raw[: max(0, self._key_limit - 65)]
+        start, skip = cut, False
+        while True:
+            now = self._now()
+
+            def batch(backend: _Backend, start: bytes = start, skip: bool = skip) -> list[Any]:
+                with backend.reading() as txn:
+                    cursor = txn.cursor(db=backend.entries)
+                    found: list[tuple[bytes, bytes]] = []
+                    positioned = cursor.set_range(start)
+                    if positioned and skip and cursor.key() == start:
+                        positioned = cursor.next()
+                    while positioned and len(found) < _SCAN_BATCH:
+                        kb = bytes(cursor.key())
+                        if not kb.startswith(cut):
+                            return [found, True]
+                        value = cursor.value()
+                        length = int.from_bytes(value[_CHECK_LEN_OFFSET:_HEADER_END], "little")
+                        found.append((kb, bytes(value[: _HEADER_END + length])))
+                        positioned = cursor.next()
+                    return [found, not positioned]
+
+            found, done = self._run(batch)
+            for kb, head in found:
+                key = _stored_key(kb, head) if _live(head, now) else None
+                if key is not None and key.startswith(prefix):
+                    yield key
+            if done or not found:
+                return
+            start, skip = found[-1][0], True
+
+    def clear(self) -> None:
+        """Remove every entry and tag row (one transaction); leases stay, see :meth:`purge`."""
+        self.purge()
+
+    def _tags(self, tags: object) -> list[bytes]:
+        limit = self._key_limit + 8  # LMDB's largest key
+        out = []
+        for tag in checked_tags(tags):
+            raw = tag.encode()
+            if len(raw) > limit:
+                raise ValueError(f"tag {tag[:40]!r}... is longer than {limit} bytes")
+            out.append(raw)
+        return out
+
+    def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
+        """Store ``entry`` and record ``key`` under each of ``tags``: one write transaction.
+
+        The tag rows live in the ``swr-tags`` sub-database of the same directory, so every
+        process sharing it sees them; they go with :meth:`invalidate_tags` and
+        :meth:`clear`.
+
+        Raises:
+            TypeError, ValueError: as :meth:`set`, or a tag that is not a non-empty str
+                (a bare str instead of a sequence is refused too).
+        """
+        raw_tags = self._tags(tags)
+        item = self._item(key, entry, self._h.options.max_bytes)
+        self._cache.pop(key, None)
+        self._write("put_tagged", [item], raw_tags)
+
+    def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Remove every entry recorded under one of ``tags``, in one write transaction.
+
+        Atomic across the processes sharing the directory: a reader sees every entry of
+        the tags or none. Returns how many records were removed.
+        """
+        raw_tags = self._tags(tags)
+        if not raw_tags:
+            return 0
+        removed = cast("int", self._write("invalidate", raw_tags))
+        if removed:
+            self._cache.items.clear()  # the read cache re-checks bytes anyway: frees memory
+        return removed
+
+    # -- atomic operations (AtomicOps), the public verbs ------------------------------
+
+    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Add ``delta`` to the ``int`` under ``key`` in one write transaction.
+
+        An absent or dead key starts at 0 and lives ``ttl`` seconds (``None``: never,
+        stored as the largest finite float); a live key keeps its windows. Atomic
+        across the processes sharing the directory.
+
+        Returns:
+            The new value.
+
+        Raises:
+            TypeError: ``delta`` or the stored value is not an ``int``.
+            ValueError: ``ttl`` is not a finite number of seconds > 0 (or ``None``).
+            StorageUnavailableError: the storage is closed or LMDB fails.
+        """
+        delta = _atomic.check_delta(delta)
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+
+        def step(entry: Entry | None, _: bytes | None) -> tuple[Entry, int]:
+            new = _atomic.incremented(entry, delta, now, ttl, _FOREVER)
+            return new, new.value
+
+        return self._atomic(key, now, step)
+
+    def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """:meth:`incr` by ``-delta``."""
+        return self.incr(key, -_atomic.check_delta(delta), ttl)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent or dead; return whether it did.
+
+        One write transaction: among processes racing to add one key, exactly one wins.
+        """
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+
+        def step(entry: Entry | None, _: bytes | None) -> tuple[Entry | None, bool]:
+            if entry is not None:
+                return None, False
+            return _atomic.created(value, now, ttl, _FOREVER), True
+
+        return self._atomic(key, now, step)
+
+    def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
+        """The live entry under ``key`` with its version (its stored bytes), or ``None``."""
+        kb, check = self._key(key)
+        (data,) = self._read([kb])
+        if data is None:
+            return None
+        try:
+            entry = self._decode(data, check)
+        except CorruptEntryError:
+            return None
+        if entry.expires_at <= self._now():
+            return None
+        return entry, data
+
+    def replace_if(self, key: str, version: Any, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` if ``key`` still holds the record ``version`` names and is live.
+
+        The new entry keeps the old windows, or lives ``ttl`` seconds from now when
+        given. Returns whether it stored.
+        """
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+
+        def step(entry: Entry | None, data: bytes | None) -> tuple[Entry | None, bool]:
+            if entry is None or data != version:
+                return None, False
+            if ttl is None:
+                return _atomic.replaced(entry, value), True
+            return _atomic.created(value, now, ttl, _FOREVER), True
+
+        return self._atomic(key, now, step)
+
+    def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """Append ``data`` to the ``bytes`` or ``str`` under ``key``; return the new length."""
+        data = _atomic.check_data(data)
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+
+        def step(entry: Entry | None, _: bytes | None) -> tuple[Entry, int]:
+            new = _atomic.appended(entry, data, now, ttl, _FOREVER)
+            return new, len(new.value)
+
+        return self._atomic(key, now, step)
 
     # -- leases -----------------------------------------------------------------------
 

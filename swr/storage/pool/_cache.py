@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import itertools
 import time as _time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from swr.storage._flight import AsyncFlights, Flights
 from swr.storage._leases import LocalLeases
 from swr.storage._redis import check_times
+from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.adapters import AsyncAdapter
-from swr.storage.base import Closeable, Entry
+from swr.storage.base import Closeable, Entry, EntryTimes
 from swr.storage.errors import StorageUnavailableError
 from swr.storage.pool._eviction import NEVER, EvictingCache, Item
 from swr.storage.pool._loading import MISSING, Loading, Missing
@@ -74,6 +75,7 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
         "_lookup",
         "_misses",
         "_reads",
+        "_tags",
         "_touch",
         "max",
         "name",
@@ -103,6 +105,7 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
         self._reads = 0  # stats() taken: each advanced both counters once
         self._closed = False
         self._leases = LocalLeases()
+        self._tags: dict[str, set[K]] = {}  # tag -> keys recorded under it (set_tagged)
         self._flights: Flights[K, V] = Flights()
         self._aflights: AsyncFlights[K, V] = AsyncFlights()
 
@@ -295,9 +298,92 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
             return True
 
     def clear(self) -> None:
-        """Remove every entry (counters are kept)."""
+        """Remove every entry and tag (counters are kept)."""
         with self._lock:
             self._clear_locked()
+            self._tags.clear()
+
+    # -- bulk verbs and tags (the storage capabilities BulkVerbs and TagIndex) -----------
+
+    def delete_many(self, keys: Sequence[K]) -> int:
+        """Remove ``keys`` under one lock; return how many entries (live or not) were held.
+
+        Raises:
+            StorageUnavailableError: the cache was closed.
+        """
+        with self._lock:
+            return self._delete_locked(keys)
+
+    def _delete_locked(self, keys: Iterable[K]) -> int:
+        if self._closed:
+            raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
+        data = self._data
+        removed = 0
+        for key in keys:
+            item = data.pop(key, None)
+            if item is not None:
+                self._forget(item)
+                removed += 1
+        self._pool._used -= removed
+        return removed
+
+    def exists(self, key: K) -> bool:
+        """Whether a live value is held under ``key`` (not counted, not touched)."""
+        return key in self
+
+    def touch(self, key: K, times: EntryTimes) -> bool:
+        """Give the live :class:`~swr.storage.Entry` under ``key`` new instants.
+
+        The value object is kept (not copied); the entry is replaced by one with the same
+        value and ``times``. Returns whether a live entry was there.
+
+        Raises:
+            TypeError: ``times`` is not an :class:`~swr.storage.base.EntryTimes`, or the
+                value under ``key`` is not an ``Entry``.
+            ValueError: the times are not ordered.
+        """
+        stored, fresh, stale, expires = checked_times(times)
+        value = self._peek(key)
+        if value is MISSING:
+            return False
+        if not isinstance(value, Entry):
+            raise TypeError(f"touch needs an Entry under {key!r}, found {type(value).__name__}")
+        renewed = Entry(value.value, stored, fresh, stale, expires)
+        self.set(key, renewed)  # type: ignore[arg-type]  # V is Entry here
+        return True
+
+    def scan(self, prefix: str = "") -> Iterator[K]:
+        """Yield the live str keys starting with the literal ``prefix`` (a snapshot)."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        for key in self.keys():
+            if isinstance(key, str) and key.startswith(prefix) and key in self:
+                yield key
+
+    def set_tagged(self, key: K, entry: V, tags: Sequence[str]) -> None:
+        """Store ``entry`` and record ``key`` under each of ``tags`` (in this process).
+
+        Raises:
+            TypeError: ``tags`` is not a sequence of non-empty str.
+        """
+        tags = checked_tags(tags)
+        self.set(key, entry)
+        with self._lock:
+            for tag in tags:
+                self._tags.setdefault(tag, set()).add(key)
+
+    def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Remove every entry recorded under one of ``tags``; return how many were held.
+
+        A key recorded under a tag and later rewritten without it goes too (a miss,
+        never a stale hit).
+        """
+        tags = checked_tags(tags)
+        with self._lock:
+            keys: set[K] = set()
+            for tag in tags:
+                keys |= self._tags.pop(tag, set())
+            return self._delete_locked(keys)
 
     # -- leases, stats, lifecycle -------------------------------------------------------
 
