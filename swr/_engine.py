@@ -9,6 +9,7 @@ engines add the I/O (storage calls, fetches, waiting), with threads or with task
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import math
 import threading
@@ -18,10 +19,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from swr import _core
-from swr._log import logger
+from swr._log import ThrottledLog, logger
 from swr._primitives import Submit, TaskRefresher, ThreadRefresher
 from swr.breaker import CircuitBreaker, Permit
-from swr.errors import CircuitOpenError, FetchTimeoutError
+from swr.errors import CircuitOpenError, FetchTimeoutError, ReentrantFetchError
 from swr.metrics import BoundHook, fetch_outcome, storage_kind
 from swr.policy import CacheTTL, Result, Status, TTLSpec
 from swr.stats import Counter, EngineCounters, EngineStats
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TTL",
+    "FETCHING",
     "POLL_FIRST",
     "POLL_GROWTH",
     "POLL_MAX",
@@ -132,6 +134,18 @@ def _nodes_of(storage: Any) -> Callable[[], list[dict[str, Any]]] | None:
     return nodes if callable(nodes) else None
 
 
+FETCHING: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "swr_fetching", default=frozenset()
+)
+"""The storage keys whose foreground fetch this thread or task is running.
+
+A fetch runs in its caller's context (a thread's, or a copy in the shared task and the
+tasks it starts), so a fetch that calls ``execute`` on its own key finds the key here
+and is refused with :class:`~swr.errors.ReentrantFetchError` instead of waiting for
+itself.
+"""
+
+
 class RefreshNotNeededError(Exception):
     """Another process is refreshing the key, or already did: skip this refresh."""
 
@@ -199,6 +213,8 @@ class EngineBase:
     _count_hit: Callable[[], int]
     _count_stale: Callable[[], int]
     _count: dict[Status, Counter]
+    _flights: Any
+    _failure_log: ThrottledLog
 
     # -- small helpers -------------------------------------------------------------
 
@@ -341,17 +357,74 @@ class EngineBase:
         logger.warning("lease_failed", engine=self.name, key=skey, error=repr(exc))
 
     def _flight_failed(self, skey: str, exc: BaseException) -> None:
-        """Count and log one failed upstream fetch (once per fetch, not per waiter)."""
-        if isinstance(exc, CircuitOpenError):
-            return  # refused by the breaker: nothing was fetched
+        """Count and log one failed upstream fetch (once per fetch, not per waiter).
+
+        The key then backs off, as after a failed refresh: while it does, callers with
+        an entry to fall back on are served it without a fetch (see ``_backs_off``).
+        A failure within the key's current delay (callers with nothing to fall back on
+        still fetch) is the same backoff step: the line is logged once per step, with
+        the failures held back since.
+        """
+        if isinstance(exc, (CircuitOpenError, ReentrantFetchError)):
+            return  # refused by the breaker or re-entered: nothing was fetched
         self._error_event(self._counters.fetch_errors, "fetch")
-        logger.warning(
+        now = self._now()
+        with self._backoff_lock:
+            backoff = self._backoff
+            if backoff.allows(skey, now):
+                retry_at = backoff.failed(skey, now)
+            else:
+                retry_at = now + backoff.delay(backoff.failures(skey))
+            failures = backoff.failures(skey)
+        self._failure_log.warning(
             "fetch_failed",
-            engine=self.name,
             key=skey,
+            step=failures,
+            engine=self.name,
             error=repr(exc),
             timed_out=isinstance(exc, FetchTimeoutError),
+            failures=failures,
+            retry_in=round(retry_at - now, 3),
         )
+
+    def _check_reentry(self, skey: str) -> frozenset[str]:
+        """The keys this thread or task is fetching; raise if ``skey`` is one of them.
+
+        Raises:
+            ReentrantFetchError: the fetch of ``skey`` called ``execute`` on ``skey``.
+        """
+        fetching = FETCHING.get()
+        if skey in fetching:
+            raise ReentrantFetchError(
+                f"the fetch of {skey!r} called execute({skey!r}) in its own "
+                f"{'task' if self._flights.is_async else 'thread'}: it would wait for "
+                "itself; fetch the value directly inside the fetch (e.g. call the "
+                "undecorated function)"
+            )
+        return fetching
+
+    def _backs_off(self, skey: str) -> bool:
+        """Whether a caller with an entry to fall back on skips fetching ``skey`` now.
+
+        After a failed fetch or refresh the key backs off: no fetch until its delay has
+        passed, then one try (the key's singleflight); while that try runs, the other
+        callers are served the entry as FALLBACK instead of waiting for it. An engine
+        with a circuit breaker leaves that decision to the breaker (its half-open trial
+        call must go through), so keys back off only without one.
+        """
+        if self._breaker is not None:
+            return False
+        with self._backoff_lock:
+            backoff = self._backoff
+            if not backoff.failures(skey):
+                return False
+            return skey in self._flights or not backoff.allows(skey, self._now())
+
+    def _backed_off(self, entry: Entry) -> Result[Any]:
+        """Serve ``entry`` as FALLBACK without fetching: its key is backing off."""
+        self._counters.fetches_backed_off.incr()
+        self._answered(_FALLBACK)
+        return Result(entry.value, _FALLBACK, entry.stored_at, self._clock)
 
     def _answer_failure(self, exc: Exception, entry: Entry | None) -> Result[Any]:
         """Serve ``entry`` as FALLBACK after a failed fetch, or raise the fetch's error."""
@@ -501,10 +574,12 @@ class EngineBase:
         self._refresh_event(self._counters.refreshes_started, "started")
 
     def _forget_failures(self, skey: str) -> None:
-        """A new value of ``skey`` was stored: its refreshes no longer back off."""
+        """A new value of ``skey`` was stored: it no longer backs off, logs at once."""
         if self._backoff:
             with self._backoff_lock:
                 self._backoff.succeeded(skey)
+        if len(self._failure_log):
+            self._failure_log.forget(skey)
 
     def _refresh_succeeded(self, skey: str) -> None:
         self._forget_failures(skey)
@@ -518,10 +593,12 @@ class EngineBase:
         if timed_out:
             self._refresh_event(self._counters.refreshes_timed_out, "timed_out")
         self._refresh_event(self._counters.refreshes_failed, "failed")
-        logger.warning(
+        # Once per backoff step (the key's failures), with the lines held back since.
+        self._failure_log.warning(
             "refresh_timed_out" if timed_out else "refresh_failed",
-            engine=self.name,
             key=skey,
+            step=failures,
+            engine=self.name,
             error=repr(exc),
             failures=failures,
             retry_in=round(retry_at - self._now(), 3),

@@ -76,6 +76,7 @@ class EngineCounters:
         "expired",
         "fallbacks",
         "fetch_errors",
+        "fetches_backed_off",
         "hits",
         "misses",
         "refreshes_dropped",
@@ -102,6 +103,7 @@ class EngineCounters:
         self.refreshes_dropped = Counter()
         self.refreshes_skipped = Counter()
         self.fetch_errors = Counter()
+        self.fetches_backed_off = Counter()
         self.storage_read_errors = Counter()
         self.storage_write_errors = Counter()
         self.circuit_rejected = Counter()
@@ -128,6 +130,8 @@ class EngineStats:
         refreshes_in_flight: background refreshes running now.
         refreshes_queued: background refreshes waiting for a worker now.
         fetch_errors: foreground fetches that raised or timed out.
+        fetches_backed_off: foreground fetches not made because the key was backing
+            off after a failed fetch (its entry was served as FALLBACK).
         storage_read_errors: storage reads that raised (read as misses).
         storage_write_errors: storage writes that raised (values still returned).
         circuit_rejected: fetches and refreshes not attempted because the circuit
@@ -162,6 +166,7 @@ class EngineStats:
     refreshes_in_flight: int = 0
     refreshes_queued: int = 0
     fetch_errors: int = 0
+    fetches_backed_off: int = 0
     storage_read_errors: int = 0
     storage_write_errors: int = 0
     circuit_rejected: int = 0

@@ -25,7 +25,9 @@ def store_path(tmp_path):
         "dead": (now - 300, now - 200, now - 100, now - 1),
     }
     counts = {"fresh": 2, "stale": 1, "expired": 1, "dead": 3}
-    with LMDBStorage(path, sweep_interval=None) as store:
+    # Written 10 s in the past, so the dead ones are still alive when written (an entry
+    # written dead is not kept); the commands then judge them by real time.
+    with LMDBStorage(path, sweep_interval=None, clock=lambda: now - 10) as store:
         for window, count in counts.items():
             for i in range(count):
                 store.set(f"{window}{i}", Entry("v", *windows[window]))

@@ -30,13 +30,14 @@ from swr._async.bulk import AsyncBulkMixin
 from swr._capabilities import async_bind_storage
 from swr._engine import (
     DEFAULT_TTL,
+    FETCHING,
     POLL_FIRST,
     POLL_GROWTH,
     POLL_MAX,
     RefreshNotNeededError,
     wrong_function_kind,
 )
-from swr._log import logger
+from swr._log import ThrottledLog, logger
 from swr._primitives import (
     AsyncFetch,
     AsyncFlights,
@@ -184,6 +185,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         self._flights: AsyncFlights[Entry] = AsyncFlights(
             options.timeout, self.name, self._flight_failed
         )
+        self._failure_log = ThrottledLog(logger)
         self._refresher = AsyncRefresher(
             options.max_concurrent, options.queue_size, name=f"swr-refresh-{self.name}"
         )
@@ -241,9 +243,14 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             FetchTimeoutError: the fetch (or, with threads, the wait for another
                 thread's fetch) outlived ``RefreshOptions.timeout`` with nothing cached to serve.
             TypeError, ValueError: ``key`` is not a non-empty str.
+            TypeError: ``ttl`` is neither a CacheTTL nor a callable.
+            ReentrantFetchError: called by the fetch of ``key`` itself (same thread or
+                task), which would wait for itself.
         """
         if type(key) is not str or not key:
             _core.check_key(key)
+        if ttl is not None:
+            _core.check_call_ttl(ttl)
         if bypass:
             return await self._bypass(key, fetch)
         if tags is not None or should_cache is not None:
@@ -282,7 +289,11 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                 if now < entry.stale_until:
                     return self._serve_stale(key, skey, fetch, ttl, entry, now)
                 if now >= entry.expires_at:
-                    entry = None
+                    # Dead by the engine's clock, whatever the storage thinks: only a
+                    # value stored after it may answer this call.
+                    return await self._load(
+                        key, skey, fetch, ttl, None, force_refresh, entry.stored_at
+                    )
         return await self._load(key, skey, fetch, ttl, entry, force_refresh)
 
     # -- foreground fetches ----------------------------------------------------------
@@ -295,14 +306,28 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         ttl: TTLSpec | None,
         entry: Entry | None,
         force_refresh: bool,
+        seen: float | None = None,
     ) -> Result[T]:
+        if entry is not None and not force_refresh and self._backoff and self._backs_off(skey):
+            return self._backed_off(entry)
+        fetching = self._check_reentry(skey)
         start = functools.partial(
-            self._fetch_and_store, key, skey, fetch, ttl, self._seen(entry, force_refresh)
+            self._fetch_and_store,
+            key,
+            skey,
+            fetch,
+            ttl,
+            self._seen(entry, force_refresh) if seen is None else seen,
         )
+        # The shared fetch (a task created here, or this very thread) runs with the key
+        # marked as being fetched, so that it cannot wait for itself.
+        marked = FETCHING.set(fetching | {skey})
         try:
             fresh = await self._flights.run(skey, start)
         except Exception as exc:  # noqa: BLE001 - served as fallback or re-raised
             return self._answer_failure(exc, await self._fallback(skey, entry, force_refresh))
+        finally:
+            FETCHING.reset(marked)
         return self._answer_fetched(fresh, entry is not None)
 
     async def _fallback(self, skey: str, entry: Entry | None, force_refresh: bool) -> Entry | None:
@@ -405,6 +430,8 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             else:
                 held, token = token, None  # released by the write itself
                 await self._write_and_release(skey, entry, held)
+            if not background:
+                self._forget_failures(skey)
             return entry
         finally:
             if not reported:
@@ -436,7 +463,8 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                 return None, None
             # Re-read under the lease, or while another holds it: a result stored since
             # the caller's read is the one to use.
-            entry = await self._read_quiet(skey)
+            # Judged by the engine's clock: a store may keep an entry past its death.
+            entry = self._live(await self._read_quiet(skey))
             if entry is not None and entry.stored_at > seen:
                 if token is not None:
                     await self._release_lease(skey, token)

@@ -391,6 +391,20 @@ def _infinite(entry: Entry) -> Entry:
     return entry
 
 
+def check_key(key: object) -> str:
+    """Return ``key``, refused as every storage refuses it (the storage contract).
+
+    Raises:
+        TypeError: ``key`` is not a str.
+        ValueError: ``key`` is empty.
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"cache key must be a str, got {type(key).__name__}: {key!r}")
+    if not key:
+        raise ValueError("cache key must not be empty")
+    return key
+
+
 def check_times(entry: Entry) -> None:
     """Refuse an entry whose times are NaN, ``-inf`` or out of order.
 
@@ -595,6 +609,7 @@ class _RedisBase:
         self._codec = RecordCodec(serializer if serializer is not None else default_serializer())
         self._cache: ReadCache[tuple[bytes, Entry]] = ReadCache(read_cache)
         self._clock = clock
+        self._own_clock = clock
         self._cluster = cluster
         self._owns_client = owns_client
         self._health = _Health(initial, maximum)
@@ -633,6 +648,17 @@ class _RedisBase:
         self._all_down = False
 
     # -- keys, records, expiry --------------------------------------------------------
+
+    def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Judge expiry with ``clock`` (an engine's) unless one was given; return that one.
+
+        ``PX`` is then computed from each entry's ``expires_at`` relative to that clock,
+        so Redis drops a key no earlier than the engine judges it dead (give or take the
+        server's own millisecond rounding, which rounds up).
+        """
+        if self._own_clock is None:
+            self._clock = clock
+        return self._own_clock
 
     def _now(self) -> float:
         clock = self._clock
@@ -761,7 +787,7 @@ class _RedisBase:
         Raises:
             ValueError, SerializationError: as :meth:`_record`.
         """  # noqa: D205 - the summary names both results
-        skey = self.prefix + key
+        skey = self.prefix + check_key(key)
         lkey = self._lease_key(key)
         if self._cluster and not same_slot(skey):
             return None

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from swr.storage import _atomic
 from swr.storage._leases import LocalLeases
+from swr.storage._redis import check_key, check_times
 from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import StorageUnavailableError
@@ -44,8 +45,9 @@ class MemoryStorage(StorageMixin):
     Args:
         max_entries: Most entries kept; the least recently used go first.
         clock: Zero-argument callable returning epoch seconds, used to drop entries
-            past ``expires_at``. Default ``time.time``, looked up at each call (so
-            freezegun works). Give it the same clock as the engine.
+            past ``expires_at``. Default: the clock of the engine it is given to
+            (``adopt_clock``), else ``time.time`` looked up at each call (so freezegun
+            works). An engine refuses a storage whose explicit clock is not its own.
 
     Raises:
         ValueError: ``max_entries`` < 1.
@@ -62,6 +64,7 @@ class MemoryStorage(StorageMixin):
             raise ValueError(f"max_entries must be >= 1, got {max_entries}")
         self.max_entries = max_entries
         self._clock = clock
+        self._own_clock = clock
         self._data: OrderedDict[str, Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
@@ -72,6 +75,12 @@ class MemoryStorage(StorageMixin):
         # removed). Both empty, and never consulted, until set_tagged is called.
         self._tagged: dict[str, set[str]] = {}
         self._tags_of: dict[str, tuple[str, ...]] = {}
+
+    def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Judge expiry with ``clock`` (an engine's) unless one was given; return that one."""
+        if self._own_clock is None:
+            self._clock = clock
+        return self._own_clock
 
     def _now(self) -> float:
         clock = self._clock
@@ -118,10 +127,17 @@ class MemoryStorage(StorageMixin):
 
     def _store_locked(self, entries: Mapping[str, Entry]) -> None:
         self._check_open()
+        for key, entry in entries.items():
+            check_key(key)
+            check_times(entry)
         data = self._data
         if self._tags_of:
             self._untag_locked(entries)
+        now = self._now()
         for key, entry in entries.items():
+            if entry.expires_at <= now:  # dead already: accepted, and nothing is kept
+                data.pop(key, None)
+                continue
             data[key] = entry
             data.move_to_end(key)
         while len(data) > self.max_entries:

@@ -36,6 +36,7 @@ from swr.storage._redis import (
     _import_redis,
     _RedisBase,
     board_key,
+    check_key,
     connect,
     describe_error,
     glob_escape,
@@ -341,7 +342,7 @@ class AsyncRedisStorage(
         """
         await self._enter()
         data, px = self._record(entry)
-        skey = self.prefix + key
+        skey = self.prefix + check_key(key)
         if px is None:
             await self._call(skey, "SET", skey, data)
         elif px > 0:
@@ -360,7 +361,9 @@ class AsyncRedisStorage(
         if not entries:
             return
         prefix = self.prefix
-        records = [(prefix + key, *self._record(entry)) for key, entry in entries.items()]
+        records = [
+            (prefix + check_key(key), *self._record(entry)) for key, entry in entries.items()
+        ]
         if self._cluster:  # one call per key, each on its own node
             for skey, data, px in records:
                 if px is None or px > 0:

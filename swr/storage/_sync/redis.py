@@ -39,6 +39,7 @@ from swr.storage._redis import (
     _import_redis,
     _RedisBase,
     board_key,
+    check_key,
     connect,
     describe_error,
     glob_escape,
@@ -343,7 +344,7 @@ class RedisStorage(
         """
         self._enter()
         data, px = self._record(entry)
-        skey = self.prefix + key
+        skey = self.prefix + check_key(key)
         if px is None:
             self._call(skey, "SET", skey, data)
         elif px > 0:
@@ -362,7 +363,9 @@ class RedisStorage(
         if not entries:
             return
         prefix = self.prefix
-        records = [(prefix + key, *self._record(entry)) for key, entry in entries.items()]
+        records = [
+            (prefix + check_key(key), *self._record(entry)) for key, entry in entries.items()
+        ]
         if self._cluster:  # one call per key, each on its own node
             for skey, data, px in records:
                 if px is None or px > 0:

@@ -233,7 +233,8 @@ class LMDBStorage(StorageMixin):
             every commit is flushed (fsync) before ``set`` returns; slower writes.
         serializer: Encodes values; zstd-compressed msgpack by default.
         clock: Zero-argument callable returning epoch seconds, judging expiry and
-            leases. Default ``time.time``, looked up at each call (freezegun works).
+            leases. Default: the clock of the engine it is given to (``adopt_clock``),
+            else ``time.time`` looked up at each call (freezegun works).
         map_size: Initial size of the memory map in bytes; default twice ``max_bytes``,
             at most 16 MiB (at least 1 MiB). It doubles on its own whenever it fills up.
             The data file is allocated on disk to the map's size, so that a full disk
@@ -332,6 +333,21 @@ class LMDBStorage(StorageMixin):
         self._cache: _ReadCache[tuple[bytes, bytes, bytes, Entry]] = _ReadCache(read_cache)
         self._cache_get = self._cache.get
         self._follow_at = -math.inf  # by this storage's clock: see _finish
+
+    def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Judge expiry with ``clock`` (an engine's) unless one was given; return that one.
+
+        Views made afterwards (``with_serializer``, ``with_entry_factory``) share it, and
+        so does this process's sweep of the directory when no storage of it was given
+        a clock.
+        """
+        own = self._h.clock
+        if own is None:
+            self._clock = clock
+            backend = self._h.backend
+            if backend.clock is None:
+                backend.clock = clock
+        return own
 
     # -- public attributes ------------------------------------------------------------
 
@@ -579,7 +595,9 @@ class LMDBStorage(StorageMixin):
         an OS crash, with ``durability="system"``).
 
         Raises:
-            TypeError, ValueError: bad key, or entry times not finite and ordered.
+            TypeError, ValueError: bad key, or entry times NaN or out of order (an
+                infinite ``expires_at`` is an entry that never expires). An entry
+                already dead is accepted and removes the key.
             SerializationError: the serializer cannot encode the value.
             StorageFullError: the record alone is larger than ``max_bytes``, or the disk
                 is full.
@@ -587,6 +605,11 @@ class LMDBStorage(StorageMixin):
         """
         item = self._item(key, entry, self._h.options.max_bytes)
         self._cache.pop(key, None)
+        clock = self._clock
+        if entry.expires_at <= (clock() if clock is not None else _time.time()):
+            # Dead already: accepted, and nothing is kept (as on every storage).
+            self._write("delete", item[0])
+            return
         self._write("put", [item])
 
     def set_many(self, entries: Mapping[str, Entry]) -> None:

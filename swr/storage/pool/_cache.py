@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from swr.storage._flight import AsyncFlights, Flights
 from swr.storage._leases import LocalLeases
+from swr.storage._redis import check_times
 from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.adapters import AsyncAdapter
 from swr.storage.base import Closeable, Entry, EntryTimes
@@ -115,6 +116,14 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         self._aflights: AsyncFlights[K, V] = AsyncFlights()
 
     # -- reads (no lock) ---------------------------------------------------------------
+
+    def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Judge expiry with ``clock`` (an engine's) unless the pool was given a clock.
+
+        Adopted by the whole pool (its sweep and every cache). Returns the pool's
+        explicit clock, or ``None``.
+        """
+        return self._pool._adopt_clock(clock)
 
     def _now(self) -> float:
         clock = self._clock
@@ -237,9 +246,16 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         now = clock() if clock is not None else _time.time()
         ttl = self.ttl
         deadline = NEVER if ttl is None else now + ttl
-        if isinstance(value, Entry) and value.expires_at < deadline:
-            # A float of its own: the expiry order tells records apart by identity.
-            deadline = value.expires_at + 0.0
+        if isinstance(value, Entry):
+            # As a storage: the entry contract of every storage (times checked, an
+            # entry already dead accepted and not kept).
+            check_times(value)
+            if value.expires_at <= now:
+                self.delete(key)
+                return
+            if value.expires_at < deadline:
+                # A float of its own: the expiry order tells records apart by identity.
+                deadline = value.expires_at + 0.0
         item = (value, deadline)
         lock = self._lock
         lock.acquire()
