@@ -175,6 +175,19 @@ def test_delete_removes_one_entry(store_path, capsys):
     assert main(["delete", str(store_path), "fresh0"]) == 1
 
 
+def test_commands_leave_a_small_store_its_size(tmp_path, capsys):
+    now = time.time()
+    path = tmp_path / "small"
+    with LMDBStorage(path, max_bytes=1 << 19, sweep_interval=None) as store:
+        store.set("k", Entry(1, now, now + 10, now + 20, now + 30))
+        store.set("j", Entry(2, now, now + 10, now + 20, now + 30))
+    size = (path / "data.mdb").stat().st_size
+    for argv in (["get", str(path), "k"], ["stats", str(path)], ["delete", str(path), "k"]):
+        assert main(argv) == 0
+        assert (path / "data.mdb").stat().st_size == size, argv
+    capsys.readouterr()
+
+
 def test_purge_expired_only_keeps_the_live(store_path, capsys):
     assert main(["purge", str(store_path), "--expired-only"]) == 0
     assert "removed 3 dead entries" in capsys.readouterr().out
@@ -300,6 +313,14 @@ def test_paths_that_are_not_stores_get_a_clear_message(not_stores, command, caps
     missing, empty = not_stores[0][0], not_stores[2][0]
     assert not missing.exists()
     assert not (empty / "data.mdb").exists()
+
+
+def test_a_host_and_port_without_a_scheme_is_named_as_such(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["inspect", "localhost:6379"]) == 1
+    err = capsys.readouterr().err
+    assert "neither a Redis URL (redis://, rediss://, unix://) nor an existing LMDB store" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_redis_options_on_an_lmdb_path_are_a_usage_error(store_path, capsys):

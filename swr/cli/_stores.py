@@ -114,11 +114,16 @@ class LMDBTarget:
         except StorageError as exc:
             raise _storage_error(exc) from exc
         self.name = summary.path
+        self._map_size = summary.map_size
 
     @contextlib.contextmanager
     def _storage(self) -> Iterator[LMDBStorage]:
+        # The store's own map size: a larger one would grow its file on disk.
+        size = self._map_size
         try:
-            with LMDBStorage(self.name, sweep_interval=None, read_cache=0) as storage:
+            with LMDBStorage(
+                self.name, max(1, size // 2), map_size=size, sweep_interval=None, read_cache=0
+            ) as storage:
                 yield storage
         except StorageError as exc:
             raise _storage_error(exc) from exc
