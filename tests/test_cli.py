@@ -157,6 +157,31 @@ def test_get_prints_the_value_as_json_with_its_windows(store_path, capsys):
     assert out["window"] == "fresh"
 
 
+def test_get_never_removes_an_entry_it_cannot_decode(tmp_path, capsys):
+    from swr.storage.serializers import JSONSerializer
+
+    now = time.time()
+    path = tmp_path / "json"
+    with LMDBStorage(path, serializer=JSONSerializer(), sweep_interval=None) as store:
+        store.set("k", Entry({"a": 1}, now, now + 10, now + 20, now + 30))
+    assert main(["get", str(path), "k"]) == 1
+    err = capsys.readouterr().err
+    assert "does not decode with the default serializer (left in place)" in err
+    with LMDBStorage(path, serializer=JSONSerializer(), sweep_interval=None) as store:
+        assert store.get("k").value == {"a": 1}
+
+
+def test_get_shows_dead_entries_and_long_keys(tmp_path, capsys):
+    now = time.time()
+    path = tmp_path / "s"
+    long_key = "k" * 2000
+    with LMDBStorage(path, sweep_interval=None) as store:
+        store.set("dead", Entry(1, now - 30, now - 20, now - 10, now - 5))
+        store.set(long_key, Entry(3, now, now + 10, now + 20, now + 30))
+    assert run_json(capsys, "get", str(path), "dead")["window"] == "dead"
+    assert run_json(capsys, "get", str(path), long_key)["value"] == 3
+
+
 def test_get_and_delete_of_a_missing_key_exit_1(store_path, capsys):
     for command in ("get", "delete"):
         assert main([command, str(store_path), "nope"]) == 1

@@ -123,17 +123,21 @@ def _size(n: int) -> str:
     return f"{n} B"  # pragma: no cover - the loop always returns
 
 
+# Later than this is "never": storages write an infinite window as the largest float.
+NEVER = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
 def _instant(at: float) -> str:
     if math.isnan(at):
         return "-"
-    if math.isinf(at):
+    if at > NEVER:
         return "never"
     return _dt.datetime.fromtimestamp(at, _dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _time_json(at: float) -> float | None:
     """Epoch seconds for JSON: ``None`` for never (infinite) or unknown (NaN)."""
-    return at if math.isfinite(at) else None
+    return at if math.isfinite(at) and at <= NEVER else None
 
 
 def _rows(rows: Sequence[tuple[str, str]]) -> str:

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from swr.storage import Entry, LMDBStorage, RedisStorage, StorageError
+from swr.storage import CorruptEntryError, Entry, LMDBStorage, RedisStorage, StorageError
 from swr.storage._record import RecordCodec
 from swr.storage.lmdb import inspect_store, purge_store
-from swr.storage.lmdb._inspect import EntryInfo, census, list_entries, window_at
+from swr.storage.lmdb._inspect import EntryInfo, census, list_entries, read_record, window_at
 from swr.storage.serializers import default_serializer
 
 __all__ = ["Census", "CliError", "Target", "open_target"]
@@ -81,7 +81,7 @@ class Target(Protocol):
         ...
 
     def get(self, key: str) -> Entry | None:
-        """The decoded entry under ``key``, or ``None``."""
+        """The decoded entry under ``key`` (whatever its window), or ``None``."""
         ...
 
     def delete(self, key: str) -> bool:
@@ -99,6 +99,25 @@ class Target(Protocol):
 
 def _storage_error(exc: StorageError) -> CliError:
     return CliError(str(exc), EXIT_NOT_FOUND)
+
+
+_CODEC = RecordCodec(default_serializer())
+
+
+def _decoded(key: str, record: bytes, check: bytes = b"") -> Entry:
+    """The entry in ``record``, decoded with the default serializer; never removes it.
+
+    Raises:
+        CliError: the record does not decode (another serializer, or damage).
+    """
+    try:
+        return _CODEC.decode(record, check)
+    except CorruptEntryError as exc:
+        raise CliError(
+            f"the entry under {key!r} does not decode with the default serializer "
+            f"(left in place): {exc}",
+            EXIT_NOT_FOUND,
+        ) from exc
 
 
 class LMDBTarget:
@@ -149,8 +168,13 @@ class LMDBTarget:
             raise _storage_error(exc) from exc
 
     def get(self, key: str) -> Entry | None:
-        with self._storage() as storage:
-            return storage.get(key)
+        try:
+            found = read_record(self.name, key)
+        except ValueError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from exc
+        except StorageError as exc:
+            raise _storage_error(exc) from exc
+        return None if found is None else _decoded(key, *found)
 
     def delete(self, key: str) -> bool:
         with self._storage() as storage:
@@ -224,7 +248,7 @@ class RedisTarget:
         self.prefix = prefix
         self._prefix = prefix.encode()
         self._cluster = cluster
-        self._codec = RecordCodec(default_serializer())
+        self._codec = _CODEC
         try:
             self.storage = RedisStorage.from_url(
                 url,
@@ -338,7 +362,8 @@ class RedisTarget:
         return found
 
     def get(self, key: str) -> Entry | None:
-        return self._call(self.storage.get, key)  # type: ignore[no-any-return]
+        record = self._call(self.client.get, (self.prefix + key).encode())
+        return None if record is None else _decoded(key, record)
 
     def delete(self, key: str) -> bool:
         return self._call(self.storage.delete, key)  # type: ignore[no-any-return]

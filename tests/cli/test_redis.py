@@ -114,6 +114,23 @@ def test_get_delete(redis_server, store, prefix, capsys):
     assert store.client.get(f"{prefix}fresh0") is not None
 
 
+def test_get_never_removes_an_entry_it_cannot_decode(redis_server, prefix, capsys):
+    from swr.storage.serializers import JSONSerializer
+
+    now = time.time()
+    with RedisStorage.from_url(redis_server.url, prefix=prefix, serializer=JSONSerializer()) as s:
+        s.set("k", Entry({"a": 1}, now, now + 10, now + 20, now + 30))
+        assert main(["get", redis_server.url, "--prefix", prefix, "k"]) == 1
+        assert "left in place" in capsys.readouterr().err
+        assert s.client.get(f"{prefix}k") is not None
+    with RedisStorage.from_url(redis_server.url, prefix=prefix) as s:
+        s.set("forever", Entry(2, now, float("inf"), float("inf"), float("inf")))
+    data = run(capsys, "get", redis_server.url, "--prefix", prefix, "forever")
+    assert (data["window"], data["expires_at"], data["value"]) == ("fresh", None, 2)
+    assert main(["get", redis_server.url, "--prefix", prefix, "forever"]) == 0
+    assert "expires at  never" in capsys.readouterr().out
+
+
 def test_purge_expired_only_then_everything(redis_server, store, prefix, capsys):
     data = run(capsys, "purge", redis_server.url, "--prefix", prefix, "--expired-only")
     assert data["removed"] == 1

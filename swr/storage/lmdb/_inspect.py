@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import lmdb
 
-from swr.storage._record import _HEADER_SIZE
+from swr.storage._record import _HEADER_SIZE, digest_key
 from swr.storage.errors import (
     CorruptEntryError,
     StorageError,
@@ -25,6 +25,7 @@ from swr.storage.errors import (
 )
 from swr.storage.lmdb import _process
 from swr.storage.lmdb._files import _DAMAGED, _open_env, _Options, _WalkFailed
+from swr.storage.lmdb._format import _CHECK_MAX, _long_key_check
 from swr.storage.lmdb._process import _Backend, _registry, _release, _translate
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "inspect_store",
     "list_entries",
     "purge_store",
+    "read_record",
     "window_at",
 ]
 
@@ -366,6 +368,33 @@ def inspect_store(path: str | os.PathLike[str], now: float | None = None) -> Sto
     """
     when = _time.time() if now is None else now
     return StoreSummary(**_checked(path, "summary", repr(when)))
+
+
+def read_record(path: str | os.PathLike[str], key: str) -> tuple[bytes, bytes] | None:
+    """The raw record under ``key`` and the key check it must carry, or ``None``.
+
+    Nothing is decoded and nothing is removed (a storage's ``get`` deletes a record it
+    cannot decode; an operator reading with another serializer must not lose it).
+
+    Raises:
+        StorageUnavailableError: ``path`` is not an swr LMDB store.
+        ValueError: ``key`` is empty or not valid UTF-8.
+    """
+    if not key:
+        raise ValueError("cache key must not be empty")
+    try:
+        raw = key.encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"cache key is not encodable as UTF-8: {key!r}") from exc
+    with _existing(path) as backend:
+        skey, check = raw, b""
+        if len(raw) > backend.key_limit:
+            skey, check = digest_key(key, backend.key_limit)
+            if len(check) > _CHECK_MAX:
+                check = _long_key_check(raw)
+        with backend.reading() as txn:
+            record = txn.get(skey, db=backend.entries)
+    return None if record is None else (bytes(record), check)
 
 
 def purge_store(
