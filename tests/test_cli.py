@@ -177,8 +177,10 @@ def test_get_shows_dead_entries_and_long_keys(tmp_path, capsys):
     now = time.time()
     path = tmp_path / "s"
     long_key = "k" * 2000
-    with LMDBStorage(path, sweep_interval=None) as store:
+    # Written while alive by the store's clock (a dead write is not kept), dead by now.
+    with LMDBStorage(path, sweep_interval=None, clock=lambda: now - 30) as store:
         store.set("dead", Entry(1, now - 30, now - 20, now - 10, now - 5))
+    with LMDBStorage(path, sweep_interval=None) as store:
         store.set(long_key, Entry(3, now, now + 10, now + 20, now + 30))
     assert run_json(capsys, "get", str(path), "dead")["window"] == "dead"
     assert run_json(capsys, "get", str(path), long_key)["value"] == 3
