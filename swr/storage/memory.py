@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from swr.storage._leases import LocalLeases
+from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import StorageUnavailableError
 
@@ -182,6 +183,7 @@ class MemoryStorage(StorageMixin):
         The value object is kept (the entry is replaced by one of the same type holding
         the same value and the new instants).
         """
+        times = EntryTimes(*checked_times(times))
         now = self._now()
         with self._lock:
             self._check_open()
@@ -208,6 +210,7 @@ class MemoryStorage(StorageMixin):
 
     def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
         """Store ``entry`` under ``key`` and record it under each of ``tags``."""
+        tags = checked_tags(tags)
         with self._lock:
             self._store_locked({key: entry})
             if key not in self._data:  # evicted at once (max_entries reached)
@@ -219,6 +222,7 @@ class MemoryStorage(StorageMixin):
 
     def invalidate_tags(self, tags: Sequence[str]) -> int:
         """Remove every entry recorded under one of ``tags``; return how many."""
+        tags = checked_tags(tags)
         with self._lock:
             self._check_open()
             keys: set[str] = set()
