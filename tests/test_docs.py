@@ -64,28 +64,25 @@ def test_no_run_blocks_say_why():
                 assert source.lstrip().startswith("#"), (page, source[:60])
 
 
-def test_a_block_naming_a_host_off_this_machine_is_refused(tmp_path):
+def run_page(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
     page = tmp_path / "page.md"
-    page.write_text('```python\nurl = "redis://10.1.2.3:6379/0"\n```\n')
-    done = subprocess.run(
+    page.write_text(text)
+    return subprocess.run(
         [sys.executable, str(ROOT / "tests" / "docs_blocks.py"), str(page)],
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_a_block_naming_a_host_off_this_machine_is_refused(tmp_path):
+    done = run_page(tmp_path, '```python\nurl = "redis://10.1.2.3:6379/0"\n```\n')
     assert done.returncode != 0
     assert "10.1.2.3" in done.stderr
 
 
 def test_a_failing_block_fails_the_page(tmp_path):
-    page = tmp_path / "page.md"
-    page.write_text("```python\nx = 1\n```\n\n```python\nassert x == 2, 'x'\n```\n")
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "docs_blocks.py"), str(page)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_page(tmp_path, "```python\nx = 1\n```\n\n```python\nassert x == 2, 'x'\n```\n")
     assert done.returncode != 0
     assert "AssertionError: x" in done.stderr
 
