@@ -18,12 +18,14 @@ import threading
 import time as _time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from swr.storage import _atomic
 from swr.storage._leases import LocalLeases
 from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import StorageUnavailableError
+from swr.storage.leaderboard import MemoryLeaderboard
 
 if TYPE_CHECKING:
     from swr.storage.adapters import AsyncAdapter
@@ -65,6 +67,7 @@ class MemoryStorage(StorageMixin):
         self._closed = False
         self._leases = LocalLeases()
         self._evictions = 0
+        self._boards: dict[str, MemoryLeaderboard] = {}
         # The tag index: tag -> keys, and key -> its tags (to forget a key rewritten or
         # removed). Both empty, and never consulted, until set_tagged is called.
         self._tagged: dict[str, set[str]] = {}
@@ -183,14 +186,14 @@ class MemoryStorage(StorageMixin):
         The value object is kept (the entry is replaced by one of the same type holding
         the same value and the new instants).
         """
-        times = EntryTimes(*checked_times(times))
+        instants = checked_times(times)
         now = self._now()
         with self._lock:
             self._check_open()
             entry = self._data.get(key)
             if entry is None or entry.expires_at <= now:
                 return False
-            self._data[key] = type(entry)(entry.value, *times)
+            self._data[key] = type(entry)(entry.value, *instants)
             return True
 
     def scan(self, prefix: str = "") -> Iterator[str]:
@@ -210,23 +213,23 @@ class MemoryStorage(StorageMixin):
 
     def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
         """Store ``entry`` under ``key`` and record it under each of ``tags``."""
-        tags = checked_tags(tags)
+        names = checked_tags(tags)
         with self._lock:
             self._store_locked({key: entry})
             if key not in self._data:  # evicted at once (max_entries reached)
                 return
-            unique = tuple(dict.fromkeys(tags))
+            unique = tuple(dict.fromkeys(names))
             self._tags_of[key] = unique
             for tag in unique:
                 self._tagged.setdefault(tag, set()).add(key)
 
     def invalidate_tags(self, tags: Sequence[str]) -> int:
         """Remove every entry recorded under one of ``tags``; return how many."""
-        tags = checked_tags(tags)
+        names = checked_tags(tags)
         with self._lock:
             self._check_open()
             keys: set[str] = set()
-            for tag in tags:
+            for tag in names:
                 keys |= self._tagged.get(tag, set())
             return self._delete_locked(keys)
 
@@ -267,6 +270,101 @@ class MemoryStorage(StorageMixin):
         with self._lock:
             self._leases.release(key, token)
 
+    # -- atomic operations (AtomicOps): each under the write lock --------------------
+
+    def _live_locked(self, key: str, now: float) -> Entry | None:
+        self._check_open()
+        entry = self._data.get(key)
+        return entry if entry is not None and entry.expires_at > now else None
+
+    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Add ``delta`` to the ``int`` under ``key`` (absent or dead: 0, with ``ttl``).
+
+        Returns:
+            The new value.
+
+        Raises:
+            TypeError: ``delta`` or the stored value is not an ``int``.
+            ValueError: ``ttl`` is not a finite number of seconds > 0 (or ``None``).
+        """
+        delta = _atomic.check_delta(delta)
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+        with self._lock:
+            entry = _atomic.incremented(self._live_locked(key, now), delta, now, ttl)
+            self._store_locked({key: entry})
+        value: int = entry.value
+        return value
+
+    def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """:meth:`incr` by ``-delta``."""
+        return self.incr(key, -_atomic.check_delta(delta), ttl)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent or dead; return whether it did."""
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+        with self._lock:
+            if self._live_locked(key, now) is not None:
+                return False
+            self._store_locked({key: _atomic.created(value, now, ttl)})
+        return True
+
+    def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
+        """The live entry under ``key`` and its version (the entry object itself)."""
+        entry = self.get(key)
+        return None if entry is None else (entry, entry)
+
+    def replace_if(self, key: str, version: Any, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` if the live entry under ``key`` is still ``version``.
+
+        The new entry keeps the replaced entry's windows, or takes ``ttl`` (from now)
+        when one is given. Returns whether it stored.
+        """
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+        with self._lock:
+            entry = self._live_locked(key, now)
+            if entry is None or entry is not version:
+                return False
+            if ttl is None:
+                new = _atomic.replaced(entry, value)
+            else:
+                new = _atomic.created(value, now, ttl)
+            self._store_locked({key: new})
+        return True
+
+    def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """Append ``data`` to the ``bytes`` or ``str`` under ``key``; return the new length.
+
+        Raises:
+            TypeError: ``data`` is not ``bytes``/``str``, or differs from the stored type.
+        """
+        data = _atomic.check_data(data)
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+        with self._lock:
+            entry = _atomic.appended(self._live_locked(key, now), data, now, ttl)
+            self._store_locked({key: entry})
+        return len(entry.value)
+
+    def leaderboard(self, name: str, *, max_size: int | None = None) -> MemoryLeaderboard:
+        """The leaderboard ``name`` of this storage (the same object on every call).
+
+        Its ``max_size`` is set by the first call; a later call giving another one
+        raises ``ValueError``.
+        """
+        with self._lock:
+            self._check_open()
+            board = self._boards.get(name)
+            if board is None:
+                board = self._boards[name] = MemoryLeaderboard(name, max_size=max_size)
+            elif max_size is not None and board.max_size != max_size:
+                raise ValueError(
+                    f"leaderboard {name!r} already exists with max_size={board.max_size}"
+                )
+        return board
+
     def as_async(self) -> AsyncAdapter:
         """Return an asyncio view calling this storage inline (it never blocks)."""
         from swr.storage.adapters import AsyncAdapter  # noqa: PLC0415 - avoids an import cycle
@@ -279,6 +377,7 @@ class MemoryStorage(StorageMixin):
             self._closed = True
             self._data.clear()
             self._leases.clear()
+            self._boards.clear()
             self._tagged.clear()
             self._tags_of.clear()
 

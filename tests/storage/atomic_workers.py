@@ -1,0 +1,34 @@
+"""Bodies of the worker processes of the atomic-operation tests (spawned by name).
+
+Each opens its own storage (its own LMDB environment or Redis connection), waits at a
+barrier so that all race at once, then reports through a queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from swr.storage import LMDBStorage, RedisStorage
+
+
+def _open(kind: str, where: str, prefix: str) -> Any:
+    if kind == "lmdb":
+        return LMDBStorage(where, sweep_interval=None)
+    return RedisStorage.from_url(where, prefix=prefix)
+
+
+def incr_many(kind: str, where: str, prefix: str, count: int, barrier: Any, results: Any) -> None:
+    """``incr("counter")`` ``count`` times; report the last value seen."""
+    with _open(kind, where, prefix) as store:
+        barrier.wait(30)
+        last = 0
+        for _ in range(count):
+            last = store.incr("counter")
+        results.put(last)
+
+
+def add_once(kind: str, where: str, prefix: str, name: str, barrier: Any, results: Any) -> None:
+    """Race ``add("only-one", name)``; report ``(name, won)``."""
+    with _open(kind, where, prefix) as store:
+        barrier.wait(30)
+        results.put((name, store.add("only-one", name, ttl=60)))
