@@ -75,7 +75,11 @@ def test_generate_fails_on_a_rule_no_source_uses(tmp_path, monkeypatch, capsys):
 
 def full_source() -> str:
     # One line per rule, so that every rule of the table fires.
-    return SOURCE + "\n\nfrom swr._async import other\n"
+    return (
+        SOURCE
+        + "\n\nfrom swr._async import other\n"
+        + "\n\nasync def pages() -> None:\n    async for page in source():\n        print(page)\n"
+    )
 
 
 def test_check_fails_on_a_hand_edited_twin_and_on_an_orphan(tmp_path, monkeypatch, capsys):

@@ -140,13 +140,13 @@ _TAG_SHA = hashlib.sha1(_TAG_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 # invalidation, one round trip (KEYS[1] the tag's set). Standalone Redis only: the keys
 # it unlinks are not declared, which a cluster forbids (there each batch is an SPOP on
 # the set's node, then one UNLINK per hash slot).
-# Returns {entries removed, {keys taken}}.
+# Returns {entries removed, {keys taken}, keys left in the set}.
 _INVALIDATE_SCRIPT = """
 local keys = redis.call("spop", KEYS[1], ARGV[1])
 if #keys == 0 then
-    return {0, keys}
+    return {0, keys, 0}
 end
-return {redis.call("unlink", unpack(keys)), keys}
+return {redis.call("unlink", unpack(keys)), keys, redis.call("scard", KEYS[1])}
 """
 _INVALIDATE_SHA = hashlib.sha1(_INVALIDATE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from swr.storage import _atomic
 from swr.storage._leases import LocalLeases
+from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import StorageUnavailableError
 from swr.storage.leaderboard import MemoryLeaderboard
@@ -185,6 +186,7 @@ class MemoryStorage(StorageMixin):
         The value object is kept (the entry is replaced by one of the same type holding
         the same value and the new instants).
         """
+        times = EntryTimes(*checked_times(times))
         now = self._now()
         with self._lock:
             self._check_open()
@@ -211,6 +213,7 @@ class MemoryStorage(StorageMixin):
 
     def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
         """Store ``entry`` under ``key`` and record it under each of ``tags``."""
+        tags = checked_tags(tags)
         with self._lock:
             self._store_locked({key: entry})
             if key not in self._data:  # evicted at once (max_entries reached)
@@ -222,6 +225,7 @@ class MemoryStorage(StorageMixin):
 
     def invalidate_tags(self, tags: Sequence[str]) -> int:
         """Remove every entry recorded under one of ``tags``; return how many."""
+        tags = checked_tags(tags)
         with self._lock:
             self._check_open()
             keys: set[str] = set()

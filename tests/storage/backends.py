@@ -217,9 +217,8 @@ def capabilities(storage: Any) -> set[str]:
     """The optional capabilities (of ``swr.storage.base``) that ``storage`` declares."""
     if isinstance(storage, AsyncAdapter):
         # An adapter forwards what the storage it wraps can do.
-        forwarded = capabilities(storage.sync) & {"leases", "set_and_release", "stats"}
-        own = {"bulk_verbs": AsyncBulkVerbs, "tag_index": AsyncTagIndex}
-        return forwarded | {name for name, proto in own.items() if isinstance(storage, proto)}
+        forwarded = {"leases", "set_and_release", "stats", "bulk_verbs", "tag_index"}
+        return capabilities(storage.sync) & forwarded
     table = ASYNC_CAPABILITIES if is_async(storage) else SYNC_CAPABILITIES
     return {name for name, protocol in table.items() if isinstance(storage, protocol)}
 

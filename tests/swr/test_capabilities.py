@@ -71,7 +71,7 @@ class BareAsyncStorage:
 
 def test_a_bare_storage_has_no_optional_capability(clock):
     bare = BareStorage(clock)
-    assert len(SYNC_CAPABILITIES) == 8
+    assert len(SYNC_CAPABILITIES) == 10
     for name, capability in SYNC_CAPABILITIES.items():
         assert not isinstance(bare, capability), name
     bound = bind_storage(bare, None, clock)

@@ -617,22 +617,32 @@ class AsyncRedisStorage(
         removed = 0
         taken: list[bytes] = []
         for tkey in tag_keys:
-            while True:
+            left = 1
+            while left:
                 if self._cluster:
                     batch = await self._call(tkey, "SPOP", tkey, BATCH)
                     removed += await self._unlink(batch)
+                    left = len(batch) == BATCH
                 else:
-                    count, batch = await self._script(
+                    count, batch, left = await self._script(
                         _INVALIDATE_SHA, _INVALIDATE_SCRIPT, (tkey,), (BATCH,)
                     )
                     removed += count
                 taken += batch
-                if len(batch) < BATCH:
-                    break
         keys = self._scanned(taken)
         for key in keys:
             self._cache.pop(self.prefix + key, None)
         return removed, keys
+
+    async def publish(self, channel: str, message: bytes) -> int:
+        """``PUBLISH`` ``message`` on ``channel``; return how many subscribers got it.
+
+        Raises:
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        await self._enter()
+        received: int = await self._call(channel, "PUBLISH", channel, message)
+        return received
 
     # -- health probe, views, closing ---------------------------------------------------
 

@@ -7,6 +7,7 @@ performs the I/O.
 
 from __future__ import annotations
 
+import asyncio  # unasync: remove
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,9 +15,12 @@ from swr.storage._async._tiers import async_clear, async_delete_keys, async_inva
 from swr.storage._primitives import async_has_leases, async_inline_get
 from swr.storage._tiered import (
     _TieredBase,  # unasync: sync=SyncTwin, _TieredBase,
+    invalidation_notice,
+    read_notice,  # unasync: sync=read_notice, start_thread,
 )
 from swr.storage._views import with_serializer
 from swr.storage.base import AsyncStorageMixin, Entry, EntryTimes
+from swr.storage.errors import StorageError
 
 if TYPE_CHECKING:
     from swr.storage.base import AsyncStorage
@@ -42,8 +46,15 @@ class AsyncTieredStorage(
             engine's clock).
         l2: The shared tier, usually a :class:`~storage.redis.RedisStorage`.
 
+        channel: A Redis pub/sub channel on which this storage announces the keys it
+            deletes, touches or invalidates (and clears), and listens for those of every
+            other tiered storage on the same channel: their L1 copies go at once (see
+            ``docs/redis.md``, "Invalidation across hosts"). ``None`` (default): L1
+            copies live out their own windows. Needs a standalone Redis as L2.
+
     Raises:
         ValueError: ``l1 is l2``.
+        TypeError: ``channel`` over an L2 that is not a standalone Redis storage.
 
     Errors of either tier propagate (the engine reads them as misses). ``aclose()``
     closes both tiers. The thread twin is thread-safe if both tiers are; the asyncio
@@ -54,8 +65,8 @@ class AsyncTieredStorage(
     l1: AsyncStorage
     l2: AsyncStorage
 
-    def __init__(self, l1: AsyncStorage, l2: AsyncStorage) -> None:
-        self._setup(l1, l2)
+    def __init__(self, l1: AsyncStorage, l2: AsyncStorage, *, channel: str | None = None) -> None:
+        self._setup(l1, l2, channel)
         # A memory L1 never blocks: read it directly, saving a coroutine per hit.
         self._l1_inline: Callable[[str], Entry | None] | None = async_inline_get(l1)
 
@@ -63,6 +74,8 @@ class AsyncTieredStorage(
         """Return L1's entry, else L2's (copied into L1), else ``None``."""
         if self._closed:
             self._check_open()
+        if self._listen_due:
+            self._start_listening()
         inline = self._l1_inline
         entry = inline(key) if inline is not None else await self.l1.get(key)
         if entry is not None:
@@ -79,6 +92,8 @@ class AsyncTieredStorage(
     async def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
         """One batch from L1, one from L2 for what L1 lacked; L2 hits go to L1."""
         self._check_open()
+        if self._listen_due:
+            self._start_listening()
         entries: list[Entry | None] = await self.l1.get_many(keys)
         missing = self._missing(entries)
         if missing:
@@ -114,6 +129,7 @@ class AsyncTieredStorage(
             removed_l2 = await self.l2.delete(key)
         finally:
             removed_l1 = await self.l1.delete(key)
+        await self._announce([key])
         return removed_l2 or removed_l1
 
     # -- bulk verbs and tags: L2 holds the truth, L1 drops what L2 lost ----------------
@@ -129,6 +145,7 @@ class AsyncTieredStorage(
             removed = await async_delete_keys(self.l2, keys)
         finally:
             await async_delete_keys(self.l1, keys)
+        await self._announce(list(keys))
         return removed
 
     async def exists(self, key: str) -> bool:
@@ -149,6 +166,7 @@ class AsyncTieredStorage(
             touched: bool = await self.l2.touch(key, times)  # type: ignore[attr-defined]
         finally:
             await self.l1.delete(key)
+        await self._announce([key])
         return touched
 
     def scan(self, prefix: str = "") -> AsyncIterator[str]:
@@ -165,6 +183,7 @@ class AsyncTieredStorage(
             await async_clear(self.l2)
         finally:
             await async_clear(self.l1)
+        await self._announce(None)
 
     async def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
         """Record ``entry`` under ``tags`` in L2 (shared); store it in L1 as :meth:`set` does."""
@@ -186,7 +205,71 @@ class AsyncTieredStorage(
             await async_clear(self.l1)
         else:
             await async_delete_keys(self.l1, keys)
+        await self._announce(keys)
         return removed
+
+    # -- invalidation across hosts: Redis pub/sub ----------------------------------------
+
+    async def _announce(self, keys: list[str] | None) -> None:
+        """Publish the keys this storage removed from L2 (``None``: all) on the channel."""
+        channel = self._channel
+        if channel is None or keys == []:
+            return
+        l2: Any = self.l2
+        await l2.publish(channel, invalidation_notice(self._origin, keys))
+
+    def _start_listening(self) -> None:
+        with self._listen_lock:
+            if not self._listen_due:
+                return
+            self._listen_due = False
+            loop = asyncio.get_running_loop()  # unasync: remove
+            run = loop.create_task(self._listen())  # unasync: sync=run = start_thread(self._listen)
+            self._listener = run
+
+    async def _listen(self) -> None:
+        """Drop from L1 what other hosts announce; clear L1 whenever the feed was lost.
+
+        Whatever was published while this storage was not subscribed is unknown: L1 is
+        cleared after each (re)subscription and at each failure, so an announcement is
+        either applied or covered by a clear.
+        """
+        l2: Any = self.l2
+        delay = 0.05
+        while not self._stop_listening:
+            pubsub = l2.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                await pubsub.get_message(timeout=1.0)  # the subscription's confirmation
+                # redis-py reconnects and subscribes again on its own: hear of it, since
+                # what was published meanwhile is lost.
+                pubsub.connection.register_connect_callback(self._feed_renewed)
+                await async_clear(self.l1)
+                self._subscribed = True
+                delay = 0.05
+                while not self._stop_listening:
+                    message = await pubsub.get_message(timeout=0.2)
+                    if self._renewed:
+                        self._renewed = False
+                        await async_clear(self.l1)
+                    if message is not None and message.get("type") == "message":
+                        await self._apply(message["data"])
+            except (*l2._driver_errors, StorageError) as exc:
+                self._feed_lost(exc)
+                await async_clear(self.l1)
+                await asyncio.sleep(delay)  # unasync: sync=self._stopped.wait(delay)
+                delay = min(delay * 2, 2.0)
+            finally:
+                self._subscribed = False
+                await pubsub.aclose()
+
+    async def _apply(self, data: bytes) -> None:
+        keys = read_notice(self._origin, data)
+        if keys is None:
+            await async_clear(self.l1)
+        elif keys:
+            await async_delete_keys(self.l1, keys)
+            self._dropped += len(keys)
 
     def _leases(self) -> Any:
         for tier in (self.l2, self.l1):
@@ -224,7 +307,9 @@ class AsyncTieredStorage(
     def with_serializer(self, serializer: Serializer) -> AsyncTieredStorage:
         """The same tiers, with ``serializer`` for those that take one (L2)."""
         return AsyncTieredStorage(
-            with_serializer(self.l1, serializer), with_serializer(self.l2, serializer)
+            with_serializer(self.l1, serializer),
+            with_serializer(self.l2, serializer),
+            channel=self._channel,
         )
 
     async def aclose(self) -> None:
@@ -232,6 +317,11 @@ class AsyncTieredStorage(
         if self._closed:
             return
         self._closed = True
+        listener = self._listener
+        if listener is not None:
+            self._stop_listening = True
+            self._stopped.set()
+            await listener  # unasync: sync=listener.join(5)
         try:
             await self.l2.aclose()
         finally:

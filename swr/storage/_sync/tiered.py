@@ -17,9 +17,13 @@ from swr.storage._sync._tiers import clear, delete_keys, invalidate
 from swr.storage._tiered import (
     SyncTwin,
     _TieredBase,
+    invalidation_notice,
+    read_notice,
+    start_thread,
 )
 from swr.storage._views import with_serializer
 from swr.storage.base import Entry, EntryTimes, StorageMixin
+from swr.storage.errors import StorageError
 
 if TYPE_CHECKING:
     from swr.storage.base import Storage
@@ -46,8 +50,15 @@ class TieredStorage(
             engine's clock).
         l2: The shared tier, usually a :class:`~storage.redis.RedisStorage`.
 
+        channel: A Redis pub/sub channel on which this storage announces the keys it
+            deletes, touches or invalidates (and clears), and listens for those of every
+            other tiered storage on the same channel: their L1 copies go at once (see
+            ``docs/redis.md``, "Invalidation across hosts"). ``None`` (default): L1
+            copies live out their own windows. Needs a standalone Redis as L2.
+
     Raises:
         ValueError: ``l1 is l2``.
+        TypeError: ``channel`` over an L2 that is not a standalone Redis storage.
 
     Errors of either tier propagate (the engine reads them as misses). ``close()``
     closes both tiers. The thread twin is thread-safe if both tiers are; the asyncio
@@ -58,8 +69,8 @@ class TieredStorage(
     l1: Storage
     l2: Storage
 
-    def __init__(self, l1: Storage, l2: Storage) -> None:
-        self._setup(l1, l2)
+    def __init__(self, l1: Storage, l2: Storage, *, channel: str | None = None) -> None:
+        self._setup(l1, l2, channel)
         # A memory L1 never blocks: read it directly, saving a coroutine per hit.
         self._l1_inline: Callable[[str], Entry | None] | None = inline_get(l1)
 
@@ -67,6 +78,8 @@ class TieredStorage(
         """Return L1's entry, else L2's (copied into L1), else ``None``."""
         if self._closed:
             self._check_open()
+        if self._listen_due:
+            self._start_listening()
         inline = self._l1_inline
         entry = inline(key) if inline is not None else self.l1.get(key)
         if entry is not None:
@@ -83,6 +96,8 @@ class TieredStorage(
     def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
         """One batch from L1, one from L2 for what L1 lacked; L2 hits go to L1."""
         self._check_open()
+        if self._listen_due:
+            self._start_listening()
         entries: list[Entry | None] = self.l1.get_many(keys)
         missing = self._missing(entries)
         if missing:
@@ -118,6 +133,7 @@ class TieredStorage(
             removed_l2 = self.l2.delete(key)
         finally:
             removed_l1 = self.l1.delete(key)
+        self._announce([key])
         return removed_l2 or removed_l1
 
     # -- bulk verbs and tags: L2 holds the truth, L1 drops what L2 lost ----------------
@@ -133,6 +149,7 @@ class TieredStorage(
             removed = delete_keys(self.l2, keys)
         finally:
             delete_keys(self.l1, keys)
+        self._announce(list(keys))
         return removed
 
     def exists(self, key: str) -> bool:
@@ -153,6 +170,7 @@ class TieredStorage(
             touched: bool = self.l2.touch(key, times)  # type: ignore[attr-defined]
         finally:
             self.l1.delete(key)
+        self._announce([key])
         return touched
 
     def scan(self, prefix: str = "") -> Iterator[str]:
@@ -169,6 +187,7 @@ class TieredStorage(
             clear(self.l2)
         finally:
             clear(self.l1)
+        self._announce(None)
 
     def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
         """Record ``entry`` under ``tags`` in L2 (shared); store it in L1 as :meth:`set` does."""
@@ -190,7 +209,70 @@ class TieredStorage(
             clear(self.l1)
         else:
             delete_keys(self.l1, keys)
+        self._announce(keys)
         return removed
+
+    # -- invalidation across hosts: Redis pub/sub ----------------------------------------
+
+    def _announce(self, keys: list[str] | None) -> None:
+        """Publish the keys this storage removed from L2 (``None``: all) on the channel."""
+        channel = self._channel
+        if channel is None or keys == []:
+            return
+        l2: Any = self.l2
+        l2.publish(channel, invalidation_notice(self._origin, keys))
+
+    def _start_listening(self) -> None:
+        with self._listen_lock:
+            if not self._listen_due:
+                return
+            self._listen_due = False
+            run = start_thread(self._listen)
+            self._listener = run
+
+    def _listen(self) -> None:
+        """Drop from L1 what other hosts announce; clear L1 whenever the feed was lost.
+
+        Whatever was published while this storage was not subscribed is unknown: L1 is
+        cleared after each (re)subscription and at each failure, so an announcement is
+        either applied or covered by a clear.
+        """
+        l2: Any = self.l2
+        delay = 0.05
+        while not self._stop_listening:
+            pubsub = l2.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(self._channel)
+                pubsub.get_message(timeout=1.0)  # the subscription's confirmation
+                # redis-py reconnects and subscribes again on its own: hear of it, since
+                # what was published meanwhile is lost.
+                pubsub.connection.register_connect_callback(self._feed_renewed)
+                clear(self.l1)
+                self._subscribed = True
+                delay = 0.05
+                while not self._stop_listening:
+                    message = pubsub.get_message(timeout=0.2)
+                    if self._renewed:
+                        self._renewed = False
+                        clear(self.l1)
+                    if message is not None and message.get("type") == "message":
+                        self._apply(message["data"])
+            except (*l2._driver_errors, StorageError) as exc:
+                self._feed_lost(exc)
+                clear(self.l1)
+                self._stopped.wait(delay)
+                delay = min(delay * 2, 2.0)
+            finally:
+                self._subscribed = False
+                pubsub.close()
+
+    def _apply(self, data: bytes) -> None:
+        keys = read_notice(self._origin, data)
+        if keys is None:
+            clear(self.l1)
+        elif keys:
+            delete_keys(self.l1, keys)
+            self._dropped += len(keys)
 
     def _leases(self) -> Any:
         for tier in (self.l2, self.l1):
@@ -228,7 +310,9 @@ class TieredStorage(
     def with_serializer(self, serializer: Serializer) -> TieredStorage:
         """The same tiers, with ``serializer`` for those that take one (L2)."""
         return TieredStorage(
-            with_serializer(self.l1, serializer), with_serializer(self.l2, serializer)
+            with_serializer(self.l1, serializer),
+            with_serializer(self.l2, serializer),
+            channel=self._channel,
         )
 
     def close(self) -> None:
@@ -236,6 +320,11 @@ class TieredStorage(
         if self._closed:
             return
         self._closed = True
+        listener = self._listener
+        if listener is not None:
+            self._stop_listening = True
+            self._stopped.set()
+            listener.join(5)
         try:
             self.l2.close()
         finally:
