@@ -186,14 +186,14 @@ class MemoryStorage(StorageMixin):
         The value object is kept (the entry is replaced by one of the same type holding
         the same value and the new instants).
         """
-        times = EntryTimes(*checked_times(times))
+        instants = checked_times(times)
         now = self._now()
         with self._lock:
             self._check_open()
             entry = self._data.get(key)
             if entry is None or entry.expires_at <= now:
                 return False
-            self._data[key] = type(entry)(entry.value, *times)
+            self._data[key] = type(entry)(entry.value, *instants)
             return True
 
     def scan(self, prefix: str = "") -> Iterator[str]:
@@ -213,23 +213,23 @@ class MemoryStorage(StorageMixin):
 
     def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
         """Store ``entry`` under ``key`` and record it under each of ``tags``."""
-        tags = checked_tags(tags)
+        names = checked_tags(tags)
         with self._lock:
             self._store_locked({key: entry})
             if key not in self._data:  # evicted at once (max_entries reached)
                 return
-            unique = tuple(dict.fromkeys(tags))
+            unique = tuple(dict.fromkeys(names))
             self._tags_of[key] = unique
             for tag in unique:
                 self._tagged.setdefault(tag, set()).add(key)
 
     def invalidate_tags(self, tags: Sequence[str]) -> int:
         """Remove every entry recorded under one of ``tags``; return how many."""
-        tags = checked_tags(tags)
+        names = checked_tags(tags)
         with self._lock:
             self._check_open()
             keys: set[str] = set()
-            for tag in tags:
+            for tag in names:
                 keys |= self._tagged.get(tag, set())
             return self._delete_locked(keys)
 
