@@ -35,6 +35,7 @@ __all__ = [
     "BATCH",
     "PX_MAX",
     "SyncTwin",
+    "board_key",
     "check_times",
     "connect",
     "describe_error",
@@ -184,6 +185,80 @@ def header_live(head: bytes | None, now: float) -> bool:
     return expires > now
 
 
+# Compare-and-set of one record (KEYS[1]). ARGV[1] the record expected ("" for none),
+# ARGV[2] the new record, ARGV[3] its PX ("" for no TTL). Returns 1 if it stored.
+# Every atomic operation but the fast incr reads, decides in Python, then stores
+# through this: a write by anyone in between makes it fail, and the caller reads again.
+_CAS_SCRIPT = """
+local cur = redis.call("get", KEYS[1])
+if (cur or "") ~= ARGV[1] then
+    return 0
+end
+if ARGV[3] == "" then
+    redis.call("set", KEYS[1], ARGV[2])
+else
+    redis.call("set", KEYS[1], ARGV[2], "px", ARGV[3])
+end
+return 1
+"""
+_CAS_SHA = hashlib.sha1(_CAS_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+# incr in one round trip over a record whose payload is the default serializer's
+# uncompressed msgpack (marker 0) holding an integer of at most 32 bits (or 53 once
+# incremented): the record's header and windows are kept, the payload rewritten.
+# KEYS[1]; ARGV[1] delta, ARGV[2] now, ARGV[3] the record to create (absent or dead
+# key), ARGV[4] its PX ("" for none). Returns the new value, or false when the stored
+# record is anything else (another type, a 64-bit integer, compressed, corrupt): the
+# caller then takes the general path, which decodes in Python.
+_INCR_SCRIPT = r"""
+local delta = tonumber(ARGV[1])
+local cur = redis.call("get", KEYS[1])
+local function create()
+    if ARGV[4] == "" then
+        redis.call("set", KEYS[1], ARGV[3])
+    else
+        redis.call("set", KEYS[1], ARGV[3], "px", ARGV[4])
+    end
+    return delta
+end
+if not cur then
+    return create()
+end
+if #cur < 40 or string.sub(cur, 1, 4) ~= "SW\1\0" or string.sub(cur, 37, 39) ~= "\0\0\0" then
+    return false
+end
+if struct.unpack("<d", cur, 29) <= tonumber(ARGV[2]) then
+    return create()
+end
+local b = string.byte(cur, 40)
+local n = #cur - 40
+local v
+if b < 0x80 and n == 0 then v = b
+elseif b >= 0xe0 and n == 0 then v = b - 256
+elseif b == 0xcc and n == 1 then v = string.byte(cur, 41)
+elseif b == 0xcd and n == 2 then v = struct.unpack(">I2", cur, 41)
+elseif b == 0xce and n == 4 then v = struct.unpack(">I4", cur, 41)
+elseif b == 0xd0 and n == 1 then v = struct.unpack(">i1", cur, 41)
+elseif b == 0xd1 and n == 2 then v = struct.unpack(">i2", cur, 41)
+elseif b == 0xd2 and n == 4 then v = struct.unpack(">i4", cur, 41)
+else return false end
+v = v + delta
+local packed
+if v >= 0 and v < 0x80 then packed = string.char(v)
+elseif v < 0 and v >= -32 then packed = string.char(v + 256)
+elseif v >= -2147483648 and v <= 2147483647 then packed = "\210" .. struct.pack(">i4", v)
+elseif v >= -9007199254740992 and v <= 9007199254740992 then
+    local hi = math.floor(v / 4294967296)
+    packed = "\211" .. struct.pack(">i4I4", hi, v - hi * 4294967296)
+else return false end
+redis.call("set", KEYS[1], string.sub(cur, 1, 39) .. packed, "keepttl")
+return v
+"""
+_INCR_SHA = hashlib.sha1(_INCR_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+# Most reads-then-compare-and-set one atomic operation tries before giving up.
+CAS_ATTEMPTS = 1000
+
+
 def _import_redis() -> ModuleType:
     """Import redis-py, or fail with the extra to install."""
     try:
@@ -225,6 +300,30 @@ def lease_key(storage_key: str) -> bytes:
     if _has_hash_tag(storage_key) or "}" in storage_key:
         return LEASE_MARK + b"lease:" + storage_key.encode()
     return LEASE_MARK + b"lease:{" + storage_key.encode() + b"}"
+
+
+# The first byte of every leaderboard key: like LEASE_MARK, never in UTF-8, and another
+# byte, so leaderboards collide neither with entries nor with leases.
+BOARD_MARK = b"\xfe"
+
+
+def board_key(prefix: str, name: str) -> bytes:
+    """The Redis key of the leaderboard ``name`` of a storage with ``prefix``.
+
+    ``0xFE board:`` then the prefix and the name: one sorted set, one key, so one
+    cluster slot.
+
+    Raises:
+        TypeError, ValueError: ``name`` is not a non-empty UTF-8 str.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a leaderboard name must be a str, got {type(name).__name__}")
+    if not name:
+        raise ValueError("a leaderboard name must not be empty")
+    try:
+        return BOARD_MARK + b"board:" + (prefix + name).encode()
+    except UnicodeEncodeError as exc:
+        raise bad_key(name, exc) from None
 
 
 def same_slot(storage_key: str) -> bool:
@@ -537,6 +636,20 @@ class _RedisBase:
             return self._codec.encode(_finite(entry)), None
         px = math.ceil(remaining)
         return (self._codec.encode(entry) if px > 0 else b""), px
+
+    def _live(self, data: bytes | None, now: float) -> Entry | None:
+        """The live entry of ``data`` at ``now``; absent, dead or corrupt: ``None``."""
+        if data is None:
+            return None
+        try:
+            entry = _infinite(self._codec.decode(data))
+        except CorruptEntryError:
+            return None
+        return entry if entry.expires_at > now else None
+
+    def _incr_fast(self) -> bool:
+        """Whether records hold the default serializer's payload (the one-trip incr)."""
+        return bool(self._codec._raw_msgpack)
 
     def _entry(self, skey: str, data: bytes) -> Entry | None:
         """The entry of the record ``data`` read under ``skey``; ``None`` once dead.

@@ -18,6 +18,7 @@ from swr.storage.base import (
     BulkVerbs,
     Entry,
     EntryTimes,
+    Leaderboards,
     Leases,
     SetAndRelease,
     Stats,
@@ -164,6 +165,19 @@ class AsyncAdapter(AsyncStorageMixin):
         """The wrapped storage's ``append``."""
         result: int = await self._atomic("append", key, data, ttl)
         return result
+
+    def leaderboard(self, name: str, *, max_size: int | None = None) -> Any:
+        """The wrapped storage's leaderboard ``name``, seen through asyncio (inline).
+
+        Raises:
+            TypeError: the wrapped storage has no leaderboards.
+        """
+        from swr.storage.leaderboard import AsyncMemoryLeaderboard  # noqa: PLC0415 - cycle
+
+        storage = self.sync
+        if not isinstance(storage, Leaderboards):
+            raise TypeError(f"{type(storage).__name__} has no leaderboards")
+        return AsyncMemoryLeaderboard(storage.leaderboard(name, max_size=max_size))
 
     @property
     def supports_atomic_ops(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from swr.ratelimit import RateLimiter
 from swr.storage import LMDBStorage, RedisStorage
 
 
@@ -32,3 +33,12 @@ def add_once(kind: str, where: str, prefix: str, name: str, barrier: Any, result
     with _open(kind, where, prefix) as store:
         barrier.wait(30)
         results.put((name, store.add("only-one", name, ttl=60)))
+
+
+def hit_many(kind: str, where: str, prefix: str, count: int, barrier: Any, results: Any) -> None:
+    """Hit one rate limit (10 per hour, sliding window) ``count`` times; report allowed."""
+
+    with _open(kind, where, prefix) as store:
+        limiter = RateLimiter(store, limit=10, window=3600, algorithm="sliding")
+        barrier.wait(30)
+        results.put(sum(limiter.hit("shared").allowed for _ in range(count)))

@@ -27,8 +27,8 @@ from tests.storage.backends import ASYNC_BACKENDS, BACKEND_MARKS, BACKENDS
 SPAWN = multiprocessing.get_context("spawn")
 
 # The storages offering AtomicOps, by their name in tests/storage/backends.py.
-SYNC_ATOMIC = ["memory", "lmdb", "lmdb-system"]
-ASYNC_ATOMIC: list[str] = []
+SYNC_ATOMIC = ["memory", "pool", "lmdb", "lmdb-system", "redis", "redis-cluster"]
+ASYNC_ATOMIC: list[str] = ["redis-async", "redis-cluster-async"]
 
 
 class Blocking:
@@ -76,9 +76,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> I
         if mode == "sync":
             yield sync
             return
-        view = as_async(sync)
-        facade = Blocking(view)
+        facade = Blocking(as_async(sync))
         yield facade
+        facade.aclose()  # a Redis view has its own client, closed on its loop
         facade.loop.close()
 
 
@@ -135,6 +135,19 @@ def test_incr_of_a_value_that_is_not_an_int_raises_type_error_and_changes_nothin
     with pytest.raises(TypeError):
         store.decr("x")
     assert store.get("x").value == value
+
+
+def test_incr_crosses_every_integer_width_both_ways(store):
+    # Each step changes how the integer is encoded (Redis rewrites it in a script).
+    value = 0
+    for delta in (127, 1, 127, 1, 65_280, 1, (1 << 31) - 65_794, 1, 1 << 40, 1 << 53, 1):
+        value += delta
+        assert store.incr("n", delta) == value
+        assert store.get("n").value == value
+    for delta in (value, 32, 1, 95, 1, 32_640, 1, (1 << 31) - 32_897, 1, 1 << 53):
+        value -= delta
+        assert store.decr("n", delta) == value
+        assert store.get("n").value == value
 
 
 def test_incr_works_past_64_bits(store):
@@ -295,7 +308,7 @@ def _where(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[s
     return request.getfixturevalue("redis_server").url, f"t{uuid.uuid4().hex[:12]}:"
 
 
-KINDS = ["lmdb"]
+KINDS = ["lmdb", pytest.param("redis", marks=pytest.mark.redis)]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -13,6 +13,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from swr.storage import MemoryPool, MemoryStorage, RedisStorage
+from swr.storage.adapters import as_async
 from swr.storage.leaderboard import (
     AsyncMemoryLeaderboard,
     AsyncRedisLeaderboard,
@@ -20,7 +22,20 @@ from swr.storage.leaderboard import (
     RedisLeaderboard,
 )
 
-KINDS = ["memory", "memory-async", "redis", "redis-async"]
+KINDS = [
+    "memory",
+    "memory-async",
+    "redis",
+    "redis-async",
+    # storage.leaderboard(name) on every storage (sync, and through asyncio):
+    "memory-storage",
+    "memory-storage-async",
+    "pool",
+    "redis-storage",
+    "redis-storage-async",
+    "redis-cluster-storage",
+    "redis-cluster-storage-async",
+]
 _names = itertools.count()
 
 
@@ -48,6 +63,8 @@ def make_board(request: pytest.FixtureRequest) -> Iterator[Any]:
 
     def make(max_size: int | None = None) -> Any:
         name = f"board:{next(_names)}"
+        if kind.endswith(("storage", "storage-async")) or kind == "pool":
+            return from_storage(name, max_size)
         if kind == "memory":
             return MemoryLeaderboard(name, max_size=max_size)
         loop = asyncio.new_event_loop()
@@ -68,6 +85,30 @@ def make_board(request: pytest.FixtureRequest) -> Iterator[Any]:
         client = redis.asyncio.Redis.from_url(server.url)
         closers.append(lambda: loop.run_until_complete(client.aclose()))
         return Blocking(AsyncRedisLeaderboard(client, name, max_size=max_size), loop)
+
+    def from_storage(name: str, max_size: int | None) -> Any:
+        base = kind.removesuffix("-async")
+        if base == "memory-storage":
+            store: Any = MemoryStorage()
+        elif base == "pool":
+            pool = MemoryPool(capacity=100, gc_interval=None)
+            closers.append(pool.close)
+            store = pool.register("boards", max=10)
+        else:
+            server = request.getfixturevalue(
+                "redis_cluster" if "cluster" in base else "redis_server"
+            )
+            store = RedisStorage.from_url(
+                server.url, prefix=f"t{next(_names)}:", cluster="cluster" in base
+            )
+        closers.append(store.close)
+        if not kind.endswith("-async"):
+            return store.leaderboard(name, max_size=max_size)
+        loop = asyncio.new_event_loop()
+        loops.append(loop)
+        view = as_async(store)
+        closers.insert(0, lambda: loop.run_until_complete(view.aclose()))
+        return Blocking(view.leaderboard(name, max_size=max_size), loop)
 
     yield make
     for close in closers:

@@ -9,6 +9,7 @@ deletes, evictions and expiry take the pool's one lock (the eviction rules are i
 from __future__ import annotations
 
 import itertools
+import threading
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -19,6 +20,7 @@ from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.adapters import AsyncAdapter
 from swr.storage.base import Closeable, Entry, EntryTimes
 from swr.storage.errors import StorageUnavailableError
+from swr.storage.pool._atomic import PoolAtomicOps
 from swr.storage.pool._eviction import NEVER, EvictingCache, Item
 from swr.storage.pool._loading import MISSING, Loading, Missing
 from swr.storage.pool._stats import CacheStats
@@ -32,7 +34,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
+class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
     """One typed cache of a :class:`MemoryPool`; also a :class:`~swr.storage.Storage`.
 
     Made by :meth:`MemoryPool.register`, never directly. Keys are any hashable, values
@@ -65,6 +67,8 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
     __slots__ = (
         "__weakref__",
         "_aflights",
+        "_atomic_lock",
+        "_boards",
         "_clock",
         "_closed",
         "_flights",
@@ -105,6 +109,9 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
         self._closed = False
         self._leases = LocalLeases()
         self._tags: dict[str, set[K]] = {}  # tag -> keys recorded under it (set_tagged)
+
+        self._atomic_lock = threading.Lock()  # see PoolAtomicOps
+        self._boards = {}
         self._flights: Flights[K, V] = Flights()
         self._aflights: AsyncFlights[K, V] = AsyncFlights()
 

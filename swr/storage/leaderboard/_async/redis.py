@@ -71,7 +71,7 @@ class AsyncRedisLeaderboard:
         max_size: Most members kept; adding beyond it drops the lowest scores.
     """
 
-    def __init__(self, client: Any, key: str, *, max_size: int | None = None) -> None:
+    def __init__(self, client: Any, key: str | bytes, *, max_size: int | None = None) -> None:
         self._client = client
         self.key = key
         self.max_size = check_max_size(max_size)
