@@ -204,31 +204,55 @@ return 1
 _CAS_SHA = hashlib.sha1(_CAS_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 # incr in one round trip over a record whose payload is the default serializer's
-# uncompressed msgpack (marker 0) holding an integer of at most 32 bits (or 53 once
-# incremented): the record's header and windows are kept, the payload rewritten.
-# KEYS[1]; ARGV[1] delta, ARGV[2] now, ARGV[3] the record to create (absent or dead
-# key), ARGV[4] its PX ("" for none). Returns the new value, or false when the stored
-# record is anything else (another type, a 64-bit integer, compressed, corrupt): the
-# caller then takes the general path, which decodes in Python.
+# uncompressed msgpack (marker 0) holding an integer of at most 32 bits (written back
+# in the smallest msgpack form, up to 53 bits): the record's header and windows are
+# kept, the payload rewritten.
+# KEYS[1]; ARGV[1] delta, ARGV[2] now, ARGV[3] the expiry of a created key ("" for
+# never: the largest double, as the record format writes it), ARGV[4] its PX ("" for
+# none). Returns the new value, or false when the stored record is anything else
+# (another type, a 64-bit integer, compressed, corrupt): the caller then takes the
+# general path, which decodes in Python. A created record is the one RecordCodec
+# writes: magic, version 1, no flags, the four times, no key check, marker 0, msgpack.
 _INCR_SCRIPT = r"""
+local function pack(v)
+    -- The smallest msgpack integer, as msgpack-python writes it (unsigned when >= 0).
+    if v >= 0 then
+        if v < 0x80 then return string.char(v) end
+        if v < 0x100 then return "\204" .. string.char(v) end
+        if v < 0x10000 then return "\205" .. struct.pack(">I2", v) end
+        if v < 0x100000000 then return "\206" .. struct.pack(">I4", v) end
+        if v > 9007199254740992 then return nil end
+        local hi = math.floor(v / 4294967296)
+        return "\207" .. struct.pack(">I4I4", hi, v - hi * 4294967296)
+    end
+    if v >= -32 then return string.char(v + 256) end
+    if v >= -128 then return "\208" .. struct.pack(">i1", v) end
+    if v >= -32768 then return "\209" .. struct.pack(">i2", v) end
+    if v >= -2147483648 then return "\210" .. struct.pack(">i4", v) end
+    if v < -9007199254740992 then return nil end
+    local hi = math.floor(v / 4294967296)
+    return "\211" .. struct.pack(">i4I4", hi, v - hi * 4294967296)
+end
 local delta = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
 local cur = redis.call("get", KEYS[1])
-local function create()
+local live = false
+if cur then
+    if #cur < 40 or string.sub(cur, 1, 4) ~= "SW\1\0" or string.sub(cur, 37, 39) ~= "\0\0\0" then
+        return false
+    end
+    live = struct.unpack("<d", cur, 29) > now
+end
+if not live then
+    local til = 1.7976931348623157e308
+    if ARGV[3] ~= "" then til = tonumber(ARGV[3]) end
+    local record = "SW\1\0" .. struct.pack("<dddd", now, til, til, til) .. "\0\0\0" .. pack(delta)
     if ARGV[4] == "" then
-        redis.call("set", KEYS[1], ARGV[3])
+        redis.call("set", KEYS[1], record)
     else
-        redis.call("set", KEYS[1], ARGV[3], "px", ARGV[4])
+        redis.call("set", KEYS[1], record, "px", ARGV[4])
     end
     return delta
-end
-if not cur then
-    return create()
-end
-if #cur < 40 or string.sub(cur, 1, 4) ~= "SW\1\0" or string.sub(cur, 37, 39) ~= "\0\0\0" then
-    return false
-end
-if struct.unpack("<d", cur, 29) <= tonumber(ARGV[2]) then
-    return create()
 end
 local b = string.byte(cur, 40)
 local n = #cur - 40
@@ -243,14 +267,8 @@ elseif b == 0xd1 and n == 2 then v = struct.unpack(">i2", cur, 41)
 elseif b == 0xd2 and n == 4 then v = struct.unpack(">i4", cur, 41)
 else return false end
 v = v + delta
-local packed
-if v >= 0 and v < 0x80 then packed = string.char(v)
-elseif v < 0 and v >= -32 then packed = string.char(v + 256)
-elseif v >= -2147483648 and v <= 2147483647 then packed = "\210" .. struct.pack(">i4", v)
-elseif v >= -9007199254740992 and v <= 9007199254740992 then
-    local hi = math.floor(v / 4294967296)
-    packed = "\211" .. struct.pack(">i4I4", hi, v - hi * 4294967296)
-else return false end
+local packed = pack(v)
+if not packed then return false end
 redis.call("set", KEYS[1], string.sub(cur, 1, 39) .. packed, "keepttl")
 return v
 """
@@ -646,6 +664,12 @@ class _RedisBase:
         except CorruptEntryError:
             return None
         return entry if entry.expires_at > now else None
+
+    def _incr_expiry(self, now: float, ttl: float | None) -> tuple[str, str | int]:
+        """``(expires_at, PX)`` of a key the one-trip incr creates ("" for never/none)."""
+        if ttl is None or ttl * 1000.0 > PX_MAX:
+            return "", ""
+        return repr(now + ttl), math.ceil(ttl * 1000.0)
 
     def _incr_fast(self) -> bool:
         """Whether records hold the default serializer's payload (the one-trip incr)."""

@@ -42,3 +42,14 @@ def hit_many(kind: str, where: str, prefix: str, count: int, barrier: Any, resul
         limiter = RateLimiter(store, limit=10, window=3600, algorithm="sliding")
         barrier.wait(30)
         results.put(sum(limiter.hit("shared").allowed for _ in range(count)))
+
+
+def board_adds(kind: str, where: str, prefix: str, index: int, barrier: Any, results: Any) -> None:
+    """Add 200 own members and bump one shared member 200 times; report the board size."""
+    with _open(kind, where, prefix) as store:
+        board = store.leaderboard("shared")
+        barrier.wait(30)
+        for i in range(200):
+            board.add({f"p{index}-{i}": float(i)})
+            board.incr_by("everyone", 1)
+        results.put(board.size())

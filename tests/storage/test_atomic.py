@@ -27,8 +27,17 @@ from tests.storage.backends import ASYNC_BACKENDS, BACKEND_MARKS, BACKENDS
 SPAWN = multiprocessing.get_context("spawn")
 
 # The storages offering AtomicOps, by their name in tests/storage/backends.py.
-SYNC_ATOMIC = ["memory", "pool", "lmdb", "lmdb-system", "redis", "redis-cluster"]
-ASYNC_ATOMIC: list[str] = ["redis-async", "redis-cluster-async"]
+SYNC_ATOMIC = [
+    "memory",
+    "pool",
+    "lmdb",
+    "lmdb-system",
+    "redis",
+    "redis-cluster",
+    "fallback",
+    "tiered",
+]
+ASYNC_ATOMIC: list[str] = ["redis-async", "redis-cluster-async", "fallback-async", "tiered-async"]
 
 
 class Blocking:
@@ -329,3 +338,78 @@ def test_six_processes_adding_one_key_have_exactly_one_winner(kind, request, tmp
     assert all(won is False for name, won in got.items() if name != winners[0])
     with atomic_workers._open(kind, where, prefix) as store:
         assert store.get("only-one").value == winners[0]
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("ttl", [None, 30])
+def test_the_record_redis_incr_creates_is_the_one_the_codec_writes(redis_server, clock, ttl):
+    # The one-trip incr builds the record in Lua: byte for byte what RecordCodec writes.
+    import redis
+
+    from swr.storage import RedisStorage
+    from swr.storage._atomic import created
+    from swr.storage._record import RecordCodec
+    from swr.storage.serializers import default_serializer
+
+    prefix = f"t{uuid.uuid4().hex[:12]}:"
+    with RedisStorage.from_url(redis_server.url, prefix=prefix, clock=clock) as store:
+        for delta in (5, -40, 300, -70_000, 1 << 40):
+            key = f"n{delta}"
+            assert store.incr(key, delta, ttl=ttl) == delta
+            raw = redis.Redis.from_url(redis_server.url)
+            try:
+                stored = raw.get(prefix + key)
+                pttl = raw.pttl(prefix + key)
+            finally:
+                raw.close()
+            entry = created(delta, clock(), ttl, sys.float_info.max)
+            assert stored == RecordCodec(default_serializer()).encode(entry)
+            assert pttl == (-1 if ttl is None else pytest.approx(30_000, abs=1_000))
+
+
+# -- the wrappers -----------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_tiered_counts_on_l2_and_drops_the_l1_copy(redis_server, clock):
+    from swr.storage import MemoryStorage, RedisStorage, TieredStorage
+
+    prefix = f"t{uuid.uuid4().hex[:12]}:"
+    l1 = MemoryStorage(clock=clock)
+    l2 = RedisStorage.from_url(redis_server.url, prefix=prefix, clock=clock)
+    with TieredStorage(l1, l2) as tiered:
+        assert tiered.incr("n") == 1
+        assert tiered.get("n").value == 1  # copied into L1 by the read
+        assert l1.get("n") is not None
+        l2.incr("n", 10)  # another host
+        assert tiered.incr("n") == 12  # L2 decides, not L1's stale copy
+        assert l1.get("n") is None
+        assert tiered.get("n").value == 12
+
+
+@pytest.mark.redis
+def test_fallback_refuses_atomic_operations_while_the_primary_is_down(own_redis, clock):
+    from swr.storage import FallbackStorage, MemoryStorage, RedisStorage
+    from swr.storage.errors import StorageUnavailableError
+    from tests.helpers import wait_until
+
+    primary = RedisStorage.from_url(
+        own_redis.url, prefix="f:", clock=clock, socket_timeout=0.15, backoff_initial=0.02
+    )
+    with FallbackStorage(primary, MemoryStorage(clock=clock), clock=clock) as store:
+        assert store.incr("n") == 1
+        assert store.fallback.get("n") is None  # no stale copy for an outage to serve
+        own_redis.pause()
+        try:
+            with pytest.raises(StorageUnavailableError):
+                store.incr("n")  # one timeout: the primary is marked down
+            assert not primary.available
+            with pytest.raises(StorageUnavailableError, match="primary"):
+                store.add("k", 1)  # refused at once, never counted locally
+        finally:
+            own_redis.resume()
+        wait_until(lambda: primary.available, timeout=5)
+        assert primary.get("k") is None  # the refused add never reached anything
+        # The timed-out incr may still have been applied (sent before the pause took
+        # effect): a timeout says "unknown", never "not done".
+        assert store.incr("n") in (2, 3)

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from swr.storage import MemoryPool, MemoryStorage, RedisStorage
+from swr.storage import LMDBStorage, MemoryPool, MemoryStorage, RedisStorage
 from swr.storage.adapters import as_async
 from swr.storage.leaderboard import (
     AsyncMemoryLeaderboard,
@@ -31,6 +32,8 @@ KINDS = [
     "memory-storage",
     "memory-storage-async",
     "pool",
+    "lmdb-storage",
+    "lmdb-storage-async",
     "redis-storage",
     "redis-storage-async",
     "redis-cluster-storage",
@@ -56,7 +59,7 @@ class Blocking:
 
 
 @pytest.fixture
-def make_board(request: pytest.FixtureRequest) -> Iterator[Any]:
+def make_board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     kind = request.param
     loops: list[asyncio.AbstractEventLoop] = []
     closers: list[Any] = []
@@ -90,6 +93,8 @@ def make_board(request: pytest.FixtureRequest) -> Iterator[Any]:
         base = kind.removesuffix("-async")
         if base == "memory-storage":
             store: Any = MemoryStorage()
+        elif base == "lmdb-storage":
+            store = LMDBStorage(tmp_path / f"lmdb{next(_names)}", sweep_interval=None)
         elif base == "pool":
             pool = MemoryPool(capacity=100, gc_interval=None)
             closers.append(pool.close)
@@ -336,3 +341,17 @@ def test_leaderboards_agree_with_a_sorted_list(make_board, max_size):
 
     Machine.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
     Machine.TestCase().runTest()
+
+
+@pytest.mark.parametrize("kind", ["lmdb", pytest.param("redis", marks=pytest.mark.redis)])
+def test_processes_share_one_leaderboard_exactly(kind, request, tmp_path):
+    from tests.storage import atomic_workers
+    from tests.storage.test_atomic import _race, _where
+
+    where, prefix = _where(kind, request, tmp_path)
+    _race(atomic_workers.board_adds, [(kind, where, prefix, i) for i in range(4)])
+    with atomic_workers._open(kind, where, prefix) as store:
+        board = store.leaderboard("shared")
+        assert board.size() == 4 * 200 + 1
+        assert board.score("everyone") == 800.0
+        assert board.rank("everyone", desc=True) == 0

@@ -699,12 +699,14 @@ class AsyncRedisStorage(
         """
         delta = _atomic.check_delta(delta)
         ttl = _atomic.check_ttl(ttl)
-        if self._incr_fast() and abs(delta) < 1 << 31:
-            await self._enter()
+        if self._incr_fast() and -(1 << 31) <= delta < 1 << 31:
+            if self._health.blocked:
+                raise self._refused()
+            if not self._ready:
+                await self._prepare()
             skey = self.prefix + key
             now = self._now()
-            record, px = self._record(_atomic.created(delta, now, ttl))
-            args = (delta, repr(now), record, "" if px is None else px)
+            args = (delta, repr(now), *self._incr_expiry(now, ttl))
             value = await self._script(_INCR_SHA, _INCR_SCRIPT, (skey,), args)
             if value is not None:
                 return int(value)

@@ -50,6 +50,7 @@ from swr.storage.serializers import Serializer, default_serializer
 
 if TYPE_CHECKING:
     from swr.storage.adapters import AsyncAdapter
+    from swr.storage.leaderboard.lmdb import LMDBLeaderboard
 
 __all__ = ["EntryFactory", "LMDBStorage"]
 
@@ -874,6 +875,21 @@ class LMDBStorage(StorageMixin):
             return new, len(new.value)
 
         return self._atomic(key, now, step)
+
+    def leaderboard(self, name: str, *, max_size: int | None = None) -> LMDBLeaderboard:
+        """The leaderboard ``name`` of this store, shared by the processes opening it.
+
+        Kept in an ordered LMDB index in the store's ``leaderboards`` subdirectory (see
+        :mod:`swr.storage.leaderboard.lmdb` for the layout and the cost of each call).
+        Every change is one write transaction.
+        """
+        from swr.storage.leaderboard.lmdb import (  # noqa: PLC0415 - loaded when used
+            LMDBLeaderboard,
+            leaderboard_env,
+        )
+
+        env = leaderboard_env(self.path, sync=self.durability == "system")
+        return LMDBLeaderboard(env, name, max_size=max_size)
 
     # -- leases -----------------------------------------------------------------------
 

@@ -85,6 +85,11 @@ class AsyncRedisLeaderboard:
         """Set the scores of ``members``; return how many were new."""
         pairs = list(check_scores(members).items())
         added = 0
+        if self.max_size is None:  # nothing to trim: the command itself, no script
+            for at in range(0, len(pairs), _ADD_BATCH):
+                batch = dict(pairs[at : at + _ADD_BATCH])
+                added += int(await self._client.zadd(self.key, batch))
+            return added
         for at in range(0, len(pairs), _ADD_BATCH):
             args: list[str] = [str(self.max_size or 0)]
             for member, score in pairs[at : at + _ADD_BATCH]:
