@@ -40,6 +40,7 @@ __all__ = [
     "check_mapping",
     "check_missing",
     "check_tags",
+    "is_not_modified",
     "not_returned",
     "wants_entry",
 ]
@@ -55,25 +56,21 @@ INVALIDATE_BATCH: Final = 500
 """How many keys ``clear`` and ``invalidate_prefix`` delete per ``delete_many`` call."""
 
 
-class _NotModifiedType:
-    """The type of :data:`NotModified` (one instance)."""
+class NotModified:
+    """Returned by a conditional fetch: the cached value still holds.
+
+    A ``fetch`` taking one argument receives the entry being refreshed (its ``value``,
+    ``stored_at`` and windows, or ``None`` when nothing is cached); returning
+    ``NotModified`` (the class, or an instance) keeps that value and renews its windows
+    (``touch``, no payload rewrite).
+    """
 
     __slots__ = ()
 
-    def __repr__(self) -> str:
-        return "NotModified"
 
-    def __reduce__(self) -> str:
-        return "NotModified"
-
-
-NotModified: Final = _NotModifiedType()
-"""Returned by a conditional fetch: the cached value still holds.
-
-A ``fetch`` taking one argument receives the entry being refreshed (its ``value``,
-``stored_at`` and windows, or ``None`` when nothing is cached); returning
-``NotModified`` keeps that value and renews its windows (``touch``, no payload rewrite).
-"""
+def is_not_modified(value: object) -> bool:
+    """Whether a fetch returned the :class:`NotModified` marker (the class or an instance)."""
+    return value is NotModified or type(value) is NotModified
 
 
 class BatchFetchError(SWRError):

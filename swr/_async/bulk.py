@@ -151,7 +151,7 @@ class AsyncBulkMixin(EngineBase):
         Raises:
             ValueError: ``NotModified`` with nothing cached to keep.
         """
-        if value is _bulk.NotModified:
+        if _bulk.is_not_modified(value):
             previous = plan.previous
             if previous is None:
                 raise ValueError(
@@ -204,7 +204,7 @@ class AsyncBulkMixin(EngineBase):
         self._counters.bypasses.incr()
         call, _ = await self._prepare_fetch(key, self._prefix + key, fetch, read=False)
         value = await async_call_fetch(call, self._options.timeout, key, False)
-        if value is _bulk.NotModified:
+        if _bulk.is_not_modified(value):
             raise ValueError(f"the fetch of {key!r} returned NotModified in a bypass call")
         return Result(value, _MISS, self._now(), self._clock)
 
@@ -220,7 +220,7 @@ class AsyncBulkMixin(EngineBase):
         """Start one background refresh of ``key`` now, whatever its window.
 
         A ``fetch`` taking one argument receives the entry being refreshed and may return
-        :data:`~swr.NotModified`. Returns whether a refresh was queued (``False``: one is
+        :class:`~swr.NotModified`. Returns whether a refresh was queued (``False``: one is
         already pending for the key, the queue is full, the breaker refuses, or the
         engine is closed).
         """

@@ -231,7 +231,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                 ``stats().bypasses``; the result says MISS).
 
         A ``fetch`` taking one argument is a conditional fetch: it receives the cached
-        entry being refreshed (``None`` if none) and may return :data:`~swr.NotModified`
+        entry being refreshed (``None`` if none) and may return :class:`~swr.NotModified`
         to keep its value with renewed windows.
 
         Returns:

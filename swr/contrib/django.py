@@ -19,10 +19,9 @@ Configure them in ``settings.CACHES`` like Django's own backends::
 Both honour Django's whole cache contract (``KEY_PREFIX``, ``VERSION``,
 ``KEY_FUNCTION``, key warnings, ``timeout=None`` for ever and ``0`` for not cached).
 ``add``, ``incr``, ``decr`` and ``touch`` are atomic across the processes sharing the
-directory or the Redis: with the storage's atomic operations
-(:class:`~swr.storage.base.AtomicOps`: ``add`` and a compare-and-set, one write
-transaction each), or else as a read and a write under the key's swr lease (a Redis
-``SET NX``). 4 processes incrementing one key
+directory or the Redis, through the storage's atomic operations
+(:class:`~swr.storage.base.AtomicOps`: ``add``, and ``incr`` as a compare-and-set that
+keeps the key's expiry) and bulk verbs (``touch``). 4 processes incrementing one key
 lose no update and 6 processes adding one key have exactly one winner.
 
 ``get_or_set`` with a callable computes once across processes: the caller that takes
@@ -43,7 +42,6 @@ bound themselves by bytes (LMDB's ``max_bytes``) or by Redis's own eviction poli
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import pickle
 import sys
@@ -63,14 +61,13 @@ _FOREVER: Final = sys.float_info.max  # "never expires", finite as the records n
 _MISSING: Final = object()
 _INT_MIN: Final = -(1 << 63)
 _INT_MAX: Final = (1 << 63) - 1  # the stored integer must fit in 64 bits (msgpack)
-_LOCK_TTL: Final = 5.0  # seconds a dead holder of a key's lock blocks the others
 _POLL_FIRST: Final = 0.0005
 _POLL_MAX: Final = 0.005
 _FILL_SUFFIX: Final = "\x00get_or_set"  # the lease of a get_or_set computation
 
 
 class _LeasedStorage(Protocol):
-    """What the backends need of a storage: the six verbs, leases and bulk verbs."""
+    """What the backends need of a storage: the verbs, leases, bulk and atomic verbs."""
 
     def get(self, key: str) -> Entry | None: ...
     def set(self, key: str, entry: Entry) -> None: ...
@@ -79,7 +76,9 @@ class _LeasedStorage(Protocol):
     def set_many(self, entries: Mapping[str, Entry]) -> None: ...
     def acquire_lease(self, key: str, ttl: float) -> str | None: ...
     def release_lease(self, key: str, token: str) -> None: ...
-    def set_and_release(self, key: str, entry: Entry, token: str) -> None: ...
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool: ...
+    def get_versioned(self, key: str) -> tuple[Entry, Any] | None: ...
+    def replace_if(self, key: str, version: Any, value: Any, ttl: float | None = None) -> bool: ...
     def delete_many(self, keys: list[str]) -> int: ...
     def exists(self, key: str) -> bool: ...
     def touch(self, key: str, times: EntryTimes) -> bool: ...
@@ -120,11 +119,10 @@ class _SWRCache(BaseCache):  # type: ignore[misc]  # django ships no type inform
             raise ImproperlyConfigured(
                 f"{type(self).__name__}: bad OPTIONS {sorted(options)}: {exc}"
             ) from exc
-        # With the storage's atomic operations, add and incr are one step of the
-        # storage; without them, a read and a write under the key's lease.
-        self._atomic: AtomicOps | None = (
-            self._storage if isinstance(self._storage, AtomicOps) else None
-        )
+        if not isinstance(self._storage, AtomicOps):  # pragma: no cover - both have them
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}: the storage lacks atomic operations (AtomicOps)"
+            )
 
     def _open(self, location: Any, options: dict[str, Any]) -> _LeasedStorage:
         raise NotImplementedError  # pragma: no cover - each backend opens its storage
@@ -163,28 +161,6 @@ class _SWRCache(BaseCache):  # type: ignore[misc]  # django ships no type inform
             return None
         return Entry(self._encode(value), now, expires_at, expires_at, expires_at)
 
-    # -- the key's lock: its swr lease ------------------------------------------------
-
-    @contextlib.contextmanager
-    def _locked(self, skey: str) -> Iterator[list[str | None]]:
-        """Hold the lease of ``skey`` (atomic across processes) for a read-modify-write.
-
-        Yields a one-item list holding the token; a body that stores with
-        ``set_and_release`` sets it to ``None`` (the lease is then already free).
-        """
-        storage = self._storage
-        pauses = _pauses()
-        token = storage.acquire_lease(skey, _LOCK_TTL)
-        while token is None:  # held: by a few milliseconds' work, or by a dead holder
-            time.sleep(next(pauses))
-            token = storage.acquire_lease(skey, _LOCK_TTL)
-        holder: list[str | None] = [token]
-        try:
-            yield holder
-        finally:
-            if holder[0] is not None:
-                storage.release_lease(skey, holder[0])
-
     # -- Django's cache contract ------------------------------------------------------
 
     def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
@@ -208,21 +184,11 @@ class _SWRCache(BaseCache):  # type: ignore[misc]  # django ships no type inform
     ) -> bool:
         """Store ``value`` only if ``key`` holds nothing; atomic across processes."""
         skey = self.make_and_validate_key(key, version=version)
-        entry = self._entry(value, timeout)  # pickled before the lock is taken
-        atomic = self._atomic
-        if atomic is not None:
-            if entry is None:  # not cached: added if nothing is there
-                return not self._storage.exists(skey)
-            ttl = None if entry.expires_at == _FOREVER else entry.expires_at - entry.stored_at
-            return atomic.add(skey, entry.value, ttl)
-        with self._locked(skey) as holder:
-            if self._storage.get(skey) is not None:
-                return False
-            if entry is not None:
-                token, holder[0] = holder[0], None
-                assert token is not None  # noqa: S101 - set by _locked
-                self._storage.set_and_release(skey, entry, token)
-            return True
+        entry = self._entry(value, timeout)
+        if entry is None:  # not cached: "added" if nothing is there
+            return not self._storage.exists(skey)
+        ttl = None if entry.expires_at == _FOREVER else entry.expires_at - entry.stored_at
+        return self._storage.add(skey, entry.value, ttl)  # one atomic step of the storage
 
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
         """Give ``key`` a new timeout; return whether it held a value.
@@ -249,31 +215,15 @@ class _SWRCache(BaseCache):  # type: ignore[misc]  # django ships no type inform
             TypeError: the value cannot be added to (``None``, a string, ...).
         """
         skey = self.make_and_validate_key(key, version=version)
-        atomic = self._atomic
-        while atomic is not None:  # compare-and-set; retried when another write came first
-            found = atomic.get_versioned(skey)
+        storage = self._storage
+        while True:  # compare-and-set; read again when another write came first
+            found = storage.get_versioned(skey)
             if found is None:
                 raise ValueError(f"Key '{key}' not found")
             current, version_token = found
             value = self._decode(current.value) + delta
-            if atomic.replace_if(skey, version_token, self._encode(value)):  # keeps its expiry
+            if storage.replace_if(skey, version_token, self._encode(value)):  # keeps its expiry
                 return value
-        with self._locked(skey) as holder:
-            entry = self._storage.get(skey)
-            if entry is None:
-                raise ValueError(f"Key '{key}' not found")
-            value = self._decode(entry.value) + delta
-            token, holder[0] = holder[0], None
-            assert token is not None  # noqa: S101 - set by _locked
-            updated = Entry(
-                self._encode(value),
-                entry.stored_at,
-                entry.fresh_until,
-                entry.stale_until,
-                entry.expires_at,
-            )
-            self._storage.set_and_release(skey, updated, token)
-            return value
 
     def decr(self, key: Any, delta: int = 1, version: Any = None) -> Any:
         """Subtract ``delta`` from the value under ``key`` (see :meth:`incr`)."""

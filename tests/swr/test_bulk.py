@@ -415,6 +415,8 @@ def test_bad_arguments_are_named(make_driver: Callable[..., Driver], clock: Cloc
         d.engine.loader(many(d, Upstream()), max_batch=0)
     with pytest.raises(ValueError, match="NotModified"):
         call(d, "execute", "k", one(d, lambda entry: NotModified))
+    with pytest.raises(ValueError, match="NotModified"):
+        call(d, "execute", "k2", one(d, lambda entry: NotModified()))  # an instance too
 
 
 def test_cached_many_fetches_only_uncached_ids(
