@@ -245,8 +245,13 @@ def test_nan_and_out_of_order_times_are_refused(storage, clock, times):
 def test_the_empty_key_and_non_str_keys_are_refused(storage, clock, request):
     if request.node.callspec.id.startswith("pool"):
         # A PoolCache is also a typed cache of any hashable key (ints, tuples); under an
-        # engine its keys are the engine's, already non-empty strs.
-        pytest.skip("a PoolCache takes any hashable key")
+        # engine its keys are the engine's, already non-empty strs. Its own rule: any
+        # hashable key, an unhashable one refused with TypeError.
+        storage.set(("tuple", 1), entry("v", clock))
+        assert storage.get(("tuple", 1)).value == "v"
+        with pytest.raises(TypeError):
+            storage.set(["unhashable"], entry("v", clock))  # type: ignore[arg-type]
+        return
     with pytest.raises(ValueError, match="empty"):
         storage.set("", entry("v", clock))
     with pytest.raises(TypeError):
