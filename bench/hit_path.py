@@ -8,6 +8,9 @@ Prints ns per operation, measured in the same run, for:
 - functools.lru_cache hit, plain dict.get
 - AsyncStaleEngine.execute HIT, and its baseline: sync HIT + one await of a trivial coroutine
 - a STALE serve (the key's refresh already running)
+- the sync HIT with the PrometheusMetrics and the OpenTelemetryMetrics hooks installed
+  (when prometheus_client and the OpenTelemetry SDK are installed: the test extra);
+  bench/metrics_path.py measures them in CPU time, with the async engine too
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import threading
 import time
 
 import cachetools
-from _harness import Target, measure, report
+from _harness import Case, Target, measure, report
 
 from swr import AsyncStaleEngine, CacheTTL, RefreshOptions, StaleEngine, Status
+from swr.metrics import MetricsHook
 
 KEY = "user:42"
 VALUE = {"id": 42, "name": "Ada"}
@@ -37,6 +41,39 @@ async def afetch() -> dict[str, object]:
 
 async def trivial() -> None:
     return None
+
+
+def adapter_hooks() -> dict[str, MetricsHook]:
+    """The two shipped adapters on private registries, if their libraries are installed."""
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from prometheus_client import CollectorRegistry
+
+        from swr.metrics.opentelemetry import OpenTelemetryMetrics
+        from swr.metrics.prometheus import PrometheusMetrics
+    except ImportError:
+        print("(prometheus_client or opentelemetry-sdk missing: no adapter cases)")
+        return {}
+    return {
+        "HIT, PrometheusMetrics": PrometheusMetrics(CollectorRegistry()),
+        "HIT, OpenTelemetryMetrics": OpenTelemetryMetrics(MeterProvider()),
+    }
+
+
+def add_adapter_cases(cases: dict[str, Case]) -> list[StaleEngine]:
+    """Add a sync HIT case per adapter to ``cases``; return their engines."""
+    engines = []
+    for label, hook in adapter_hooks().items():
+        engine = StaleEngine(ttl=CacheTTL(fresh=3600, stale=3600), metrics=hook)
+        engine.execute(KEY, fetch)
+
+        def run(n: int, engine: StaleEngine = engine) -> None:
+            for _ in range(n):
+                engine.execute(KEY, fetch)
+
+        cases[label] = run
+        engines.append(engine)
+    return engines
 
 
 def main() -> int:
@@ -112,23 +149,27 @@ def main() -> int:
     def sync_plus_await(n: int) -> None:
         loop.run_until_complete(sync_plus_await_loop(n))
 
-    results = measure(
-        {
-            "StaleEngine.execute HIT": sync_hit,
-            "TTLCache[key]": ttlcache_getitem,
-            "TTLCache.get(key)": ttlcache_get,
-            "functools.lru_cache hit": lru_hit,
-            "dict.get": dict_get,
-            "AsyncStaleEngine.execute HIT": async_hit,
-            "sync HIT + await trivial()": sync_plus_await,
-            "StaleEngine.execute STALE": stale_serve,
-        },
-        n,
-    )
+    cases: dict[str, Case] = {
+        "StaleEngine.execute HIT": sync_hit,
+        "TTLCache[key]": ttlcache_getitem,
+        "TTLCache.get(key)": ttlcache_get,
+        "functools.lru_cache hit": lru_hit,
+        "dict.get": dict_get,
+        "AsyncStaleEngine.execute HIT": async_hit,
+        "sync HIT + await trivial()": sync_plus_await,
+        "StaleEngine.execute STALE": stale_serve,
+    }
+    hooked_engines = add_adapter_cases(cases)
+    results = measure(cases, n)
     met = report(
         "hit path",
         results,
         [
+            *(
+                Target(f"{label} / no hook", label, "StaleEngine.execute HIT", 1.3)
+                for label in results
+                if label.startswith("HIT, ")
+            ),
             Target("sync HIT / TTLCache[key]", "StaleEngine.execute HIT", "TTLCache[key]", 1.0),
             Target(
                 "sync HIT / TTLCache.get(key)", "StaleEngine.execute HIT", "TTLCache.get(key)", 1.0
@@ -143,6 +184,8 @@ def main() -> int:
         ],
     )
     release.set()
+    for hooked in hooked_engines:
+        hooked.close()
     stale_engine.close()
     engine.close()
     loop.run_until_complete(aengine.aclose())

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -30,7 +30,6 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 from swr import CacheTTL, CircuitBreaker, CircuitOpenError, RefreshOptions, StaleEngine
-from swr.metrics import BaseMetrics, fetch_outcome
 from swr.metrics.prometheus import PrometheusMetrics
 
 KEYS = [f"product:{i}" for i in range(100)]
@@ -54,39 +53,6 @@ class Upstream:
         if self.down:
             raise ConnectionError("upstream unavailable")
         return {"key": key, "price": random.randint(1, 100)}
-
-
-def engine_times_fetches() -> bool:
-    """Whether this swr's engine reports fetch durations to its hook by itself."""
-    seen: list[float] = []
-
-    class Probe(BaseMetrics):
-        def record_fetch(self, engine: str, outcome: str, seconds: float) -> None:
-            seen.append(seconds)
-
-    engine = StaleEngine(metrics=Probe())
-    engine.execute("probe", lambda: 1)
-    engine.close()
-    return bool(seen)
-
-
-def timed(
-    metrics: PrometheusMetrics, engine: str, fetch: Callable[[], dict[str, object]]
-) -> Callable[[], dict[str, object]]:
-    """``fetch``, reporting its duration (for engines that do not time fetches yet)."""
-
-    def run() -> dict[str, object]:
-        started = time.perf_counter()
-        error: BaseException | None = None
-        try:
-            return fetch()
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            metrics.record_fetch(engine, fetch_outcome(error), time.perf_counter() - started)
-
-    return run
 
 
 @dataclass
@@ -152,8 +118,7 @@ def run(duration: float, port: int) -> list[Scrape]:
         breaker=breaker,
         refresh=RefreshOptions(timeout=0.5, backoff_initial=0.5, backoff_max=2),
     )
-    metrics.watch(engine)
-    self_timed = not engine_times_fetches()
+    # The engine registers its gauges with the hook and times its own fetches.
     server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
     url = f"http://127.0.0.1:{server.server_port}/metrics"
     upstream = Upstream()
@@ -163,11 +128,8 @@ def run(duration: float, port: int) -> list[Scrape]:
     def client() -> None:
         while not stop.is_set():
             key = random.choices(KEYS, WEIGHTS)[0]
-            fetch: Callable[[], dict[str, object]] = functools.partial(upstream.fetch, key)
-            if self_timed:
-                fetch = timed(metrics, engine.name, fetch)
             try:
-                engine.execute(key, fetch)
+                engine.execute(key, functools.partial(upstream.fetch, key))
             except (ConnectionError, CircuitOpenError):
                 pass  # the caller's own error path; the metrics count it
             time.sleep(0.002)

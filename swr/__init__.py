@@ -13,6 +13,7 @@ from swr.errors import (
     ConfigError,
     FetchAbortedError,
     FetchTimeoutError,
+    ReentrantFetchError,
     SWRError,
 )
 from swr.metrics import MetricsHook
@@ -34,6 +35,7 @@ __all__ = [
     "Loader",
     "MetricsHook",
     "NotModified",
+    "ReentrantFetchError",
     "RefreshOptions",
     "Result",
     "SWRError",

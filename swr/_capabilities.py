@@ -20,6 +20,7 @@ from swr.storage.adapters import as_async, is_async
 from swr.storage.base import (
     AsyncLeases,
     AsyncSetAndRelease,
+    ClockAdoption,
     EntryFactoryBinding,
     FastLookup,
     Health,
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from swr.storage import Entry, Storage
     from swr.storage.serializers import Serializer
 
-__all__ = ["Bound", "async_bind_storage", "bind_storage"]
+__all__ = ["Bound", "adopt_clock", "async_bind_storage", "bind_storage"]
 
 Read = Callable[[str], "Entry | None"]
 
@@ -66,20 +67,41 @@ class Bound:
 
 def _prepare(storage: Any, serializer: Serializer | None, clock: Callable[[], float] | None) -> Any:
     """``storage`` (a new MemoryStorage if ``None``), bound to ``serializer`` and entries."""
-    store = MemoryStorage(clock=clock) if storage is None else storage
+    store: Any = MemoryStorage() if storage is None else storage
+    if serializer is not None and not isinstance(store, SerializerBinding):
+        raise ConfigError(
+            f"{type(store).__name__} keeps values as Python objects and takes no "
+            "serializer; serializers apply to byte storages such as LMDBStorage and "
+            "RedisStorage"
+        )
+    # Before any view is made: views share the clock of the storage they come from.
+    adopt_clock(store, clock)
     if serializer is not None:
-        if not isinstance(store, SerializerBinding):
-            raise ConfigError(
-                f"{type(store).__name__} keeps values as Python objects and takes no "
-                "serializer; serializers apply to byte storages such as LMDBStorage and "
-                "RedisStorage"
-            )
         store = store.with_serializer(serializer)
     # Byte storages that keep decoded entries then hand back the engine's own entries,
     # whose hits reach the same allocation-free return as memory hits.
     if isinstance(store, EntryFactoryBinding):
         store = store.with_entry_factory(CachedEntry)
     return store
+
+
+def adopt_clock(store: object, clock: Callable[[], float] | None) -> None:
+    """Have ``store`` judge expiry with the engine's ``clock`` (``ClockAdoption``).
+
+    Raises:
+        ValueError: ``store`` was given a clock of its own that is not ``clock``: the
+            engine and its storage would judge the same entries by two clocks.
+    """
+    inner = store.sync if isinstance(store, AsyncAdapter) else store
+    if not isinstance(inner, ClockAdoption):
+        return
+    own = inner.adopt_clock(clock)
+    if own is not None and own != clock:
+        raise ValueError(
+            f"{type(store).__name__} was given its own clock {own!r}, which is not the "
+            f"engine's clock {clock!r} (time.time when None): give the clock to the "
+            "engine only, and the storage adopts it"
+        )
 
 
 def _reads(store: Storage) -> tuple[Read | None, Read | None, Callable[[str], None] | None]:

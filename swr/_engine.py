@@ -8,22 +8,29 @@ engines add the I/O (storage calls, fetches, waiting), with threads or with task
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from swr import _core
-from swr._log import logger
+from swr._log import ThrottledLog, logger
 from swr._primitives import Submit, TaskRefresher, ThreadRefresher
 from swr.breaker import CircuitBreaker, Permit
-from swr.errors import CircuitOpenError, FetchTimeoutError
+from swr.errors import CircuitOpenError, FetchTimeoutError, ReentrantFetchError
+from swr.metrics import BoundHook, fetch_outcome, storage_kind
 from swr.policy import CacheTTL, Result, Status, TTLSpec
 from swr.stats import Counter, EngineCounters, EngineStats
+from swr.storage import AsyncAdapter
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from contextlib import AbstractContextManager
 
     from swr.metrics import MetricsHook
     from swr.refresh import RefreshOptions
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TTL",
+    "FETCHING",
     "POLL_FIRST",
     "POLL_GROWTH",
     "POLL_MAX",
@@ -60,6 +68,83 @@ POLL_FIRST = 0.005
 POLL_GROWTH = 2.0
 POLL_MAX = 0.1
 
+perf_counter = time.perf_counter
+"""The clock of the durations reported to a metrics hook; read only when a hook
+receives the duration. Looked up at each call, so a test may replace it."""
+
+_NO_CONTEXT: AbstractContextManager[object] = contextlib.nullcontext()
+
+
+@dataclass(slots=True)
+class Observed:
+    """What an engine reports to its metrics hook, resolved once (``engine._obs``).
+
+    One instance attribute for all of it: CPython keeps attribute loads fast only
+    while an instance has fewer than 30 attributes, and the hit path loads several.
+    A field is ``None`` when the hook lacks the method (nothing is measured for it).
+
+    Hit-path reads are timed one in ``storage_read_sampling`` without a test on the
+    read itself: every that many hits (by the engine's hit count) the engine's ``_lookup``
+    becomes ``_timed_lookup`` for one read, which puts ``lookup`` back (with a
+    sampling of 1, ``_lookup`` stays ``_timed_lookup``). Reads without a ``lookup``
+    (asyncio storages: network calls) are each timed, through ``aget``.
+    """
+
+    storage_kind: str
+    storage_nodes: Callable[[], list[dict[str, Any]]] | None
+    aget: Callable[[str], Any]
+    """The execute path's read when there is no ``lookup`` (an asyncio storage)."""
+    lookup: Callable[[str], Entry | None] | None = None
+    hook: BoundHook | None = None
+    hit: Callable[[], object] | None = None
+    stale: Callable[[], object] | None = None
+    counts: dict[Status, Callable[[], object]] | None = None
+    sampling: int = 0
+    """Time the read after every hit whose number is a multiple of this (0: never)."""
+    record_storage: Callable[[str, str, str, float], None] | None = None
+    trace_fetch: Callable[[str, str, bool], AbstractContextManager[object]] | None = None
+
+
+class _StorageTimer:
+    """Reports the time of one storage call to the engine's hook, raised or not."""
+
+    __slots__ = ("_engine", "_operation", "_started")
+
+    def __init__(self, engine: EngineBase, operation: str) -> None:
+        self._engine = engine
+        self._operation = operation
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = perf_counter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        engine = self._engine
+        obs = engine._obs
+        record = obs.record_storage
+        assert record is not None  # noqa: S101 - timers exist only with record_storage
+        record(engine.name, obs.storage_kind, self._operation, perf_counter() - self._started)
+
+
+def _nodes_of(storage: Any) -> Callable[[], list[dict[str, Any]]] | None:
+    """A Redis storage's ``nodes()`` (per-node health on a cluster), else ``None``."""
+    if isinstance(storage, AsyncAdapter):
+        storage = storage.sync
+    nodes = getattr(storage, "nodes", None)
+    return nodes if callable(nodes) else None
+
+
+FETCHING: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "swr_fetching", default=frozenset()
+)
+"""The storage keys whose foreground fetch this thread or task is running.
+
+A fetch runs in its caller's context (a thread's, or a copy in the shared task and the
+tasks it starts), so a fetch that calls ``execute`` on its own key finds the key here
+and is refused with :class:`~swr.errors.ReentrantFetchError` instead of waiting for
+itself.
+"""
+
 
 class RefreshNotNeededError(Exception):
     """Another process is refreshing the key, or already did: skip this refresh."""
@@ -80,6 +165,21 @@ def wrong_function_kind(func: Callable[..., Any], is_async: bool) -> str:
 class EngineBase:
     """Configuration, counters and I/O-free decisions shared by both engines."""
 
+    # The attributes the hit path reads are slots: a slot costs the same however many
+    # other attributes the engine has, while CPython's inline attribute values (and so
+    # fast attribute loads) stop at 30 attributes in the instance dict.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_clock",
+        "_count_hit",
+        "_count_stale",
+        "_lookup",
+        "_obs",
+        "_prefix",
+        "_touch",
+    )
+
     # Provided by each shell: its executor, its refresh job and its fetch.
     _refresher: ThreadRefresher | TaskRefresher
     _refresh: Callable[..., Any]
@@ -92,6 +192,8 @@ class EngineBase:
     _ttl: TTLSpec
     _clock: Callable[[], float] | None
     _metrics: MetricsHook | None
+    _obs: Observed
+    _timed_storage_get: Callable[[str], Any]
     _breaker: CircuitBreaker | None
     _options: RefreshOptions
     _lease_ttl: float
@@ -111,6 +213,8 @@ class EngineBase:
     _count_hit: Callable[[], int]
     _count_stale: Callable[[], int]
     _count: dict[Status, Counter]
+    _flights: Any
+    _failure_log: ThrottledLog
 
     # -- small helpers -------------------------------------------------------------
 
@@ -126,9 +230,107 @@ class EngineBase:
 
     def _answered(self, status: Status) -> None:
         self._count[status].incr()
-        metrics = self._metrics
-        if metrics is not None:
-            metrics.record_status(self.name, status)
+        counts = self._obs.counts
+        if counts is not None:
+            counts[status]()
+
+    # -- metrics: what the hook receives, resolved once ------------------------------
+
+    def _wire_metrics(self, hook: BoundHook | None) -> None:
+        """Bind the hook's methods once: which answers, durations and events reach it.
+
+        Called at the end of the constructor (the storage and ``name`` set) with the
+        bound hook or ``None``. A duration whose method the hook lacks is never
+        measured: no clock read, no call.
+        """
+        obs = self._obs = Observed(
+            storage_kind(self._storage), _nodes_of(self._storage), self._storage.get, self._lookup
+        )
+        if hook is None:
+            return
+        obs.hook = hook
+        counts = obs.counts = {status: hook.counter(self.name, status) for status in Status}
+        obs.hit = counts[_HIT]
+        obs.stale = counts[_STALE]
+        obs.record_storage = hook.record_storage
+        if hook.record_storage is not None:
+            # One hit-path read in storage_read_sampling, chosen by the hit count.
+            sampling = hook.storage_read_sampling
+            if sampling > 1:
+                obs.sampling = sampling
+            elif self._lookup is not None:
+                self._lookup = self._timed_lookup  # every read, for good
+            obs.aget = self._timed_storage_get  # network reads: each one timed
+        obs.trace_fetch = hook.trace_fetch
+        if hook.register_stats is not None:
+            hook.register_stats(self.name, self.stats)
+        if hook.record_circuit is not None and self._breaker is not None:
+            self._breaker.add_listener(self._circuit_changed)
+
+    def _timed_lookup(self, skey: str) -> Entry | None:
+        """One hit-path read, timed for the hook; the reads after it are not."""
+        obs = self._obs
+        lookup = obs.lookup
+        assert lookup is not None  # noqa: S101 - swapped in only over a lookup
+        if obs.sampling:
+            self._lookup = lookup
+        with self._storage_timer("get"):
+            return lookup(skey)
+
+    def _unwire_metrics(self) -> None:
+        """The engine is closing: its name stops hearing of the shared breaker."""
+        if self._breaker is not None:
+            self._breaker.remove_listener(self._circuit_changed)
+
+    def _circuit_changed(self, state: str) -> None:
+        hook = self._obs.hook
+        if hook is not None and hook.record_circuit is not None:
+            hook.record_circuit(self.name, state)
+
+    def _storage_timer(self, operation: str) -> AbstractContextManager[object]:
+        """A context timing one storage call for the hook (nothing without one)."""
+        if self._obs.record_storage is None:
+            return _NO_CONTEXT
+        return _StorageTimer(self, operation)
+
+    def _tracing(self, key: str, background: bool) -> AbstractContextManager[object]:
+        """The hook's span around one fetch (nothing without one)."""
+        trace = self._obs.trace_fetch
+        if trace is None:
+            return _NO_CONTEXT
+        return trace(self.name, key, background)
+
+    def _fetch_started(self, background: bool) -> float | None:
+        """``perf_counter()`` when the hook receives this fetch's duration, else ``None``."""
+        hook = self._obs.hook
+        if hook is None:
+            return None
+        record = hook.record_refresh_duration if background else hook.record_fetch
+        return None if record is None else perf_counter()
+
+    def _fetch_timed(self, started: float, background: bool, error: BaseException | None) -> None:
+        """Report a fetch's duration; an interrupted one (not an Exception) has none."""
+        if error is not None and not isinstance(error, Exception):
+            return
+        elapsed = perf_counter() - started
+        hook = self._obs.hook
+        assert hook is not None  # noqa: S101 - started only with a hook
+        record = hook.record_refresh_duration if background else hook.record_fetch
+        assert record is not None  # noqa: S101 - started only when it is set
+        record(self.name, fetch_outcome(error), elapsed)
+
+    def _lease_wait_started(self) -> float | None:
+        """``perf_counter()`` when the hook receives lease waits, else ``None``."""
+        hook = self._obs.hook
+        if hook is None or hook.record_lease_wait is None:
+            return None
+        return perf_counter()
+
+    def _lease_wait_ended(self, started: float | None) -> None:
+        """A caller stopped waiting for another process's fetch (if it waited)."""
+        if started is not None:
+            record = self._obs.hook.record_lease_wait  # type: ignore[union-attr]  # started => set
+            record(self.name, perf_counter() - started)  # type: ignore[misc]
 
     def _refresh_event(self, counter: Counter, outcome: str) -> None:
         counter.incr()
@@ -155,17 +357,74 @@ class EngineBase:
         logger.warning("lease_failed", engine=self.name, key=skey, error=repr(exc))
 
     def _flight_failed(self, skey: str, exc: BaseException) -> None:
-        """Count and log one failed upstream fetch (once per fetch, not per waiter)."""
-        if isinstance(exc, CircuitOpenError):
-            return  # refused by the breaker: nothing was fetched
+        """Count and log one failed upstream fetch (once per fetch, not per waiter).
+
+        The key then backs off, as after a failed refresh: while it does, callers with
+        an entry to fall back on are served it without a fetch (see ``_backs_off``).
+        A failure within the key's current delay (callers with nothing to fall back on
+        still fetch) is the same backoff step: the line is logged once per step, with
+        the failures held back since.
+        """
+        if isinstance(exc, (CircuitOpenError, ReentrantFetchError)):
+            return  # refused by the breaker or re-entered: nothing was fetched
         self._error_event(self._counters.fetch_errors, "fetch")
-        logger.warning(
+        now = self._now()
+        with self._backoff_lock:
+            backoff = self._backoff
+            if backoff.allows(skey, now):
+                retry_at = backoff.failed(skey, now)
+            else:
+                retry_at = now + backoff.delay(backoff.failures(skey))
+            failures = backoff.failures(skey)
+        self._failure_log.warning(
             "fetch_failed",
-            engine=self.name,
             key=skey,
+            step=failures,
+            engine=self.name,
             error=repr(exc),
             timed_out=isinstance(exc, FetchTimeoutError),
+            failures=failures,
+            retry_in=round(retry_at - now, 3),
         )
+
+    def _check_reentry(self, skey: str) -> frozenset[str]:
+        """The keys this thread or task is fetching; raise if ``skey`` is one of them.
+
+        Raises:
+            ReentrantFetchError: the fetch of ``skey`` called ``execute`` on ``skey``.
+        """
+        fetching = FETCHING.get()
+        if skey in fetching:
+            raise ReentrantFetchError(
+                f"the fetch of {skey!r} called execute({skey!r}) in its own "
+                f"{'task' if self._flights.is_async else 'thread'}: it would wait for "
+                "itself; fetch the value directly inside the fetch (e.g. call the "
+                "undecorated function)"
+            )
+        return fetching
+
+    def _backs_off(self, skey: str) -> bool:
+        """Whether a caller with an entry to fall back on skips fetching ``skey`` now.
+
+        After a failed fetch or refresh the key backs off: no fetch until its delay has
+        passed, then one try (the key's singleflight); while that try runs, the other
+        callers are served the entry as FALLBACK instead of waiting for it. An engine
+        with a circuit breaker leaves that decision to the breaker (its half-open trial
+        call must go through), so keys back off only without one.
+        """
+        if self._breaker is not None:
+            return False
+        with self._backoff_lock:
+            backoff = self._backoff
+            if not backoff.failures(skey):
+                return False
+            return skey in self._flights or not backoff.allows(skey, self._now())
+
+    def _backed_off(self, entry: Entry) -> Result[Any]:
+        """Serve ``entry`` as FALLBACK without fetching: its key is backing off."""
+        self._counters.fetches_backed_off.incr()
+        self._answered(_FALLBACK)
+        return Result(entry.value, _FALLBACK, entry.stored_at, self._clock)
 
     def _answer_failure(self, exc: Exception, entry: Entry | None) -> Result[Any]:
         """Serve ``entry`` as FALLBACK after a failed fetch, or raise the fetch's error."""
@@ -224,8 +483,9 @@ class EngineBase:
             elif not self._start_refresh(key, skey, fetch, ttl, entry):
                 return self._refused(entry)
         self._count_stale()
-        if self._metrics is not None:
-            self._metrics.record_status(self.name, _STALE)
+        hook_stale = self._obs.stale
+        if hook_stale is not None:
+            hook_stale()
         if type(entry) is _CachedEntry:
             result = entry.stale
             if result is None:
@@ -291,8 +551,18 @@ class EngineBase:
             raise breaker.refusal()
         return permit
 
-    def _fetch_outcome(self, permit: Permit | None, error: BaseException | None) -> None:
-        """Report a fetch's outcome to the breaker (``None`` error = success)."""
+    def _fetch_outcome(
+        self,
+        permit: Permit | None,
+        error: BaseException | None,
+        started: float | None = None,
+        background: bool = False,
+    ) -> None:
+        """Report a fetch's outcome to the breaker (``None`` error = success), and its
+        duration to the hook when ``started`` (from :meth:`_fetch_started`) is set.
+        """  # noqa: D205 - two receivers, one summary
+        if started is not None:
+            self._fetch_timed(started, background, error)
         if permit is not None:
             self._breaker.record(permit, error)  # type: ignore[union-attr]  # permit => breaker
 
@@ -304,10 +574,12 @@ class EngineBase:
         self._refresh_event(self._counters.refreshes_started, "started")
 
     def _forget_failures(self, skey: str) -> None:
-        """A new value of ``skey`` was stored: its refreshes no longer back off."""
+        """A new value of ``skey`` was stored: it no longer backs off, logs at once."""
         if self._backoff:
             with self._backoff_lock:
                 self._backoff.succeeded(skey)
+        if len(self._failure_log):
+            self._failure_log.forget(skey)
 
     def _refresh_succeeded(self, skey: str) -> None:
         self._forget_failures(skey)
@@ -321,10 +593,12 @@ class EngineBase:
         if timed_out:
             self._refresh_event(self._counters.refreshes_timed_out, "timed_out")
         self._refresh_event(self._counters.refreshes_failed, "failed")
-        logger.warning(
+        # Once per backoff step (the key's failures), with the lines held back since.
+        self._failure_log.warning(
             "refresh_timed_out" if timed_out else "refresh_failed",
-            engine=self.name,
             key=skey,
+            step=failures,
+            engine=self.name,
             error=repr(exc),
             failures=failures,
             retry_in=round(retry_at - self._now(), 3),
@@ -338,11 +612,15 @@ class EngineBase:
     def _stats(self, running: int, queued: int) -> EngineStats:
         values = self._counters.values()
         extra: dict[str, Any] = {}
+        nodes: list[dict[str, Any]] = []
         try:
             if self._storage_stats is not None:
                 extra = dict(self._storage_stats())
             if self._health is not None:
                 extra["available"] = int(self._health.available)
+            storage_nodes = self._obs.storage_nodes
+            if storage_nodes is not None:
+                nodes = [dict(node) for node in storage_nodes()]
         except Exception as exc:  # noqa: BLE001 - stats must never fail
             extra = {"error": repr(exc)}
         breaker = self._breaker
@@ -351,5 +629,6 @@ class EngineBase:
             refreshes_in_flight=running,
             refreshes_queued=queued,
             storage=extra,
+            storage_nodes=nodes,
             circuit=breaker.stats() if breaker is not None else {},
         )

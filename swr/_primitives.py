@@ -148,10 +148,16 @@ class AsyncFlights(Generic[T]):
 
     __slots__ = ("_flights", "_on_error")
 
+    is_async = True
+
     def __init__(self, timeout: float, name: str, on_error: OnError) -> None:
         # The fetch bounds itself (async_call_fetch cancels it): no waiting timeout here.
         self._on_error = on_error
         self._flights: dict[str, asyncio.Task[T]] = {}
+
+    def __contains__(self, key: str) -> bool:
+        """Whether a flight of ``key`` is running."""
+        return key in self._flights
 
     async def run(self, key: str, start: Callable[[], Awaitable[T]]) -> T:
         """Join the key's flight (starting it with ``start()`` if none runs); its result.
@@ -258,12 +264,18 @@ class Flights(Generic[T]):
 
     __slots__ = ("_flights", "_lock", "_name", "_on_error", "_timeout")
 
+    is_async = False
+
     def __init__(self, timeout: float, name: str, on_error: OnError) -> None:
         self._timeout = timeout
         self._name = name
         self._on_error = on_error
         self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
+
+    def __contains__(self, key: str) -> bool:
+        """Whether a flight of ``key`` is running."""
+        return key in self._flights
 
     def run(self, key: str, start: Callable[[], T]) -> T:
         """Join the key's flight (running ``start()`` here if none runs); its result.

@@ -25,6 +25,9 @@ lazily: the first caller or reader after ``reset_timeout`` makes the transition.
 
 One breaker may be shared by several engines calling the same upstream, and used by
 threads and asyncio tasks alike (the lock is never held across an ``await``).
+Listeners (:meth:`CircuitBreaker.add_listener`) hear of each transition once, after the
+lock is released; each engine with a metrics hook
+registers one, so a shared breaker's transitions reach every engine's metrics.
 """
 
 from __future__ import annotations
@@ -39,8 +42,12 @@ from swr._core import BreakerEvent, BreakerRules, BreakerState, check_callable, 
 from swr._core.breaker import CLOSED, HALF_OPEN, OPEN
 from swr._log import logger
 from swr.errors import CircuitOpenError
+from swr.metrics._hooks import weak_callable
 
-__all__ = ["CircuitBreaker", "CircuitOpenError", "Permit"]
+__all__ = ["CircuitBreaker", "CircuitOpenError", "Listener", "Permit"]
+
+Listener = Callable[[str], object]
+"""Called with the new state (``"closed"``, ``"open"``, ``"half_open"``) after a transition."""
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -113,6 +120,9 @@ class CircuitBreaker:
         self._closed_permit = Permit(0, trial=False)
         self._transitions = {OPEN: 0, HALF_OPEN: 0, CLOSED: 0}
         self._rejected = 0
+        # Listeners (a bound method held weakly), and the transitions they have yet to hear.
+        self._listeners: list[Callable[[], Listener | None]] = []
+        self._unheard: list[str] = []
 
     def _now(self) -> float:
         return now(self._clock)
@@ -123,7 +133,10 @@ class CircuitBreaker:
     def state(self) -> str:
         """``"closed"``, ``"open"`` or ``"half_open"`` as of now."""
         with self._lock:
-            return self._step_locked(BreakerEvent.TICK).state
+            state = self._step_locked(BreakerEvent.TICK).state
+        if self._unheard:
+            self._tell_listeners()
+        return state
 
     def is_open(self) -> bool:
         """Whether calls are refused outright now (open, and not yet due for trials).
@@ -147,6 +160,8 @@ class CircuitBreaker:
         s = self._s = transition(old, event, self._now())
         if s.state != old.state:
             self._transitions[s.state] += 1
+            if self._listeners:
+                self._unheard.append(s.state)
             if s.state == CLOSED:
                 self._closed_permit = Permit(s.generation, trial=False)
                 logger.info("circuit_closed", circuit=self.name)
@@ -173,15 +188,19 @@ class CircuitBreaker:
             # Lock-free fast path: a permit of a generation that ends meanwhile is
             # simply ignored when handed back.
             return self._closed_permit
+        permit: Permit | None = None
         with self._lock:
             s = self._step_locked(BreakerEvent.TICK)
             if s.state == CLOSED:
-                return self._closed_permit
-            if s.allows_trial():
+                permit = self._closed_permit
+            elif s.allows_trial():
                 s = self._step_locked(BreakerEvent.TRIAL)
-                return Permit(s.generation, trial=True)
-            self._rejected += 1
-            return None
+                permit = Permit(s.generation, trial=True)
+            else:
+                self._rejected += 1
+        if self._unheard:
+            self._tell_listeners()
+        return permit
 
     def refusal(self) -> CircuitOpenError:
         """The error describing why a call is refused now."""
@@ -198,6 +217,8 @@ class CircuitBreaker:
             # A call started in an earlier generation says nothing about this one.
             if permit.generation == self._s.generation:
                 self._step_locked(event)
+        if self._unheard:
+            self._tell_listeners()
 
     def record_success(self, permit: Permit) -> None:
         """The call made under ``permit`` succeeded."""
@@ -229,7 +250,7 @@ class CircuitBreaker:
         """State, transition counts, refusals and the current consecutive failures."""
         with self._lock:
             s = self._step_locked(BreakerEvent.TICK)
-            return {
+            stats = {
                 "state": s.state,
                 "opened": self._transitions[OPEN],
                 "half_opened": self._transitions[HALF_OPEN],
@@ -237,11 +258,56 @@ class CircuitBreaker:
                 "rejected": self._rejected,
                 "consecutive_failures": s.failures,
             }
+        if self._unheard:
+            self._tell_listeners()
+        return stats
 
     def reset(self) -> None:
         """Close the circuit now, forgetting failures (for operators and tests)."""
         with self._lock:
             self._step_locked(BreakerEvent.RESET)
+        if self._unheard:
+            self._tell_listeners()
+
+    # -- listeners -----------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(state)`` after each transition, outside the breaker's lock.
+
+        A bound method is held weakly (registering an engine never keeps it alive);
+        any other callable strongly until :meth:`remove_listener`. Each transition is
+        told once, by whichever caller caused or noticed it (several at once may tell
+        theirs concurrently). A listener must be fast and thread-safe; an exception it
+        raises is logged, never propagated.
+        """
+        if not callable(listener):
+            raise TypeError(
+                f"listener must be a callable taking the new state, got {type(listener).__name__}"
+            )
+        ref = weak_callable(listener)
+        with self._lock:
+            self._listeners = [*self._listeners, ref]
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``; a listener not registered is ignored."""
+        with self._lock:
+            self._listeners = [r for r in self._listeners if r() not in (listener, None)]
+
+    def _tell_listeners(self) -> None:
+        with self._lock:
+            unheard, self._unheard = self._unheard, []
+            listeners = self._listeners
+        for state in unheard:
+            for ref in listeners:
+                listener = ref()
+                if listener is None:
+                    continue
+                try:
+                    listener(state)
+                except Exception as exc:  # noqa: BLE001 - a listener never breaks a call
+                    logger.warning(
+                        "circuit_listener_failed", circuit=self.name, state=state, error=repr(exc)
+                    )
 
     # -- wrapping calls ----------------------------------------------------------------
 

@@ -7,6 +7,8 @@ The tree::
     ├── FetchTimeoutError (also TimeoutError)
     │                                 a fetch outlived ``RefreshOptions.timeout``
     ├── FetchAbortedError             the shared fetch a caller waited on was interrupted
+    ├── ReentrantFetchError (also RuntimeError)
+    │                                 a fetch called ``execute`` on its own key
     └── CircuitOpenError              the circuit breaker refuses calls and nothing cached
                                       can be served instead
     SerializationError                re-exported from ``storage.errors`` (a TypeError)
@@ -24,6 +26,7 @@ __all__ = [
     "ConfigError",
     "FetchAbortedError",
     "FetchTimeoutError",
+    "ReentrantFetchError",
     "SWRError",
     "SerializationError",
 ]
@@ -43,6 +46,14 @@ class FetchTimeoutError(SWRError, TimeoutError):
 
 class FetchAbortedError(SWRError):
     """The shared fetch this caller waited on ended by an interruption, not a result."""
+
+
+class ReentrantFetchError(SWRError, RuntimeError):
+    """A fetch called ``execute`` on its own key, in its own thread or task.
+
+    It would wait for itself forever: it is refused at once instead. Fetch the value
+    directly inside the fetch (for example the undecorated function).
+    """
 
 
 class CircuitOpenError(SWRError):

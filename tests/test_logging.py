@@ -16,6 +16,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+import swr
 from swr import StaleEngine
 from swr._log import Logger, ThrottledLog, get_logger
 from swr._log import logger as engine_logger
@@ -24,6 +25,8 @@ from swr.storage._log import logger as storage_logger
 from swr.testing import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
+# The package under test: the source tree, or the installed wheel in CI's second run.
+PACKAGE = Path(swr.__file__).resolve().parent
 LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
 
 
@@ -114,14 +117,14 @@ def test_logger_names_outside_swr_are_refused(name):
 
 def swr_modules() -> list[object]:
     modules: list[object] = []
-    for path in sorted((ROOT / "swr").rglob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         if path.name == "_log.py":
             continue
         modules.append(path)
     return modules
 
 
-@pytest.mark.parametrize("path", swr_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", swr_modules(), ids=lambda p: str(p.relative_to(PACKAGE.parent)))
 def test_no_module_defines_a_logger_of_its_own(path):
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
@@ -153,7 +156,7 @@ def test_stdlib_handler_receives_engine_events_with_their_fields(swr_records):
     assert "error=\"ConnectionError('upstream down')\"" in message
     # The record points at the engine's code that logged, not at the logger's plumbing.
     assert Path(record.pathname).name != "_log.py"
-    assert Path(record.pathname).is_relative_to(ROOT / "swr")
+    assert Path(record.pathname).resolve().is_relative_to(PACKAGE)
 
 
 def test_child_loggers_reach_handlers_on_swr(swr_records):
@@ -483,7 +486,7 @@ def test_docs_code_blocks_run_as_written(index, tmp_path):
 def logged_events() -> set[str]:
     """Every event name a module of swr logs (the first argument of a level method)."""
     events: set[str] = set()
-    for path in (ROOT / "swr").rglob("*.py"):
+    for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if (
                 isinstance(node, ast.Call)

@@ -9,11 +9,15 @@ from pathlib import Path
 
 import pytest
 
+import swr
+
 ROOT = Path(__file__).resolve().parent.parent
+# The package under test: the source tree, or the installed wheel in CI's second run.
+PACKAGE = Path(swr.__file__).resolve().parent
 
 
 def python_files(package: str) -> list[Path]:
-    return sorted((ROOT / package).rglob("*.py"))
+    return sorted((PACKAGE.parent / package).rglob("*.py"))
 
 
 @pytest.mark.parametrize("path", python_files("swr/storage"), ids=lambda p: p.name)
@@ -58,8 +62,8 @@ def test_public_contract_names():
 
 
 def test_py_typed_markers():
-    assert (ROOT / "swr" / "py.typed").exists()
-    assert (ROOT / "swr" / "storage" / "py.typed").exists()
+    assert (PACKAGE / "py.typed").exists()
+    assert (PACKAGE / "storage" / "py.typed").exists()
 
 
 def readme_commands() -> list[str]:

@@ -30,13 +30,14 @@ from swr._async.bulk import AsyncBulkMixin
 from swr._capabilities import async_bind_storage
 from swr._engine import (
     DEFAULT_TTL,
+    FETCHING,
     POLL_FIRST,
     POLL_GROWTH,
     POLL_MAX,
     RefreshNotNeededError,
     wrong_function_kind,
 )
-from swr._log import logger
+from swr._log import ThrottledLog, logger
 from swr._primitives import (
     AsyncFetch,
     AsyncFlights,
@@ -46,6 +47,7 @@ from swr._primitives import (
     async_sleep,
 )
 from swr.breaker import CircuitBreaker
+from swr.metrics import bind_hook
 from swr.policy import Result, Status
 from swr.refresh import RefreshOptions
 from swr.stats import EngineCounters
@@ -149,6 +151,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         self._ttl = _core.validate_ttl_spec(ttl if ttl is not None else DEFAULT_TTL)
         self._clock = clock
         self._metrics = metrics
+        hook = None if metrics is None else bind_hook(metrics)
         self._breaker = breaker
         self._options = options
         self._lease_ttl = max(options.timeout, 0.1)
@@ -182,10 +185,12 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         self._flights: AsyncFlights[Entry] = AsyncFlights(
             options.timeout, self.name, self._flight_failed
         )
+        self._failure_log = ThrottledLog(logger)
         self._refresher = AsyncRefresher(
             options.max_concurrent, options.queue_size, name=f"swr-refresh-{self.name}"
         )
         self._bind_bulk(should_cache)
+        self._wire_metrics(hook)
 
     @property
     def storage(self) -> AsyncStorage:
@@ -238,9 +243,14 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             FetchTimeoutError: the fetch (or, with threads, the wait for another
                 thread's fetch) outlived ``RefreshOptions.timeout`` with nothing cached to serve.
             TypeError, ValueError: ``key`` is not a non-empty str.
+            TypeError: ``ttl`` is neither a CacheTTL nor a callable.
+            ReentrantFetchError: called by the fetch of ``key`` itself (same thread or
+                task), which would wait for itself.
         """
         if type(key) is not str or not key:
             _core.check_key(key)
+        if ttl is not None:
+            _core.check_call_ttl(ttl)
         if bypass:
             return await self._bypass(key, fetch)
         if tags is not None or should_cache is not None:
@@ -250,7 +260,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         if not force_refresh:
             try:
                 lookup = self._lookup
-                entry = await self._storage.get(skey) if lookup is None else lookup(skey)
+                entry = await self._obs.aget(skey) if lookup is None else lookup(skey)
                 if entry is not None and self._touch is not None:
                     self._touch(skey)
             except KeyError:  # evicted between lookup and touch: the read still holds
@@ -264,9 +274,12 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                 clock = self._clock
                 now = clock() if clock is not None else _time.time()
                 if now < entry.fresh_until:
-                    self._count_hit()
-                    if self._metrics is not None:
-                        self._metrics.record_status(self.name, _HIT)
+                    hits = self._count_hit()
+                    obs = self._obs
+                    if obs.hit is not None:
+                        obs.hit()
+                        if obs.sampling and not hits % obs.sampling:
+                            self._lookup = self._timed_lookup  # for one read
                     if type(entry) is _CachedEntry:
                         result = entry.hit
                         if result is None:  # the entry's first hit
@@ -276,7 +289,11 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                 if now < entry.stale_until:
                     return self._serve_stale(key, skey, fetch, ttl, entry, now)
                 if now >= entry.expires_at:
-                    entry = None
+                    # Dead by the engine's clock, whatever the storage thinks: only a
+                    # value stored after it may answer this call.
+                    return await self._load(
+                        key, skey, fetch, ttl, None, force_refresh, entry.stored_at
+                    )
         return await self._load(key, skey, fetch, ttl, entry, force_refresh)
 
     # -- foreground fetches ----------------------------------------------------------
@@ -289,14 +306,28 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         ttl: TTLSpec | None,
         entry: Entry | None,
         force_refresh: bool,
+        seen: float | None = None,
     ) -> Result[T]:
+        if entry is not None and not force_refresh and self._backoff and self._backs_off(skey):
+            return self._backed_off(entry)
+        fetching = self._check_reentry(skey)
         start = functools.partial(
-            self._fetch_and_store, key, skey, fetch, ttl, self._seen(entry, force_refresh)
+            self._fetch_and_store,
+            key,
+            skey,
+            fetch,
+            ttl,
+            self._seen(entry, force_refresh) if seen is None else seen,
         )
+        # The shared fetch (a task created here, or this very thread) runs with the key
+        # marked as being fetched, so that it cannot wait for itself.
+        marked = FETCHING.set(fetching | {skey})
         try:
             fresh = await self._flights.run(skey, start)
         except Exception as exc:  # noqa: BLE001 - served as fallback or re-raised
             return self._answer_failure(exc, await self._fallback(skey, entry, force_refresh))
+        finally:
+            FETCHING.reset(marked)
         return self._answer_fetched(fresh, entry is not None)
 
     async def _fallback(self, skey: str, entry: Entry | None, force_refresh: bool) -> Entry | None:
@@ -305,11 +336,17 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             return self._live(await self._read_quiet(skey))
         return entry
 
+    async def _timed_storage_get(self, skey: str) -> Entry | None:
+        """A read of the storage itself, timed for the hook."""
+        with self._storage_timer("get"):
+            return await self._storage.get(skey)
+
     async def _read(self, skey: str) -> Entry | None:
         get = self._get
-        if get is not None:
-            return get(skey)
-        return await self._storage.get(skey)
+        with self._storage_timer("get"):
+            if get is not None:
+                return get(skey)
+            return await self._storage.get(skey)
 
     async def _read_quiet(self, skey: str) -> Entry | None:
         try:
@@ -320,7 +357,8 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
 
     async def _write(self, skey: str, entry: Entry) -> None:
         try:
-            await self._storage.set(skey, entry)
+            with self._storage_timer("set"):
+                await self._storage.set(skey, entry)
         except Exception as exc:  # noqa: BLE001 - the value is returned all the same
             self._write_failed(skey, exc)
 
@@ -328,7 +366,8 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         """Store ``entry`` and release the lease ``token`` in one storage call."""
         assert self._set_and_release is not None  # noqa: S101 - called only when offered
         try:
-            await self._set_and_release(skey, entry, token)
+            with self._storage_timer("set_and_release"):
+                await self._set_and_release(skey, entry, token)
         except Exception as exc:  # noqa: BLE001 - the value is returned all the same
             self._write_failed(skey, exc)
             await self._release_lease(skey, token)
@@ -373,14 +412,16 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             if background:
                 self._refresh_started()
             fetch, plan = await self._prepare_fetch(key, skey, fetch)
+            started = self._fetch_started(background)
             try:
-                value = await async_call_fetch(fetch, self._options.timeout, skey, background)
+                with self._tracing(key, background):
+                    value = await async_call_fetch(fetch, self._options.timeout, skey, background)
             except BaseException as exc:
                 reported = True
-                self._fetch_outcome(permit, exc)
+                self._fetch_outcome(permit, exc, started, background)
                 raise
             reported = True
-            self._fetch_outcome(permit, None)
+            self._fetch_outcome(permit, None, started, background)
             if plan is not None:
                 return await self._store_planned(key, skey, value, ttl, plan)
             entry = self._new_entry(key, value, ttl)
@@ -389,6 +430,8 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             else:
                 held, token = token, None  # released by the write itself
                 await self._write_and_release(skey, entry, held)
+            if not background:
+                self._forget_failures(skey)
             return entry
         finally:
             if not reported:
@@ -409,32 +452,42 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         assert leases is not None  # noqa: S101 - only called when leases exist
         deadline = _time.monotonic() + self._lease_ttl
         delay = POLL_FIRST
+        waiting: float | None = None  # since the first sleep, when the hook times waits
         while True:
             try:
-                token = await leases.acquire_lease(skey, self._lease_ttl)
+                with self._storage_timer("lease_acquire"):
+                    token = await leases.acquire_lease(skey, self._lease_ttl)
             except Exception as exc:  # noqa: BLE001 - no lease: fetch without one
                 self._lease_failed(skey, exc)
+                self._lease_wait_ended(waiting)
                 return None, None
             # Re-read under the lease, or while another holds it: a result stored since
             # the caller's read is the one to use.
-            entry = await self._read_quiet(skey)
+            # Judged by the engine's clock: a store may keep an entry past its death.
+            entry = self._live(await self._read_quiet(skey))
             if entry is not None and entry.stored_at > seen:
                 if token is not None:
                     await self._release_lease(skey, token)
+                self._lease_wait_ended(waiting)
                 return None, entry
             if token is not None:
+                self._lease_wait_ended(waiting)
                 return token, None
             if not wait:
                 raise RefreshNotNeededError
             if _time.monotonic() >= deadline:
+                self._lease_wait_ended(waiting)
                 return None, None
+            if waiting is None:
+                waiting = self._lease_wait_started()
             await async_sleep(delay)
             delay = min(delay * POLL_GROWTH, POLL_MAX)
 
     async def _release_lease(self, skey: str, token: str) -> None:
         assert self._leases is not None  # noqa: S101 - tokens only exist with leases
         try:
-            await self._leases.release_lease(skey, token)
+            with self._storage_timer("lease_release"):
+                await self._leases.release_lease(skey, token)
         except Exception as exc:  # noqa: BLE001 - the lease expires on its own
             self._lease_failed(skey, exc)
 
@@ -469,7 +522,9 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                 reports its failure).
         """
         skey = self._skey(key)
-        await self._storage.set(skey, self._new_entry(key, value, ttl))
+        entry = self._new_entry(key, value, ttl)
+        with self._storage_timer("set"):
+            await self._storage.set(skey, entry)
         self._forget_failures(skey)
 
     async def delete(self, key: str) -> bool:
@@ -478,7 +533,9 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         Raises:
             StorageError: the storage failed.
         """
-        return await self._storage.delete(self._skey(key))
+        skey = self._skey(key)
+        with self._storage_timer("delete"):
+            return await self._storage.delete(skey)
 
     def cached(
         self, *, ttl: TTLSpec | None = None, key: Callable[..., str] | None = None
@@ -522,6 +579,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         if self._closed:
             return
         self._closed = True
+        self._unwire_metrics()
         finished = await self._refresher.aclose(
             self._options.close_timeout if timeout is None else timeout
         )

@@ -16,6 +16,7 @@ __all__ = [
     "CacheTTL",
     "CachedEntry",
     "TTLSpec",
+    "check_call_ttl",
     "make_entry",
     "resolve_ttl",
     "validate_ttl_spec",
@@ -81,6 +82,20 @@ def validate_ttl_spec(ttl: object, name: str = "ttl") -> TTLSpec:
     raise ConfigError(
         f"{name} must be a CacheTTL or a callable (key, value) -> CacheTTL, "
         f"got {type(ttl).__name__}"
+    )
+
+
+def check_call_ttl(ttl: object) -> TTLSpec:
+    """Check the ``ttl`` given to one call, before anything is fetched.
+
+    Raises:
+        TypeError: ``ttl`` is neither a CacheTTL nor a callable (key, value) -> CacheTTL.
+    """
+    if isinstance(ttl, CacheTTL) or callable(ttl):
+        return ttl
+    raise TypeError(
+        f"ttl must be a CacheTTL or a callable (key, value) -> CacheTTL, "
+        f"got {type(ttl).__name__}: {ttl!r}"
     )
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from swr.errors import FetchTimeoutError
 from swr.policy import Status
+from swr.stats import storage_healthy
 
 if TYPE_CHECKING:
     from swr.metrics import MetricsHook
@@ -85,6 +87,21 @@ upstream cut by ``RefreshOptions.timeout`` (ten seconds by default)."""
 StatsSource = Callable[[], "EngineStats"]
 """A zero-argument callable returning an engine's stats (``engine.stats``)."""
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def weak_callable(fn: F) -> Callable[[], F | None]:
+    """A reference to ``fn``: weak for a bound method (``None`` once its object is gone),
+    strong for any other callable. Lets a registry of callbacks never keep an engine alive.
+    """  # noqa: D205 - the two cases are the summary
+    if hasattr(fn, "__self__") and hasattr(fn, "__func__"):
+        return weakref.WeakMethod(fn)
+
+    def strong() -> F:
+        return fn
+
+    return strong
+
 
 class BaseMetrics:
     """A metrics hook that records nothing: subclass it and override what you need.
@@ -98,9 +115,9 @@ class BaseMetrics:
     a cache key, except ``key`` of :meth:`trace_fetch`.
 
     Attributes:
-        storage_read_sampling: The engine times one storage read in this many on the
-            HIT path (a memory read costs less than timing it); reads off the HIT
-            path, writes and lease calls are always timed. ``1`` times every read.
+        storage_read_sampling: The engine times one read in this many on the path of
+            ``execute`` (mostly HITs: a memory read costs less than timing it); other
+            reads, writes and lease calls are always timed. ``1`` times every read.
     """
 
     storage_read_sampling: int = 1
@@ -309,12 +326,8 @@ def storage_health(storage_stats: Mapping[str, Any]) -> float:
     """1.0 when a storage's stats report it healthy, else 0.0.
 
     Unhealthy: its ``stats()`` raised (the engine then reports ``error``), or it
-    reports ``healthy`` or ``primary_available`` (a fallback storage whose primary
-    is down) as false.
+    reports ``healthy``, ``available`` (a Redis storage marked down; on a cluster,
+    every master down) or ``primary_available`` (a fallback storage whose primary is
+    down) as false. See :func:`swr.stats.storage_healthy`.
     """
-    if "error" in storage_stats:
-        return 0.0
-    for field in ("healthy", "primary_available"):
-        if field in storage_stats and not storage_stats[field]:
-            return 0.0
-    return 1.0
+    return 1.0 if storage_healthy(storage_stats) else 0.0

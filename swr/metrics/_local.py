@@ -11,12 +11,12 @@ durations) goes straight to the library.
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from swr.metrics import CIRCUIT_STATES, BaseMetrics, StatsSource, storage_health
+from swr.metrics._hooks import weak_callable
 from swr.policy import Status
 from swr.stats import Counter
 
@@ -118,6 +118,8 @@ class EngineGauges:
     storage_healthy: float
     storage_entries: int | None
     storage_bytes: int | None
+    nodes: tuple[tuple[str, int], ...] = ()
+    """``(address, up)`` per Redis Cluster master the storage met (1 up, 0 down)."""
 
     @classmethod
     def from_stats(cls, engine: str, stats: EngineStats) -> EngineGauges:
@@ -134,6 +136,11 @@ class EngineGauges:
             storage_healthy=storage_health(storage),
             storage_entries=entries if isinstance(entries, int) else None,
             storage_bytes=size if isinstance(size, int) else None,
+            nodes=tuple(
+                (str(node["address"]), int(bool(node.get("up"))))
+                for node in stats.storage_nodes
+                if "address" in node
+            ),
         )
 
     @classmethod
@@ -159,14 +166,7 @@ class StatsSources:
             raise TypeError(f"engine must be a str, got {type(engine).__name__}")
         if not callable(stats):
             raise TypeError(f"stats must be a callable returning EngineStats, got {stats!r}")
-        ref: Callable[[], StatsSource | None]
-        if hasattr(stats, "__self__") and hasattr(stats, "__func__"):
-            ref = weakref.WeakMethod(stats)
-        else:
-
-            def ref() -> StatsSource:
-                return stats
-
+        ref = weak_callable(stats)
         with self._lock:
             self._sources[engine] = ref
 

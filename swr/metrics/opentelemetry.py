@@ -29,6 +29,8 @@ carry a cache key:
 ``swr.cache.storage.health``     1             1 healthy, 0 not (gauge)
 ``swr.cache.storage.entries``    {entry}       entries held (up-down counter)
 ``swr.cache.storage.usage``      By            bytes used (up-down counter)
+``swr.cache.storage.node.health`` 1            1 up, 0 down, by ``swr.storage.node`` (the
+                                               ``host:port`` of each Redis Cluster master)
 ===============================  ============  =============================================
 
 Answers are counted as plain integers and reported by an observable counter, and the
@@ -65,6 +67,7 @@ FETCH_OUTCOME = "swr.fetch.outcome"
 STORAGE_KIND = "swr.storage.kind"
 STORAGE_OPERATION = "swr.storage.operation"
 CIRCUIT_STATE = "swr.circuit.state"
+STORAGE_NODE = "swr.storage.node"
 KEY = "swr.cache.key"
 
 # Observable instruments read from engine.stats(): name, unit, description, field.
@@ -113,7 +116,9 @@ class OpenTelemetryMetrics(LocalHook):
             default, since keys may hold personal data. Metrics never carry keys.
         buckets: Advisory histogram bucket bounds in seconds (the SDK's view may
             override them); default :data:`~swr.metrics.DURATION_BUCKETS`.
-        storage_read_sampling: The engine times one HIT-path storage read in this many.
+        storage_read_sampling: The engine times one storage read in this many on the
+            path of ``execute`` (mostly HITs); every other storage call is timed. The
+            SDK takes about 10 µs to record a value, ten times a memory HIT.
 
     Thread-safe; one instance serves any number of engines, sync and async.
     """
@@ -126,7 +131,7 @@ class OpenTelemetryMetrics(LocalHook):
         spans: bool = True,
         record_keys: bool = False,
         buckets: Sequence[float] = DURATION_BUCKETS,
-        storage_read_sampling: int = 16,
+        storage_read_sampling: int = 1024,
     ) -> None:
         super().__init__()
         self.storage_read_sampling = check_sampling(storage_read_sampling)
@@ -179,6 +184,12 @@ class OpenTelemetryMetrics(LocalHook):
             meter.create_observable_gauge(
                 name, callbacks=[self._observer(field)], unit=unit, description=description
             )
+        meter.create_observable_gauge(
+            "swr.cache.storage.node.health",
+            callbacks=[self._observe_nodes],
+            unit="1",
+            description="1 when a Redis Cluster master answers, 0 when not.",
+        )
 
     def _attrs(self, *pairs: str) -> dict[str, str]:
         """The attribute dict of ``name, value, name, value...``, built once and reused."""
@@ -247,6 +258,13 @@ class OpenTelemetryMetrics(LocalHook):
         return [
             Observation(total, self._attrs(ENGINE, engine, STATUS, status))
             for (engine, status), total in self.status_counts().items()
+        ]
+
+    def _observe_nodes(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(up, self._attrs(ENGINE, reading.engine, STORAGE_NODE, node))
+            for reading in self._sources.read()
+            for node, up in reading.nodes
         ]
 
     def _observer(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:

@@ -28,6 +28,8 @@ Series (``swr`` is the default ``namespace``; labels never carry a cache key):
 ``swr_circuit_state``                       0 closed, 1 half-open, 2 open, by ``engine``
 ``swr_storage_healthy``                     1 healthy, 0 not, by ``engine``
 ``swr_storage_entries`` / ``_bytes``        storage size when the storage reports it
+``swr_storage_node_up``                     1 up, 0 down, by ``engine``, ``node`` (the
+                                            ``host:port`` of each Redis Cluster master)
 ==========================================  ===========================================
 
 How it stays cheap: answers are counted as plain integers and read when Prometheus
@@ -84,6 +86,7 @@ _GAUGES = (
     ("storage_entries", "Entries held by the storage.", "storage_entries", "livemax"),
     ("storage_bytes", "Bytes used by the storage (keys and records).", "storage_bytes", "livemax"),
 )
+_NODE_UP = ("storage_node_up", "1 when a Redis Cluster master answers, 0 when not.")
 
 
 def _multiprocess_active() -> bool:
@@ -103,7 +106,8 @@ class PrometheusMetrics(LocalHook):
             detected (``PROMETHEUS_MULTIPROC_DIR`` set before it was imported).
         flush_interval: Seconds between copies of the answer counts and gauges into
             the multiprocess files; unused otherwise.
-        storage_read_sampling: The engine times one HIT-path storage read in this many.
+        storage_read_sampling: The engine times one storage read in this many on the
+            path of ``execute`` (mostly HITs); every other storage call is timed.
 
     Raises:
         ConfigError: ``multiprocess=True`` while ``prometheus_client`` is not in
@@ -122,7 +126,7 @@ class PrometheusMetrics(LocalHook):
         buckets: Sequence[float] = DURATION_BUCKETS,
         multiprocess: bool | None = None,
         flush_interval: float = 1.0,
-        storage_read_sampling: int = 16,
+        storage_read_sampling: int = 256,
     ) -> None:
         super().__init__()
         if registry is not None and not isinstance(registry, CollectorRegistry):
@@ -209,6 +213,15 @@ class PrometheusMetrics(LocalHook):
                 )
                 for suffix, doc, field, mode in _GAUGES
             }
+            self._node_up_mp = self._own(
+                Gauge(
+                    f"{self.namespace}_{_NODE_UP[0]}",
+                    _NODE_UP[1],
+                    ["engine", "node"],
+                    registry=self.registry,
+                    multiprocess_mode="livemin",
+                )
+            )
         else:
             collector = _ScrapeCollector(self)
             self.registry.register(collector)
@@ -300,6 +313,8 @@ class PrometheusMetrics(LocalHook):
                     value = getattr(reading, field)
                     if value is not None:
                         self._child(gauge, (reading.engine,)).set(value)
+                for node, up in reading.nodes:
+                    self._child(self._node_up_mp, (reading.engine, node)).set(up)
 
     def close(self) -> None:
         """Flush, stop the flush thread and unregister every metric. Idempotent."""
@@ -372,6 +387,11 @@ class _ScrapeCollector(Collector):
                 if value is not None:
                     family.add_metric([reading.engine], value)
             families.append(family)
+        nodes = GaugeMetricFamily(f"{ns}_{_NODE_UP[0]}", _NODE_UP[1], labels=["engine", "node"])
+        for reading in readings:
+            for node, up in reading.nodes:
+                nodes.add_metric([reading.engine, node], up)
+        families.append(nodes)
         return families
 
 

@@ -160,6 +160,7 @@ class _FallbackBase:
         self.primary = primary
         self.fallback = fallback
         self._clock = clock
+        self._own_clock = clock
         self._max_dirty = max_dirty
         self._primary_up = _available_probe(primary)
         self._dirty: OrderedDict[str, float | None] = OrderedDict()
@@ -172,6 +173,15 @@ class _FallbackBase:
         self._dirty_dropped = 0
         self._store_release = callable(getattr(primary, "set_and_release", None))
         self._warm = warm_reads
+
+    def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Pass an engine's clock to both storages and use it unless given one."""
+        from swr.storage._tiered import adopt_clock_in  # noqa: PLC0415 - import cycle
+
+        if self._own_clock is None:
+            self._clock = clock
+        found = adopt_clock_in((self.primary, self.fallback), clock)
+        return self._own_clock if found is None else found
 
     def _now(self) -> float:
         clock = self._clock

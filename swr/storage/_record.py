@@ -90,8 +90,9 @@ class RecordCodec:
 
         Raises:
             TypeError: ``entry`` is not an :class:`~storage.Entry`.
-            ValueError: its times are not finite and ordered (the record could not be
-                read back).
+            ValueError: its times are not ordered, are NaN, or ``stored_at`` is not
+                finite (the record could not be read back). An infinite ``expires_at``
+                (and windows) is kept: an entry that never expires.
             SerializationError: the serializer cannot encode the value.
         """
         if not isinstance(entry, Entry):
@@ -103,10 +104,11 @@ class RecordCodec:
             entry.expires_at,
         )
         # Written so that NaN (false in every comparison) is refused too.
-        if not (-_INF < stored <= fresh <= stale <= expires < _INF):
+        if not (-_INF < stored <= fresh <= stale <= expires and stored < _INF):
             raise ValueError(
-                "entry times must be finite and ordered stored_at <= fresh_until <= "
-                f"stale_until <= expires_at, got {stored}, {fresh}, {stale}, {expires}"
+                "entry times must be ordered stored_at <= fresh_until <= stale_until <= "
+                f"expires_at, with no NaN and a finite stored_at, got {stored}, {fresh}, "
+                f"{stale}, {expires}"
             )
         payload = self.serializer.dumps(entry.value)
         header = _PACK_HEADER(
@@ -148,7 +150,7 @@ class RecordCodec:
             magic != _MAGIC
             or version != FORMAT_VERSION
             or flags
-            or not (stored <= fresh <= stale <= expires < _INF and stored > -_INF)
+            or not (stored <= fresh <= stale <= expires and -_INF < stored < _INF)
         ):
             _parse_header(data)
         start = _HEADER_SIZE + check_len
@@ -217,7 +219,8 @@ class RecordCodec:
                     if (
                         head == _PLAIN_HEAD
                         and tail == _PLAIN_TAIL
-                        and -_INF < stored <= fresh <= stale <= expires < _INF
+                        and -_INF < stored <= fresh <= stale <= expires
+                        and stored < _INF
                         and len(data) <= fast_max
                     ):
                         if expires <= now:
@@ -317,7 +320,7 @@ def _parse_header(data: bytes) -> tuple[float, float, float, float, int]:
     if flags:
         raise CorruptEntryError(f"record has unknown flags {flags:#04x}")
     # Written in this order so NaN (which fails every comparison) is rejected too.
-    if not (stored <= fresh <= stale <= expires < math.inf and stored > -math.inf):
+    if not (stored <= fresh <= stale <= expires and -math.inf < stored < math.inf):
         raise CorruptEntryError("record times are not finite and ordered")
     return stored, fresh, stale, expires, check_len
 

@@ -35,6 +35,7 @@ __all__ = [
     "BATCH",
     "PX_MAX",
     "SyncTwin",
+    "board_key",
     "check_times",
     "connect",
     "describe_error",
@@ -184,6 +185,98 @@ def header_live(head: bytes | None, now: float) -> bool:
     return expires > now
 
 
+# Compare-and-set of one record (KEYS[1]). ARGV[1] the record expected ("" for none),
+# ARGV[2] the new record, ARGV[3] its PX ("" for no TTL). Returns 1 if it stored.
+# Every atomic operation but the fast incr reads, decides in Python, then stores
+# through this: a write by anyone in between makes it fail, and the caller reads again.
+_CAS_SCRIPT = """
+local cur = redis.call("get", KEYS[1])
+if (cur or "") ~= ARGV[1] then
+    return 0
+end
+if ARGV[3] == "" then
+    redis.call("set", KEYS[1], ARGV[2])
+else
+    redis.call("set", KEYS[1], ARGV[2], "px", ARGV[3])
+end
+return 1
+"""
+_CAS_SHA = hashlib.sha1(_CAS_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+# incr in one round trip over a record whose payload is the default serializer's
+# uncompressed msgpack (marker 0) holding an integer of at most 32 bits (written back
+# in the smallest msgpack form, up to 53 bits): the record's header and windows are
+# kept, the payload rewritten.
+# KEYS[1]; ARGV[1] delta, ARGV[2] now, ARGV[3] the expiry of a created key ("" for
+# never: the largest double, as the record format writes it), ARGV[4] its PX ("" for
+# none). Returns the new value, or false when the stored record is anything else
+# (another type, a 64-bit integer, compressed, corrupt): the caller then takes the
+# general path, which decodes in Python. A created record is the one RecordCodec
+# writes: magic, version 1, no flags, the four times, no key check, marker 0, msgpack.
+_INCR_SCRIPT = r"""
+local function pack(v)
+    -- The smallest msgpack integer, as msgpack-python writes it (unsigned when >= 0).
+    if v >= 0 then
+        if v < 0x80 then return string.char(v) end
+        if v < 0x100 then return "\204" .. string.char(v) end
+        if v < 0x10000 then return "\205" .. struct.pack(">I2", v) end
+        if v < 0x100000000 then return "\206" .. struct.pack(">I4", v) end
+        if v > 9007199254740992 then return nil end
+        local hi = math.floor(v / 4294967296)
+        return "\207" .. struct.pack(">I4I4", hi, v - hi * 4294967296)
+    end
+    if v >= -32 then return string.char(v + 256) end
+    if v >= -128 then return "\208" .. struct.pack(">i1", v) end
+    if v >= -32768 then return "\209" .. struct.pack(">i2", v) end
+    if v >= -2147483648 then return "\210" .. struct.pack(">i4", v) end
+    if v < -9007199254740992 then return nil end
+    local hi = math.floor(v / 4294967296)
+    return "\211" .. struct.pack(">i4I4", hi, v - hi * 4294967296)
+end
+local delta = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local cur = redis.call("get", KEYS[1])
+local live = false
+if cur then
+    if #cur < 40 or string.sub(cur, 1, 4) ~= "SW\1\0" or string.sub(cur, 37, 39) ~= "\0\0\0" then
+        return false
+    end
+    live = struct.unpack("<d", cur, 29) > now
+end
+if not live then
+    local til = 1.7976931348623157e308
+    if ARGV[3] ~= "" then til = tonumber(ARGV[3]) end
+    local record = "SW\1\0" .. struct.pack("<dddd", now, til, til, til) .. "\0\0\0" .. pack(delta)
+    if ARGV[4] == "" then
+        redis.call("set", KEYS[1], record)
+    else
+        redis.call("set", KEYS[1], record, "px", ARGV[4])
+    end
+    return delta
+end
+local b = string.byte(cur, 40)
+local n = #cur - 40
+local v
+if b < 0x80 and n == 0 then v = b
+elseif b >= 0xe0 and n == 0 then v = b - 256
+elseif b == 0xcc and n == 1 then v = string.byte(cur, 41)
+elseif b == 0xcd and n == 2 then v = struct.unpack(">I2", cur, 41)
+elseif b == 0xce and n == 4 then v = struct.unpack(">I4", cur, 41)
+elseif b == 0xd0 and n == 1 then v = struct.unpack(">i1", cur, 41)
+elseif b == 0xd1 and n == 2 then v = struct.unpack(">i2", cur, 41)
+elseif b == 0xd2 and n == 4 then v = struct.unpack(">i4", cur, 41)
+else return false end
+v = v + delta
+local packed = pack(v)
+if not packed then return false end
+redis.call("set", KEYS[1], string.sub(cur, 1, 39) .. packed, "keepttl")
+return v
+"""
+_INCR_SHA = hashlib.sha1(_INCR_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+# Most reads-then-compare-and-set one atomic operation tries before giving up.
+CAS_ATTEMPTS = 1000
+
+
 def _import_redis() -> ModuleType:
     """Import redis-py, or fail with the extra to install."""
     try:
@@ -225,6 +318,30 @@ def lease_key(storage_key: str) -> bytes:
     if _has_hash_tag(storage_key) or "}" in storage_key:
         return LEASE_MARK + b"lease:" + storage_key.encode()
     return LEASE_MARK + b"lease:{" + storage_key.encode() + b"}"
+
+
+# The first byte of every leaderboard key: like LEASE_MARK, never in UTF-8, and another
+# byte, so leaderboards collide neither with entries nor with leases.
+BOARD_MARK = b"\xfe"
+
+
+def board_key(prefix: str, name: str) -> bytes:
+    """The Redis key of the leaderboard ``name`` of a storage with ``prefix``.
+
+    ``0xFE board:`` then the prefix and the name: one sorted set, one key, so one
+    cluster slot.
+
+    Raises:
+        TypeError, ValueError: ``name`` is not a non-empty UTF-8 str.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a leaderboard name must be a str, got {type(name).__name__}")
+    if not name:
+        raise ValueError("a leaderboard name must not be empty")
+    try:
+        return BOARD_MARK + b"board:" + (prefix + name).encode()
+    except UnicodeEncodeError as exc:
+        raise bad_key(name, exc) from None
 
 
 def same_slot(storage_key: str) -> bool:
@@ -272,6 +389,20 @@ def _infinite(entry: Entry) -> Entry:
         if entry.fresh_until == _FOREVER:
             entry.fresh_until = _INF
     return entry
+
+
+def check_key(key: object) -> str:
+    """Return ``key``, refused as every storage refuses it (the storage contract).
+
+    Raises:
+        TypeError: ``key`` is not a str.
+        ValueError: ``key`` is empty.
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"cache key must be a str, got {type(key).__name__}: {key!r}")
+    if not key:
+        raise ValueError("cache key must not be empty")
+    return key
 
 
 def check_times(entry: Entry) -> None:
@@ -478,6 +609,7 @@ class _RedisBase:
         self._codec = RecordCodec(serializer if serializer is not None else default_serializer())
         self._cache: ReadCache[tuple[bytes, Entry]] = ReadCache(read_cache)
         self._clock = clock
+        self._own_clock = clock
         self._cluster = cluster
         self._owns_client = owns_client
         self._health = _Health(initial, maximum)
@@ -517,6 +649,17 @@ class _RedisBase:
 
     # -- keys, records, expiry --------------------------------------------------------
 
+    def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Judge expiry with ``clock`` (an engine's) unless one was given; return that one.
+
+        ``PX`` is then computed from each entry's ``expires_at`` relative to that clock,
+        so Redis drops a key no earlier than the engine judges it dead (give or take the
+        server's own millisecond rounding, which rounds up).
+        """
+        if self._own_clock is None:
+            self._clock = clock
+        return self._own_clock
+
     def _now(self) -> float:
         clock = self._clock
         return clock() if clock is not None else _time.time()
@@ -537,6 +680,26 @@ class _RedisBase:
             return self._codec.encode(_finite(entry)), None
         px = math.ceil(remaining)
         return (self._codec.encode(entry) if px > 0 else b""), px
+
+    def _live(self, data: bytes | None, now: float) -> Entry | None:
+        """The live entry of ``data`` at ``now``; absent, dead or corrupt: ``None``."""
+        if data is None:
+            return None
+        try:
+            entry = _infinite(self._codec.decode(data))
+        except CorruptEntryError:
+            return None
+        return entry if entry.expires_at > now else None
+
+    def _incr_expiry(self, now: float, ttl: float | None) -> tuple[str, str | int]:
+        """``(expires_at, PX)`` of a key the one-trip incr creates ("" for never/none)."""
+        if ttl is None or ttl * 1000.0 > PX_MAX:
+            return "", ""
+        return repr(now + ttl), math.ceil(ttl * 1000.0)
+
+    def _incr_fast(self) -> bool:
+        """Whether records hold the default serializer's payload (the one-trip incr)."""
+        return bool(self._codec._raw_msgpack)
 
     def _entry(self, skey: str, data: bytes) -> Entry | None:
         """The entry of the record ``data`` read under ``skey``; ``None`` once dead.
@@ -624,7 +787,7 @@ class _RedisBase:
         Raises:
             ValueError, SerializationError: as :meth:`_record`.
         """  # noqa: D205 - the summary names both results
-        skey = self.prefix + key
+        skey = self.prefix + check_key(key)
         lkey = self._lease_key(key)
         if self._cluster and not same_slot(skey):
             return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from swr.storage._log import logger
@@ -20,7 +20,14 @@ from swr.storage.errors import StorageUnavailableError
 if TYPE_CHECKING:
     from swr.storage._async.tiered import AsyncTieredStorage
 
-__all__ = ["SyncTwin", "_TieredBase", "invalidation_notice", "read_notice", "start_thread"]
+__all__ = [
+    "SyncTwin",
+    "_TieredBase",
+    "adopt_clock_in",
+    "invalidation_notice",
+    "read_notice",
+    "start_thread",
+]
 
 
 def invalidation_notice(origin: str, keys: Sequence[str] | None) -> bytes:
@@ -52,6 +59,30 @@ def start_thread(target: Callable[[], None]) -> threading.Thread:
     thread = threading.Thread(target=target, name="swr-tiered-invalidations", daemon=True)
     thread.start()
     return thread
+
+
+Clock = Callable[[], float]
+
+
+def adopt_clock_in(stores: Iterable[Any], clock: Clock | None) -> Clock | None:
+    """Have each of ``stores`` (or the storage an asyncio adapter wraps) adopt ``clock``.
+
+    Returns:
+        An explicit clock of one of them that is not ``clock`` (the engine then refuses
+        the mix), else any explicit clock, else ``None``.
+    """
+    from swr.storage.adapters import AsyncAdapter  # noqa: PLC0415 - import cycle
+
+    found: Clock | None = None
+    for store in stores:
+        inner = store.sync if isinstance(store, AsyncAdapter) else store
+        adopt = getattr(inner, "adopt_clock", None)
+        if adopt is None:
+            continue
+        own = adopt(clock)
+        if own is not None and (found is None or own != clock):
+            found = own
+    return found
 
 
 class _TieredBase:
@@ -88,6 +119,10 @@ class _TieredBase:
         self._l2_hits = 0
         self._misses = 0
         self._l2_store_release = callable(getattr(l2, "set_and_release", None))
+
+    def adopt_clock(self, clock: Clock | None) -> Clock | None:
+        """Pass an engine's clock to both tiers (see ``ClockAdoption``)."""
+        return adopt_clock_in((self.l1, self.l2), clock)
 
     @property
     def listening(self) -> bool:

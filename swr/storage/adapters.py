@@ -14,9 +14,11 @@ from swr.storage.base import (
     AsyncStorageMixin,
     AsyncTagIndex,
     AsyncView,
+    AtomicOps,
     BulkVerbs,
     Entry,
     EntryTimes,
+    Leaderboards,
     Leases,
     SetAndRelease,
     Stats,
@@ -116,6 +118,10 @@ class AsyncAdapter(AsyncStorageMixin):
         else:
             await asyncio.to_thread(storage.set_and_release, key, entry, token)
 
+    async def _atomic(self, name: str, *args: Any) -> Any:
+        """Call the wrapped storage's atomic operation ``name``."""
+        return await self._call(AtomicOps, name, *args)
+
     async def _call(self, capability: type, name: str, *args: Any) -> Any:
         """Call the wrapped storage's ``name`` (a verb of ``capability``), inline or not."""
         storage = self.sync
@@ -125,6 +131,58 @@ class AsyncAdapter(AsyncStorageMixin):
         if self.inline:
             return method(*args)
         return await asyncio.to_thread(method, *args)
+
+    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """The wrapped storage's ``incr`` (see :class:`~swr.storage.base.AtomicOps`)."""
+        result: int = await self._atomic("incr", key, delta, ttl)
+        return result
+
+    async def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """The wrapped storage's ``decr``."""
+        result: int = await self._atomic("decr", key, delta, ttl)
+        return result
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """The wrapped storage's ``add``."""
+        result: bool = await self._atomic("add", key, value, ttl)
+        return result
+
+    async def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
+        """The wrapped storage's ``get_versioned`` (a read: always inline)."""
+        storage = self.sync
+        if not isinstance(storage, AtomicOps):
+            raise TypeError(f"{type(storage).__name__} does not offer atomic operations")
+        return storage.get_versioned(key)
+
+    async def replace_if(
+        self, key: str, version: Any, value: Any, ttl: float | None = None
+    ) -> bool:
+        """The wrapped storage's ``replace_if``."""
+        result: bool = await self._atomic("replace_if", key, version, value, ttl)
+        return result
+
+    async def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """The wrapped storage's ``append``."""
+        result: int = await self._atomic("append", key, data, ttl)
+        return result
+
+    def leaderboard(self, name: str, *, max_size: int | None = None) -> Any:
+        """The wrapped storage's leaderboard ``name``, seen through asyncio (inline).
+
+        Raises:
+            TypeError: the wrapped storage has no leaderboards.
+        """
+        from swr.storage.leaderboard import AsyncMemoryLeaderboard  # noqa: PLC0415 - cycle
+
+        storage = self.sync
+        if not isinstance(storage, Leaderboards):
+            raise TypeError(f"{type(storage).__name__} has no leaderboards")
+        return AsyncMemoryLeaderboard(storage.leaderboard(name, max_size=max_size))
+
+    @property
+    def supports_atomic_ops(self) -> bool:
+        """Whether the wrapped storage offers atomic operations."""
+        return isinstance(self.sync, AtomicOps)
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         """Delete several keys through the wrapped storage (``BulkVerbs``)."""

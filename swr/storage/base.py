@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from swr.storage.serializers import Serializer
 
 __all__ = [
+    "AsyncAtomicOps",
     "AsyncBulkVerbs",
     "AsyncCloseable",
     "AsyncLeases",
@@ -454,9 +455,17 @@ class AtomicOps(Protocol):
       ``True`` or ``False``.
     - ``get_versioned(key) -> (Entry, version) | None`` and ``replace_if(key, version,
       value, ttl=None) -> bool``: compare-and-set; ``version`` is an opaque token that
-      changes with every write of the key.
-    - ``append(key, data) -> int``: append ``bytes`` to a ``bytes`` value or ``str`` to a
-      ``str`` value (creating it); return the new length. Other types: ``TypeError``.
+      changes with every write of the key (memory: the entry object; byte storages: the
+      stored record, so a rewrite with identical bytes, instants included, keeps it).
+      ``replace_if`` stores only over a live entry; the new value keeps the old
+      windows, or lives ``ttl`` seconds from now when ``ttl`` is given.
+    - ``append(key, data, ttl=None) -> int``: append ``bytes`` to a ``bytes`` value or
+      ``str`` to a ``str`` value (creating it, with ``ttl``); return the new length.
+      Other types: ``TypeError``.
+
+    A ``ttl`` that is not ``None`` must be a finite number of seconds > 0 (else
+    ``ValueError``). "Never" is stored as ``inf`` in memory and Redis, as the largest
+    finite float in LMDB (its records hold finite times).
     """
 
     def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
@@ -480,6 +489,37 @@ class AtomicOps(Protocol):
         ...
 
     def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """Append ``data`` to the value under ``key``; return its new length."""
+        ...
+
+
+@runtime_checkable
+class AsyncAtomicOps(Protocol):
+    """The asyncio twin of :class:`AtomicOps`: the same operations as coroutines."""
+
+    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Add ``delta`` to the integer under ``key``; return the new value."""
+        ...
+
+    async def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Subtract ``delta`` from the integer under ``key``; return the new value."""
+        ...
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent or dead; return whether it did."""
+        ...
+
+    async def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
+        """The live entry under ``key`` with its version token, or ``None``."""
+        ...
+
+    async def replace_if(
+        self, key: str, version: Any, value: Any, ttl: float | None = None
+    ) -> bool:
+        """Store ``value`` only if ``key`` still holds ``version``; return whether it did."""
+        ...
+
+    async def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
         """Append ``data`` to the value under ``key``; return its new length."""
         ...
 

@@ -18,12 +18,15 @@ import threading
 import time as _time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from swr.storage import _atomic
 from swr.storage._leases import LocalLeases
+from swr.storage._redis import check_key, check_times
 from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import StorageUnavailableError
+from swr.storage.leaderboard import MemoryLeaderboard
 
 if TYPE_CHECKING:
     from swr.storage.adapters import AsyncAdapter
@@ -42,8 +45,9 @@ class MemoryStorage(StorageMixin):
     Args:
         max_entries: Most entries kept; the least recently used go first.
         clock: Zero-argument callable returning epoch seconds, used to drop entries
-            past ``expires_at``. Default ``time.time``, looked up at each call (so
-            freezegun works). Give it the same clock as the engine.
+            past ``expires_at``. Default: the clock of the engine it is given to
+            (``adopt_clock``), else ``time.time`` looked up at each call (so freezegun
+            works). An engine refuses a storage whose explicit clock is not its own.
 
     Raises:
         ValueError: ``max_entries`` < 1.
@@ -60,15 +64,23 @@ class MemoryStorage(StorageMixin):
             raise ValueError(f"max_entries must be >= 1, got {max_entries}")
         self.max_entries = max_entries
         self._clock = clock
+        self._own_clock = clock
         self._data: OrderedDict[str, Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
         self._leases = LocalLeases()
         self._evictions = 0
+        self._boards: dict[str, MemoryLeaderboard] = {}
         # The tag index: tag -> keys, and key -> its tags (to forget a key rewritten or
         # removed). Both empty, and never consulted, until set_tagged is called.
         self._tagged: dict[str, set[str]] = {}
         self._tags_of: dict[str, tuple[str, ...]] = {}
+
+    def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Judge expiry with ``clock`` (an engine's) unless one was given; return that one."""
+        if self._own_clock is None:
+            self._clock = clock
+        return self._own_clock
 
     def _now(self) -> float:
         clock = self._clock
@@ -115,10 +127,17 @@ class MemoryStorage(StorageMixin):
 
     def _store_locked(self, entries: Mapping[str, Entry]) -> None:
         self._check_open()
+        for key, entry in entries.items():
+            check_key(key)
+            check_times(entry)
         data = self._data
         if self._tags_of:
             self._untag_locked(entries)
+        now = self._now()
         for key, entry in entries.items():
+            if entry.expires_at <= now:  # dead already: accepted, and nothing is kept
+                data.pop(key, None)
+                continue
             data[key] = entry
             data.move_to_end(key)
         while len(data) > self.max_entries:
@@ -267,6 +286,101 @@ class MemoryStorage(StorageMixin):
         with self._lock:
             self._leases.release(key, token)
 
+    # -- atomic operations (AtomicOps): each under the write lock --------------------
+
+    def _live_locked(self, key: str, now: float) -> Entry | None:
+        self._check_open()
+        entry = self._data.get(key)
+        return entry if entry is not None and entry.expires_at > now else None
+
+    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Add ``delta`` to the ``int`` under ``key`` (absent or dead: 0, with ``ttl``).
+
+        Returns:
+            The new value.
+
+        Raises:
+            TypeError: ``delta`` or the stored value is not an ``int``.
+            ValueError: ``ttl`` is not a finite number of seconds > 0 (or ``None``).
+        """
+        delta = _atomic.check_delta(delta)
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+        with self._lock:
+            entry = _atomic.incremented(self._live_locked(key, now), delta, now, ttl)
+            self._store_locked({key: entry})
+        value: int = entry.value
+        return value
+
+    def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """:meth:`incr` by ``-delta``."""
+        return self.incr(key, -_atomic.check_delta(delta), ttl)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent or dead; return whether it did."""
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+        with self._lock:
+            if self._live_locked(key, now) is not None:
+                return False
+            self._store_locked({key: _atomic.created(value, now, ttl)})
+        return True
+
+    def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
+        """The live entry under ``key`` and its version (the entry object itself)."""
+        entry = self.get(key)
+        return None if entry is None else (entry, entry)
+
+    def replace_if(self, key: str, version: Any, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` if the live entry under ``key`` is still ``version``.
+
+        The new entry keeps the replaced entry's windows, or takes ``ttl`` (from now)
+        when one is given. Returns whether it stored.
+        """
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+        with self._lock:
+            entry = self._live_locked(key, now)
+            if entry is None or entry is not version:
+                return False
+            if ttl is None:
+                new = _atomic.replaced(entry, value)
+            else:
+                new = _atomic.created(value, now, ttl)
+            self._store_locked({key: new})
+        return True
+
+    def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """Append ``data`` to the ``bytes`` or ``str`` under ``key``; return the new length.
+
+        Raises:
+            TypeError: ``data`` is not ``bytes``/``str``, or differs from the stored type.
+        """
+        data = _atomic.check_data(data)
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+        with self._lock:
+            entry = _atomic.appended(self._live_locked(key, now), data, now, ttl)
+            self._store_locked({key: entry})
+        return len(entry.value)
+
+    def leaderboard(self, name: str, *, max_size: int | None = None) -> MemoryLeaderboard:
+        """The leaderboard ``name`` of this storage (the same object on every call).
+
+        Its ``max_size`` is set by the first call; a later call giving another one
+        raises ``ValueError``.
+        """
+        with self._lock:
+            self._check_open()
+            board = self._boards.get(name)
+            if board is None:
+                board = self._boards[name] = MemoryLeaderboard(name, max_size=max_size)
+            elif max_size is not None and board.max_size != max_size:
+                raise ValueError(
+                    f"leaderboard {name!r} already exists with max_size={board.max_size}"
+                )
+        return board
+
     def as_async(self) -> AsyncAdapter:
         """Return an asyncio view calling this storage inline (it never blocks)."""
         from swr.storage.adapters import AsyncAdapter  # noqa: PLC0415 - avoids an import cycle
@@ -279,6 +393,7 @@ class MemoryStorage(StorageMixin):
             self._closed = True
             self._data.clear()
             self._leases.clear()
+            self._boards.clear()
             self._tagged.clear()
             self._tags_of.clear()
 

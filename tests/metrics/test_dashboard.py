@@ -24,10 +24,10 @@ def panels() -> list[dict]:
     return [p for p in load()["panels"] if p["type"] != "row"]
 
 
-def exported_series(clock) -> set[str]:
+def exported_series(clock, perf) -> set[str]:
     registry = CollectorRegistry()
     hook = PrometheusMetrics(registry)
-    _engine, release = sc.run_scenario(hook, clock)
+    _driver, release = sc.run_scenario(hook, clock, perf)
     try:
         text = generate_latest(registry).decode()
     finally:
@@ -36,8 +36,8 @@ def exported_series(clock) -> set[str]:
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
 
-def test_every_query_names_an_exported_series(clock):
-    exported = exported_series(clock)
+def test_every_query_names_an_exported_series(clock, perf):
+    exported = exported_series(clock, perf)
     queried = {name for p in panels() for t in p["targets"] for name in SERIES.findall(t["expr"])}
     assert queried, "no query found"
     assert queried - exported == set()

@@ -16,6 +16,7 @@ from swr.metrics import (
     ERROR_KINDS,
     FETCH_OUTCOMES,
     REFRESH_OUTCOMES,
+    STORAGE_OPERATIONS,
     BaseMetrics,
 )
 from swr.metrics.opentelemetry import OpenTelemetryMetrics
@@ -37,6 +38,7 @@ VOCABULARY = {
     *FETCH_OUTCOMES,
     *ERROR_KINDS,
     *CIRCUIT_STATES,
+    *STORAGE_OPERATIONS,
     *(str(b) for b in DURATION_BUCKETS),
 }
 
@@ -44,7 +46,9 @@ keys = st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=5)
 
 
 def exercise(hook: BaseMetrics, key_list: list[str]) -> StaleEngine:
-    """Every kind of answer for each key, plus every duration method."""
+    """Every kind of answer for each key (the engine times its fetches, storage calls
+    and leases), plus every duration method called directly.
+    """
     clock = FakeClock()
     engine = StaleEngine(
         ttl=CacheTTL(fresh=10, stale=20, expired=30), clock=clock, name=ENGINE, metrics=hook
@@ -102,6 +106,9 @@ def test_the_baselines_cover_the_vocabulary_they_are_judged_by():
     assert BASELINE_PROMETHEUS <= VOCABULARY
     assert BASELINE_OTEL <= VOCABULARY
     assert {"hit", "stale", "miss", "fallback", ENGINE} <= BASELINE_PROMETHEUS
+    # The engine's own durations are among them: storage calls and fetch outcomes.
+    assert {"lease_acquire", "set_and_release", "ok", "error"} <= BASELINE_PROMETHEUS
+    assert {"lease_acquire", "set_and_release", "ok", "error"} <= BASELINE_OTEL
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -201,6 +201,67 @@ def test_use_after_close_raises_a_storage_error(storage, clock):
         storage.set("k", entry("v", clock))
 
 
+def test_an_entry_that_never_expires_is_kept(storage, clock):
+    forever = Entry(
+        value="v",
+        stored_at=clock(),
+        fresh_until=clock() + 10,
+        stale_until=clock() + 20,
+        expires_at=float("inf"),
+    )
+    storage.set("k", forever)
+    clock.advance(10**9)
+    got = storage.get("k")
+    assert got is not None
+    assert (got.value, got.expires_at) == ("v", float("inf"))
+    far = Entry(
+        value="w", stored_at=clock(), fresh_until=clock(), stale_until=clock(), expires_at=1e20
+    )
+    storage.set("far", far)
+    assert storage.get("far").value == "w"
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        (0.0, float("nan"), 20.0, 30.0),
+        (0.0, 10.0, 20.0, float("nan")),
+        (float("nan"), 10.0, 20.0, 30.0),
+        (0.0, 20.0, 10.0, 30.0),
+        (0.0, 10.0, 40.0, 30.0),
+    ],
+    ids=["nan-fresh", "nan-expires", "nan-stored", "stale-before-fresh", "expires-before-stale"],
+)
+def test_nan_and_out_of_order_times_are_refused(storage, clock, times):
+    stored, fresh, stale, expires = (t + clock() for t in times)
+    bad = Entry(
+        value="v", stored_at=stored, fresh_until=fresh, stale_until=stale, expires_at=expires
+    )
+    with pytest.raises(ValueError):
+        storage.set("k", bad)
+    assert storage.get("k") is None
+
+
+def test_the_empty_key_and_non_str_keys_are_refused(storage, clock, request):
+    if request.node.callspec.id.startswith("pool"):
+        # A PoolCache is also a typed cache of any hashable key (ints, tuples); under an
+        # engine its keys are the engine's, already non-empty strs.
+        pytest.skip("a PoolCache takes any hashable key")
+    with pytest.raises(ValueError, match="empty"):
+        storage.set("", entry("v", clock))
+    with pytest.raises(TypeError):
+        storage.set(b"k", entry("v", clock))  # type: ignore[arg-type]
+
+
+def test_a_dead_entry_written_reads_as_none_and_deletes_as_absent(storage, clock):
+    dead = entry("v", clock, fresh=1, lifetime=2)
+    clock.advance(5)
+    storage.set("k", dead)
+    assert storage.delete("k") is False  # nothing was kept, even unread
+    storage.set("k", dead)
+    assert storage.get("k") is None
+
+
 # -- bulk verbs and the tag index (issue 15) ----------------------------------------------
 
 

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from swr.storage import LMDBStorage, MemoryPool, MemoryStorage, RedisStorage
+from swr.storage.adapters import as_async
 from swr.storage.leaderboard import (
     AsyncMemoryLeaderboard,
     AsyncRedisLeaderboard,
@@ -20,7 +23,22 @@ from swr.storage.leaderboard import (
     RedisLeaderboard,
 )
 
-KINDS = ["memory", "memory-async", "redis", "redis-async"]
+KINDS = [
+    "memory",
+    "memory-async",
+    "redis",
+    "redis-async",
+    # storage.leaderboard(name) on every storage (sync, and through asyncio):
+    "memory-storage",
+    "memory-storage-async",
+    "pool",
+    "lmdb-storage",
+    "lmdb-storage-async",
+    "redis-storage",
+    "redis-storage-async",
+    "redis-cluster-storage",
+    "redis-cluster-storage-async",
+]
 _names = itertools.count()
 
 
@@ -41,13 +59,15 @@ class Blocking:
 
 
 @pytest.fixture
-def make_board(request: pytest.FixtureRequest) -> Iterator[Any]:
+def make_board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     kind = request.param
     loops: list[asyncio.AbstractEventLoop] = []
     closers: list[Any] = []
 
     def make(max_size: int | None = None) -> Any:
         name = f"board:{next(_names)}"
+        if kind.endswith(("storage", "storage-async")) or kind == "pool":
+            return from_storage(name, max_size)
         if kind == "memory":
             return MemoryLeaderboard(name, max_size=max_size)
         loop = asyncio.new_event_loop()
@@ -68,6 +88,32 @@ def make_board(request: pytest.FixtureRequest) -> Iterator[Any]:
         client = redis.asyncio.Redis.from_url(server.url)
         closers.append(lambda: loop.run_until_complete(client.aclose()))
         return Blocking(AsyncRedisLeaderboard(client, name, max_size=max_size), loop)
+
+    def from_storage(name: str, max_size: int | None) -> Any:
+        base = kind.removesuffix("-async")
+        if base == "memory-storage":
+            store: Any = MemoryStorage()
+        elif base == "lmdb-storage":
+            store = LMDBStorage(tmp_path / f"lmdb{next(_names)}", sweep_interval=None)
+        elif base == "pool":
+            pool = MemoryPool(capacity=100, gc_interval=None)
+            closers.append(pool.close)
+            store = pool.register("boards", max=10)
+        else:
+            server = request.getfixturevalue(
+                "redis_cluster" if "cluster" in base else "redis_server"
+            )
+            store = RedisStorage.from_url(
+                server.url, prefix=f"t{next(_names)}:", cluster="cluster" in base
+            )
+        closers.append(store.close)
+        if not kind.endswith("-async"):
+            return store.leaderboard(name, max_size=max_size)
+        loop = asyncio.new_event_loop()
+        loops.append(loop)
+        view = as_async(store)
+        closers.insert(0, lambda: loop.run_until_complete(view.aclose()))
+        return Blocking(view.leaderboard(name, max_size=max_size), loop)
 
     yield make
     for close in closers:
@@ -295,3 +341,17 @@ def test_leaderboards_agree_with_a_sorted_list(make_board, max_size):
 
     Machine.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
     Machine.TestCase().runTest()
+
+
+@pytest.mark.parametrize("kind", ["lmdb", pytest.param("redis", marks=pytest.mark.redis)])
+def test_processes_share_one_leaderboard_exactly(kind, request, tmp_path):
+    from tests.storage import atomic_workers
+    from tests.storage.test_atomic import _race, _where
+
+    where, prefix = _where(kind, request, tmp_path)
+    _race(atomic_workers.board_adds, [(kind, where, prefix, i) for i in range(4)])
+    with atomic_workers._open(kind, where, prefix) as store:
+        board = store.leaderboard("shared")
+        assert board.size() == 4 * 200 + 1
+        assert board.score("everyone") == 800.0
+        assert board.rank("everyone", desc=True) == 0

@@ -128,14 +128,14 @@ def test_decoded_entries_are_plain_entries_built_without_validation():
 @pytest.mark.parametrize(
     "times",
     [
-        (0.0, 1.0, 2.0, float("inf")),
+        (float("inf"), float("inf"), float("inf"), float("inf")),
         (float("-inf"), 1.0, 2.0, 3.0),
         (0.0, 1.0, float("nan"), 3.0),
         (0.0, 5.0, 2.0, 3.0),
     ],
 )
 def test_entries_whose_record_could_not_be_read_back_are_not_encoded(times):
-    with pytest.raises(ValueError, match="finite and ordered"):
+    with pytest.raises(ValueError, match="ordered"):
         codec().encode(Entry("v", *times))
 
 

@@ -41,6 +41,8 @@ def test_every_window_on_lmdb(make_driver, store, clock):
     r = engine.execute("k", up)
     assert (r.status, r.value) == (Status.FALLBACK, "v2")
     up.recover()
+    assert engine.execute("k", up).status is Status.FALLBACK  # backing off: no fetch
+    clock.advance(1)  # past the first backoff step
     r = engine.execute("k", up)
     assert (r.status, r.value) == (Status.EXPIRED, "v4")
     assert engine.stats().storage["entries"] == 1

@@ -31,14 +31,29 @@ class Model:
         self.fetches += 1
         return None if failing else f"v{self.fetches}"
 
+    def failed(self, key: str, now: float) -> None:
+        """A failure starts the key's next backoff step, unless it falls within one."""
+        failures, next_try = self.backoff.get(key, (0, -math.inf))
+        if now >= next_try:
+            delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2**failures)
+            self.backoff[key] = (failures + 1, now + delay)
+
+    def foreground(self, key: str, now: float, failing: bool) -> str | None:
+        value = self.fetch(failing)
+        if value is None:
+            self.failed(key, now)
+        else:
+            self.backoff.pop(key, None)
+            self.entries[key] = (value, now)
+        return value
+
     def execute(self, key: str, now: float, failing: bool) -> tuple[str, object]:
         held = self.entries.get(key)
         age = math.inf if held is None else now - held[1]
         if age >= FRESH + STALE + EXPIRED:
-            value = self.fetch(failing)
+            value = self.foreground(key, now, failing)
             if value is None:
                 return "raise", None
-            self.entries[key] = (value, now)
             return Status.MISS, value
         assert held is not None
         if age < FRESH:
@@ -48,16 +63,17 @@ class Model:
             if now >= next_try:  # a background refresh runs (the test settles it)
                 value = self.fetch(failing)
                 if value is None:
-                    delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2**failures)
-                    self.backoff[key] = (failures + 1, now + delay)
+                    self.failed(key, now)
                 else:
                     self.backoff.pop(key, None)
                     self.entries[key] = (value, now)
             return Status.STALE, held[0]
-        value = self.fetch(failing)
+        failures, next_try = self.backoff.get(key, (0, -math.inf))
+        if failures and now < next_try:  # backing off: served without a fetch
+            return Status.FALLBACK, held[0]
+        value = self.foreground(key, now, failing)
         if value is None:
             return Status.FALLBACK, held[0]
-        self.entries[key] = (value, now)
         return Status.EXPIRED, value
 
 

@@ -347,6 +347,7 @@ def test_the_hot_path_answers_as_classify_at_every_boundary(make_driver, clock, 
     for i, t in enumerate(boundaries(*(base + b for b in shape))):
         key = f"k{i}"
         entry = entry_type("old", *(base + b for b in shape))
+        clock.set(base)  # written alive: an entry written dead is not kept
         storage.set(key, entry)
         clock.set(t)
         expected = classify(entry, t)

@@ -27,7 +27,7 @@ from swr.storage._fallback import (
 )
 from swr.storage._primitives import async_has_leases
 from swr.storage._views import with_serializer
-from swr.storage.base import AsyncStorageMixin, Entry, EntryTimes
+from swr.storage.base import AsyncAtomicOps, AsyncStorageMixin, Entry, EntryTimes
 from swr.storage.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
@@ -374,6 +374,69 @@ class AsyncFallbackStorage(
             self._clear(key)
         self._written(key)
         await self.fallback.set(key, entry)
+
+    def _atomic_ops(self) -> Any:
+        primary = self.primary
+        if not isinstance(primary, AsyncAtomicOps):
+            raise TypeError(f"primary {primary!r} has no atomic operations")
+        if not self._primary_up():
+            # The fallback is local: a count kept there would diverge from the
+            # primary's, and come back wrong. Callers (a rate limiter) decide.
+            raise StorageUnavailableError(
+                "atomic operations run on the primary only, and the primary is down"
+            )
+        return primary
+
+    async def _atomic(self, name: str, key: str, *args: Any) -> Any:
+        """Run the atomic operation ``name`` on the primary, then drop the fallback's copy.
+
+        Raises:
+            StorageUnavailableError: the primary is down (or fails now): the fallback
+                never takes an atomic operation (see the class docstring).
+        """
+        self._check_open()
+        try:
+            result = await getattr(self._atomic_ops(), name)(key, *args)
+        except StorageUnavailableError as exc:
+            if self._primary_up():
+                self._primary_failed(exc)
+            raise
+        await self.fallback.delete(key)
+        return result
+
+    # -- atomic operations (AtomicOps) ----------------------------------------------------
+
+    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """``incr`` on the primary (see ``AtomicOps``); the fallback's copy is dropped."""
+        result: int = await self._atomic("incr", key, delta, ttl)
+        return result
+
+    async def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """``decr`` on the primary; the fallback's copy is dropped."""
+        result: int = await self._atomic("decr", key, delta, ttl)
+        return result
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """``add`` on the primary; the fallback's copy is dropped."""
+        result: bool = await self._atomic("add", key, value, ttl)
+        return result
+
+    async def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
+        """``get_versioned`` on the primary."""
+        result: tuple[Entry, Any] | None = await self._atomic_ops().get_versioned(key)
+        return result
+
+    async def replace_if(
+        self, key: str, version: Any, value: Any, ttl: float | None = None
+    ) -> bool:
+        """``replace_if`` on the primary; the fallback's copy is dropped."""
+        result: bool = await self._atomic("replace_if", key, version, value, ttl)
+        return result
+
+    async def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """``append`` on the primary; the fallback's copy is dropped."""
+        result: int = await self._atomic("append", key, data, ttl)
+        return result
 
     def with_serializer(self, serializer: Serializer) -> AsyncFallbackStorage:
         """The same tiers with ``serializer`` for those that take one."""

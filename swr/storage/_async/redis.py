@@ -8,11 +8,16 @@ Written once: the thread twin in ``swr/storage/_sync/`` is generated from this f
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+from swr.storage import _atomic
 from swr.storage._log import logger
 from swr.storage._primitives import AsyncLock, AsyncProbe, async_node_command
 from swr.storage._redis import (
+    _CAS_SCRIPT,
+    _CAS_SHA,
+    _INCR_SCRIPT,
+    _INCR_SHA,
     _INVALIDATE_SCRIPT,
     _INVALIDATE_SHA,
     _RELEASE_SCRIPT,
@@ -24,11 +29,14 @@ from swr.storage._redis import (
     _TOUCH_SCRIPT,
     _TOUCH_SHA,
     BATCH,
+    CAS_ATTEMPTS,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,  # unasync: sync=DEFAULT_SOCKET_TIMEOUT, SyncTwin,
     LEASE_MARK,
     _import_redis,
     _RedisBase,
+    board_key,
+    check_key,
     connect,
     describe_error,
     glob_escape,
@@ -37,9 +45,13 @@ from swr.storage._redis import (
 )
 from swr.storage.base import AsyncStorageMixin, Entry, EntryTimes
 from swr.storage.errors import CorruptEntryError, StorageError
+from swr.storage.leaderboard._async.redis import AsyncRedisLeaderboard
 from swr.storage.serializers import Serializer
 
 __all__ = ["AsyncRedisStorage"]
+
+R = TypeVar("R")
+Step = Callable[[Entry | None, bytes | None, float], tuple[Entry | None, R]]
 
 
 class AsyncRedisStorage(
@@ -330,7 +342,7 @@ class AsyncRedisStorage(
         """
         await self._enter()
         data, px = self._record(entry)
-        skey = self.prefix + key
+        skey = self.prefix + check_key(key)
         if px is None:
             await self._call(skey, "SET", skey, data)
         elif px > 0:
@@ -349,7 +361,9 @@ class AsyncRedisStorage(
         if not entries:
             return
         prefix = self.prefix
-        records = [(prefix + key, *self._record(entry)) for key, entry in entries.items()]
+        records = [
+            (prefix + check_key(key), *self._record(entry)) for key, entry in entries.items()
+        ]
         if self._cluster:  # one call per key, each on its own node
             for skey, data, px in records:
                 if px is None or px > 0:
@@ -643,6 +657,135 @@ class AsyncRedisStorage(
         await self._enter()
         received: int = await self._call(channel, "PUBLISH", channel, message)
         return received
+
+    # -- atomic operations (AtomicOps) ----------------------------------------------------
+
+    async def _change(self, key: str, step: Step[R]) -> R:
+        """Read the record, decide with ``step``, store by compare-and-set; retry on conflict.
+
+        ``step(live entry or None, stored record or None, now)`` returns ``(entry to
+        store or None, result)``. The store succeeds only if the key still holds the
+        record read (one script on one key: atomic across hosts, cluster-safe); else
+        the key is read again.
+
+        Raises:
+            StorageError: more than ``CAS_ATTEMPTS`` writes by others in between.
+        """
+        await self._enter()
+        skey = self.prefix + key
+        for _ in range(CAS_ATTEMPTS):
+            data = await self._call(skey, "GET", skey)
+            now = self._now()
+            new, result = step(self._live(data, now), data, now)
+            if new is None:
+                return result
+            record, px = self._record(new)
+            if px is not None and px <= 0:
+                continue  # died while deciding: decide again
+            args = (data or b"", record, "" if px is None else px)
+            if await self._script(_CAS_SHA, _CAS_SCRIPT, (skey,), args):
+                return result
+        raise StorageError(f"gave up changing {key!r} after {CAS_ATTEMPTS} conflicting writes")
+
+    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Add ``delta`` to the ``int`` under ``key`` atomically; return the new value.
+
+        An absent or dead key starts at 0 and lives ``ttl`` seconds (``None``: no TTL);
+        a live key keeps its windows (and its Redis TTL). With the default serializer
+        this is one script and one round trip for integers up to 53 bits; other values
+        and serializers go through a compare-and-set (:meth:`_change`).
+
+        Raises:
+            TypeError: ``delta`` or the stored value is not an ``int``.
+            ValueError: ``ttl`` is not a finite number of seconds > 0 (or ``None``).
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        delta = _atomic.check_delta(delta)
+        ttl = _atomic.check_ttl(ttl)
+        if self._incr_fast() and -(1 << 31) <= delta < 1 << 31:
+            if self._health.blocked:
+                raise self._refused()
+            if not self._ready:
+                await self._prepare()
+            skey = self.prefix + key
+            now = self._now()
+            args = (delta, repr(now), *self._incr_expiry(now, ttl))
+            value = await self._script(_INCR_SHA, _INCR_SCRIPT, (skey,), args)
+            if value is not None:
+                return int(value)
+
+        def step(entry: Entry | None, _: bytes | None, now: float) -> tuple[Entry, int]:
+            new = _atomic.incremented(entry, delta, now, ttl)
+            return new, new.value
+
+        return await self._change(key, step)
+
+    async def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """:meth:`incr` by ``-delta``."""
+        return await self.incr(key, -_atomic.check_delta(delta), ttl)
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent or dead; exactly one racer wins.
+
+        Raises:
+            ValueError, SerializationError: a bad ``ttl``, or the value cannot be encoded.
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        ttl = _atomic.check_ttl(ttl)
+
+        def step(entry: Entry | None, _: bytes | None, now: float) -> tuple[Entry | None, bool]:
+            if entry is not None:
+                return None, False
+            return _atomic.created(value, now, ttl), True
+
+        return await self._change(key, step)
+
+    async def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
+        """The live entry under ``key`` and its version (the record's bytes), or ``None``."""
+        await self._enter()
+        skey = self.prefix + key
+        data = await self._call(skey, "GET", skey)
+        entry = self._live(data, self._now())
+        return None if entry is None else (entry, data)
+
+    async def replace_if(
+        self, key: str, version: Any, value: Any, ttl: float | None = None
+    ) -> bool:
+        """Store ``value`` if ``key`` still holds the record ``version`` and is live.
+
+        The new value keeps the windows, or lives ``ttl`` seconds from now when given.
+        """
+        ttl = _atomic.check_ttl(ttl)
+
+        def step(entry: Entry | None, data: bytes | None, now: float) -> tuple[Entry | None, bool]:
+            if entry is None or data != version:
+                return None, False
+            if ttl is None:
+                return _atomic.replaced(entry, value), True
+            return _atomic.created(value, now, ttl), True
+
+        return await self._change(key, step)
+
+    async def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """Append ``data`` to the ``bytes`` or ``str`` under ``key``; return the new length."""
+        data = _atomic.check_data(data)
+        ttl = _atomic.check_ttl(ttl)
+
+        def step(entry: Entry | None, _: bytes | None, now: float) -> tuple[Entry, int]:
+            new = _atomic.appended(entry, data, now, ttl)
+            return new, len(new.value)
+
+        return await self._change(key, step)
+
+    def leaderboard(self, name: str, *, max_size: int | None = None) -> AsyncRedisLeaderboard:
+        """The leaderboard ``name``: one sorted set under this storage's prefix.
+
+        Its key starts with the byte 0xFE (see :func:`~swr.storage._redis.board_key`),
+        so it never collides with an entry or a lease. Every host using the same prefix
+        sees the same leaderboard; on a cluster it lives on one node. Its commands go
+        straight to the client: a Redis failure raises redis-py's error.
+        """
+        return AsyncRedisLeaderboard(self._client, board_key(self.prefix, name), max_size=max_size)
 
     # -- health probe, views, closing ---------------------------------------------------
 

@@ -19,7 +19,7 @@ from swr.storage._tiered import (
     read_notice,  # unasync: sync=read_notice, start_thread,
 )
 from swr.storage._views import with_serializer
-from swr.storage.base import AsyncStorageMixin, Entry, EntryTimes
+from swr.storage.base import AsyncAtomicOps, AsyncStorageMixin, Entry, EntryTimes
 from swr.storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -303,6 +303,56 @@ class AsyncTieredStorage(
             await l2.set_and_release(key, entry, token)
         finally:
             await self.l1.set(key, entry)
+
+    def _atomic_ops(self) -> Any:
+        l2 = self.l2
+        if not isinstance(l2, AsyncAtomicOps):
+            raise TypeError(f"L2 {l2!r} has no atomic operations")
+        return l2
+
+    async def _atomic(self, name: str, key: str, *args: Any) -> Any:
+        """Run the atomic operation ``name`` on L2 (the shared tier), then drop L1's copy.
+
+        L2 is where every process or host meets, so that is where the operation is
+        atomic; L1's copy would be stale, so it goes (the next read copies L2's back).
+        """
+        result = await getattr(self._atomic_ops(), name)(key, *args)
+        await self.l1.delete(key)
+        return result
+
+    # -- atomic operations (AtomicOps) ----------------------------------------------------
+
+    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """``incr`` on L2 (see :class:`~swr.storage.base.AtomicOps`); L1's copy is dropped."""
+        result: int = await self._atomic("incr", key, delta, ttl)
+        return result
+
+    async def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """``decr`` on L2; L1's copy is dropped."""
+        result: int = await self._atomic("decr", key, delta, ttl)
+        return result
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """``add`` on L2; L1's copy is dropped."""
+        result: bool = await self._atomic("add", key, value, ttl)
+        return result
+
+    async def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
+        """``get_versioned`` on L2."""
+        result: tuple[Entry, Any] | None = await self._atomic_ops().get_versioned(key)
+        return result
+
+    async def replace_if(
+        self, key: str, version: Any, value: Any, ttl: float | None = None
+    ) -> bool:
+        """``replace_if`` on L2; L1's copy is dropped."""
+        result: bool = await self._atomic("replace_if", key, version, value, ttl)
+        return result
+
+    async def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """``append`` on L2; L1's copy is dropped."""
+        result: int = await self._atomic("append", key, data, ttl)
+        return result
 
     def with_serializer(self, serializer: Serializer) -> AsyncTieredStorage:
         """The same tiers, with ``serializer`` for those that take one (L2)."""

@@ -22,7 +22,7 @@ from swr.storage._tiered import (
     start_thread,
 )
 from swr.storage._views import with_serializer
-from swr.storage.base import Entry, EntryTimes, StorageMixin
+from swr.storage.base import AtomicOps, Entry, EntryTimes, StorageMixin
 from swr.storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -306,6 +306,54 @@ class TieredStorage(
             l2.set_and_release(key, entry, token)
         finally:
             self.l1.set(key, entry)
+
+    def _atomic_ops(self) -> Any:
+        l2 = self.l2
+        if not isinstance(l2, AtomicOps):
+            raise TypeError(f"L2 {l2!r} has no atomic operations")
+        return l2
+
+    def _atomic(self, name: str, key: str, *args: Any) -> Any:
+        """Run the atomic operation ``name`` on L2 (the shared tier), then drop L1's copy.
+
+        L2 is where every process or host meets, so that is where the operation is
+        atomic; L1's copy would be stale, so it goes (the next read copies L2's back).
+        """
+        result = getattr(self._atomic_ops(), name)(key, *args)
+        self.l1.delete(key)
+        return result
+
+    # -- atomic operations (AtomicOps) ----------------------------------------------------
+
+    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """``incr`` on L2 (see :class:`~swr.storage.base.AtomicOps`); L1's copy is dropped."""
+        result: int = self._atomic("incr", key, delta, ttl)
+        return result
+
+    def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """``decr`` on L2; L1's copy is dropped."""
+        result: int = self._atomic("decr", key, delta, ttl)
+        return result
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """``add`` on L2; L1's copy is dropped."""
+        result: bool = self._atomic("add", key, value, ttl)
+        return result
+
+    def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
+        """``get_versioned`` on L2."""
+        result: tuple[Entry, Any] | None = self._atomic_ops().get_versioned(key)
+        return result
+
+    def replace_if(self, key: str, version: Any, value: Any, ttl: float | None = None) -> bool:
+        """``replace_if`` on L2; L1's copy is dropped."""
+        result: bool = self._atomic("replace_if", key, version, value, ttl)
+        return result
+
+    def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """``append`` on L2; L1's copy is dropped."""
+        result: int = self._atomic("append", key, data, ttl)
+        return result
 
     def with_serializer(self, serializer: Serializer) -> TieredStorage:
         """The same tiers, with ``serializer`` for those that take one (L2)."""

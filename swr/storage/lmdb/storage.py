@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import math
 import os
+import sys
 import time as _time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import lmdb
 
+from swr.storage import _atomic
 from swr.storage._log import logger as _log
 from swr.storage._record import ReadCache, RecordCodec, digest_key
 from swr.storage._verbs import checked_tags, checked_times
@@ -48,10 +50,12 @@ from swr.storage.serializers import Serializer, default_serializer
 
 if TYPE_CHECKING:
     from swr.storage.adapters import AsyncAdapter
+    from swr.storage.leaderboard.lmdb import LMDBLeaderboard
 
 __all__ = ["EntryFactory", "LMDBStorage"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 EntryFactory = Callable[[Any, float, float, float, float], Entry]
 
 _pid = os.getpid()  # this process: the read path's one check for fork and close
@@ -68,6 +72,8 @@ if hasattr(os, "register_at_fork"):
 _DURABILITIES: Final = ("process", "system")
 _MIB: Final = 1 << 20
 _DEFAULT_MAP: Final = 16 * _MIB  # most a new store maps (and allocates) before it grows
+# What an atomic operation writes for "never expires": records hold finite times only.
+_FOREVER: Final = sys.float_info.max
 
 
 class _ReadCache(ReadCache[T]):
@@ -227,7 +233,8 @@ class LMDBStorage(StorageMixin):
             every commit is flushed (fsync) before ``set`` returns; slower writes.
         serializer: Encodes values; zstd-compressed msgpack by default.
         clock: Zero-argument callable returning epoch seconds, judging expiry and
-            leases. Default ``time.time``, looked up at each call (freezegun works).
+            leases. Default: the clock of the engine it is given to (``adopt_clock``),
+            else ``time.time`` looked up at each call (freezegun works).
         map_size: Initial size of the memory map in bytes; default twice ``max_bytes``,
             at most 16 MiB (at least 1 MiB). It doubles on its own whenever it fills up.
             The data file is allocated on disk to the map's size, so that a full disk
@@ -326,6 +333,21 @@ class LMDBStorage(StorageMixin):
         self._cache: _ReadCache[tuple[bytes, bytes, bytes, Entry]] = _ReadCache(read_cache)
         self._cache_get = self._cache.get
         self._follow_at = -math.inf  # by this storage's clock: see _finish
+
+    def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Judge expiry with ``clock`` (an engine's) unless one was given; return that one.
+
+        Views made afterwards (``with_serializer``, ``with_entry_factory``) share it, and
+        so does this process's sweep of the directory when no storage of it was given
+        a clock.
+        """
+        own = self._h.clock
+        if own is None:
+            self._clock = clock
+            backend = self._h.backend
+            if backend.clock is None:
+                backend.clock = clock
+        return own
 
     # -- public attributes ------------------------------------------------------------
 
@@ -573,7 +595,9 @@ class LMDBStorage(StorageMixin):
         an OS crash, with ``durability="system"``).
 
         Raises:
-            TypeError, ValueError: bad key, or entry times not finite and ordered.
+            TypeError, ValueError: bad key, or entry times NaN or out of order (an
+                infinite ``expires_at`` is an entry that never expires). An entry
+                already dead is accepted and removes the key.
             SerializationError: the serializer cannot encode the value.
             StorageFullError: the record alone is larger than ``max_bytes``, or the disk
                 is full.
@@ -581,6 +605,11 @@ class LMDBStorage(StorageMixin):
         """
         item = self._item(key, entry, self._h.options.max_bytes)
         self._cache.pop(key, None)
+        clock = self._clock
+        if entry.expires_at <= (clock() if clock is not None else _time.time()):
+            # Dead already: accepted, and nothing is kept (as on every storage).
+            self._write("delete", item[0])
+            return
         self._write("put", [item])
 
     def set_many(self, entries: Mapping[str, Entry]) -> None:
@@ -609,11 +638,58 @@ class LMDBStorage(StorageMixin):
         except StorageError as error:
             _log.warning("corrupt_entry_not_deleted", key=key, path=self.path, error=repr(error))
 
-    # -- bulk verbs and tags -----------------------------------------------------------
+    # -- atomic operations (AtomicOps): each one write transaction --------------------
+
+    def _atomic(
+        self,
+        key: str,
+        now: float,
+        step: Callable[[Entry | None, bytes | None], tuple[Entry | None, R]],
+    ) -> R:
+        """Run ``step(live entry or None, stored bytes)`` in one write transaction.
+
+        ``step`` returns ``(entry to store or None, result)``. LMDB lets one write
+        transaction run at a time across every process of the host, so the read, the
+        decision and the write are atomic for all of them. A record that does not
+        decode counts as absent (and is overwritten if ``step`` stores).
+        """
+        kb, check = self._key(key)
+        limit = self._h.options.max_bytes
+        codec = self._codec
+
+        def body(backend: _Backend, txn: lmdb.Transaction[bytes]) -> tuple[int, R]:
+            data = txn.get(kb, db=backend.entries)
+            entry: Entry | None = None
+            if data is not None:
+                with contextlib.suppress(CorruptEntryError):
+                    entry = codec.decode(data, check)
+            if entry is not None and entry.expires_at <= now:
+                entry = None
+            new, result = step(entry, data)
+            if new is None:
+                return 0, result
+            record = codec.encode(new, check)
+            if len(kb) + len(record) > limit:
+                raise StorageFullError(
+                    f"the record of {key!r} takes {len(kb) + len(record)} bytes, more than "
+                    f"max_bytes={limit}"
+                )
+            return backend.put(txn, [(kb, record, _stamp(new.expires_at) + kb)]), result
+
+        def op(backend: _Backend) -> R:
+            evicted, result = backend.write(lambda txn: body(backend, txn))
+            backend.evictions += evicted
+            return result
+
+        try:
+            return self._run(op)
+        finally:
+            self._cache.pop(key, None)
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else _time.time()
 
+    # -- bulk verbs and tags -----------------------------------------------------------
     def delete_many(self, keys: Sequence[str]) -> int:
         """Remove ``keys`` in one write transaction; return how many held a record."""
         kbs = [self._key(key)[0] for key in keys]
@@ -732,6 +808,111 @@ class LMDBStorage(StorageMixin):
         if removed:
             self._cache.items.clear()  # the read cache re-checks bytes anyway: frees memory
         return removed
+
+    # -- atomic operations (AtomicOps), the public verbs ------------------------------
+
+    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Add ``delta`` to the ``int`` under ``key`` in one write transaction.
+
+        An absent or dead key starts at 0 and lives ``ttl`` seconds (``None``: never,
+        stored as the largest finite float); a live key keeps its windows. Atomic
+        across the processes sharing the directory.
+
+        Returns:
+            The new value.
+
+        Raises:
+            TypeError: ``delta`` or the stored value is not an ``int``.
+            ValueError: ``ttl`` is not a finite number of seconds > 0 (or ``None``).
+            StorageUnavailableError: the storage is closed or LMDB fails.
+        """
+        delta = _atomic.check_delta(delta)
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+
+        def step(entry: Entry | None, _: bytes | None) -> tuple[Entry, int]:
+            new = _atomic.incremented(entry, delta, now, ttl, _FOREVER)
+            return new, new.value
+
+        return self._atomic(key, now, step)
+
+    def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """:meth:`incr` by ``-delta``."""
+        return self.incr(key, -_atomic.check_delta(delta), ttl)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent or dead; return whether it did.
+
+        One write transaction: among processes racing to add one key, exactly one wins.
+        """
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+
+        def step(entry: Entry | None, _: bytes | None) -> tuple[Entry | None, bool]:
+            if entry is not None:
+                return None, False
+            return _atomic.created(value, now, ttl, _FOREVER), True
+
+        return self._atomic(key, now, step)
+
+    def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
+        """The live entry under ``key`` with its version (its stored bytes), or ``None``."""
+        kb, check = self._key(key)
+        (data,) = self._read([kb])
+        if data is None:
+            return None
+        try:
+            entry = self._decode(data, check)
+        except CorruptEntryError:
+            return None
+        if entry.expires_at <= self._now():
+            return None
+        return entry, data
+
+    def replace_if(self, key: str, version: Any, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` if ``key`` still holds the record ``version`` names and is live.
+
+        The new entry keeps the old windows, or lives ``ttl`` seconds from now when
+        given. Returns whether it stored.
+        """
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+
+        def step(entry: Entry | None, data: bytes | None) -> tuple[Entry | None, bool]:
+            if entry is None or data != version:
+                return None, False
+            if ttl is None:
+                return _atomic.replaced(entry, value), True
+            return _atomic.created(value, now, ttl, _FOREVER), True
+
+        return self._atomic(key, now, step)
+
+    def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """Append ``data`` to the ``bytes`` or ``str`` under ``key``; return the new length."""
+        data = _atomic.check_data(data)
+        ttl = _atomic.check_ttl(ttl)
+        now = self._now()
+
+        def step(entry: Entry | None, _: bytes | None) -> tuple[Entry, int]:
+            new = _atomic.appended(entry, data, now, ttl, _FOREVER)
+            return new, len(new.value)
+
+        return self._atomic(key, now, step)
+
+    def leaderboard(self, name: str, *, max_size: int | None = None) -> LMDBLeaderboard:
+        """The leaderboard ``name`` of this store, shared by the processes opening it.
+
+        Kept in an ordered LMDB index in the store's ``leaderboards`` subdirectory (see
+        :mod:`swr.storage.leaderboard.lmdb` for the layout and the cost of each call).
+        Every change is one write transaction.
+        """
+        from swr.storage.leaderboard.lmdb import (  # noqa: PLC0415 - loaded when used
+            LMDBLeaderboard,
+            leaderboard_env,
+        )
+
+        env = leaderboard_env(self.path, sync=self.durability == "system")
+        return LMDBLeaderboard(env, name, max_size=max_size)
 
     # -- leases -----------------------------------------------------------------------
 

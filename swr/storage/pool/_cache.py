@@ -9,16 +9,19 @@ deletes, evictions and expiry take the pool's one lock (the eviction rules are i
 from __future__ import annotations
 
 import itertools
+import threading
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from swr.storage._flight import AsyncFlights, Flights
 from swr.storage._leases import LocalLeases
+from swr.storage._redis import check_times
 from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.adapters import AsyncAdapter
 from swr.storage.base import Closeable, Entry, EntryTimes
 from swr.storage.errors import StorageUnavailableError
+from swr.storage.pool._atomic import PoolAtomicOps
 from swr.storage.pool._eviction import NEVER, EvictingCache, Item
 from swr.storage.pool._loading import MISSING, Loading, Missing
 from swr.storage.pool._stats import CacheStats
@@ -32,7 +35,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
+class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
     """One typed cache of a :class:`MemoryPool`; also a :class:`~swr.storage.Storage`.
 
     Made by :meth:`MemoryPool.register`, never directly. Keys are any hashable, values
@@ -65,6 +68,8 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
     __slots__ = (
         "__weakref__",
         "_aflights",
+        "_atomic_lock",
+        "_boards",
         "_clock",
         "_closed",
         "_flights",
@@ -105,10 +110,20 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
         self._closed = False
         self._leases = LocalLeases()
         self._tags: dict[str, set[K]] = {}  # tag -> keys recorded under it (set_tagged)
+        self._atomic_lock = threading.Lock()  # see PoolAtomicOps
+        self._boards = {}
         self._flights: Flights[K, V] = Flights()
         self._aflights: AsyncFlights[K, V] = AsyncFlights()
 
     # -- reads (no lock) ---------------------------------------------------------------
+
+    def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Judge expiry with ``clock`` (an engine's) unless the pool was given a clock.
+
+        Adopted by the whole pool (its sweep and every cache). Returns the pool's
+        explicit clock, or ``None``.
+        """
+        return self._pool._adopt_clock(clock)
 
     def _now(self) -> float:
         clock = self._clock
@@ -231,9 +246,16 @@ class PoolCache(Loading[K, V], EvictingCache[K, V], Closeable):
         now = clock() if clock is not None else _time.time()
         ttl = self.ttl
         deadline = NEVER if ttl is None else now + ttl
-        if isinstance(value, Entry) and value.expires_at < deadline:
-            # A float of its own: the expiry order tells records apart by identity.
-            deadline = value.expires_at + 0.0
+        if isinstance(value, Entry):
+            # As a storage: the entry contract of every storage (times checked, an
+            # entry already dead accepted and not kept).
+            check_times(value)
+            if value.expires_at <= now:
+                self.delete(key)
+                return
+            if value.expires_at < deadline:
+                # A float of its own: the expiry order tells records apart by identity.
+                deadline = value.expires_at + 0.0
         item = (value, deadline)
         lock = self._lock
         lock.acquire()

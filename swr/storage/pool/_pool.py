@@ -70,6 +70,7 @@ class MemoryPool(Closeable):
         self.capacity = capacity
         self.gc_interval = interval
         self._clock = clock
+        self._own_clock = clock
         self._lock = threading.Lock()
         self._used = 0
         self._caches: dict[str, PoolCache[Any, Any]] = {}
@@ -88,6 +89,19 @@ class MemoryPool(Closeable):
                 daemon=True,
             )
             self._gc_thread.start()
+
+    def _adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
+        """Judge every ttl with ``clock`` (an engine's) unless one was given; return that one.
+
+        The pool's sweep and every cache then use it, so that nothing is dropped before
+        the engine judges it dead.
+        """
+        with self._lock:
+            if self._own_clock is None:
+                self._clock = clock
+                for cache in self._caches.values():
+                    cache._clock = clock
+        return self._own_clock
 
     def _now(self) -> float:
         clock = self._clock

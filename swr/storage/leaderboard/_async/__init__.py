@@ -1,0 +1,1 @@
+"""The asyncio leaderboards, written once; ``../_sync`` holds their generated twins."""

@@ -71,7 +71,7 @@ class AsyncRedisLeaderboard:
         max_size: Most members kept; adding beyond it drops the lowest scores.
     """
 
-    def __init__(self, client: Any, key: str, *, max_size: int | None = None) -> None:
+    def __init__(self, client: Any, key: str | bytes, *, max_size: int | None = None) -> None:
         self._client = client
         self.key = key
         self.max_size = check_max_size(max_size)
@@ -85,6 +85,11 @@ class AsyncRedisLeaderboard:
         """Set the scores of ``members``; return how many were new."""
         pairs = list(check_scores(members).items())
         added = 0
+        if self.max_size is None:  # nothing to trim: the command itself, no script
+            for at in range(0, len(pairs), _ADD_BATCH):
+                batch = dict(pairs[at : at + _ADD_BATCH])
+                added += int(await self._client.zadd(self.key, batch))
+            return added
         for at in range(0, len(pairs), _ADD_BATCH):
             args: list[str] = [str(self.max_size or 0)]
             for member, score in pairs[at : at + _ADD_BATCH]:

@@ -1,0 +1,3 @@
+"""Integrations of swr with frameworks (import each submodule on its own)."""
+
+__all__: list[str] = []
