@@ -1,4 +1,7 @@
-"""The bulk verbs of a tier of a wrapper storage (tiered, fallback), with or without them.
+"""What the wrapper storages (tiered, fallback) share.
+
+The bulk verbs of a tier, with or without them, and the atomic operations a wrapper
+forwards to the storage that makes them atomic.
 
 Written once: the thread twin in ``swr/storage/_sync/`` is generated from this file by
 ``tools/unasync.py``. A tier that declares the verbs (:class:`~swr.storage.base.BulkVerbs`)
@@ -13,7 +16,55 @@ from typing import Any
 
 from swr.storage.base import AsyncBulkVerbs, Entry, EntryTimes
 
-__all__ = ["async_clear", "async_delete_keys", "async_invalidate", "async_touch"]
+__all__ = [
+    "AsyncAtomicForwarding",
+    "async_clear",
+    "async_delete_keys",
+    "async_invalidate",
+    "async_touch",
+]
+
+
+class AsyncAtomicForwarding:
+    """The writing atomic operations of a wrapper, each sent through ``_atomic``.
+
+    A wrapper says in its ``_atomic(name, key, *args)`` where the operation ``name``
+    runs (the shared tier, the primary, the wrapped storage) and what happens around it
+    (dropping a local copy); ``get_versioned``, a read, is the wrapper's own. See
+    :class:`~swr.storage.base.AtomicOps` for the semantics of each operation.
+    """
+
+    __slots__ = ()
+
+    async def _atomic(self, name: str, key: str, *args: Any) -> Any:
+        raise NotImplementedError  # pragma: no cover - every wrapper has its own
+
+    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """``incr`` where this wrapper runs its atomic operations."""
+        result: int = await self._atomic("incr", key, delta, ttl)
+        return result
+
+    async def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """``decr`` where this wrapper runs its atomic operations."""
+        result: int = await self._atomic("decr", key, delta, ttl)
+        return result
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """``add`` where this wrapper runs its atomic operations."""
+        result: bool = await self._atomic("add", key, value, ttl)
+        return result
+
+    async def replace_if(
+        self, key: str, version: Any, value: Any, ttl: float | None = None
+    ) -> bool:
+        """``replace_if`` where this wrapper runs its atomic operations."""
+        result: bool = await self._atomic("replace_if", key, version, value, ttl)
+        return result
+
+    async def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """``append`` where this wrapper runs its atomic operations."""
+        result: int = await self._atomic("append", key, data, ttl)
+        return result
 
 
 async def async_delete_keys(storage: Any, keys: Sequence[str]) -> int:

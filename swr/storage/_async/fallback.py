@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from swr.storage._async._tiers import (
+    AsyncAtomicForwarding,
     async_clear,
     async_delete_keys,
     async_invalidate,
@@ -39,6 +40,7 @@ __all__ = ["AsyncFallbackStorage"]
 
 class AsyncFallbackStorage(
     _FallbackBase,
+    AsyncAtomicForwarding,
     AsyncStorageMixin,  # unasync: sync=SyncTwin, StorageMixin,
 ):
     """A primary storage (Redis) that falls back to another (memory) while unavailable.
@@ -406,36 +408,9 @@ class AsyncFallbackStorage(
 
     # -- atomic operations (AtomicOps) ----------------------------------------------------
 
-    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
-        """``incr`` on the primary (see ``AtomicOps``); the fallback's copy is dropped."""
-        result: int = await self._atomic("incr", key, delta, ttl)
-        return result
-
-    async def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
-        """``decr`` on the primary; the fallback's copy is dropped."""
-        result: int = await self._atomic("decr", key, delta, ttl)
-        return result
-
-    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
-        """``add`` on the primary; the fallback's copy is dropped."""
-        result: bool = await self._atomic("add", key, value, ttl)
-        return result
-
     async def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
         """``get_versioned`` on the primary."""
         result: tuple[Entry, Any] | None = await self._atomic_ops().get_versioned(key)
-        return result
-
-    async def replace_if(
-        self, key: str, version: Any, value: Any, ttl: float | None = None
-    ) -> bool:
-        """``replace_if`` on the primary; the fallback's copy is dropped."""
-        result: bool = await self._atomic("replace_if", key, version, value, ttl)
-        return result
-
-    async def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
-        """``append`` on the primary; the fallback's copy is dropped."""
-        result: int = await self._atomic("append", key, data, ttl)
         return result
 
     def with_serializer(self, serializer: Serializer) -> AsyncFallbackStorage:

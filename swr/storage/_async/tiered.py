@@ -11,7 +11,12 @@ import asyncio  # unasync: remove
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from swr.storage._async._tiers import async_clear, async_delete_keys, async_invalidate
+from swr.storage._async._tiers import (
+    AsyncAtomicForwarding,
+    async_clear,
+    async_delete_keys,
+    async_invalidate,
+)
 from swr.storage._primitives import async_has_leases, async_inline_get
 from swr.storage._tiered import (
     _TieredBase,  # unasync: sync=SyncTwin, _TieredBase,
@@ -31,6 +36,7 @@ __all__ = ["AsyncTieredStorage"]
 
 class AsyncTieredStorage(
     _TieredBase,
+    AsyncAtomicForwarding,
     AsyncStorageMixin,  # unasync: sync=SyncTwin, StorageMixin,
 ):
     """L1 (this process) in front of L2 (shared): reads L1 then L2, writes both.
@@ -322,36 +328,9 @@ class AsyncTieredStorage(
 
     # -- atomic operations (AtomicOps) ----------------------------------------------------
 
-    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
-        """``incr`` on L2 (see :class:`~swr.storage.base.AtomicOps`); L1's copy is dropped."""
-        result: int = await self._atomic("incr", key, delta, ttl)
-        return result
-
-    async def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
-        """``decr`` on L2; L1's copy is dropped."""
-        result: int = await self._atomic("decr", key, delta, ttl)
-        return result
-
-    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
-        """``add`` on L2; L1's copy is dropped."""
-        result: bool = await self._atomic("add", key, value, ttl)
-        return result
-
     async def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
         """``get_versioned`` on L2."""
         result: tuple[Entry, Any] | None = await self._atomic_ops().get_versioned(key)
-        return result
-
-    async def replace_if(
-        self, key: str, version: Any, value: Any, ttl: float | None = None
-    ) -> bool:
-        """``replace_if`` on L2; L1's copy is dropped."""
-        result: bool = await self._atomic("replace_if", key, version, value, ttl)
-        return result
-
-    async def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
-        """``append`` on L2; L1's copy is dropped."""
-        result: int = await self._atomic("append", key, data, ttl)
         return result
 
     def with_serializer(self, serializer: Serializer) -> AsyncTieredStorage:

@@ -1,6 +1,9 @@
 # Generated from swr/storage/_async/_tiers.py by tools/unasync.py:
 # edit that file, not this one.
-"""The bulk verbs of a tier of a wrapper storage (tiered, fallback), with or without them.
+"""What the wrapper storages (tiered, fallback) share.
+
+The bulk verbs of a tier, with or without them, and the atomic operations a wrapper
+forwards to the storage that makes them atomic.
 
 Written once: the thread twin in ``swr/storage/_sync/`` is generated from this file by
 ``tools/unasync.py``. A tier that declares the verbs (:class:`~swr.storage.base.BulkVerbs`)
@@ -15,7 +18,53 @@ from typing import Any
 
 from swr.storage.base import BulkVerbs, Entry, EntryTimes
 
-__all__ = ["clear", "delete_keys", "invalidate", "touch"]
+__all__ = [
+    "AtomicForwarding",
+    "clear",
+    "delete_keys",
+    "invalidate",
+    "touch",
+]
+
+
+class AtomicForwarding:
+    """The writing atomic operations of a wrapper, each sent through ``_atomic``.
+
+    A wrapper says in its ``_atomic(name, key, *args)`` where the operation ``name``
+    runs (the shared tier, the primary, the wrapped storage) and what happens around it
+    (dropping a local copy); ``get_versioned``, a read, is the wrapper's own. See
+    :class:`~swr.storage.base.AtomicOps` for the semantics of each operation.
+    """
+
+    __slots__ = ()
+
+    def _atomic(self, name: str, key: str, *args: Any) -> Any:
+        raise NotImplementedError  # pragma: no cover - every wrapper has its own
+
+    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """``incr`` where this wrapper runs its atomic operations."""
+        result: int = self._atomic("incr", key, delta, ttl)
+        return result
+
+    def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """``decr`` where this wrapper runs its atomic operations."""
+        result: int = self._atomic("decr", key, delta, ttl)
+        return result
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """``add`` where this wrapper runs its atomic operations."""
+        result: bool = self._atomic("add", key, value, ttl)
+        return result
+
+    def replace_if(self, key: str, version: Any, value: Any, ttl: float | None = None) -> bool:
+        """``replace_if`` where this wrapper runs its atomic operations."""
+        result: bool = self._atomic("replace_if", key, version, value, ttl)
+        return result
+
+    def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
+        """``append`` where this wrapper runs its atomic operations."""
+        result: int = self._atomic("append", key, data, ttl)
+        return result
 
 
 def delete_keys(storage: Any, keys: Sequence[str]) -> int:

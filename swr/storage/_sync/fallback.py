@@ -24,6 +24,7 @@ from swr.storage._fallback import (
 )
 from swr.storage._primitives import has_leases
 from swr.storage._sync._tiers import (
+    AtomicForwarding,
     clear,
     delete_keys,
     invalidate,
@@ -42,6 +43,7 @@ __all__ = ["FallbackStorage"]
 
 class FallbackStorage(
     _FallbackBase,
+    AtomicForwarding,
     SyncTwin,
     StorageMixin,
 ):
@@ -410,34 +412,9 @@ class FallbackStorage(
 
     # -- atomic operations (AtomicOps) ----------------------------------------------------
 
-    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
-        """``incr`` on the primary (see ``AtomicOps``); the fallback's copy is dropped."""
-        result: int = self._atomic("incr", key, delta, ttl)
-        return result
-
-    def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
-        """``decr`` on the primary; the fallback's copy is dropped."""
-        result: int = self._atomic("decr", key, delta, ttl)
-        return result
-
-    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
-        """``add`` on the primary; the fallback's copy is dropped."""
-        result: bool = self._atomic("add", key, value, ttl)
-        return result
-
     def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
         """``get_versioned`` on the primary."""
         result: tuple[Entry, Any] | None = self._atomic_ops().get_versioned(key)
-        return result
-
-    def replace_if(self, key: str, version: Any, value: Any, ttl: float | None = None) -> bool:
-        """``replace_if`` on the primary; the fallback's copy is dropped."""
-        result: bool = self._atomic("replace_if", key, version, value, ttl)
-        return result
-
-    def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
-        """``append`` on the primary; the fallback's copy is dropped."""
-        result: int = self._atomic("append", key, data, ttl)
         return result
 
     def with_serializer(self, serializer: Serializer) -> FallbackStorage:

@@ -13,7 +13,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from swr.storage._primitives import has_leases, inline_get
-from swr.storage._sync._tiers import clear, delete_keys, invalidate
+from swr.storage._sync._tiers import (
+    AtomicForwarding,
+    clear,
+    delete_keys,
+    invalidate,
+)
 from swr.storage._tiered import (
     SyncTwin,
     _TieredBase,
@@ -34,6 +39,7 @@ __all__ = ["TieredStorage"]
 
 class TieredStorage(
     _TieredBase,
+    AtomicForwarding,
     SyncTwin,
     StorageMixin,
 ):
@@ -325,34 +331,9 @@ class TieredStorage(
 
     # -- atomic operations (AtomicOps) ----------------------------------------------------
 
-    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
-        """``incr`` on L2 (see :class:`~swr.storage.base.AtomicOps`); L1's copy is dropped."""
-        result: int = self._atomic("incr", key, delta, ttl)
-        return result
-
-    def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
-        """``decr`` on L2; L1's copy is dropped."""
-        result: int = self._atomic("decr", key, delta, ttl)
-        return result
-
-    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
-        """``add`` on L2; L1's copy is dropped."""
-        result: bool = self._atomic("add", key, value, ttl)
-        return result
-
     def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
         """``get_versioned`` on L2."""
         result: tuple[Entry, Any] | None = self._atomic_ops().get_versioned(key)
-        return result
-
-    def replace_if(self, key: str, version: Any, value: Any, ttl: float | None = None) -> bool:
-        """``replace_if`` on L2; L1's copy is dropped."""
-        result: bool = self._atomic("replace_if", key, version, value, ttl)
-        return result
-
-    def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
-        """``append`` on L2; L1's copy is dropped."""
-        result: int = self._atomic("append", key, data, ttl)
         return result
 
     def with_serializer(self, serializer: Serializer) -> TieredStorage:
