@@ -7,21 +7,10 @@ from datetime import timedelta
 
 from swr.errors import ConfigError
 
+# The storage contract refuses keys the same way: the engine checks them with its rule.
+from swr.storage._verbs import check_key
+
 __all__ = ["check_callable", "check_int", "check_key", "check_seconds"]
-
-
-def check_key(key: object) -> str:
-    """Return ``key`` if it is a non-empty ``str``; raise naming the problem otherwise.
-
-    Raises:
-        TypeError: ``key`` is not a str.
-        ValueError: ``key`` is empty.
-    """
-    if not isinstance(key, str):
-        raise TypeError(f"cache key must be a str, got {type(key).__name__}: {key!r}")
-    if not key:
-        raise ValueError("cache key must not be empty")
-    return key
 
 
 def check_int(name: str, value: object, minimum: int) -> int:

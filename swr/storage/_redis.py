@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from swr.storage._log import logger
 from swr.storage._record import ReadCache, RecordCodec
-from swr.storage._verbs import checked_tags, checked_times
+from swr.storage._verbs import check_key, check_times, checked_tags, checked_times
 from swr.storage.base import Entry
 from swr.storage.errors import CorruptEntryError, StorageError, StorageUnavailableError
 from swr.storage.serializers import Serializer, default_serializer
@@ -36,7 +36,6 @@ __all__ = [
     "PX_MAX",
     "SyncTwin",
     "board_key",
-    "check_times",
     "connect",
     "describe_error",
     "glob_escape",
@@ -389,39 +388,6 @@ def _infinite(entry: Entry) -> Entry:
         if entry.fresh_until == _FOREVER:
             entry.fresh_until = _INF
     return entry
-
-
-def check_key(key: object) -> str:
-    """Return ``key``, refused as every storage refuses it (the storage contract).
-
-    Raises:
-        TypeError: ``key`` is not a str.
-        ValueError: ``key`` is empty.
-    """
-    if not isinstance(key, str):
-        raise TypeError(f"cache key must be a str, got {type(key).__name__}: {key!r}")
-    if not key:
-        raise ValueError("cache key must not be empty")
-    return key
-
-
-def check_times(entry: Entry) -> None:
-    """Refuse an entry whose times are NaN, ``-inf`` or out of order.
-
-    Raises:
-        TypeError: ``entry`` is not an :class:`~swr.storage.base.Entry`.
-        ValueError: the times are not ordered ``stored_at <= fresh_until <= stale_until
-            <= expires_at`` (NaN fails every comparison), or ``stored_at`` is infinite.
-    """
-    if not isinstance(entry, Entry):
-        raise TypeError(f"expected an Entry, got {type(entry).__name__}")
-    times = (entry.stored_at, entry.fresh_until, entry.stale_until, entry.expires_at)
-    stored, fresh, stale, expires = times
-    if not (-_INF < stored <= fresh <= stale <= expires and stored < _INF):
-        raise ValueError(
-            "entry times must be ordered stored_at <= fresh_until <= stale_until <= "
-            f"expires_at, with no NaN and a finite stored_at; got {times}"
-        )
 
 
 def describe_error(exc: BaseException) -> str:

@@ -1,10 +1,49 @@
-"""Argument checks shared by the storages' bulk verbs and tag index."""
+"""Argument checks of the storage contract, shared by every backend and the engine.
+
+Keys, entry times, the bulk verbs' times and the tag index's tags are refused the same
+way on every storage (the contract suite checks it), so each check is written here once.
+"""
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["checked_tags", "checked_times"]
+from swr.storage.base import Entry
+
+__all__ = ["check_key", "check_times", "checked_tags", "checked_times"]
+
+
+def check_key(key: object) -> str:
+    """Return ``key``, refused as every storage refuses it (the storage contract).
+
+    Raises:
+        TypeError: ``key`` is not a str.
+        ValueError: ``key`` is empty.
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"cache key must be a str, got {type(key).__name__}: {key!r}")
+    if not key:
+        raise ValueError("cache key must not be empty")
+    return key
+
+
+def check_times(entry: Entry) -> None:
+    """Refuse an entry whose times are NaN, ``-inf`` or out of order.
+
+    Raises:
+        TypeError: ``entry`` is not an :class:`~swr.storage.base.Entry`.
+        ValueError: the times are not ordered ``stored_at <= fresh_until <= stale_until
+            <= expires_at`` (NaN fails every comparison), or ``stored_at`` is infinite.
+    """
+    if not isinstance(entry, Entry):
+        raise TypeError(f"expected an Entry, got {type(entry).__name__}")
+    times = (entry.stored_at, entry.fresh_until, entry.stale_until, entry.expires_at)
+    stored, fresh, stale, expires = times
+    if not (-math.inf < stored <= fresh <= stale <= expires and stored < math.inf):
+        raise ValueError(
+            "entry times must be ordered stored_at <= fresh_until <= stale_until <= "
+            f"expires_at, with no NaN and a finite stored_at; got {times}"
+        )
 
 
 def checked_times(times: object) -> tuple[float, float, float, float]:

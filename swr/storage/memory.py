@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from swr.storage import _atomic
 from swr.storage._leases import LocalLeases
-from swr.storage._redis import check_key, check_times
-from swr.storage._verbs import checked_tags, checked_times
+from swr.storage._verbs import check_key, check_times, checked_tags, checked_times
 from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import StorageUnavailableError
 from swr.storage.leaderboard import MemoryLeaderboard

@@ -36,13 +36,13 @@ from swr.storage._redis import (
     _import_redis,
     _RedisBase,
     board_key,
-    check_key,
     connect,
     describe_error,
     glob_escape,
     header_live,
     wrong_client,
 )
+from swr.storage._verbs import check_key
 from swr.storage.base import AsyncStorageMixin, Entry, EntryTimes
 from swr.storage.errors import CorruptEntryError, StorageError
 from swr.storage.leaderboard._async.redis import AsyncRedisLeaderboard

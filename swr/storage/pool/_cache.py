@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from swr.storage._flight import AsyncFlights, Flights
 from swr.storage._leases import LocalLeases
-from swr.storage._redis import check_times
-from swr.storage._verbs import checked_tags, checked_times
+from swr.storage._verbs import check_times, checked_tags, checked_times
 from swr.storage.adapters import AsyncAdapter
 from swr.storage.base import Closeable, Entry, EntryTimes
 from swr.storage.errors import StorageUnavailableError
