@@ -1,22 +1,7 @@
-"""The one reading of the clock: an injected one, else ``time.time`` looked up now."""
+"""The one reading of the clock, shared with the storage layer (``swr.storage._clock``)."""
 
 from __future__ import annotations
 
-import time as _time
-from collections.abc import Callable
-from typing import TypeAlias
+from swr.storage._clock import Clock, now
 
 __all__ = ["Clock", "now"]
-
-Clock: TypeAlias = "Callable[[], float] | None"
-"""Zero-argument callable returning epoch seconds, or ``None`` for ``time.time``."""
-
-
-def now(clock: Callable[[], float] | None) -> float:
-    """Epoch seconds by ``clock``, or by ``time.time`` looked up at each call.
-
-    Looking ``time.time`` up at each call (not binding it once) is what lets freezegun
-    move the time of an engine made before the freeze. The engines' hit paths inline
-    this one expression; everything else calls it.
-    """
-    return clock() if clock is not None else _time.time()

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import sys
 import threading
-import time as _time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from swr.storage._clock import now
 from swr.storage._log import logger
 from swr.storage._views import add_tier_stats, as_async
 from swr.storage.base import Entry
@@ -184,8 +184,7 @@ class _FallbackBase:
         return self._own_clock if found is None else found
 
     def _now(self) -> float:
-        clock = self._clock
-        return clock() if clock is not None else _time.time()
+        return now(self._clock)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
+from swr.storage._clock import now
 from swr.storage._log import logger
 from swr.storage._record import ReadCache, RecordCodec
 from swr.storage._verbs import check_key, check_times, checked_tags, checked_times
@@ -627,8 +628,7 @@ class _RedisBase:
         return self._own_clock
 
     def _now(self) -> float:
-        clock = self._clock
-        return clock() if clock is not None else _time.time()
+        return now(self._clock)
 
     def _record(self, entry: Entry) -> tuple[bytes, int | None]:
         """The record bytes of ``entry`` and its ``PX``.

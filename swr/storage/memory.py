@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from swr.storage import _atomic
+from swr.storage._clock import now
 from swr.storage._leases import LocalLeases
 from swr.storage._verbs import check_key, check_times, checked_tags, checked_times
 from swr.storage.base import Entry, EntryTimes, StorageMixin
@@ -82,8 +83,7 @@ class MemoryStorage(StorageMixin):
         return self._own_clock
 
     def _now(self) -> float:
-        clock = self._clock
-        return clock() if clock is not None else _time.time()
+        return now(self._clock)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -11,6 +11,7 @@ from typing import Any, Final, TypeVar, cast
 
 import lmdb
 
+from swr.storage._clock import now
 from swr.storage._log import logger as _log
 from swr.storage._record import RecordCodec
 from swr.storage.errors import (
@@ -195,8 +196,7 @@ class _Backend(_Index):
                 self.data.close()
 
     def now(self) -> float:
-        clock = self.clock
-        return clock() if clock is not None else _time.time()
+        return now(self.clock)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[lmdb.Transaction[bytes]]:

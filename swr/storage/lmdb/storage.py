@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 import lmdb
 
 from swr.storage import _atomic
+from swr.storage._clock import now
 from swr.storage._log import logger as _log
 from swr.storage._record import ReadCache, RecordCodec, digest_key
 from swr.storage._verbs import checked_tags, checked_times
@@ -687,7 +688,7 @@ class LMDBStorage(StorageMixin):
             self._cache.pop(key, None)
 
     def _now(self) -> float:
-        return self._clock() if self._clock is not None else _time.time()
+        return now(self._clock)
 
     # -- bulk verbs and tags -----------------------------------------------------------
     def delete_many(self, keys: Sequence[str]) -> int:

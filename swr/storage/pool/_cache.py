@@ -14,6 +14,7 @@ import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from swr.storage._clock import now
 from swr.storage._flight import AsyncFlights, Flights
 from swr.storage._leases import LocalLeases
 from swr.storage._verbs import check_times, checked_tags, checked_times
@@ -125,8 +126,7 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         return self._pool._adopt_clock(clock)
 
     def _now(self) -> float:
-        clock = self._clock
-        return clock() if clock is not None else _time.time()
+        return now(self._clock)
 
     def get(self, key: K) -> V | None:
         """Return the value under ``key`` and mark it recently used, or ``None``.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time as _time
 import weakref
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from swr.storage._clock import now
 from swr.storage._log import logger
 from swr.storage.base import Closeable
 from swr.storage.errors import (
@@ -104,8 +104,7 @@ class MemoryPool(Closeable):
         return self._own_clock
 
     def _now(self) -> float:
-        clock = self._clock
-        return clock() if clock is not None else _time.time()
+        return now(self._clock)
 
     def register(
         self,
