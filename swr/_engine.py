@@ -174,7 +174,9 @@ class EngineBase:
         "_clock",
         "_count_hit",
         "_count_stale",
+        "_hit_obs",
         "_lookup",
+        "_now_read",
         "_obs",
         "_prefix",
         "_touch",
@@ -193,6 +195,8 @@ class EngineBase:
     _clock: Callable[[], float] | None
     _metrics: MetricsHook | None
     _obs: Observed
+    _hit_obs: Observed | None
+    _now_read: Callable[[], float]
     _timed_storage_get: Callable[[str], Any]
     _breaker: CircuitBreaker | None
     _options: RefreshOptions
@@ -246,11 +250,13 @@ class EngineBase:
         obs = self._obs = Observed(
             storage_kind(self._storage), _nodes_of(self._storage), self._storage.get, self._lookup
         )
+        self._hit_obs = None  # the hit path's one test for a hook
         if hook is None:
             return
         obs.hook = hook
         counts = obs.counts = {status: hook.counter(self.name, status) for status in Status}
         obs.hit = counts[_HIT]
+        self._hit_obs = obs
         obs.stale = counts[_STALE]
         obs.record_storage = hook.record_storage
         if hook.record_storage is not None:

@@ -151,6 +151,7 @@ class StaleEngine(BulkMixin, Closeable):
         self._prefix = f"{namespace}:" if namespace else ""
         self._ttl = _core.validate_ttl_spec(ttl if ttl is not None else DEFAULT_TTL)
         self._clock = clock
+        self._now_read = _time.time if clock is None else clock
         self._metrics = metrics
         hook = None if metrics is None else bind_hook(metrics)
         self._breaker = breaker
@@ -246,22 +247,27 @@ class StaleEngine(BulkMixin, Closeable):
             ReentrantFetchError: called by the fetch of ``key`` itself (same thread or
                 task), which would wait for itself.
         """
-        if type(key) is not str or not key:
-            _core.check_key(key)
         if ttl is not None:
             _core.check_call_ttl(ttl)
         if bypass:
-            return self._bypass(key, fetch)
+            return self._bypass(_core.check_key(key), fetch)
         if tags is not None or should_cache is not None:
             fetch = self._controlled(fetch, tags, should_cache)  # type: ignore[assignment]
-        skey = self._prefix + key
+        # The key is checked where a call leaves the hit path (in _load): a non-str key
+        # fails the concatenation, and an empty one is never stored, so never hit.
+        try:
+            skey = self._prefix + key
+        except TypeError:
+            _core.check_key(key)
+            raise
         entry: Entry | None = None
         if not force_refresh:
             try:
                 lookup = self._lookup
                 entry = self._obs.aget(skey) if lookup is None else lookup(skey)
-                if entry is not None and self._touch is not None:
-                    self._touch(skey)
+                touch = self._touch
+                if entry is not None and touch is not None:
+                    touch(skey)
             except KeyError:  # evicted between lookup and touch: the read still holds
                 pass
             except Exception as exc:  # noqa: BLE001 - a failing cache reads as a miss
@@ -270,21 +276,22 @@ class StaleEngine(BulkMixin, Closeable):
             if entry is not None:
                 # Inline forms, for speed, of swr._core.now and swr._core.classify_inline
                 # (tests/swr/test_windows.py checks them at every window boundary).
-                clock = self._clock
-                now = clock() if clock is not None else _time.time()
+                now = self._now_read()
                 if now < entry.fresh_until:
                     hits = self._count_hit()
-                    obs = self._obs
-                    if obs.hit is not None:
-                        obs.hit()
+                    obs = self._hit_obs
+                    if obs is not None:
+                        obs.hit()  # type: ignore[misc]  # set with _hit_obs
                         if obs.sampling and not hits % obs.sampling:
                             self._lookup = self._timed_lookup  # for one read
                     if type(entry) is _CachedEntry:
                         result = entry.hit
                         if result is None:  # the entry's first hit
-                            result = entry.hit = Result(entry.value, _HIT, entry.stored_at, clock)
+                            result = entry.hit = Result(
+                                entry.value, _HIT, entry.stored_at, self._clock
+                            )
                         return result
-                    return Result(entry.value, _HIT, entry.stored_at, clock)
+                    return Result(entry.value, _HIT, entry.stored_at, self._clock)
                 if now < entry.stale_until:
                     return self._serve_stale(key, skey, fetch, ttl, entry, now)
                 if now >= entry.expires_at:
@@ -305,6 +312,7 @@ class StaleEngine(BulkMixin, Closeable):
         force_refresh: bool,
         seen: float | None = None,
     ) -> Result[T]:
+        _core.check_key(key)  # execute's hit path leaves it to here
         if entry is not None and not force_refresh and self._backoff and self._backs_off(skey):
             return self._backed_off(entry)
         fetching = self._check_reentry(skey)

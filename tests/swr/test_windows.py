@@ -237,13 +237,23 @@ def test_namespace_prefixes_storage_keys(make_driver, clock, up):
     [
         (None, TypeError, "must be a str"),
         (1, TypeError, "must be a str"),
+        (b"k", TypeError, "must be a str"),
         ("", ValueError, "empty"),
     ],
 )
-def test_bad_keys_are_refused(make_driver, key, error, message):
-    d = make_driver()
+@pytest.mark.parametrize("namespace", ["", "ns"])
+@pytest.mark.parametrize(
+    "options", [{}, {"force_refresh": True}, {"bypass": True}, {"ttl": TTL}, {"tags": ["t"]}]
+)
+def test_bad_keys_are_refused(make_driver, key, error, message, namespace, options):
+    # The hit path leaves the key check to where a call leaves it: whatever path a
+    # call takes, a bad key is refused with the same clear error, and never fetched.
+    d = make_driver(namespace=namespace)
+    d.execute("warm", lambda: 1)
+    calls = []
     with pytest.raises(error, match=message):
-        d.execute(key, lambda: 1)
+        d.execute(key, lambda: calls.append(1), **options)
+    assert calls == []
     with pytest.raises(error, match=message):
         d.get(key)
 
