@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 from swr.storage._clock import now
 from swr.storage._flight import AsyncFlights, Flights
 from swr.storage._leases import LocalLeases
+from swr.storage._lock import take
 from swr.storage._verbs import check_times, checked_tags, checked_times
 from swr.storage.adapters import AsyncAdapter
 from swr.storage.base import Closeable, Entry, EntryTimes
@@ -257,7 +258,8 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
                 deadline = value.expires_at + 0.0
         item = (value, deadline)
         lock = self._lock
-        lock.acquire()
+        if not lock.acquire(False):
+            take(lock)  # without queueing on it: see swr.storage._lock
         try:
             if self._closed:
                 raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
