@@ -15,6 +15,7 @@ import asyncio
 import functools
 import inspect
 import threading
+import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeAlias, TypeVar
@@ -119,12 +120,17 @@ class Plan:
     should_cache: ShouldCache | None
 
 
+_FUNCTION = types.FunctionType
+
+
 def wants_entry(fetch: Callable[..., Any]) -> bool:
     """Whether ``fetch`` takes exactly one required positional argument (the entry).
 
     Plain functions, bound methods and partials of them without keywords are judged
     from their code object (no ``inspect.signature`` on the miss path).
     """
+    if type(fetch) is _FUNCTION and not fetch.__code__.co_argcount:
+        return False  # the common fetch, a function of no argument (every miss asks)
     bound = 0
     inner: Any = fetch
     if type(fetch) is functools.partial and not fetch.keywords:

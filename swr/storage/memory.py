@@ -195,6 +195,23 @@ class MemoryStorage(StorageMixin):
         if len(data) > self.max_entries:
             self._evict_locked()
 
+    def _store_one_locked(self, key: str, entry: Entry, now: float) -> None:
+        """:meth:`_store_locked` of one entry (the path of every miss)."""
+        if self._closed:
+            self._check_open()
+        if self._tags_of or entry.expires_at <= now:
+            self._store_locked({key: entry}, now)
+            return
+        data = self._data
+        if key in data:
+            data[key] = entry
+            self._marked.add(key)  # a write is a use
+            return
+        data[key] = entry
+        self._order.append(key)
+        if len(data) > self.max_entries:
+            self._evict_locked()
+
     def _evict_locked(self) -> None:
         """Drop entries from the front of the queue until the bound holds."""
         data = self._data
@@ -231,7 +248,7 @@ class MemoryStorage(StorageMixin):
         if not lock.acquire(False):
             take(lock)
         try:
-            self._store_locked({key: entry}, now)
+            self._store_one_locked(key, entry, now)
         finally:
             lock.release()
 
@@ -250,13 +267,15 @@ class MemoryStorage(StorageMixin):
 
     def set_and_release(self, key: str, entry: Entry, token: str) -> None:
         """Store ``entry`` and release the lease ``token`` holds on ``key``, under one lock."""
-        entries = {key: entry}
-        now = self._checked(entries)
+        check_key(key)
+        check_times(entry)
+        clock = self._clock
+        now = clock() if clock is not None else _time.time()
         lock = self._lock
         if not lock.acquire(False):
             take(lock)
         try:
-            self._store_locked(entries, now)
+            self._store_one_locked(key, entry, now)
             self._leases.release(key, token)
         finally:
             lock.release()
@@ -387,15 +406,27 @@ class MemoryStorage(StorageMixin):
 
         Two engines sharing one MemoryStorage then fetch a key once between them.
         """
-        now = self._now()
-        with self._lock:
-            self._check_open()
+        clock = self._clock
+        now = clock() if clock is not None else _time.time()
+        lock = self._lock
+        if not lock.acquire(False):
+            take(lock)
+        try:
+            if self._closed:
+                self._check_open()
             return self._leases.acquire(key, ttl, now)
+        finally:
+            lock.release()
 
     def release_lease(self, key: str, token: str) -> None:
         """Release the lease on ``key`` if ``token`` still holds it."""
-        with self._lock:
+        lock = self._lock
+        if not lock.acquire(False):
+            take(lock)
+        try:
             self._leases.release(key, token)
+        finally:
+            lock.release()
 
     # -- atomic operations (AtomicOps): each under the write lock --------------------
 
