@@ -479,14 +479,15 @@ class StaleEngine(BulkMixin, Closeable):
             # Re-read under the lease, or while another holds it: a result stored since
             # the caller's read is the one to use.
             # Judged by the engine's clock: a store may keep an entry past its death.
-            entry = self._live(self._read_quiet(skey))
-            if entry is not None and entry.stored_at > seen:
+            entry = self._read_quiet(skey)
+            if entry is not None and entry.stored_at > seen and self._live(entry) is not None:
                 if token is not None:
                     self._release_lease(skey, token)
                 self._lease_wait_ended(waiting)
                 return None, entry
             if token is not None:
-                self._lease_wait_ended(waiting)
+                if waiting is not None:
+                    self._lease_wait_ended(waiting)
                 return token, None
             if not wait:
                 raise RefreshNotNeededError
