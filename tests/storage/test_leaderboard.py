@@ -355,3 +355,26 @@ def test_processes_share_one_leaderboard_exactly(kind, request, tmp_path):
         assert board.size() == 4 * 200 + 1
         assert board.score("everyone") == 800.0
         assert board.rank("everyone", desc=True) == 0
+
+
+def test_lmdb_leaderboards_close_with_the_last_storage_using_them(tmp_path):
+    from swr.storage.errors import StorageUnavailableError
+    from swr.storage.leaderboard import lmdb as boards
+
+    path = tmp_path / "store"
+    first = LMDBStorage(path, sweep_interval=None)
+    second = LMDBStorage(path, sweep_interval=None)
+    board = first.leaderboard("b")
+    board.add({"a": 1.0})
+    also = second.leaderboard("b")
+    first.close()
+    assert also.score("a") == 1.0  # the other storage still uses the environment
+    second.close()
+    assert str(path) not in boards._envs
+    with pytest.raises(StorageUnavailableError, match="closed"):
+        also.add({"b": 2.0})
+    with pytest.raises(StorageUnavailableError, match="closed"):
+        second.leaderboard("b")
+    with LMDBStorage(path, sweep_interval=None) as again:  # the data stays on disk
+        assert again.leaderboard("b").score("a") == 1.0
+    assert str(path) not in boards._envs

@@ -963,14 +963,18 @@ class LMDBStorage(StorageMixin):
 
         Kept in an ordered LMDB index in the store's ``leaderboards`` subdirectory (see
         :mod:`swr.storage.leaderboard.lmdb` for the layout and the cost of each call).
-        Every change is one write transaction.
+        Every change is one write transaction. Its environment closes with the last
+        storage of this process using it (then the leaderboard raises
+        :class:`~storage.errors.StorageUnavailableError`).
         """
         from swr.storage.leaderboard.lmdb import (  # noqa: PLC0415 - loaded when used
             LMDBLeaderboard,
             leaderboard_env,
         )
 
-        env = leaderboard_env(self.path, sync=self.durability == "system")
+        if self._h.closed:
+            raise StorageUnavailableError(f"the LMDB store {self.path} is closed")
+        env = leaderboard_env(self.path, sync=self.durability == "system", user=self._h)
         return LMDBLeaderboard(env, name, max_size=max_size)
 
     # -- leases -----------------------------------------------------------------------
@@ -1138,6 +1142,9 @@ class LMDBStorage(StorageMixin):
         """
         self._cache.items.clear()
         self._h.close()
+        boards = sys.modules.get("swr.storage.leaderboard.lmdb")  # loaded if ever used
+        if boards is not None:
+            boards.release_leaderboards(self.path, self._h)
 
     def __repr__(self) -> str:
         options = self._h.options
