@@ -870,9 +870,17 @@ class RedisStorage(
         Its key starts with the byte 0xFE (see :func:`~swr.storage._redis.board_key`),
         so it never collides with an entry or a lease. Every host using the same prefix
         sees the same leaderboard; on a cluster it lives on one node. Its commands go
-        straight to the client: a Redis failure raises redis-py's error.
+        through this storage, as the entries' do: refused while the storage (on a
+        cluster, the node owning the leaderboard) is DOWN, sent straight to that node,
+        failures raised as :class:`~swr.storage.errors.StorageError`.
         """
-        return RedisLeaderboard(self._client, board_key(self.prefix, name), max_size=max_size)
+        key = board_key(self.prefix, name)
+        return RedisLeaderboard(self._client, key, max_size=max_size, call=self._board_call)
+
+    def _board_call(self, skey: str | bytes, *args: Any) -> Any:
+        """One leaderboard command: :meth:`_call` once the storage is open and up."""
+        self._enter()
+        return self._call(skey, *args)
 
     # -- health probe, views, closing ---------------------------------------------------
 
