@@ -741,23 +741,30 @@ class AsyncRedisStorage(
             ValueError: ``ttl`` is not a finite number of seconds > 0 (or ``None``).
             StorageUnavailableError, StorageError: as :meth:`get`.
         """
+        if ttl is None and type(delta) is int and not self._cluster and in_int64(delta):
+            # The common call, inlined: one INCRBY (a standalone client needs no setup).
+            if self._health.blocked:
+                raise self._refused()
+            skey = self.prefix + key
+            try:
+                return int(await self._command("INCRBY", skey, delta))
+            except self._redis.exceptions.ResponseError:
+                pass  # not a native counter (or past int64): decided in Python below
+            except self._driver_errors as exc:
+                raise self._failure(exc) from exc
         delta = _atomic.check_delta(delta)
         ttl = _atomic.check_ttl(ttl)
         px = self._counter_px(ttl)
-        if in_int64(delta):
-            if self._health.blocked:
-                raise self._refused()
-            if not self._ready:
-                await self._prepare()
+        if in_int64(delta) and (px is not None or self._cluster):
+            await self._enter()
             skey = self.prefix + key
             if px is None:
                 value = await self._counter_call(skey, "INCRBY", skey, delta)
             else:
-                value = await self._counter_call(skey, "EVALSHA", _INCR_TTL_SHA, 1, skey, delta, px)
+                args = (_INCR_TTL_SHA, 1, skey, delta, px)
+                value = await self._counter_call(skey, "EVALSHA", *args)
                 if value is _NO_SCRIPT:
-                    value = await self._counter_call(
-                        skey, "EVAL", _INCR_TTL_SCRIPT, 1, skey, delta, px
-                    )
+                    value = await self._counter_call(skey, "EVAL", _INCR_TTL_SCRIPT, *args[1:])
             if value is not _REFUSED:
                 return int(value)
 
