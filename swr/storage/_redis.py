@@ -91,8 +91,11 @@ _STORE_RELEASE_SHA = hashlib.sha1(_STORE_RELEASE_SCRIPT.encode(), usedforsecurit
 _TOUCH_SCRIPT = """
 local head = redis.call("getrange", KEYS[1], 0, 37)
 local px = ARGV[2]
-if #head <= 20 and string.match(head, "^%-?%d+$") then
-    -- a native counter (see native_int): only its TTL changes
+local sign, digits = string.match(head, "^(%-?)([1-9]%d*)$")
+local native = head == "0" or (digits ~= nil and (#digits < 19 or (#digits == 19 and
+    digits <= (sign == "" and "9223372036854775807" or "9223372036854775808"))))
+if native then
+    -- a native counter (exactly native_int's form): only its TTL changes
     if px ~= "" and tonumber(px) <= 0 then
         redis.call("del", KEYS[1])
     elseif px == "" then

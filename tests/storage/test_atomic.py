@@ -569,3 +569,28 @@ def test_fallback_refuses_atomic_operations_while_the_primary_is_down(own_redis,
         # The timed-out incr may still have been applied (sent before the pause took
         # effect): a timeout says "unknown", never "not done".
         assert store.incr("n") in (2, 3)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("raw_value", "counter"),
+    [
+        (b"0", True),
+        (b"-9223372036854775808", True),
+        (b"9223372036854775807", True),
+        (b"9223372036854775808", False),
+        (b"-9223372036854775809", False),
+        (b"007", False),
+        (b"-0", False),
+        (b"12a", False),
+    ],
+)
+def test_touch_treats_as_a_counter_exactly_what_get_does(redis_pair, clock, raw_value, counter):
+    from swr.storage._redis import native_int
+
+    store, raw, prefix = redis_pair
+    raw.set(prefix + "k", raw_value)
+    now = clock()
+    assert (native_int(raw_value) is not None) is counter
+    assert store.touch("k", (now, now + 5, now + 5, now + 5)) is counter
+    assert (raw.pttl(prefix + "k") > 0) is counter
