@@ -180,18 +180,17 @@ class MemoryStorage(StorageMixin):
         data = self._data
         if self._tags_of:
             self._untag_locked(entries)
-        order = self._order
         for key, entry in entries.items():
             if entry.expires_at <= now:  # dead already: accepted, and nothing is kept
                 if data.pop(key, None) is not None:
-                    self._forget_locked(key)
+                    self._forget_locked(key)  # (may rebuild self._order)
                 continue
             if key in data:
                 data[key] = entry
                 self._marked.add(key)  # a write is a use
             else:
                 data[key] = entry
-                order.append(key)
+                self._order.append(key)
         if len(data) > self.max_entries:
             self._evict_locked()
 

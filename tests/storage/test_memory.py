@@ -125,3 +125,19 @@ def test_bound_holds_under_concurrent_writers():
 def test_bad_max_entries(value, error):
     with pytest.raises(error, match="max_entries"):
         MemoryStorage(max_entries=value)
+
+
+def test_a_batch_storing_dead_and_live_entries_keeps_every_live_key_in_the_order():
+    store = MemoryStorage(max_entries=10)
+    lookup, _ = store.lookup_functions()
+    for i in range(64):  # ghosts: the next removal rebuilds the queue
+        store.set(f"g{i}", entry(i))
+        store.delete(f"g{i}")
+    store.set("old", entry("old"))
+    batch = {f"new{i}": entry(i) for i in range(5)}
+    store.set_many({"old": entry("old", expires_at=2), **batch})  # old dies first
+    for i in range(10):  # past the bound: every new key is evicted in turn, none lost
+        store.set(f"later{i}", entry(i))
+    assert all(lookup(f"new{i}") is None for i in range(5))
+    assert len(store) == 10
+    assert len(store._order) - sum(store._ghosts.values()) == len(store)
