@@ -30,7 +30,7 @@ def info(response: httpx.Response) -> CacheInfo:
 
 
 class CountingMemory(MemoryStorage):
-    """A memory storage counting payload writes (``set``) and renewals (``touch``)."""
+    """A memory storage counting payload writes (``set`` and kin) and renewals (``touch``)."""
 
     def __init__(self, clock: Any) -> None:
         super().__init__(clock=clock)
@@ -40,6 +40,14 @@ class CountingMemory(MemoryStorage):
     def set(self, key: str, entry: Any) -> None:
         self.sets.append(key)
         super().set(key, entry)
+
+    def set_and_release(self, key: str, entry: Any, token: str) -> None:
+        self.sets.append(key)
+        super().set_and_release(key, entry, token)
+
+    def set_many(self, entries: Any) -> None:
+        self.sets.extend(entries)
+        super().set_many(entries)
 
     def touch(self, key: str, times: Any) -> bool:
         self.touches.append(key)
