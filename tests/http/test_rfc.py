@@ -11,14 +11,15 @@
 from __future__ import annotations
 
 import email.utils
+import threading
 from typing import Any
 
 import httpx
 import pytest
 
-from swr import CircuitBreaker, CircuitOpenError, Status
-from swr.http import CacheInfo
-from swr.storage import MemoryStorage
+from swr import CircuitBreaker, CircuitOpenError, FetchTimeoutError, RefreshOptions, Status
+from swr.http import CacheInfo, OriginTimeoutError
+from swr.storage import LMDBStorage, MemoryStorage
 from tests.helpers import wait_until
 from tests.http.origin import Drop, Origin, Reply
 
@@ -289,3 +290,73 @@ def test_open_circuit_is_an_httpx_transport_error(origin, make_client):
     assert isinstance(raised.value.__cause__, CircuitOpenError)
     assert raised.value.request.url == origin.url("/y")
     assert origin.count("/y") == 0
+
+
+def test_fetch_timeout_is_an_httpx_timeout(origin, make_client):
+    client = make_client(engine_kwargs={"refresh": RefreshOptions(timeout=0.2)})
+    release = threading.Event()
+    arrived = threading.Event()
+
+    def slow(seen: Any) -> Reply:
+        arrived.set()
+        release.wait(5)
+        return Reply(headers={"Cache-Control": "max-age=60"}, body=b"late")
+
+    origin.routes["/slow"] = slow
+    url = origin.url("/slow")
+    leader = None
+    if client.kind == "sync":
+        # A thread's own fetch cannot be interrupted: the thread engine times out the
+        # wait of a second caller for it.
+        leader = threading.Thread(target=client.get, args=(url,))
+        leader.start()
+        assert arrived.wait(5)
+    try:
+        with pytest.raises(httpx.TimeoutException) as raised:
+            client.get(url)
+    finally:
+        release.set()
+        if leader is not None:
+            leader.join(10)
+    assert isinstance(raised.value, OriginTimeoutError)
+    assert isinstance(raised.value.__cause__, FetchTimeoutError)
+
+
+# -- byte storages renew in place too ------------------------------------------------------
+
+
+class CountingLMDB(LMDBStorage):
+    """An LMDB storage counting payload writes and renewals (``touch``)."""
+
+    def __init__(self, path: Any) -> None:
+        super().__init__(path, read_cache=0)  # no read-cache view: the engine uses this one
+        self.sets: list[str] = []
+        self.touches: list[str] = []
+
+    def set(self, key: str, entry: Any) -> None:
+        self.sets.append(key)
+        super().set(key, entry)
+
+    def set_and_release(self, key: str, entry: Any, token: str) -> Any:
+        self.sets.append(key)
+        return super().set_and_release(key, entry, token)
+
+    def touch(self, key: str, times: Any) -> bool:
+        self.touches.append(key)
+        return super().touch(key, times)
+
+
+def test_304_renews_an_lmdb_entry_with_touch(origin, make_client, clock, tmp_path):
+    storage = CountingLMDB(tmp_path / "http")
+    client = make_client(storage=storage)
+    etag_route(origin, "/l", "max-age=10")
+    url = origin.url("/l")
+    client.get(url)
+    clock.advance(3600)
+    again = client.get(url)
+    assert (again.text, info(again).revalidated) == ("payload", True)
+    clock.advance(9)
+    hit = client.get(url)
+    assert (hit.text, info(hit).status, hit.headers["age"]) == ("payload", Status.HIT, "9")
+    assert origin.count("/l") == 2
+    assert (len(storage.sets), len(storage.touches)) == (1, 1)
