@@ -174,9 +174,9 @@ class AsyncSWRTransport(_TransportBase, httpx.AsyncBaseTransport):
             return TOMBSTONE
         body = bytearray()
         try:
-            if step is not _Fetched.RENEW:
-                async for chunk in response.aiter_raw():
-                    body += chunk
+            # Read to the end even for a 304 (no body): the connection is then reused.
+            async for chunk in response.aiter_raw():
+                body += chunk
         finally:
             await response.aclose()
         value, write = self._fetched(step, key, call, current, response, bytes(body), request_time)

@@ -174,9 +174,9 @@ class SWRTransport(_TransportBase, httpx.BaseTransport):
             return TOMBSTONE
         body = bytearray()
         try:
-            if step is not _Fetched.RENEW:
-                for chunk in response.iter_raw():
-                    body += chunk
+            # Read to the end even for a 304 (no body): the connection is then reused.
+            for chunk in response.iter_raw():
+                body += chunk
         finally:
             response.close()
         value, write = self._fetched(step, key, call, current, response, bytes(body), request_time)
