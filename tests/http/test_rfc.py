@@ -360,3 +360,47 @@ def test_304_renews_an_lmdb_entry_with_touch(origin, make_client, clock, tmp_pat
     assert (hit.text, info(hit).status, hit.headers["age"]) == ("payload", Status.HIT, "9")
     assert origin.count("/l") == 2
     assert (len(storage.sets), len(storage.touches)) == (1, 1)
+
+
+def test_head_and_request_directives_follow_vary(origin, client, clock):
+    def route(seen: Any) -> Reply:
+        lang = seen.headers.get("accept-language", "none")
+        return Reply(
+            headers={"Cache-Control": "max-age=10", "Vary": "Accept-Language", "ETag": '"v"'},
+            body=lang.encode(),
+        )
+
+    origin.routes["/v"] = route
+    url = origin.url("/v")
+    client.get(url, headers={"Accept-Language": "fr"})
+    head = client.request("HEAD", url, headers={"Accept-Language": "fr"})
+    assert (info(head).status, head.headers["content-length"]) == (Status.HIT, "2")
+    other = client.get(url, headers={"Accept-Language": "de", "Cache-Control": "only-if-cached"})
+    assert other.status_code == 504
+    clock.advance(20)
+    stale = client.get(url, headers={"Accept-Language": "fr", "Cache-Control": "max-stale"})
+    assert (stale.text, info(stale).status) == ("fr", Status.STALE)
+    assert (origin.count("/v"), origin.count("/v", "HEAD")) == (1, 0)
+
+
+def test_conditional_refresh_of_a_variant_touches_it(origin, make_client, clock):
+    storage = CountingMemory(clock)
+    client = make_client(storage=storage)
+
+    def route(seen: Any) -> Reply:
+        headers = {"Cache-Control": "max-age=10", "Vary": "Accept-Language", "ETag": '"v"'}
+        if seen.headers.get("if-none-match") == '"v"':
+            return Reply(304, headers)
+        return Reply(headers=headers, body=b"body")
+
+    origin.routes["/v"] = route
+    url = origin.url("/v")
+    client.get(url, headers={"Accept-Language": "fr"})
+    writes = len(storage.sets)  # the pointer and the variant
+    clock.advance(3600)
+    again = client.get(url, headers={"Accept-Language": "fr"})
+    assert (again.text, info(again).revalidated) == ("body", True)
+    assert origin.calls("/v")[1].headers["if-none-match"] == '"v"'
+    assert len(storage.sets) == writes  # nothing rewritten: neither pointer nor variant
+    assert len(storage.touches) == 1
+    assert "|" in storage.touches[0]  # the variant's key
