@@ -162,7 +162,8 @@ def _direct(transport: httpx.BaseTransport, request: httpx.Request) -> Callable[
 
 
 def cached_get(origin: _Origin, directory: Path) -> bool:
-    lmdb_engine = StaleEngine(LMDBStorage(directory / "swr"), namespace="bench")
+    lmdb_storage = LMDBStorage(directory / "swr")
+    lmdb_engine = StaleEngine(lmdb_storage, namespace="bench")
     memory_engine = StaleEngine(namespace="bench")
     alone: dict[str, httpx.BaseTransport] = {
         "swr transport alone, LMDB": SWRTransport(lmdb_engine),
@@ -205,6 +206,7 @@ def cached_get(origin: _Origin, directory: Path) -> bool:
         client.close()
     lmdb_engine.close()
     memory_engine.close()
+    lmdb_storage.close()  # an engine closes only a storage it made itself
     return ok
 
 
@@ -220,7 +222,8 @@ def _drive(client: httpx.Client, url: str, stop_at: float) -> Counter[int]:
 
 
 def outage(origin: _Origin, directory: Path) -> dict[str, Any]:
-    engine = StaleEngine(LMDBStorage(directory / "swr-outage"), namespace="outage", ttl=None)
+    storage = LMDBStorage(directory / "swr-outage")
+    engine = StaleEngine(storage, namespace="outage", ttl=None)
     clients = {
         "swr": _swr_client(engine),
         "hishel": _hishel_client(directory),
@@ -264,6 +267,7 @@ def outage(origin: _Origin, directory: Path) -> dict[str, Any]:
     for client in clients.values():
         client.close()
     engine.close()
+    storage.close()
     return {"upstream": upstream, "answers": results}
 
 
@@ -279,8 +283,8 @@ def _origin_process(conn: Connection) -> None:
 def revalidation(directory: Path) -> bool:
     # Every GET reaches the origin here: it runs in its own process, so that its thread
     # does not compete for this process's GIL.
-    parent, child = multiprocessing.get_context("fork").Pipe()
-    process = multiprocessing.get_context("fork").Process(target=_origin_process, args=(child,))
+    parent, child = multiprocessing.get_context("spawn").Pipe()
+    process = multiprocessing.get_context("spawn").Process(target=_origin_process, args=(child,))
     process.start()
     base = parent.recv()
     storage = LMDBStorage(directory / "swr-reval")
@@ -318,6 +322,7 @@ def revalidation(directory: Path) -> bool:
     for client, _ in clients.values():
         client.close()
     engine.close()
+    storage.close()
     return ok
 
 
