@@ -50,11 +50,10 @@ class AsyncSWRTransport(_TransportBase, httpx.AsyncBaseTransport):
         clock: Epoch seconds for the stale-if-error backoff, ages and ``Expires``
             without ``Date``; pass the engine's clock when you inject one.
 
-    Raises (from requests):
-        httpx.TransportError: the origin's own errors, unchanged, when nothing stored
-            may be served instead; engine errors as :mod:`swr.http` subclasses
-            (``OriginUnavailableError`` for an open circuit breaker, ...), with the
-            engine's exception as ``__cause__``.
+    Requests raise the origin's own errors (``httpx.ConnectError``, ...) unchanged when
+    nothing stored may be served instead, and the engine's errors as ``swr.http``
+    subclasses of ``httpx.TransportError`` (``OriginUnavailableError`` for an open
+    circuit breaker, ...) with the engine's exception as ``__cause__``.
 
     Background revalidations are the engine's (tasks, or worker threads).
     """
