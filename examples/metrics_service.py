@@ -1,7 +1,7 @@
 """A cached service under load whose upstream fails for a while, scraped like Prometheus would.
 
-Run: python examples/metrics_service.py [--duration 40] [--port 9100] [--png dashboard.png]
-(needs the prometheus extra: pip install -e ".[prometheus]"; --png needs matplotlib)
+Run: python examples/metrics_service.py [--duration 40] [--port 9100]
+(needs the prometheus extra: pip install -e ".[prometheus]")
 
 Four client threads ask a StaleEngine for 100 product keys, a few of them much more
 often than the rest. The upstream answers in about 20 ms, and fails outright from 35 %
@@ -9,8 +9,8 @@ to 65 % of the run: refreshes fail, stale and expired entries are served as FALL
 the circuit breaker opens, half-opens and closes again. The engine's metrics are served
 on http://127.0.0.1:PORT/metrics by prometheus_client, and a scraper thread reads that
 page every second, as a Prometheus server would. At the end the example prints one line
-per scrape window; with --png it draws the panels of docs/grafana-dashboard.json from
-the scraped data (this is how docs/dashboard.png was made).
+per scrape window. examples/dashboard_snapshot.py runs it under a real Prometheus server
+and draws docs/grafana-dashboard.json's panels from what that server scraped.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from swr import CacheTTL, CircuitBreaker, CircuitOpenError, RefreshOptions, StaleEngine
 from swr.metrics.prometheus import PrometheusMetrics
+from swr.storage import LMDBStorage, MemoryStorage
 
 KEYS = [f"product:{i}" for i in range(100)]
 WEIGHTS = [1 / (i + 1) for i in range(len(KEYS))]  # a few hot keys, a long tail
 STATUSES = ("hit", "stale", "expired", "miss", "fallback")
-QUANTILES = (0.5, 0.95, 0.99)
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -106,12 +106,17 @@ def quantile(q: float, before: Scrape, after: Scrape, name: str) -> float | None
     return None
 
 
-def run(duration: float, port: int) -> list[Scrape]:
-    """Serve under load for ``duration`` seconds; return what the scraper read."""
+def run(duration: float, port: int, lmdb: str | None = None) -> list[Scrape]:
+    """Serve under load for ``duration`` seconds; return what the scraper read.
+
+    The cache is in memory, or in an LMDB environment at ``lmdb`` (which reports bytes).
+    """
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(registry)
     breaker = CircuitBreaker(failure_threshold=5, success_threshold=2, reset_timeout=3)
+    storage = LMDBStorage(lmdb) if lmdb else MemoryStorage()
     engine = StaleEngine(
+        storage,
         ttl=CacheTTL(fresh=2, stale=5, expired=60),
         name="catalog",
         metrics=metrics,
@@ -123,6 +128,7 @@ def run(duration: float, port: int) -> list[Scrape]:
     url = f"http://127.0.0.1:{server.server_port}/metrics"
     upstream = Upstream()
     stop = threading.Event()
+    print(f"serving {url} from {time.time():.3f} (unix time)", flush=True)
     started = time.monotonic()
 
     def client() -> None:
@@ -152,6 +158,7 @@ def run(duration: float, port: int) -> list[Scrape]:
     for thread in threads:
         thread.join(timeout=5)
     engine.close()
+    storage.close()
     server.shutdown()
     server.server_close()
     metrics.close()
@@ -179,75 +186,16 @@ def summary(scrapes: Sequence[Scrape]) -> None:
         )
 
 
-def render(scrapes: Sequence[Scrape], outage: tuple[float, float], path: str) -> None:
-    """Draw the dashboard's four main panels from the scraped data."""
-    import matplotlib as mpl  # noqa: PLC0415 - only for --png
-
-    mpl.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    pairs = windows(scrapes)
-    t = [after.at for _, after in pairs]
-    fig, axes = plt.subplots(2, 2, figsize=(13, 7.5), constrained_layout=True)
-    fig.suptitle(
-        "swr: panels of docs/grafana-dashboard.json drawn from a real run's /metrics scrapes"
-    )
-
-    ax = axes[0][0]
-    stacks = [[rate(b, a, "swr_requests_total", status=s) for b, a in pairs] for s in STATUSES]
-    ax.stackplot(t, stacks, labels=STATUSES)
-    ax.set_title("Answers by status (req/s)")
-    ax.legend(loc="upper left", fontsize="small", ncol=5)
-
-    ax = axes[0][1]
-    ratios = []
-    for before, after in pairs:
-        answered = rate(before, after, "swr_requests_total")
-        served = sum(rate(before, after, "swr_requests_total", status=s) for s in ("hit", "stale"))
-        ratios.append(served / answered if answered else float("nan"))
-    ax.plot(t, ratios, color="tab:green")
-    ax.set_ylim(0, 1.05)
-    ax.set_title("Hit ratio: (hit + stale) / all answers")
-
-    ax = axes[1][0]
-    for q in QUANTILES:
-        values = [quantile(q, b, a, "swr_fetch_duration_seconds") for b, a in pairs]
-        ax.plot(
-            t, [v * 1000 if v is not None else float("nan") for v in values], label=f"p{q * 100:g}"
-        )
-    ax.set_yscale("log")
-    ax.set_title("Foreground fetch latency (ms)")
-    ax.legend(loc="upper left", fontsize="small")
-
-    ax = axes[1][1]
-    points = [(after.at, total(after.samples, "swr_circuit_state")) for after in scrapes[1:]]
-    ax.step([p[0] for p in points], [p[1] for p in points], where="pre", color="black")
-    colors = ("tab:green", "gold", "tab:red")
-    for before, (at, state) in zip(scrapes, points, strict=False):
-        ax.axvspan(before.at, at, color=colors[int(state)], alpha=0.3, linewidth=0)
-    ax.set_yticks([0, 1, 2], ["closed", "half-open", "open"])
-    ax.set_title("Circuit state (as scraped each second)")
-
-    for row in axes:
-        for panel in row:
-            panel.axvspan(*outage, color="grey", alpha=0.12, linewidth=0)
-            panel.set_xlabel("seconds (grey: upstream failing)")
-    fig.savefig(path, dpi=80)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=40.0, help="seconds of load")
     parser.add_argument("--port", type=int, default=0, help="metrics port (0: any free)")
-    parser.add_argument("--png", help="draw the dashboard panels into this file")
+    parser.add_argument("--lmdb", help="cache in an LMDB environment in this directory")
     args = parser.parse_args(argv)
     # The engine logs every failed fetch; this demo shows metrics instead.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(50))
-    scrapes = run(args.duration, args.port)
+    scrapes = run(args.duration, args.port, args.lmdb)
     summary(scrapes)
-    if args.png:
-        render(scrapes, (0.35 * args.duration, 0.65 * args.duration), args.png)
-        print(f"wrote {args.png}")
 
 
 if __name__ == "__main__":

@@ -40,13 +40,18 @@ Multiprocess mode (gunicorn with ``PROMETHEUS_MULTIPROC_DIR``): ``prometheus_cli
 then keeps values in per-process files that one ``MultiProcessCollector`` reads. A
 scrape cannot reach into other processes, so each process copies its answer counts and
 gauges into those files from a daemon thread every ``flush_interval`` seconds, after a
-fork in the child, and at exit; :meth:`PrometheusMetrics.flush` does it at once.
+fork in the child, and at exit; :meth:`PrometheusMetrics.flush` does it at once. The
+collector combines the processes' gauges: refreshes running and queued add up, the
+circuit state is the worst (max), storage health and node health the worst (min), and
+the storage sizes add up over processes for a process-local storage (memory), while a
+shared one (LMDB) is counted once, by whichever process holds its lock file.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import math
 import os
 import threading
@@ -83,9 +88,12 @@ _GAUGES = (
         "livemax",
     ),
     ("storage_healthy", "1 when the storage answers, 0 when not.", "storage_healthy", "livemin"),
-    ("storage_entries", "Entries held by the storage.", "storage_entries", "livemax"),
-    ("storage_bytes", "Bytes used by the storage (keys and records).", "storage_bytes", "livemax"),
+    ("storage_entries", "Entries held by the storage.", "storage_entries", "livesum"),
+    ("storage_bytes", "Bytes used by the storage (keys and records).", "storage_bytes", "livesum"),
 )
+# The sizes: per process for a process-local storage (they add up), reported by one
+# process for a shared one (see _SizeReporters).
+_SIZE_FIELDS = frozenset({"storage_entries", "storage_bytes"})
 _NODE_UP = ("storage_node_up", "1 when a Redis Cluster master answers, 0 when not.")
 
 
@@ -309,9 +317,14 @@ class PrometheusMetrics(LocalHook):
                     self._child(self._requests_mp, labels).inc(delta)
                     self._flushed[labels] = total
             for reading in self._sources.read():
+                reports_size = not reading.storage_shared or _SIZE_REPORTERS.claim(
+                    f"{self.namespace}\0{reading.engine}"
+                )
                 for field, gauge in self._gauges_mp.items():
                     value = getattr(reading, field)
                     if value is not None:
+                        if field in _SIZE_FIELDS and not reports_size:
+                            value = 0  # another process reports this shared storage's size
                         self._child(gauge, (reading.engine,)).set(value)
                 for node, up in reading.nodes:
                     self._child(self._node_up_mp, (reading.engine, node)).set(up)
@@ -409,6 +422,60 @@ def _flush_loop(
         del metrics
 
 
+class _SizeReporters:
+    """Which process reports a shared storage's size in multiprocess mode.
+
+    ``prometheus_client`` merges a gauge's values with one mode per metric name, so the
+    sizes use ``livesum``: right for process-local storages, whose entries add up, but
+    N times too much for a storage every process sees whole (LMDB). For those, one
+    process per engine reports the size and the others report 0: the one holding an
+    exclusive lock (``fcntl.lockf``) on ``swr_size_<hash>.lock`` in
+    ``PROMETHEUS_MULTIPROC_DIR``. The kernel releases it when that process dies, and
+    another process takes it at its next flush. Such locks are not inherited by a
+    forked child. Without ``fcntl`` (Windows) every process reports.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, int] = {}  # lock file -> descriptor, kept open while alive
+        self._lock = threading.Lock()
+
+    def claim(self, name: str) -> bool:
+        """Whether this process reports ``name``'s size: it holds, or just took, the lock."""
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        try:
+            import fcntl  # noqa: PLC0415 - POSIX only
+        except ImportError:
+            return True
+        if not directory:
+            return True
+        digest = hashlib.sha256(name.encode()).hexdigest()[:24]
+        path = os.path.join(directory, f"swr_size_{digest}.lock")
+        with self._lock:
+            if path in self._held:
+                return True
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                return False
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)  # this process held no lock on it: closing releases nothing
+                return False
+            self._held[path] = fd
+            return True
+
+    def after_fork_in_child(self) -> None:
+        """The parent's locks stay the parent's: forget (and close) its descriptors."""
+        self._lock = threading.Lock()
+        held, self._held = self._held, {}
+        for fd in held.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+_SIZE_REPORTERS = _SizeReporters()
+
 # Adapters in multiprocess mode, for the fork and exit hooks (held weakly).
 _LIVE: weakref.WeakSet[PrometheusMetrics] = weakref.WeakSet()
 
@@ -418,6 +485,7 @@ def _track_process(metrics: PrometheusMetrics) -> None:
 
 
 def _after_fork_in_child() -> None:
+    _SIZE_REPORTERS.after_fork_in_child()
     for metrics in list(_LIVE):
         metrics._after_fork_in_child()
 

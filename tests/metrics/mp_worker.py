@@ -1,4 +1,4 @@
-"""A worker process of the multiprocess tests: ``python -m tests.metrics.mp_worker MODE N``.
+"""A worker process of the multiprocess tests: ``python -m tests.metrics.mp_worker MODE N [LMDB]``.
 
 PROMETHEUS_MULTIPROC_DIR is set by the test before this process imports
 prometheus_client, as gunicorn's config would set it.
@@ -8,6 +8,8 @@ Modes:
                (the exit hook flushes again)
     thread N   the same without flushing: the flush thread must write the counts
     fork N     one miss here, then a forked child answers N hits and flushes; both exit
+
+The cache is in memory (one per process), or in the LMDB environment at LMDB (shared).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from prometheus_client import CollectorRegistry
 
 from swr import CacheTTL, StaleEngine
 from swr.metrics.prometheus import PrometheusMetrics
+from swr.storage import LMDBStorage, MemoryStorage
 
 
-def main(mode: str, n: int) -> int:
+def main(mode: str, n: int, lmdb: str | None = None) -> int:
     interval = 0.02 if mode == "thread" else 3600.0
     metrics = PrometheusMetrics(CollectorRegistry(), flush_interval=interval)
     assert metrics.multiprocess
-    engine = StaleEngine(ttl=CacheTTL(fresh=3600), name="web", metrics=metrics)
+    storage = LMDBStorage(lmdb) if lmdb else MemoryStorage()
+    engine = StaleEngine(storage, ttl=CacheTTL(fresh=3600), name="web", metrics=metrics)
     metrics.watch(engine)
     engine.execute("k", lambda: 1)
     if mode == "fork":
@@ -48,4 +52,4 @@ def main(mode: str, n: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], int(sys.argv[2])))
+    sys.exit(main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:4]))
