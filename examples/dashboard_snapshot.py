@@ -2,21 +2,27 @@
 
 Run: python examples/dashboard_snapshot.py [--duration 90] [--out docs/dashboard.png]
 Needs the ``prometheus`` server binary (Debian: ``apt-get install prometheus``), the
-prometheus extra (``pip install -e ".[prometheus]"``) and matplotlib.
+extras ``prometheus`` and ``redis`` (``pip install -e ".[prometheus,redis]"``),
+matplotlib, and for the Redis Cluster part ``redis-server`` and ``redis-cli``
+(``--no-redis`` without them).
 
 What it does, in order:
 
 1. starts a Prometheus server on 127.0.0.1 (a temporary config and data directory)
-   scraping ``examples/metrics_service.py`` every second;
-2. runs that example for ``--duration`` seconds: four client threads, a cached upstream
-   that fails from 35 % to 65 % of the run, the engine's ``/metrics`` on 127.0.0.1;
+   scraping ``examples/metrics_service.py`` every second, and three Redis Cluster
+   masters on 127.0.0.1;
+2. runs that example for ``--duration`` seconds: the ``catalog`` engine (LMDB, four
+   client threads) and the ``sessions`` engine (the Redis Cluster, two client
+   threads) in front of an upstream that fails from 35 % to 65 % of the run; one
+   Redis master is paused (SIGSTOP) from 72 % to 86 % of it;
 3. evaluates every query of every panel of ``docs/grafana-dashboard.json``, verbatim,
    through Prometheus's HTTP API (``/api/v1/query_range``, one point per second) with
    Grafana's variables replaced as Grafana would: ``$engine`` by its "All" value
    ``.*`` and ``$__rate_interval`` by ``max(step + scrape interval, 4 x scrape
-   interval)``;
+   interval)``, i.e. ``4s``;
 4. draws the dashboard's panels at their ``gridPos`` with matplotlib (time series,
-   state timelines, the stat), the upstream outage marked as an annotation.
+   state timelines, the stat, Grafana's dark colours), the outage and the pause
+   marked as region annotations.
 
 No Grafana server draws it (no package registry this project uses ships one): the data
 are Prometheus's, the queries and layout the dashboard's, the drawing this script's.
@@ -32,6 +38,7 @@ import json
 import math
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +47,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +56,7 @@ DASHBOARD = ROOT / "docs" / "grafana-dashboard.json"
 SERVICE = ROOT / "examples" / "metrics_service.py"
 SCRAPE_INTERVAL = 1  # seconds, also the query step
 OUTAGE = (0.35, 0.65)  # share of the run the upstream fails (see metrics_service.py)
+PAUSE = (0.72, 0.86)  # share of the run one Redis master is paused
 
 # {panel id: [{"refId", "legend", "series": [{"labels", "points": [[t, v], ...]}]}]}
 Results = dict[str, list[dict[str, Any]]]
@@ -67,10 +76,14 @@ def expand(expr: str, *, rate_window: str, engine: str = ".*") -> str:
 
 
 def legend(fmt: str, labels: Mapping[str, str]) -> str:
-    """Grafana's legend format: ``{{name}}`` replaced by the series' label value."""
-    if not fmt:
+    """Grafana's legend format: ``{{name}}`` replaced by the series' label value.
+
+    Each series is named in the legend: a blank name becomes its label set.
+    """
+    text = re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), fmt)
+    if not text.strip():  # no format, or only labels the series lacks: its label set
         return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-    return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), fmt)
+    return text
 
 
 def panels(dashboard: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -152,14 +165,125 @@ def evaluate(dashboard: Mapping[str, Any], api: str, start: float, end: float) -
     return results
 
 
-def run(duration: float, prometheus: str) -> tuple[Results, dict[str, Any]]:
-    """Prometheus scraping the example for ``duration`` seconds; the panels' results."""
+class Cluster:
+    """Three Redis Cluster masters on 127.0.0.1 (``redis-server``, ``redis-cli``)."""
+
+    def __init__(self, directory: Path, server: str, cli: str) -> None:
+        self.cli = cli
+        self.ports: list[int] = []
+        while len(self.ports) < 3:  # each node also listens on port + 10000 (its bus)
+            port = free_port()
+            if port + 10000 < 65536 and port not in self.ports and bindable(port + 10000):
+                self.ports.append(port)
+        self.nodes: list[subprocess.Popen[bytes]] = []
+        for port in self.ports:
+            home = directory / f"node-{port}"
+            home.mkdir()
+            self.nodes.append(
+                subprocess.Popen(  # noqa: S603 - our own arguments
+                    [
+                        server,
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--dir",
+                        str(home),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        f"nodes-{port}.conf",
+                        "--cluster-node-timeout",
+                        "2000",
+                        "--cluster-require-full-coverage",
+                        "no",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+
+    def ask(self, port: int, *args: str) -> str:
+        done = subprocess.run(  # noqa: S603
+            [self.cli, "-p", str(port), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return done.stdout
+
+    def start(self) -> str:
+        """Join the nodes; the URL of the first."""
+        deadline = time.monotonic() + 30
+        while not all("PONG" in self.ask(port, "PING") for port in self.ports):
+            if time.monotonic() > deadline:
+                raise TimeoutError("redis-server did not start")
+            time.sleep(0.1)
+        subprocess.run(  # noqa: S603
+            [
+                self.cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        while not all("cluster_state:ok" in self.ask(p, "CLUSTER", "INFO") for p in self.ports):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the Redis cluster did not form")
+            time.sleep(0.1)
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def pause(self, i: int) -> None:
+        self.nodes[i].send_signal(signal.SIGSTOP)
+
+    def resume(self, i: int) -> None:
+        self.nodes[i].send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.send_signal(signal.SIGCONT)
+            node.terminate()
+        for node in self.nodes:
+            node.wait(timeout=30)
+
+
+def bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def run(
+    duration: float, prometheus: str, redis: tuple[str, str] | None
+) -> tuple[Results, dict[str, Any]]:
+    """Prometheus scraping the example for ``duration`` seconds; the panels' results.
+
+    With ``redis`` (the ``redis-server`` and ``redis-cli`` binaries), the example's
+    second engine caches in a 3-master Redis Cluster, one master of which is paused
+    (SIGSTOP) from 72 % to 86 % of the run.
+    """
     dashboard = json.loads(DASHBOARD.read_text())
     service_port, prom_port = free_port(), free_port()
     api = f"http://127.0.0.1:{prom_port}"
-    with tempfile.TemporaryDirectory(prefix="swr-dashboard-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="swr-dashboard-") as tmp, ExitStack() as stack:
         config = Path(tmp, "prometheus.yml")
         config.write_text(prometheus_config(f"127.0.0.1:{service_port}"))
+        log = stack.enter_context(Path(tmp, "prometheus.log").open("w"))
         server = subprocess.Popen(  # noqa: S603 - our own arguments
             [
                 prometheus,
@@ -168,49 +292,68 @@ def run(duration: float, prometheus: str) -> tuple[Results, dict[str, Any]]:
                 f"--web.listen-address=127.0.0.1:{prom_port}",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=Path(tmp, "prometheus.log").open("w"),  # noqa: SIM115 - closed at exit
+            stderr=log,
         )
-        try:
-            wait_ready(f"{api}/-/ready")
-            wait_for_target(api)  # Prometheus hands new targets to its scraper every 5 s
-            service = subprocess.Popen(  # noqa: S603 - our own arguments
-                [
-                    sys.executable,
-                    str(SERVICE),
-                    "--duration",
-                    str(duration),
-                    "--port",
-                    str(service_port),
-                    "--lmdb",
-                    str(Path(tmp, "cache")),
-                ],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            if service.stdout is None:
-                raise RuntimeError("no pipe")
-            first = service.stdout.readline()  # "serving URL from UNIX-TIME (unix time)"
-            start = float(first.split(" from ")[1].split()[0])
-            summary = service.stdout.read()
-            if service.wait() != 0:
-                raise RuntimeError(f"{SERVICE.name} failed: {first}{summary}")
-            end = start + duration
-            time.sleep(2 * SCRAPE_INTERVAL)  # the last scrape lands
-            results = evaluate(dashboard, api, math.floor(start), math.ceil(end))
-            with urllib.request.urlopen(  # noqa: S310
-                f"{api}/api/v1/targets", timeout=10
-            ) as response:
-                targets = json.load(response)["data"]["activeTargets"]
-            with urllib.request.urlopen(f"{api}/api/v1/status/buildinfo", timeout=10) as response:  # noqa: S310
-                build = json.load(response)["data"]
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        stack.callback(server.wait, timeout=30)
+        stack.callback(server.terminate)
+        command = [
+            sys.executable,
+            str(SERVICE),
+            "--duration",
+            str(duration),
+            "--port",
+            str(service_port),
+            "--lmdb",
+            str(Path(tmp, "cache")),
+        ]
+        cluster = None
+        if redis:
+            cluster = Cluster(Path(tmp), *redis)
+            stack.callback(cluster.stop)
+            command += ["--redis-cluster", cluster.start()]
+        wait_ready(f"{api}/-/ready")
+        wait_for_target(api)  # Prometheus hands new targets to its scraper every 5 s
+        service = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603
+        if service.stdout is None:
+            raise RuntimeError("no pipe")
+        first = service.stdout.readline()  # "serving URL from UNIX-TIME (unix time)"
+        start = float(first.split(" from ")[1].split()[0])
+        annotations: list[dict[str, Any]] = [
+            {
+                "from": start + OUTAGE[0] * duration,
+                "to": start + OUTAGE[1] * duration,
+                "text": "upstream failing",
+                "color": "#f2495c",
+            },
+        ]
+        if cluster is not None:
+            pause_from, pause_to = (start + share * duration for share in PAUSE)
+            paused = {
+                "from": pause_from,
+                "to": pause_to,
+                "text": f"Redis master 127.0.0.1:{cluster.ports[-1]} paused",
+                "color": "#5794f2",
+            }
+            time.sleep(max(0.0, pause_from - time.time()))
+            cluster.pause(-1)
+            time.sleep(max(0.0, pause_to - time.time()))
+            cluster.resume(-1)
+            annotations.append(paused)
+        summary = service.stdout.read()
+        if service.wait() != 0:
+            raise RuntimeError(f"{SERVICE.name} failed: {first}{summary}")
+        end = start + duration
+        time.sleep(2 * SCRAPE_INTERVAL)  # the last scrape lands
+        results = evaluate(dashboard, api, math.floor(start), math.ceil(end))
+        with urllib.request.urlopen(f"{api}/api/v1/targets", timeout=10) as response:  # noqa: S310
+            targets = json.load(response)["data"]["activeTargets"]
+        with urllib.request.urlopen(f"{api}/api/v1/status/buildinfo", timeout=10) as response:  # noqa: S310
+            build = json.load(response)["data"]
     run_info = {
         "start": start,
         "end": end,
         "duration": duration,
-        "outage": [start + OUTAGE[0] * duration, start + OUTAGE[1] * duration],
+        "annotations": annotations,
         "prometheus": build.get("version", "?"),
         "scrape_interval": SCRAPE_INTERVAL,
         "targets": [{"url": t["scrapeUrl"], "health": t["health"]} for t in targets],
@@ -231,6 +374,7 @@ STATUS_COLORS = {
     "miss": "#ff780a",
     "fallback": "#f2495c",
 }
+COLOR_NAMES = {"#f2495c": "red", "#5794f2": "blue"}
 HEADER = 2.2  # grid rows above the panels
 ROW_INCHES = 0.34  # one grid row (Grafana: 30 px)
 
@@ -298,8 +442,12 @@ class Drawing:
             1 - 0.55 / height,
             f"Engine: All    {utc(info['start']):%Y-%m-%d %H:%M:%S} to "
             f"{utc(info['end']):%H:%M:%S} UTC    data: Prometheus {info['prometheus']} "
-            f"scraping {targets} every {info['scrape_interval']}s    red band: upstream "
-            "failing    drawn by examples/dashboard_snapshot.py (not by Grafana)",
+            f"scraping {targets} every {info['scrape_interval']}s    "
+            + "    ".join(
+                f"{n['text']}: {COLOR_NAMES.get(n['color'], n['color'])} band"
+                for n in info["annotations"]
+            )
+            + "    drawn by examples/dashboard_snapshot.py (not by Grafana)",
             color=MUTED,
             fontsize=9.5,
             va="top",
@@ -373,7 +521,7 @@ class Drawing:
                 ),
                 facecolor=PANEL,
             )
-            self.time_axis(ax)
+            self.time_axis(ax, panel["gridPos"]["w"])
             if panel["type"] == "state-timeline":
                 self.state_timeline(ax, defaults, lines)
             else:
@@ -409,7 +557,7 @@ class Drawing:
             0.5, 0.2, "last value", transform=frame.transAxes, color=MUTED, fontsize=9, ha="center"
         )
 
-    def time_axis(self, ax: Any) -> None:
+    def time_axis(self, ax: Any, columns: int) -> None:
         import matplotlib.dates as mdates  # noqa: PLC0415
 
         ax.tick_params(colors=MUTED, labelsize=8)
@@ -417,13 +565,14 @@ class Drawing:
             spine.set_visible(False)
         ax.grid(color=GRIDC, linewidth=0.6)
         ax.set_xlim(utc(self.info["start"]), utc(self.info["end"]))
-        ax.xaxis.set_major_formatter(
-            mdates.DateFormatter("%H:%M:%S", tz=datetime.UTC)  # type: ignore[no-untyped-call]
-        )
-        outage = [utc(t) for t in self.info["outage"]]
-        ax.axvspan(*outage, color="#f2495c", alpha=0.08, linewidth=0)
-        for edge in outage:
-            ax.axvline(edge, color="#f2495c", alpha=0.5, linewidth=0.8, linestyle="--")
+        untyped: Any = mdates  # DateFormatter and AutoDateLocator lack annotations
+        ax.xaxis.set_major_locator(untyped.AutoDateLocator(minticks=2, maxticks=columns // 2))
+        ax.xaxis.set_major_formatter(untyped.DateFormatter("%H:%M:%S", tz=datetime.UTC))
+        for note in self.info["annotations"]:  # Grafana's region annotations
+            span = (utc(note["from"]), utc(note["to"]))
+            ax.axvspan(*span, color=note["color"], alpha=0.08, linewidth=0)
+            for edge in span:
+                ax.axvline(edge, color=note["color"], alpha=0.5, linewidth=0.8, linestyle="--")
 
     def state_timeline(self, ax: Any, defaults: Mapping[str, Any], lines: list[Line]) -> None:
         """One band per series, each stretch coloured by the value mappings."""
@@ -467,7 +616,9 @@ class Drawing:
                 ax.plot(xs, ys, color=color, linewidth=1.4, label=name)
         if custom.get("scaleDistribution", {}).get("type") == "log":
             ax.set_yscale("log")
-            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            low, high = ax.get_ylim()
+            wide = math.log10(high / low) > 2  # more than two decades: one tick a decade
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
             ax.yaxis.set_minor_formatter(NullFormatter())
         if "min" in defaults or "max" in defaults:
             ax.set_ylim(defaults.get("min"), defaults.get("max"))
@@ -498,6 +649,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=shutil.which("prometheus") or "prometheus",
         help="the Prometheus server binary",
     )
+    parser.add_argument(
+        "--no-redis",
+        action="store_true",
+        help="no Redis Cluster engine (by default one runs when redis-server is found)",
+    )
     parser.add_argument("--data", help="also write the query results here (JSON)")
     parser.add_argument("--from-data", help="draw from results written by --data; run nothing")
     args = parser.parse_args(argv)
@@ -506,7 +662,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         saved = json.loads(Path(args.from_data).read_text())
         results, info = saved["results"], saved["run"]
     else:
-        results, info = run(args.duration, args.prometheus)
+        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        redis = None if args.no_redis or server is None or cli is None else (server, cli)
+        results, info = run(args.duration, args.prometheus, redis)
         if args.data:
             Path(args.data).write_text(json.dumps({"run": info, "results": results}, indent=1))
     render(dashboard, results, info, args.out)

@@ -31,9 +31,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from swr import CacheTTL, CircuitBreaker, CircuitOpenError, RefreshOptions, StaleEngine
 from swr.metrics.prometheus import PrometheusMetrics
-from swr.storage import LMDBStorage, MemoryStorage
+from swr.storage import LMDBStorage, MemoryStorage, RedisStorage
 
 KEYS = [f"product:{i}" for i in range(100)]
+SESSION_KEYS = [f"session:{i}" for i in range(100)]
 WEIGHTS = [1 / (i + 1) for i in range(len(KEYS))]  # a few hot keys, a long tail
 STATUSES = ("hit", "stale", "expired", "miss", "fallback")
 
@@ -82,11 +83,12 @@ def rate(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
     return (total(after.samples, name, **labels) - total(before.samples, name, **labels)) / seconds
 
 
-def quantile(q: float, before: Scrape, after: Scrape, name: str) -> float | None:
-    """``histogram_quantile(q, increase(name_bucket[window]))``, as PromQL computes it."""
+def quantile(q: float, before: Scrape, after: Scrape, name: str, **match: str) -> float | None:
+    """``histogram_quantile(q, increase(name_bucket{match}[window]))``, as PromQL computes it."""
     bounds: dict[float, float] = {}
+    wanted = set(match.items())
     for (n, labels), value in after.samples.items():
-        if n == f"{name}_bucket":
+        if n == f"{name}_bucket" and wanted <= labels:
             le = float(dict(labels)["le"])
             old = before.samples.get((n, labels), 0.0)
             bounds[le] = bounds.get(le, 0.0) + value - old
@@ -106,10 +108,14 @@ def quantile(q: float, before: Scrape, after: Scrape, name: str) -> float | None
     return None
 
 
-def run(duration: float, port: int, lmdb: str | None = None) -> list[Scrape]:
+def run(
+    duration: float, port: int, lmdb: str | None = None, redis_cluster: str | None = None
+) -> list[Scrape]:
     """Serve under load for ``duration`` seconds; return what the scraper read.
 
-    The cache is in memory, or in an LMDB environment at ``lmdb`` (which reports bytes).
+    The ``catalog`` engine caches in memory, or in an LMDB environment at ``lmdb``
+    (which reports its bytes). With ``redis_cluster`` (a node's URL), a second engine,
+    ``sessions``, caches in that Redis Cluster and reports each master's health.
     """
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(registry)
@@ -123,6 +129,18 @@ def run(duration: float, port: int, lmdb: str | None = None) -> list[Scrape]:
         breaker=breaker,
         refresh=RefreshOptions(timeout=0.5, backoff_initial=0.5, backoff_max=2),
     )
+    engines = [(engine, KEYS)] * 4  # four client threads on the catalog
+    cluster = None
+    if redis_cluster:
+        cluster = RedisStorage.from_url(redis_cluster, cluster=True, prefix="example:")
+        sessions = StaleEngine(
+            cluster,
+            ttl=CacheTTL(fresh=2, stale=5, expired=60),
+            name="sessions",
+            metrics=metrics,
+            refresh=RefreshOptions(timeout=0.5, backoff_initial=0.5, backoff_max=2),
+        )
+        engines += [(sessions, SESSION_KEYS)] * 2
     # The engine registers its gauges with the hook and times its own fetches.
     server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
     url = f"http://127.0.0.1:{server.server_port}/metrics"
@@ -131,9 +149,9 @@ def run(duration: float, port: int, lmdb: str | None = None) -> list[Scrape]:
     print(f"serving {url} from {time.time():.3f} (unix time)", flush=True)
     started = time.monotonic()
 
-    def client() -> None:
+    def client(engine: StaleEngine, keys: list[str]) -> None:
         while not stop.is_set():
-            key = random.choices(KEYS, WEIGHTS)[0]
+            key = random.choices(keys, WEIGHTS)[0]
             try:
                 engine.execute(key, functools.partial(upstream.fetch, key))
             except (ConnectionError, CircuitOpenError):
@@ -146,7 +164,7 @@ def run(duration: float, port: int, lmdb: str | None = None) -> list[Scrape]:
         while not stop.wait(1.0 - (time.monotonic() - started) % 1.0):
             scrapes.append(Scrape(time.monotonic() - started, scrape(url)))
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+    threads = [threading.Thread(target=client, args=pair, daemon=True) for pair in engines]
     threads.append(threading.Thread(target=scraper, daemon=True))
     scrapes.append(Scrape(0.0, scrape(url)))
     for thread in threads:
@@ -157,8 +175,11 @@ def run(duration: float, port: int, lmdb: str | None = None) -> list[Scrape]:
     stop.set()
     for thread in threads:
         thread.join(timeout=5)
-    engine.close()
+    for each in {id(e): e for e, _ in engines}.values():
+        each.close()
     storage.close()
+    if cluster is not None:
+        cluster.close()
     server.shutdown()
     server.server_close()
     metrics.close()
@@ -171,13 +192,16 @@ def windows(scrapes: Sequence[Scrape], width: int = 3) -> list[tuple[Scrape, Scr
 
 
 def summary(scrapes: Sequence[Scrape]) -> None:
+    """One line per window of the catalog engine's answers, hit ratio, p95 and circuit."""
     print(f"{'t':>5}  " + "  ".join(f"{s:>8}" for s in STATUSES) + "  hit-ratio  p95-ms  circuit")
     for before, after in windows(scrapes):
-        rates = [rate(before, after, "swr_requests_total", status=s) for s in STATUSES]
+        rates = [
+            rate(before, after, "swr_requests_total", status=s, engine="catalog") for s in STATUSES
+        ]
         answered = sum(rates)
         ratio = (rates[0] + rates[1]) / answered if answered else 0.0
-        p95 = quantile(0.95, before, after, "swr_fetch_duration_seconds")
-        state = int(total(after.samples, "swr_circuit_state"))
+        p95 = quantile(0.95, before, after, "swr_fetch_duration_seconds", engine="catalog")
+        state = int(total(after.samples, "swr_circuit_state", engine="catalog"))
         print(
             f"{after.at:5.0f}  "
             + "  ".join(f"{r:8.0f}" for r in rates)
@@ -191,10 +215,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=40.0, help="seconds of load")
     parser.add_argument("--port", type=int, default=0, help="metrics port (0: any free)")
     parser.add_argument("--lmdb", help="cache in an LMDB environment in this directory")
+    parser.add_argument("--redis-cluster", help="URL of a Redis Cluster node: a second engine")
     args = parser.parse_args(argv)
     # The engine logs every failed fetch; this demo shows metrics instead.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(50))
-    scrapes = run(args.duration, args.port, args.lmdb)
+    scrapes = run(args.duration, args.port, args.lmdb, args.redis_cluster)
     summary(scrapes)
 
 
