@@ -167,6 +167,7 @@ class PrometheusMetrics(LocalHook):
 
         self._flush_lock = threading.Lock()
         self._flushed: dict[tuple[str, str], int] = {}
+        self._claimed: dict[str, str] = {}  # shared storages whose size this process reports
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         try:
@@ -308,18 +309,25 @@ class PrometheusMetrics(LocalHook):
         Runs by itself every ``flush_interval`` seconds; call it before reading the
         files yourself. A no-op outside multiprocess mode, where scrapes read live.
         """
-        if not self.multiprocess:
-            return
+        if self.multiprocess:
+            self._flush(closing=self._closed)
+
+    def _flush(self, *, closing: bool) -> None:
+        """:meth:`flush`; ``closing``: hand every shared storage's size over to others."""
         with self._flush_lock:
             for labels, total in self.status_counts().items():
                 delta = total - self._flushed.get(labels, 0)
                 if delta > 0:
                     self._child(self._requests_mp, labels).inc(delta)
                     self._flushed[labels] = total
+            reporting: dict[str, str] = {}  # the shared storages this process reports
             for reading in self._sources.read():
-                reports_size = not reading.storage_shared or _SIZE_REPORTERS.claim(
-                    f"{self.namespace}\0{reading.engine}"
-                )
+                reports_size = True
+                if reading.storage_shared:
+                    claim = f"{self.namespace}\0{reading.engine}"
+                    reports_size = not closing and _SIZE_REPORTERS.claim(claim)
+                    if reports_size:
+                        reporting[claim] = reading.engine
                 for field, gauge in self._gauges_mp.items():
                     value = getattr(reading, field)
                     if value is not None:
@@ -328,9 +336,19 @@ class PrometheusMetrics(LocalHook):
                         self._child(gauge, (reading.engine,)).set(value)
                 for node, up in reading.nodes:
                     self._child(self._node_up_mp, (reading.engine, node)).set(up)
+            for claim, engine in self._claimed.items():
+                if claim not in reporting:  # the engine is gone, or closing: hand over
+                    for field in _SIZE_FIELDS:
+                        self._child(self._gauges_mp[field], (engine,)).set(0)
+                    _SIZE_REPORTERS.release(claim)
+            self._claimed = reporting
 
     def close(self) -> None:
-        """Flush, stop the flush thread and unregister every metric. Idempotent."""
+        """Flush, stop the flush thread and unregister every metric. Idempotent.
+
+        In multiprocess mode the sizes of shared storages this process reported are set
+        to 0 and left for another process to report.
+        """
         if self._closed:
             return
         self._closed = True
@@ -338,7 +356,8 @@ class PrometheusMetrics(LocalHook):
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=max(1.0, 2 * self.flush_interval))
-        self.flush()
+        if self.multiprocess:
+            self._flush(closing=True)
         self._unregister()
 
     # -- multiprocess plumbing ----------------------------------------------------------------
@@ -359,6 +378,7 @@ class PrometheusMetrics(LocalHook):
         self._flush_lock = threading.Lock()
         self._status_lock = threading.Lock()
         self._flushed = self.status_counts()
+        self._claimed = {}  # the parent's to report
         if not self._closed:
             self._start_flusher()
 
@@ -431,8 +451,9 @@ class _SizeReporters:
     process per engine reports the size and the others report 0: the one holding an
     exclusive lock (``fcntl.lockf``) on ``swr_size_<hash>.lock`` in
     ``PROMETHEUS_MULTIPROC_DIR``. The kernel releases it when that process dies, and
-    another process takes it at its next flush. Such locks are not inherited by a
-    forked child. Without ``fcntl`` (Windows) every process reports.
+    another process takes it at its next flush; so does an adapter that closes, after
+    writing 0 for the sizes it reported, and one whose engine is gone. Such locks are
+    not inherited by a forked child. Without ``fcntl`` (Windows) every process reports.
     """
 
     def __init__(self) -> None:
@@ -448,8 +469,7 @@ class _SizeReporters:
             return True
         if not directory:
             return True
-        digest = hashlib.sha256(name.encode()).hexdigest()[:24]
-        path = os.path.join(directory, f"swr_size_{digest}.lock")
+        path = self._path(directory, name)
         with self._lock:
             if path in self._held:
                 return True
@@ -464,6 +484,27 @@ class _SizeReporters:
                 return False
             self._held[path] = fd
             return True
+
+    def release(self, name: str) -> None:
+        """Stop reporting ``name``'s size: let another process take the lock."""
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not directory:
+            return
+        with self._lock:
+            fd = self._held.pop(self._path(directory, name), None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # releases this process's lock on that file
+
+    @staticmethod
+    def _path(directory: str, name: str) -> str:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:24]
+        return os.path.join(directory, f"swr_size_{digest}.lock")
+
+    def reporting(self) -> int:
+        """How many shared storages' sizes this process reports now."""
+        with self._lock:
+            return len(self._held)
 
     def after_fork_in_child(self) -> None:
         """The parent's locks stay the parent's: forget (and close) its descriptors."""

@@ -70,6 +70,14 @@ def gauge(samples, name: str) -> float | None:
     return samples.get((name, frozenset({("engine", "web")})))
 
 
+def ask(worker: subprocess.Popen[str], command: str) -> str:
+    """Send one command to a worker (see mp_worker) and read its answer."""
+    assert worker.stdin is not None and worker.stdout is not None
+    worker.stdin.write(command + "\n")
+    worker.stdin.flush()
+    return worker.stdout.readline().strip()
+
+
 def stop(worker: subprocess.Popen[str]) -> None:
     worker.communicate("\n", timeout=30)  # closes the pipes too
     assert worker.returncode == 0
@@ -118,13 +126,27 @@ def test_a_shared_lmdb_is_counted_once_whichever_workers_live(tmp_path):
         wait_until(lambda: sizes() == expected, timeout=20)
         answers = lambda: requests(scrape(files), "hit") + requests(scrape(files), "miss")  # noqa: E731
         wait_until(lambda: answers() == 2 + 3 + 4, timeout=20)  # the counts still add up
-        # Whichever worker reports the size, the others report 0: one worker gone
-        # (and marked dead, as gunicorn's child_exit hook does), one of the others
-        # takes over within a flush, and the size is still counted once.
-        for worker in workers[:2]:
-            stop(worker)
-            mark_process_dead(worker.pid, str(files))
-            wait_until(lambda: sizes() == expected, timeout=20)
+        roles = [ask(worker, "role") for worker in workers]
+        assert sorted(roles) == ["other", "other", "reporter"]  # one reports, two write 0
+        # The reporter gone (and marked dead, as gunicorn's child_exit hook does): one
+        # of the others takes over within a flush, and the size is still counted once.
+        reporter = workers[roles.index("reporter")]
+        stop(reporter)
+        mark_process_dead(reporter.pid, str(files))
+        wait_until(lambda: sizes() == expected, timeout=20)
+        alive = [worker for worker in workers if worker is not reporter]
+        wait_until(lambda: sorted(ask(w, "role") for w in alive) == ["other", "reporter"])
+        # The new reporter's adapter closed while its process lives: it writes 0 and
+        # lets go; the last worker takes over.
+        reporter = next(w for w in alive if ask(w, "role") == "reporter")
+        assert ask(reporter, "close") == "closed"
+        wait_until(lambda: sizes() == expected, timeout=20)
+        last = next(w for w in alive if w is not reporter)
+        assert ask(last, "role") == "reporter"
+        # Its engine gone: the size it wrote goes back to 0 and nobody reports it.
+        assert ask(last, "forget") == "forgotten"
+        assert ask(last, "role") == "other"
+        assert sizes() == (0.0, 0.0)
     finally:
         for worker in workers:
             if worker.returncode is None:
