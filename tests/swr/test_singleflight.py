@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-import swr._primitives
+import swr.storage._flight
 from swr import AsyncStaleEngine, CacheTTL, FetchTimeoutError, RefreshOptions, StaleEngine, Status
 from tests.helpers import CountingEvent, count_flight_waiters, wait_until
 from tests.swr.upstream import Upstream, UpstreamError
@@ -18,7 +18,7 @@ TTL = CacheTTL(fresh=10, stale=20, expired=30)
 @pytest.fixture
 def flights(monkeypatch: pytest.MonkeyPatch) -> list[CountingEvent]:
     """Make every in-process flight use a CountingEvent; return them as created."""
-    return count_flight_waiters(monkeypatch, swr._primitives)
+    return count_flight_waiters(monkeypatch, swr.storage._flight)
 
 
 def run_threads(n: int, target) -> list[object]:
