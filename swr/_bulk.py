@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeAlias, TypeV
 
 from swr import _core
 from swr.errors import SWRError
+from swr.storage._validate import check_int, check_seconds
 
 if TYPE_CHECKING:
     from swr.policy import Result
@@ -207,10 +208,8 @@ def check_fetch_many(fetch_many: object) -> None:
 
 
 def _check_bounds(max_wait: object, max_batch: object) -> None:
-    if not isinstance(max_wait, (int, float)) or isinstance(max_wait, bool) or max_wait < 0:
-        raise ValueError(f"max_wait must be a number of seconds >= 0, got {max_wait!r}")
-    if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
-        raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
+    check_seconds("max_wait", max_wait, positive=False, type_error=ValueError)
+    check_int("max_batch", max_batch, 1, type_error=ValueError)
 
 
 def not_returned(key: str) -> KeyError:

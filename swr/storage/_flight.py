@@ -202,19 +202,22 @@ class Flight(Generic[T]):
         return value
 
 
-class Flights(Generic[K, T]):
-    """The running flights of threads, by key (see the module docstring for the rules).
+class _Base(Generic[K, T]):
+    """What both twins hold: the settings below and the map of running flights.
+
+    The thread twin guards its map with ``_lock``; the asyncio twin (one loop's tasks)
+    needs none and counts its waiters in ``_waiters`` (a thread flight counts its own).
 
     Args:
         timeout: Most seconds a waiter waits when its call gives none (``None``: as
-            long as the call runs).
+            long as the call runs). An asyncio leader's task is never cancelled by it.
         on_error: Called as ``on_error(key, exc)`` once per failed flight (rule 7).
         errors: The errors the flights make (rule 6).
     """
 
-    __slots__ = ("_errors", "_lock", "_on_error", "_running", "_timeout")
+    __slots__ = ("_errors", "_lock", "_on_error", "_running", "_timeout", "_waiters")
 
-    is_async = False
+    _running: dict[K, Any]
 
     def __init__(
         self,
@@ -222,15 +225,32 @@ class Flights(Generic[K, T]):
         on_error: Callable[[K, BaseException], None] | None = None,
         errors: FlightErrors = _DEFAULT_ERRORS,
     ) -> None:
-        self._lock = threading.Lock()
-        self._running: dict[K, Flight[T]] = {}
         self._timeout = timeout
         self._on_error = on_error
         self._errors = errors
+        self._running = {}
+        self._lock = threading.Lock()
+        self._waiters: dict[K, int] = {}
 
     def __contains__(self, key: object) -> bool:
         """Whether a flight of ``key`` is running."""
         return key in self._running
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+
+class Flights(_Base[K, T]):
+    """The running flights of threads, by key (see the module docstring for the rules).
+
+    Takes the arguments of ``_Base``: ``timeout``, ``on_error``, ``errors``.
+    """
+
+    __slots__ = ()
+
+    _running: dict[K, Flight[T]]
+
+    is_async = False
 
     def join(self, key: K) -> tuple[Flight[T], bool]:
         """Join the flight of ``key``, starting it if none runs.
@@ -362,45 +382,22 @@ class Flights(Generic[K, T]):
         flight = self._running.get(key)
         return 0 if flight is None else flight.waiters
 
-    def __len__(self) -> int:
-        return len(self._running)
 
-
-class AsyncFlights(Generic[K, T]):
+class AsyncFlights(_Base[K, T]):
     """The running flights of asyncio tasks, by key: each flight is a task of its own.
 
     A batch's led flights are plain futures the batch settles (:meth:`settle_many`);
-    callers await either alike.
-
-    Args:
-        timeout: Most seconds a waiter waits when its call gives none (``None``: as
-            long as the call runs). The leader's task is never cancelled by it.
-        on_error: Called as ``on_error(key, exc)`` once per failed flight (rule 7),
-            from the task's done callback, after the flight left the map. A failed
-            flight's exception is marked retrieved either way, so one nobody awaited
-            is not reported by asyncio as never retrieved.
-        errors: The errors the flights make (rule 6).
+    callers await either alike. Takes the arguments of ``_Base``; ``on_error`` is
+    called from the task's done callback, after the flight left the map, and a failed
+    flight's exception is marked retrieved either way (one nobody awaited is not
+    reported by asyncio as never retrieved).
     """
 
-    __slots__ = ("_errors", "_on_error", "_running", "_timeout", "_waiters")
+    __slots__ = ()
+
+    _running: dict[K, asyncio.Future[T]]
 
     is_async = True
-
-    def __init__(
-        self,
-        timeout: float | None = None,
-        on_error: Callable[[K, BaseException], None] | None = None,
-        errors: FlightErrors = _DEFAULT_ERRORS,
-    ) -> None:
-        self._running: dict[K, asyncio.Future[T]] = {}
-        self._waiters: dict[K, int] = {}
-        self._timeout = timeout
-        self._on_error = on_error
-        self._errors = errors
-
-    def __contains__(self, key: object) -> bool:
-        """Whether a flight of ``key`` is running."""
-        return key in self._running
 
     def join(self, key: K, call: Callable[[], Coroutine[Any, Any, T]]) -> asyncio.Future[T]:
         """Return the task of ``key``'s flight, starting ``call()`` as one if none runs.
@@ -544,9 +541,6 @@ class AsyncFlights(Generic[K, T]):
     def waiters(self, key: K) -> int:
         """How many callers joined the running flight of ``key`` after its leader."""
         return self._waiters.get(key, 0)
-
-    def __len__(self) -> int:
-        return len(self._running)
 
 
 def _outcome(outcomes: Outcomes | BaseException, key: object) -> tuple[Any, BaseException | None]:
