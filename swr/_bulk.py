@@ -207,7 +207,9 @@ def check_fetch_many(fetch_many: object) -> None:
         )
 
 
-def _check_bounds(max_wait: object, max_batch: object) -> None:
+def _check_loader(fetch_many: object, max_wait: object, max_batch: object) -> None:
+    """A loader's settings: its ``fetch_many``, its wait and its batch size."""
+    check_fetch_many(fetch_many)
     check_seconds("max_wait", max_wait, positive=False, type_error=ValueError)
     check_int("max_batch", max_batch, 1, type_error=ValueError)
 
@@ -244,8 +246,7 @@ class Loader:
     def __init__(
         self, fetch_many: Callable[[list[str]], Mapping[str, Any]], max_wait: float, max_batch: int
     ) -> None:
-        check_fetch_many(fetch_many)
-        _check_bounds(max_wait, max_batch)
+        _check_loader(fetch_many, max_wait, max_batch)
         self._fetch_many = fetch_many
         self.max_wait = max_wait
         self.max_batch = max_batch
@@ -313,8 +314,7 @@ class AsyncLoader:
         max_wait: float,
         max_batch: int,
     ) -> None:
-        check_fetch_many(fetch_many)
-        _check_bounds(max_wait, max_batch)
+        _check_loader(fetch_many, max_wait, max_batch)
         self._fetch_many = fetch_many
         self.max_wait = max_wait
         self.max_batch = max_batch
