@@ -406,18 +406,10 @@ class AsyncFlights(_Base[K, T]):
         running event loop.
         """
         loop = asyncio.get_running_loop()
-        task = self._running.get(key)
-        if task is not None and task.get_loop() is loop and not task.done():
+        running = self._running.get(key)
+        if running is not None and running.get_loop() is loop and not running.done():
             self._waiters[key] = self._waiters.get(key, 0) + 1
-            return task
-        return self._start(loop, key, call)
-
-    def _start(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        key: K,
-        call: Callable[[], Coroutine[Any, Any, T]],
-    ) -> asyncio.Task[T]:
+            return running
         task = loop.create_task(call())
         self._running[key] = task
         task.add_done_callback(functools.partial(self._end, key))
@@ -477,13 +469,15 @@ class AsyncFlights(_Base[K, T]):
             FlightInterruptedError: the flight's task was cancelled (rule 6).
             Exception: whatever ``call`` raised.
         """
-        # join() inlined: this is every miss's path.
-        loop = asyncio.get_running_loop()
-        task = self._running.get(key)
-        if task is None or task.get_loop() is not loop or task.done():
-            task = self._start(loop, key, call)
-        else:
-            self._waiters[key] = self._waiters.get(key, 0) + 1
+        task = self.join(key, call)
+        if timeout is None and self._timeout is None:
+            # wait() without a timeout, inlined: every miss of an async engine runs this.
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError as exc:
+                if not task.cancelled():
+                    raise
+                raise self._errors.shared(key, exc) from None
         return await self.wait(key, task, timeout)
 
     def lead_many(
