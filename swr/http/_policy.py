@@ -25,6 +25,7 @@ How a response's directives map to the engine's windows (seconds from storing):
 from __future__ import annotations
 
 import email.utils
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
