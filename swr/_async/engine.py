@@ -40,10 +40,10 @@ from swr._engine import (
 from swr._log import ThrottledLog, logger
 from swr._primitives import (
     AsyncFetch,
-    AsyncFlights,
     AsyncFunction,
     AsyncRefresher,
     async_call_fetch,
+    async_fetch_flights,
     async_sleep,
 )
 from swr.breaker import CircuitBreaker
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from swr.metrics import MetricsHook
     from swr.policy import TTLSpec
     from swr.storage import AsyncLeases, AsyncStorage
+    from swr.storage._flight import AsyncFlights
     from swr.storage.serializers import Serializer
 
 
@@ -183,7 +184,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             Status.MISS: c.misses,
             Status.FALLBACK: c.fallbacks,
         }
-        self._flights: AsyncFlights[Entry] = AsyncFlights(
+        self._flights: AsyncFlights[str, Entry] = async_fetch_flights(
             options.timeout, self.name, self._flight_failed
         )
         self._failure_log = ThrottledLog(logger)

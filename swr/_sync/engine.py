@@ -41,10 +41,10 @@ from swr._engine import (
 from swr._log import ThrottledLog, logger
 from swr._primitives import (
     Fetch,
-    Flights,
     Function,
     Refresher,
     call_fetch,
+    fetch_flights,
     sleep,
 )
 from swr._sync.bulk import BulkMixin
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from swr.metrics import MetricsHook
     from swr.policy import TTLSpec
     from swr.storage import Leases, Storage
+    from swr.storage._flight import Flights
     from swr.storage.serializers import Serializer
 
 
@@ -184,7 +185,9 @@ class StaleEngine(BulkMixin, Closeable):
             Status.MISS: c.misses,
             Status.FALLBACK: c.fallbacks,
         }
-        self._flights: Flights[Entry] = Flights(options.timeout, self.name, self._flight_failed)
+        self._flights: Flights[str, Entry] = fetch_flights(
+            options.timeout, self.name, self._flight_failed
+        )
         self._failure_log = ThrottledLog(logger)
         self._refresher = Refresher(
             options.max_concurrent, options.queue_size, name=f"swr-refresh-{self.name}"

@@ -39,6 +39,7 @@ from swr.storage import _atomic
 from swr.storage._clock import now
 from swr.storage._leases import LocalLeases
 from swr.storage._lock import take
+from swr.storage._validate import check_int
 from swr.storage._verbs import check_key, check_times, checked_tags, checked_times
 from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import StorageUnavailableError
@@ -76,10 +77,7 @@ class MemoryStorage(StorageMixin):
     def __init__(
         self, max_entries: int = 100_000, *, clock: Callable[[], float] | None = None
     ) -> None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int):
-            raise TypeError(f"max_entries must be an int, got {type(max_entries).__name__}")
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        check_int("max_entries", max_entries, 1)
         self.max_entries = max_entries
         self._clock = clock
         self._own_clock = clock
