@@ -88,7 +88,7 @@ def user_record(i: int) -> dict[str, Any]:
     }
 
 
-_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot")
+_WORDS: tuple[str, ...] = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot")
 _WORDS += ("golf", "hotel", "india", "juliet", "kilo", "lima")
 
 
@@ -153,7 +153,7 @@ class Walk:
 
 def raw_decoder(kind: str) -> Callable[[bytes], Any]:
     """What a careful user calls on the bytes of a raw ``GET``."""
-    unpackb = msgpack.unpackb
+    unpackb: Callable[[bytes], Any] = msgpack.unpackb
     if kind == "record":
         return unpackb
     decompress = zstandard.ZstdDecompressor().decompress
@@ -166,7 +166,7 @@ def raw_decoder(kind: str) -> Callable[[bytes], Any]:
 
 def raw_encoder(kind: str) -> Callable[[Any], bytes]:
     """The raw copy: msgpack, and zstd (level 3, as swr's default) for the document."""
-    packb = msgpack.packb
+    packb: Callable[[Any], bytes] = msgpack.packb
     if kind == "record":
         return packb
     compress = zstandard.ZstdCompressor(level=3).compress
@@ -335,9 +335,20 @@ def sync_cases(  # noqa: PLR0915 - one case per closure
         for _ in range(n):
             execute("tiered:" + KEY, fetch)
 
+    # Each working-set case reads through a storage of its own (its own read cache):
+    # a case does not pay for evicting what another case left in a shared cache.
+    def own_engine() -> tuple[RedisStorage, StaleEngine]:
+        own = RedisStorage.from_url(url, prefix="bench:", parser_class=parser)
+        own_engine = StaleEngine(own, ttl=TTL)
+        closers.append(own_engine.close)
+        closers.append(own.close)
+        return own, own_engine
+
     def ws_hit(walk: Walk) -> Callable[[int], None]:
+        execute = own_engine()[1].execute
+        assert execute(walk.keys[0], fetch).status is Status.HIT
+
         def run(n: int) -> None:
-            execute = engine.execute
             for key in walk.next(n):
                 execute(key, fetch)
 
@@ -351,9 +362,11 @@ def sync_cases(  # noqa: PLR0915 - one case per closure
         return run
 
     def ws_get_many(walk: Walk) -> Callable[[int], None]:
+        get_many = own_engine()[0].get_many
+
         def run(n: int) -> None:
             for _ in range(n):
-                store.get_many(walk.next(BATCH))
+                get_many(walk.next(BATCH))
 
         return run
 
@@ -368,7 +381,6 @@ def sync_cases(  # noqa: PLR0915 - one case per closure
     working: dict[str, Any] = {}
     for kind in KINDS:
         decode = raw_decoder(kind)
-        assert engine.execute(f"ws:{kind}:1", fetch).status is Status.HIT
         for order in ORDERS:
             swr_keys = working_set_keys(kind, order, "ws:", count, draws)
             raw_ws = ["raw:" + key for key in swr_keys]
@@ -415,8 +427,6 @@ def async_cases(
     async def setup() -> tuple[AsyncStaleEngine, AsyncRedisStorage, Any, Any]:
         store = AsyncRedisStorage.from_url(url, prefix="abench:", parser_class=parser)
         engine = AsyncStaleEngine(store, ttl=TTL)
-        for kind in KINDS:
-            assert (await ws_engine.execute(f"ws:{kind}:1", afetch)).status is Status.HIT
         await engine.execute(KEY, afetch)
         assert (await engine.execute(KEY, afetch)).status is Status.HIT
         await store.client.set("araw:" + KEY, msgpack.packb(VALUE))
@@ -430,8 +440,6 @@ def async_cases(
         await cashews_user(42)
         return engine, store, cache, cashews_user
 
-    ws_store = AsyncRedisStorage.from_url(url, prefix="bench:", parser_class=parser)
-    ws_engine = AsyncStaleEngine(ws_store, ttl=TTL)
     engine, store, cache, cashews_user = loop.run_until_complete(setup())
     client = store.client
     unpackb = msgpack.unpackb
@@ -439,8 +447,6 @@ def async_cases(
     async def close() -> None:
         await engine.aclose()
         await store.aclose()
-        await ws_engine.aclose()
-        await ws_store.aclose()
         await cache.close()
 
     closers.append(close)
@@ -460,8 +466,16 @@ def async_cases(
             await cashews_user(42)
 
     def ws_hit(walk: Walk) -> Callable[[int], None]:
+        # A storage of its own for each case, as for the sync cases.
+        own = AsyncRedisStorage.from_url(url, prefix="bench:", parser_class=parser)
+        own_engine = AsyncStaleEngine(own, ttl=TTL)
+        closers.append(own_engine.aclose)
+        closers.append(own.aclose)
+        execute = own_engine.execute
+        hit = loop.run_until_complete(execute(walk.keys[0], afetch))
+        assert hit.status is Status.HIT
+
         async def run(n: int) -> None:
-            execute = ws_engine.execute
             for key in walk.next(n):
                 await execute(key, afetch)
 
