@@ -48,6 +48,8 @@ from redis_path import KINDS, ORDERS, WARMUP, Walk, fill_working_sets, raw_decod
 
 from swr import CacheTTL, StaleEngine, Status
 from swr.storage import Entry, FallbackStorage, MemoryStorage, RedisStorage
+from swr.storage._record import RecordCodec
+from swr.storage.serializers import default_serializer
 from tests.redis_support import RedisCluster
 
 KEY = "user:42"
@@ -58,12 +60,19 @@ SOCKET_TIMEOUT = 0.25
 
 def hit_path(url: str, n: int, rounds: int, count: int) -> bool:
     store = RedisStorage.from_url(url, cluster=True, prefix="bench:")
-    fill_working_sets(store, store.client.mset_nonatomic, count)
+    # The swr records are written as the storage writes them, batched per node (the
+    # storage's set_many on a cluster makes one call per key: minutes for 200,000).
+    codec = RecordCodec(default_serializer())
+
+    def swr_set(entries: dict[str, Entry]) -> None:
+        client.mset_nonatomic({"bench:" + k: codec.encode(e) for k, e in entries.items()})
+
+    client = store.client
+    fill_working_sets(swr_set, client.mset_nonatomic, count)
     print(f"working sets: {count} keys of each value, read cache 1024 entries")
     engine = StaleEngine(store, ttl=TTL)
     engine.execute(KEY, lambda: VALUE)
     assert engine.execute(KEY, lambda: VALUE).status is Status.HIT
-    client = store.client
     client.set("raw:" + KEY, msgpack.packb(VALUE))
     raw_get = client.get
     unpackb = msgpack.unpackb

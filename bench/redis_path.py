@@ -178,15 +178,17 @@ def working_set_keys(kind: str, order: str, prefix: str, keys: int, draws: int) 
 
 
 def fill_working_sets(
-    store: RedisStorage, raw_set: Callable[[dict[str, bytes]], Any], keys: int
+    swr_set: Callable[[dict[str, Entry]], Any],
+    raw_set: Callable[[dict[str, bytes]], Any],
+    keys: int,
 ) -> None:
-    """Write every working set: through ``store`` (swr records) and raw copies."""
+    """Write every working set: swr entries with ``swr_set``, raw copies with ``raw_set``."""
     now = time.time()
     for kind, make in VALUES.items():
         encode = raw_encoder(kind)
         for start in range(0, keys, 1000):
             values = {i: make(i) for i in range(start, min(start + 1000, keys))}
-            store.set_many(
+            swr_set(
                 {
                     f"ws:{kind}:{i}": Entry(value, now, now + 3600, now + 7200, now + 7200)
                     for i, value in values.items()
@@ -524,7 +526,7 @@ def main() -> int:
     loop = asyncio.new_event_loop()
     with redis_server() as url:
         filler = RedisStorage.from_url(url, prefix="bench:")
-        fill_working_sets(filler, filler.client.mset, keys)
+        fill_working_sets(filler.set_many, filler.client.mset, keys)
         filler.close()
         print(f"working sets: {keys} keys of each value, read cache 1024 entries")
         cases: dict[str, Any] = {}

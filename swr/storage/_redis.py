@@ -685,7 +685,9 @@ class _RedisBase:
         if cached is not None and cached[0] == data:
             entry = cached[1]
         else:
-            entry = _infinite(self._codec.decode(data))
+            entry = self._codec.decode(data)
+            if entry.expires_at == _FOREVER:
+                _infinite(entry)
             if cache.limit and (cached is not None or self._admit(skey)) and self._small(data):
                 cache.remember(((skey, (data, entry)),))
         clock = self._clock
