@@ -726,12 +726,18 @@ class _RedisBase:
         decoded, corrupt = self._codec.decode_many(datas, now)
         fresh: list[tuple[str, tuple[bytes, Entry]]] = []
         admit, small = self._admit, self._small
+        full = len(cache.items) >= cache.limit  # else every key gets in (see _admit)
         for index, data, found in zip(missed, datas, decoded, strict=True):
-            if found is not None:
-                entries[index] = live = _infinite(found)
-                skey = skeys[index]
-                if (get(skey) is not None or admit(skey)) and small(data):
-                    fresh.append((skey, (data, live)))
+            if found is None:
+                continue
+            if found.expires_at == _FOREVER:
+                _infinite(found)
+            entries[index] = found
+            skey = skeys[index]
+            if full and get(skey) is None and not admit(skey):
+                continue
+            if small(data):
+                fresh.append((skey, (data, found)))
         if fresh:
             cache.remember(fresh)
         return entries, [(missed[at], error) for at, error in corrupt]
