@@ -10,6 +10,11 @@ Prints, in one run:
 - ``StaleEngine.execute`` HIT on ``RedisStorage.from_url(..., cluster=True)`` against
   the limit, a raw ``GET`` on the same redis-py cluster client + ``msgpack.unpackb``
   (target <= 1.15x);
+- the same on the working sets of ``bench/redis_path.py``: 100,000 keys
+  (``SWR_BENCH_KEYS``) of a ~200-byte record and of a ~4 KiB document (zstd), read hot,
+  in Zipf (s = 1.0) and in uniform order, each swr case through a storage of its own,
+  against raw cluster ``GET`` + the careful user's decode of the same values (target
+  <= 1.15x each);
 - two fault runs, ``StaleEngine`` over ``RedisStorage`` alone, then over
   ``FallbackStorage(RedisStorage, MemoryStorage)``: 300 keys written by another storage
   (another host) and read once by this one, one master killed, 4 threads calling
@@ -39,8 +44,12 @@ from _harness import Case, Target, measure, report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from redis_path import KINDS, ORDERS, WARMUP, Walk, fill_working_sets, raw_decoder, working_set_keys
+
 from swr import CacheTTL, StaleEngine, Status
 from swr.storage import Entry, FallbackStorage, MemoryStorage, RedisStorage
+from swr.storage._record import RecordCodec
+from swr.storage.serializers import default_serializer
 from tests.redis_support import RedisCluster
 
 KEY = "user:42"
@@ -49,12 +58,21 @@ TTL = CacheTTL(fresh=3600, stale=3600, expired=3600)
 SOCKET_TIMEOUT = 0.25
 
 
-def hit_path(url: str, n: int, rounds: int) -> bool:
+def hit_path(url: str, n: int, rounds: int, count: int) -> bool:
     store = RedisStorage.from_url(url, cluster=True, prefix="bench:")
+    # The swr records are written as the storage writes them, batched per node (the
+    # storage's set_many on a cluster makes one call per key: minutes for 200,000).
+    codec = RecordCodec(default_serializer())
+
+    def swr_set(entries: dict[str, Entry]) -> None:
+        client.mset_nonatomic({"bench:" + k: codec.encode(e) for k, e in entries.items()})
+
+    client = store.client
+    fill_working_sets(swr_set, client.mset_nonatomic, count)
+    print(f"working sets: {count} keys of each value, read cache 1024 entries")
     engine = StaleEngine(store, ttl=TTL)
     engine.execute(KEY, lambda: VALUE)
     assert engine.execute(KEY, lambda: VALUE).status is Status.HIT
-    client = store.client
     client.set("raw:" + KEY, msgpack.packb(VALUE))
     raw_get = client.get
     unpackb = msgpack.unpackb
@@ -68,20 +86,57 @@ def hit_path(url: str, n: int, rounds: int) -> bool:
         for _ in range(times):
             unpackb(raw_get("raw:" + KEY))
 
-    cases: dict[str, Case] = {
-        "StaleEngine.execute HIT (RedisStorage, cluster)": swr_hit,
-        "raw cluster GET + unpackb (same client)": raw,
-    }
+    closers: list[Any] = []
+
+    def ws_hit(walk: Walk) -> Case:
+        # A storage of its own (its own read cache) for each case.
+        own = RedisStorage.from_url(url, cluster=True, prefix="bench:")
+        own_engine = StaleEngine(own, ttl=TTL)
+        closers.extend((own_engine.close, own.close))
+        run = own_engine.execute
+        assert run(walk.keys[0], dict).status is Status.HIT
+
+        def cycle(times: int) -> None:
+            for key in walk.next(times):
+                run(key, dict)
+
+        return cycle
+
+    def ws_raw(walk: Walk, decode: Any) -> Case:
+        def cycle(times: int) -> None:
+            for key in walk.next(times):
+                decode(raw_get(key))
+
+        return cycle
+
+    cases: dict[str, Case] = {}
+    targets = []
+    draws = n * (rounds + WARMUP)
+    for kind in KINDS:
+        decode = raw_decoder(kind)
+        for order in ORDERS:
+            keys = working_set_keys(kind, order, "ws:", count, draws)
+            swr_name = f"HIT {kind} {order} (cluster)"
+            raw_name = f"raw cluster GET+decode {kind} {order}"
+            cases[swr_name] = ws_hit(Walk(keys))
+            cases[raw_name] = ws_raw(Walk(["raw:" + key for key in keys]), decode)
+            targets.append(Target(f"cluster HIT {kind} {order} / raw", swr_name, raw_name, 1.15))
+    cases["StaleEngine.execute HIT (RedisStorage, cluster)"] = swr_hit
+    cases["raw cluster GET + unpackb (same client)"] = raw
     results = measure(cases, n, rounds=rounds)
+    for close in closers:
+        close()
     engine.close()
     store.close()
-    target = Target(
-        "cluster HIT / raw cluster GET+unpackb",
-        "StaleEngine.execute HIT (RedisStorage, cluster)",
-        "raw cluster GET + unpackb (same client)",
-        1.15,
+    targets.append(
+        Target(
+            "cluster HIT / raw cluster GET+unpackb",
+            "StaleEngine.execute HIT (RedisStorage, cluster)",
+            "raw cluster GET + unpackb (same client)",
+            1.15,
+        )
     )
-    return report("redis cluster read path", results, [target])
+    return report("redis cluster read path", results, targets)
 
 
 @dataclass
@@ -209,7 +264,7 @@ def main() -> int:
     )
     try:
         cluster.start()
-        met = hit_path(cluster.url, n, rounds)
+        met = hit_path(cluster.url, n, rounds, int(os.environ.get("SWR_BENCH_KEYS", "100000")))
         met &= fault_run(cluster, seconds, fallback=False)
         met &= fault_run(cluster, seconds, fallback=True)
     finally:

@@ -224,6 +224,33 @@ def test_read_cache_zero_decodes_every_read_and_the_cache_is_bounded(redis_serve
         assert len(few._cache) == 3
 
 
+def test_a_full_read_cache_admits_a_key_on_its_second_decode(redis_server, clock):
+    prefix = f"ad{uuid.uuid4().hex[:6]}:"
+    with RedisStorage.from_url(redis_server.url, prefix=prefix, clock=clock, read_cache=4) as few:
+        few.set_many({f"k{i}": entry(i, clock()) for i in range(20)})
+        first = [few.get(f"k{i}") for i in range(4)]  # room: kept at once
+        assert [few.get(f"k{i}") for i in range(4)] == first
+        assert all(few.get(f"k{i}") is e for i, e in enumerate(first))
+        # Full: a key decoded once stays out (no eviction), its second decode gets in.
+        once = few.get("k10")
+        assert once.value == 10
+        assert few.get("k0") is first[0]
+        again = few.get("k10")
+        assert again is not once
+        assert few.get("k10") is again
+        assert len(few._cache) == 4
+        # Batches follow the same rule.
+        batch = few.get_many(["k11", "k12"])
+        kept = few.get_many(["k11", "k12"])[0]
+        assert kept is not batch[0]
+        assert few.get_many(["k11"])[0] is kept
+        assert len(few._cache) == 4
+        # A key read in turn with more others than the window never displaces them.
+        for i in range(13, 20):
+            few.get(f"k{i}")
+        assert few.get("k11") is kept
+
+
 async def test_the_async_storage_and_twins_keep_their_own_read_cache(store, clock):
     store.set("k", entry("v", clock()))
     twin = store.as_async()
