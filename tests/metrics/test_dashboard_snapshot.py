@@ -114,7 +114,6 @@ def test_every_panel_query_goes_to_prometheus_verbatim(stub_prometheus):
 
 
 def test_it_draws_every_panel(stub_prometheus, tmp_path):
-    pytest.importorskip("matplotlib")
     results = snap.evaluate(DASHBOARD, stub_prometheus, 1000, 1002)
     results["18"] = [{**results["18"][0], "series": []}]  # a panel with no data
     info = {
