@@ -76,6 +76,9 @@ async_sleep = asyncio.sleep
 sleep = time.sleep
 
 
+_timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
+
+
 async def async_call_fetch(
     fetch: Callable[[], Awaitable[Any]], timeout: float, what: str, background: bool
 ) -> Any:
@@ -91,8 +94,21 @@ async def async_call_fetch(
             f"fetch for {what!r} returned {type(awaitable).__name__}, not an awaitable; "
             "AsyncStaleEngine needs an async fetch (use StaleEngine for plain functions)"
         )
-    # asyncio.wait rather than wait_for: a TimeoutError raised by the fetch itself
-    # (a socket timeout) must not be mistaken for ours.
+    if _timeout is not None:
+        # In this very task (no second task): the deadline cancels the fetch where it
+        # awaits, and expired() tells our deadline from a TimeoutError of the fetch's
+        # own (a socket timeout). The fetch has stopped when the block exits.
+        deadline = _timeout(timeout)
+        try:
+            async with deadline:
+                return await awaitable
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+        raise FetchTimeoutError(
+            f"the fetch of {what!r} took more than {timeout}s and was cancelled"
+        )
+    # Python 3.10: asyncio.wait rather than wait_for, for the same reason.
     inner = asyncio.ensure_future(awaitable)
     try:
         done, _ = await asyncio.wait((inner,), timeout=timeout)

@@ -166,6 +166,48 @@ async def test_cancelled_caller_does_not_cancel_the_shared_fetch(clock):
     await engine.aclose()
 
 
+async def test_async_fetch_own_timeout_error_is_not_the_engines(clock):
+    # A TimeoutError the fetch raises itself (a socket timeout) reaches the caller as
+    # it is; only the engine's own deadline becomes FetchTimeoutError.
+    engine = AsyncStaleEngine(ttl=TTL, clock=clock, refresh=RefreshOptions(timeout=30))
+
+    async def socket_timeout() -> str:
+        await asyncio.sleep(0)
+        raise TimeoutError("read timed out")
+
+    with pytest.raises(TimeoutError, match="read timed out") as raised:
+        await engine.execute("k", socket_timeout)
+    assert not isinstance(raised.value, FetchTimeoutError)
+    # A value that arrives within the deadline is served and stored.
+    assert (await engine.execute("k", lambda: asyncio.sleep(0, "v"))).value == "v"
+    assert (await engine.get("k")).value == "v"
+    await engine.aclose()
+
+
+async def test_async_caller_cancelled_during_fetch_is_not_a_timeout(clock):
+    # Cancelling the waiting caller is not the engine's deadline: the shared fetch goes
+    # on and stores its value.
+    engine = AsyncStaleEngine(ttl=TTL, clock=clock, refresh=RefreshOptions(timeout=30))
+    release = asyncio.Event()
+
+    async def slow() -> str:
+        await release.wait()
+        return "late"
+
+    caller = asyncio.ensure_future(engine.execute("k", slow))
+    await asyncio.sleep(0.01)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    release.set()
+    for _ in range(100):
+        if (await engine.get("k")) is not None:
+            break
+        await asyncio.sleep(0.001)
+    assert (await engine.get("k")).value == "late"
+    await engine.aclose()
+
+
 async def test_async_fetch_past_refresh_timeout_is_cancelled(clock):
     engine = AsyncStaleEngine(ttl=TTL, clock=clock, refresh=RefreshOptions(timeout=0.05))
     cancelled = asyncio.Event()
