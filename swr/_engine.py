@@ -299,13 +299,6 @@ class EngineBase:
             return _NO_CONTEXT
         return _StorageTimer(self, operation)
 
-    def _tracing(self, key: str, background: bool) -> AbstractContextManager[object]:
-        """The hook's span around one fetch (nothing without one)."""
-        trace = self._obs.trace_fetch
-        if trace is None:
-            return _NO_CONTEXT
-        return trace(self.name, key, background)
-
     def _fetch_started(self, background: bool) -> float | None:
         """``perf_counter()`` when the hook receives this fetch's duration, else ``None``."""
         hook = self._obs.hook

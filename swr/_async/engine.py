@@ -415,7 +415,8 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             permit: The circuit breaker's permit a refresh took when it was queued; a
                 foreground fetch takes its own (``CircuitOpenError`` when refused).
         """
-        permit = self._take_permit(permit, background)
+        if self._breaker is not None:
+            permit = self._take_permit(permit, background)
         token: str | None = None
         reported = False
         try:
@@ -429,9 +430,15 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                 self._refresh_started()
             fetch, plan = await self._prepare_fetch(key, skey, fetch)
             started = self._fetch_started(background)
+            trace = self._obs.trace_fetch
             try:
-                with self._tracing(key, background):
+                if trace is None:
                     value = await async_call_fetch(fetch, self._options.timeout, skey, background)
+                else:
+                    with trace(self.name, key, background):
+                        value = await async_call_fetch(
+                            fetch, self._options.timeout, skey, background
+                        )
             except BaseException as exc:
                 reported = True
                 self._fetch_outcome(permit, exc, started, background)

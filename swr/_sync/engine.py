@@ -414,7 +414,8 @@ class StaleEngine(BulkMixin, Closeable):
             permit: The circuit breaker's permit a refresh took when it was queued; a
                 foreground fetch takes its own (``CircuitOpenError`` when refused).
         """
-        permit = self._take_permit(permit, background)
+        if self._breaker is not None:
+            permit = self._take_permit(permit, background)
         token: str | None = None
         reported = False
         try:
@@ -428,9 +429,13 @@ class StaleEngine(BulkMixin, Closeable):
                 self._refresh_started()
             fetch, plan = self._prepare_fetch(key, skey, fetch)
             started = self._fetch_started(background)
+            trace = self._obs.trace_fetch
             try:
-                with self._tracing(key, background):
+                if trace is None:
                     value = call_fetch(fetch, self._options.timeout, skey, background)
+                else:
+                    with trace(self.name, key, background):
+                        value = call_fetch(fetch, self._options.timeout, skey, background)
             except BaseException as exc:
                 reported = True
                 self._fetch_outcome(permit, exc, started, background)
