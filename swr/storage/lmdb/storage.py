@@ -13,11 +13,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import lmdb
+import msgpack
 
 from swr.storage import _atomic
 from swr.storage._clock import now
 from swr.storage._log import logger as _log
-from swr.storage._record import ReadCache, RecordCodec, digest_key
+from swr.storage._record import (
+    PLAIN_HEAD,
+    PLAIN_SIZE,
+    PLAIN_TAIL,
+    UNPACK_PLAIN,
+    ReadCache,
+    RecordCodec,
+    digest_key,
+)
 from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import (
@@ -131,20 +140,8 @@ class _ReadCache(ReadCache[T]):
                         items.pop(key, None)
 
 
-def _decoder(codec: RecordCodec, factory: EntryFactory | None) -> Callable[[bytes, bytes], Entry]:
-    """``decode(record, key_check)``: the codec's, or one building ``factory``'s entries."""
-    decode = codec.decode
-    if factory is None:
-        return decode
-
-    def decode_into(data: bytes, check: bytes) -> Entry:
-        entry = decode(data, check)
-        return factory(
-            entry.value, entry.stored_at, entry.fresh_until, entry.stale_until, entry.expires_at
-        )
-
-    return decode_into
-
+_INF: Final = math.inf
+_UNPACKB: Final = msgpack.unpackb
 
 _PUTS: Final = frozenset(("put", "put_and_release"))  # writes returning their evictions
 
@@ -326,9 +323,13 @@ class LMDBStorage(StorageMixin):
         self._h = handle
         self.serializer: Serializer = serializer if serializer is not None else default_serializer()
         self._entry_factory = entry_factory
-        self._codec = RecordCodec(self.serializer)
-        self._decode = _decoder(self._codec, entry_factory)
-        self._encode = self._codec.encode
+        self._codec = codec = RecordCodec(self.serializer, entry_factory)
+        self._decode = codec.decode
+        self._encode = codec.encode
+        # The read path decodes the common record inline (see get).
+        self._factory: EntryFactory = entry_factory if entry_factory is not None else Entry
+        self._plain_max = codec.plain_max
+        self._ext_hook = codec.ext_hook
         self._clock = clock
         self._key_limit = handle.backend.key_limit
         self._cache: _ReadCache[tuple[bytes, bytes, bytes, Entry]] = _ReadCache(read_cache)
@@ -427,7 +428,7 @@ class LMDBStorage(StorageMixin):
 
     # -- reads ------------------------------------------------------------------------
 
-    def get(self, key: str) -> Entry | None:
+    def get(self, key: str) -> Entry | None:  # noqa: PLR0915 - the hot path, inlined
         """Return the live entry under ``key``, or ``None`` (absent, dead or corrupt).
 
         One read transaction and one lookup; the decoded entry comes from the read
@@ -444,7 +445,15 @@ class LMDBStorage(StorageMixin):
         except TypeError:  # unhashable: _key names the problem
             cached = None
         if cached is None:
-            kb, check = self._key(key)
+            # _key's common case inline: a str that fits; _key handles (or refuses) the rest.
+            kb = check = b""
+            if type(key) is str:
+                try:
+                    kb = key.encode()
+                except UnicodeEncodeError:
+                    pass
+            if not kb or len(kb) > self._key_limit:
+                kb, check = self._key(key)
         else:
             kb, check, known, entry = cached
         backend = self._h.backend
@@ -467,7 +476,43 @@ class LMDBStorage(StorageMixin):
             backend.pop()
         if retry:
             return self._get_slow(key, kb, check)
-        if cached is None or data != known:
+        if cached is None:
+            if data is None:
+                return None
+            if not check and PLAIN_SIZE <= len(data) <= self._plain_max:
+                # The common record (see RecordCodec.plain_max) decoded inline: what
+                # _finish does through RecordCodec.decode, without its calls.
+                head, stored, fresh, stale, expires, tail = UNPACK_PLAIN(data)
+                if (
+                    head == PLAIN_HEAD
+                    and tail == PLAIN_TAIL
+                    and -_INF < stored <= fresh <= stale <= expires
+                    and stored < _INF
+                ):
+                    try:
+                        value = _UNPACKB(
+                            data[PLAIN_SIZE:], ext_hook=self._ext_hook, strict_map_key=False
+                        )
+                    except Exception:  # noqa: BLE001 - _finish gives the verdict
+                        return self._finish(key, kb, check, data, None)
+                    entry = self._factory(value, stored, fresh, stale, expires)
+                    cache = self._cache
+                    if (
+                        cache.limit
+                        and cache.wants(key)
+                        and len(data) - PLAIN_SIZE <= ReadCache.DECODED_MAX
+                    ):
+                        cache.keep(key, (kb, check, data, entry))
+                    clock = self._clock
+                    now = clock() if clock is not None else _time.time()
+                    if now >= self._follow_at:
+                        self._follow_at = now + _FOLLOW_INTERVAL
+                        return self._get_slow(key, kb, check)
+                    if expires <= now:
+                        return None
+                    return entry
+            return self._finish(key, kb, check, data, None)
+        if data != known:
             return self._finish(key, kb, check, data, cached)
         # The stored bytes are those the cached entry was decoded from.
         clock = self._clock
