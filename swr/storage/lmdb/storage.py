@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import math
 import os
+import struct
 import sys
 import time as _time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -71,9 +72,18 @@ EntryFactory = Callable[[Any, float, float, float, float], Entry]
 _pid = os.getpid()  # this process: the read path's one check for fork and close
 
 
+# Lease tokens: 8 random bytes drawn once per process, then a counter. Unique among the
+# processes sharing a store (a fork draws again) without a getrandom() call per lease.
+_LEASE_ID: Final = struct.Struct("<8sQ").pack
+_lease_prefix = os.urandom(8)
+_lease_ids = itertools.count()
+
+
 def _forked() -> None:
-    global _pid  # noqa: PLW0603 - process-wide state after fork
+    global _pid, _lease_prefix, _lease_ids  # noqa: PLW0603 - process-wide state after fork
     _pid = os.getpid()
+    _lease_prefix = os.urandom(8)
+    _lease_ids = itertools.count()
 
 
 if hasattr(os, "register_at_fork"):
@@ -980,7 +990,7 @@ class LMDBStorage(StorageMixin):
         if not (ttl > 0 and math.isfinite(ttl)):
             raise ValueError(f"lease ttl must be a finite number of seconds > 0, got {ttl}")
         kb, _ = self._key(key)
-        token = os.urandom(16)  # what uuid4 draws, without building a UUID
+        token = _LEASE_ID(_lease_prefix, next(_lease_ids))
         now = self._clock() if self._clock is not None else _time.time()
         taken = self._write("acquire", kb, token, now, now + ttl)
         return token.hex() if taken else None
