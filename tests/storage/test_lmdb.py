@@ -442,13 +442,17 @@ def test_a_full_read_cache_keeps_keys_read_twice_and_drops_its_oldest_eighth(mak
     for i in range(17):
         store.set(f"k{i}", entry(i, clock))
         store.get(f"k{i}")
-    # Full: a key read once more is not kept (over a large working set most are not
-    # read again), a key read again is, and pushes out the oldest and an eighth more.
-    assert list(store._cache.items) == [f"k{i}" for i in range(16)]
-    assert store.get("k16").value == 16
+    # Full from the size a trim leaves (16 - 16 // 8 = 14 keys): a key read once more
+    # is not kept (over a large working set most are not read again), a key read
+    # again is, and going over the limit pushes out the oldest and an eighth more.
+    assert list(store._cache.items) == [f"k{i}" for i in range(14)]
+    for i in (14, 15, 16):
+        assert store.get(f"k{i}").value == i
     assert list(store._cache.items) == [f"k{i}" for i in range(3, 17)]
-    store.get("k0")
-    assert len(store._cache) == 15 and store.get("k0").value == 0
+    store.get("k0")  # the room the trim made does not take a key read once
+    assert len(store._cache) == 14
+    assert store.get("k0").value == 0
+    assert len(store._cache) == 15
 
 
 def test_batches_read_and_write_in_one_transaction(make, clock):
@@ -877,3 +881,19 @@ def test_an_entry_factory_view_decodes_into_its_own_entries(make, clock):
         store.with_entry_factory(None)  # type: ignore[arg-type]
     uncached = make("uncached", read_cache=0)
     assert uncached.with_entry_factory(Tagged) is uncached  # nothing to keep
+
+
+def test_read_cache_admits_records_read_once_only_while_it_has_room():
+    from swr.storage.lmdb.storage import _ReadCache
+
+    cache: _ReadCache[int] = _ReadCache(16)
+    for i in range(14):  # up to what a trim leaves: room
+        assert cache.wants(f"warm{i}")
+        cache.keep(f"warm{i}", i)
+    for i in range(200):  # a working set read once never goes in, even after trims
+        assert not cache.wants(f"once{i}")
+    assert cache.wants("once199")  # read twice lately: kept
+    for i in range(20):
+        cache.keep(f"again{i}", i)  # over the limit: trimmed back by an eighth and more
+        assert len(cache) <= 16
+    assert not cache.wants("fresh")

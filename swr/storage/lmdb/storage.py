@@ -119,9 +119,13 @@ class _ReadCache(ReadCache[T]):
         Once the cache is full, a key is kept on its second read within the last
         ``4 * limit`` first reads: over a working set much larger than the cache, most
         records are read once in that span, and keeping them would only push out the
-        keys that are read again (and cost an insertion and an eviction each).
+        keys that are read again (and cost an insertion and an eviction each). "Full"
+        starts at the size :meth:`trim` leaves (``limit - limit // 8``): otherwise the
+        room each trim makes would admit the next ``limit // 8`` records read, whatever
+        they are, and a working set read once would go through the cache anyway.
         """
-        if len(self.items) < self.limit:
+        limit = self.limit
+        if len(self.items) < limit - limit // 8:
             return True
         seen = self.seen
         if key in seen:
