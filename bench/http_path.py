@@ -12,16 +12,25 @@ Run: python bench/http_path.py   (needs the bench and http extras)
    sent, upstream calls during the outage, and what the clients got (200 or 503).
    swr serves the stored response and only retries the origin on its backoff (engine
    backoff in the stale window, the transport's in the stale-if-error window).
+3. Revalidation with 304 of a 256 KiB response (``ETag``, ``max-age=0``: every GET
+   sends ``If-None-Match`` and gets a ``304``), swr on LMDB: a 304 that confirms the
+   stored headers (renewed with ``touch``, the body is not written again) against one
+   that brings a new header value (the record, body included, is rewritten), same
+   run, same origin; hishel on the same confirming 304s is printed for reference
+   (swr's revalidation also takes and releases the key's lease: two more LMDB write
+   transactions than a bare renewal).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +45,8 @@ from swr.storage import LMDBStorage
 
 BODY = b'{"items": [' + b",".join(b'{"id": %d, "name": "item"}' % i for i in range(40)) + b"]}"
 OUTAGE = 10.0
+# A large body that does not compress to nothing (zstd would shrink a repeated pattern).
+BIG = bytes((i * 2654435761 >> 13) & 0xFF for i in range(256 * 1024))
 
 
 class _Origin:
@@ -55,6 +66,9 @@ class _Origin:
 
             def do_GET(self) -> None:
                 origin.calls[self.path] += 1
+                if self.path.startswith("/reval"):
+                    self._revalidated()
+                    return
                 if origin.down:
                     self.send_response(503)
                     self.send_header("Content-Length", "0")
@@ -71,6 +85,23 @@ class _Origin:
                 self.send_header("Content-Length", str(len(BODY)))
                 self.end_headers()
                 self.wfile.write(BODY)
+
+            def _revalidated(self) -> None:
+                # /reval/same: 304s confirm the stored headers; /reval/new: each 304
+                # brings a new X-Seq value, which the cache must store (RFC 9111 4.3.4).
+                conditional = self.headers.get("If-None-Match") == '"big"'
+                self.send_response(304 if conditional else 200)
+                self.send_header("ETag", '"big"')
+                self.send_header("Cache-Control", "max-age=0")
+                if "/new" in self.path:
+                    self.send_header("X-Seq", str(origin.calls[self.path]))
+                if conditional:
+                    self.end_headers()
+                    return
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(BIG)))
+                self.end_headers()
+                self.wfile.write(BIG)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -109,6 +140,16 @@ def _getter(client: httpx.Client, url: str) -> Callable[[int], object]:
     return run
 
 
+def _big_getter(client: httpx.Client, url: str) -> Callable[[int], object]:
+    def run(n: int) -> None:
+        get = client.get
+        for _ in range(n):
+            if len(get(url).content) != len(BIG):
+                raise AssertionError("unexpected body")
+
+    return run
+
+
 def _direct(transport: httpx.BaseTransport, request: httpx.Request) -> Callable[[int], object]:
     def run(n: int) -> None:
         handle = transport.handle_request
@@ -121,7 +162,8 @@ def _direct(transport: httpx.BaseTransport, request: httpx.Request) -> Callable[
 
 
 def cached_get(origin: _Origin, directory: Path) -> bool:
-    lmdb_engine = StaleEngine(LMDBStorage(directory / "swr"), namespace="bench")
+    lmdb_storage = LMDBStorage(directory / "swr")
+    lmdb_engine = StaleEngine(lmdb_storage, namespace="bench")
     memory_engine = StaleEngine(namespace="bench")
     alone: dict[str, httpx.BaseTransport] = {
         "swr transport alone, LMDB": SWRTransport(lmdb_engine),
@@ -164,6 +206,7 @@ def cached_get(origin: _Origin, directory: Path) -> bool:
         client.close()
     lmdb_engine.close()
     memory_engine.close()
+    lmdb_storage.close()  # an engine closes only a storage it made itself
     return ok
 
 
@@ -179,7 +222,8 @@ def _drive(client: httpx.Client, url: str, stop_at: float) -> Counter[int]:
 
 
 def outage(origin: _Origin, directory: Path) -> dict[str, Any]:
-    engine = StaleEngine(LMDBStorage(directory / "swr-outage"), namespace="outage", ttl=None)
+    storage = LMDBStorage(directory / "swr-outage")
+    engine = StaleEngine(storage, namespace="outage", ttl=None)
     clients = {
         "swr": _swr_client(engine),
         "hishel": _hishel_client(directory),
@@ -223,7 +267,63 @@ def outage(origin: _Origin, directory: Path) -> dict[str, Any]:
     for client in clients.values():
         client.close()
     engine.close()
+    storage.close()
     return {"upstream": upstream, "answers": results}
+
+
+def _origin_process(conn: Connection) -> None:
+    """Run an origin in this (child) process: its port out, its call counts back at the end."""
+    origin = _Origin()
+    conn.send(origin.url(""))
+    conn.recv()  # told to stop
+    conn.send(dict(origin.calls))
+    origin.server.shutdown()
+
+
+def revalidation(directory: Path) -> bool:
+    # Every GET reaches the origin here: it runs in its own process, so that its thread
+    # does not compete for this process's GIL.
+    parent, child = multiprocessing.get_context("spawn").Pipe()
+    process = multiprocessing.get_context("spawn").Process(target=_origin_process, args=(child,))
+    process.start()
+    base = parent.recv()
+    storage = LMDBStorage(directory / "swr-reval")
+    engine = StaleEngine(storage, namespace="reval")
+    clients = {
+        "swr, 304 confirms (touch)": (_swr_client(engine), "/reval/same"),
+        "swr, 304 with a new header (rewrite)": (_swr_client(engine), "/reval/new"),
+        "hishel, 304 confirms": (_hishel_client(directory), "/reval/same-hishel"),
+    }
+    cases = {}
+    for name, (client, path) in clients.items():
+        client.get(base + path).read()  # stored
+        cases[name] = _big_getter(client, base + path)
+    results = {name: ns / 1000 for name, ns in measure(cases, n=20, rounds=7).items()}
+    parent.send("stop")
+    calls = parent.recv()
+    process.join(10)
+    conditional = sum(calls.get(p, 0) - 1 for _, p in clients.values())
+    ok = report(
+        f"revalidation with 304 of a {len(BIG) // 1024} KiB response (swr on LMDB)",
+        results,
+        [
+            Target(
+                "swr touch / swr rewrite",
+                "swr, 304 confirms (touch)",
+                "swr, 304 with a new header (rewrite)",
+                1.0,
+            ),
+        ],
+        unit="us/GET",
+    )
+    ratio = results["swr, 304 confirms (touch)"] / results["hishel, 304 confirms"]
+    print(f"swr touch / hishel (reported, no target): {ratio:.2f}x")
+    print(f"conditional requests answered 304 during the measure: {conditional}")
+    for client, _ in clients.values():
+        client.close()
+    engine.close()
+    storage.close()
+    return ok
 
 
 def main() -> None:
@@ -232,6 +332,7 @@ def main() -> None:
         directory = Path(tmp)
         cached_get(origin, directory)
         outage(origin, directory)
+        revalidation(directory)
     origin.server.shutdown()
 
 

@@ -6,8 +6,9 @@ starts its own server on a free loopback port and stops it by pid)
 Prints ns per operation, measured in the same run (best of interleaved rounds):
 
 - ``RedisStorage.incr`` against raw redis-py ``INCRBY`` (the same parser, its own
-  client): swr's incr is one Lua script over the stored record, so the same script
-  called bare through redis-py is shown too (the floor of that design);
+  client): a counter is a native Redis integer, so swr's incr is one ``INCRBY``; with
+  a ``ttl`` it is a two-command script (``SET NX PX`` + ``INCRBY``), shown against the
+  same script called bare through redis-py;
 - ``LMDBStorage.incr`` against a raw LMDB read-modify-write transaction of an int64
   (``txn.get`` + ``txn.put`` in one write transaction, py-lmdb directly);
 - leaderboards of 100,000 members: ``add`` of one member (a new score for an existing
@@ -38,7 +39,7 @@ from redis_path import pinned_cpu, redis_server
 from sortedcontainers import SortedList
 
 from swr.storage import LMDBStorage, MemoryStorage, RedisStorage
-from swr.storage._redis import _INCR_SCRIPT
+from swr.storage._redis import _INCR_TTL_SCRIPT
 
 MEMBERS = 100_000
 RANGE_STOP = 100  # range(0, 100): 101 members, stop inclusive as in Redis
@@ -74,12 +75,16 @@ def counter_cases(url: str, path: Path, closers: list[Any]) -> dict[str, Any]:
         for _ in range(n):
             incrby("raw-counter", 1)
 
-    script = raw.register_script(_INCR_SCRIPT)  # the same script, called bare
-    store.incr("script-counter")
+    def swr_redis_ttl(n: int) -> None:
+        incr = store.incr
+        for _ in range(n):
+            incr("ttl-counter", 1, 3600)
+
+    script = raw.register_script(_INCR_TTL_SCRIPT)  # the same script, called bare
 
     def raw_script(n: int) -> None:
         for _ in range(n):
-            script(keys=["bench:script-counter"], args=[1, "1.0", "", ""])
+            script(keys=["bench:script-counter"], args=[1, 3_600_000])
 
     def swr_lmdb(n: int) -> None:
         incr = lmdb_store.incr
@@ -96,7 +101,8 @@ def counter_cases(url: str, path: Path, closers: list[Any]) -> dict[str, Any]:
     return {
         "RedisStorage.incr": swr_redis,
         "raw INCRBY": raw_redis,
-        "raw EVALSHA of swr's incr script": raw_script,
+        "RedisStorage.incr(ttl=3600)": swr_redis_ttl,
+        "raw EVALSHA of the ttl script": raw_script,
         "LMDBStorage.incr": swr_lmdb,
         "raw LMDB get+put txn": raw_lmdb,
     }
@@ -265,6 +271,12 @@ def main() -> int:
                 close()
     targets = [
         Target("incr / raw INCRBY", "RedisStorage.incr", "raw INCRBY", 1.15),
+        Target(
+            "incr(ttl) / raw EVALSHA",
+            "RedisStorage.incr(ttl=3600)",
+            "raw EVALSHA of the ttl script",
+            1.15,
+        ),
         Target("LMDB incr / raw get+put txn", "LMDBStorage.incr", "raw LMDB get+put txn", 1.5),
         Target("redis add / ZADD", "redis board.add (1 member)", "raw ZADD", 1.2),
         Target("redis rank / ZREVRANK", "redis board.rank", "raw ZREVRANK", 1.2),

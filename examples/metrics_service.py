@@ -1,7 +1,7 @@
 """A cached service under load whose upstream fails for a while, scraped like Prometheus would.
 
-Run: python examples/metrics_service.py [--duration 40] [--port 9100] [--png dashboard.png]
-(needs the prometheus extra: pip install -e ".[prometheus]"; --png needs matplotlib)
+Run: python examples/metrics_service.py [--duration 40] [--port 9100]
+(needs the prometheus extra: pip install -e ".[prometheus]")
 
 Four client threads ask a StaleEngine for 100 product keys, a few of them much more
 often than the rest. The upstream answers in about 20 ms, and fails outright from 35 %
@@ -9,8 +9,8 @@ to 65 % of the run: refreshes fail, stale and expired entries are served as FALL
 the circuit breaker opens, half-opens and closes again. The engine's metrics are served
 on http://127.0.0.1:PORT/metrics by prometheus_client, and a scraper thread reads that
 page every second, as a Prometheus server would. At the end the example prints one line
-per scrape window; with --png it draws the panels of docs/grafana-dashboard.json from
-the scraped data (this is how docs/dashboard.png was made).
+per scrape window. examples/dashboard_snapshot.py runs it under a real Prometheus server
+and draws docs/grafana-dashboard.json's panels from what that server scraped.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from swr import CacheTTL, CircuitBreaker, CircuitOpenError, RefreshOptions, StaleEngine
 from swr.metrics.prometheus import PrometheusMetrics
+from swr.storage import LMDBStorage, MemoryStorage, RedisStorage
 
 KEYS = [f"product:{i}" for i in range(100)]
+SESSION_KEYS = [f"session:{i}" for i in range(100)]
 WEIGHTS = [1 / (i + 1) for i in range(len(KEYS))]  # a few hot keys, a long tail
 STATUSES = ("hit", "stale", "expired", "miss", "fallback")
-QUANTILES = (0.5, 0.95, 0.99)
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -82,11 +83,12 @@ def rate(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
     return (total(after.samples, name, **labels) - total(before.samples, name, **labels)) / seconds
 
 
-def quantile(q: float, before: Scrape, after: Scrape, name: str) -> float | None:
-    """``histogram_quantile(q, increase(name_bucket[window]))``, as PromQL computes it."""
+def quantile(q: float, before: Scrape, after: Scrape, name: str, **match: str) -> float | None:
+    """``histogram_quantile(q, increase(name_bucket{match}[window]))``, as PromQL computes it."""
     bounds: dict[float, float] = {}
+    wanted = set(match.items())
     for (n, labels), value in after.samples.items():
-        if n == f"{name}_bucket":
+        if n == f"{name}_bucket" and wanted <= labels:
             le = float(dict(labels)["le"])
             old = before.samples.get((n, labels), 0.0)
             bounds[le] = bounds.get(le, 0.0) + value - old
@@ -106,28 +108,50 @@ def quantile(q: float, before: Scrape, after: Scrape, name: str) -> float | None
     return None
 
 
-def run(duration: float, port: int) -> list[Scrape]:
-    """Serve under load for ``duration`` seconds; return what the scraper read."""
+def run(
+    duration: float, port: int, lmdb: str | None = None, redis_cluster: str | None = None
+) -> list[Scrape]:
+    """Serve under load for ``duration`` seconds; return what the scraper read.
+
+    The ``catalog`` engine caches in memory, or in an LMDB environment at ``lmdb``
+    (which reports its bytes). With ``redis_cluster`` (a node's URL), a second engine,
+    ``sessions``, caches in that Redis Cluster and reports each master's health.
+    """
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(registry)
     breaker = CircuitBreaker(failure_threshold=5, success_threshold=2, reset_timeout=3)
+    storage = LMDBStorage(lmdb) if lmdb else MemoryStorage()
     engine = StaleEngine(
+        storage,
         ttl=CacheTTL(fresh=2, stale=5, expired=60),
         name="catalog",
         metrics=metrics,
         breaker=breaker,
         refresh=RefreshOptions(timeout=0.5, backoff_initial=0.5, backoff_max=2),
     )
+    engines = [(engine, KEYS)] * 4  # four client threads on the catalog
+    cluster = None
+    if redis_cluster:
+        cluster = RedisStorage.from_url(redis_cluster, cluster=True, prefix="example:")
+        sessions = StaleEngine(
+            cluster,
+            ttl=CacheTTL(fresh=2, stale=5, expired=60),
+            name="sessions",
+            metrics=metrics,
+            refresh=RefreshOptions(timeout=0.5, backoff_initial=0.5, backoff_max=2),
+        )
+        engines += [(sessions, SESSION_KEYS)] * 2
     # The engine registers its gauges with the hook and times its own fetches.
     server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
     url = f"http://127.0.0.1:{server.server_port}/metrics"
     upstream = Upstream()
     stop = threading.Event()
+    print(f"serving {url} from {time.time():.3f} (unix time)", flush=True)
     started = time.monotonic()
 
-    def client() -> None:
+    def client(engine: StaleEngine, keys: list[str]) -> None:
         while not stop.is_set():
-            key = random.choices(KEYS, WEIGHTS)[0]
+            key = random.choices(keys, WEIGHTS)[0]
             try:
                 engine.execute(key, functools.partial(upstream.fetch, key))
             except (ConnectionError, CircuitOpenError):
@@ -140,7 +164,7 @@ def run(duration: float, port: int) -> list[Scrape]:
         while not stop.wait(1.0 - (time.monotonic() - started) % 1.0):
             scrapes.append(Scrape(time.monotonic() - started, scrape(url)))
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+    threads = [threading.Thread(target=client, args=pair, daemon=True) for pair in engines]
     threads.append(threading.Thread(target=scraper, daemon=True))
     scrapes.append(Scrape(0.0, scrape(url)))
     for thread in threads:
@@ -151,7 +175,11 @@ def run(duration: float, port: int) -> list[Scrape]:
     stop.set()
     for thread in threads:
         thread.join(timeout=5)
-    engine.close()
+    for each in {id(e): e for e, _ in engines}.values():
+        each.close()
+    storage.close()
+    if cluster is not None:
+        cluster.close()
     server.shutdown()
     server.server_close()
     metrics.close()
@@ -164,13 +192,16 @@ def windows(scrapes: Sequence[Scrape], width: int = 3) -> list[tuple[Scrape, Scr
 
 
 def summary(scrapes: Sequence[Scrape]) -> None:
+    """One line per window of the catalog engine's answers, hit ratio, p95 and circuit."""
     print(f"{'t':>5}  " + "  ".join(f"{s:>8}" for s in STATUSES) + "  hit-ratio  p95-ms  circuit")
     for before, after in windows(scrapes):
-        rates = [rate(before, after, "swr_requests_total", status=s) for s in STATUSES]
+        rates = [
+            rate(before, after, "swr_requests_total", status=s, engine="catalog") for s in STATUSES
+        ]
         answered = sum(rates)
         ratio = (rates[0] + rates[1]) / answered if answered else 0.0
-        p95 = quantile(0.95, before, after, "swr_fetch_duration_seconds")
-        state = int(total(after.samples, "swr_circuit_state"))
+        p95 = quantile(0.95, before, after, "swr_fetch_duration_seconds", engine="catalog")
+        state = int(total(after.samples, "swr_circuit_state", engine="catalog"))
         print(
             f"{after.at:5.0f}  "
             + "  ".join(f"{r:8.0f}" for r in rates)
@@ -179,75 +210,17 @@ def summary(scrapes: Sequence[Scrape]) -> None:
         )
 
 
-def render(scrapes: Sequence[Scrape], outage: tuple[float, float], path: str) -> None:
-    """Draw the dashboard's four main panels from the scraped data."""
-    import matplotlib as mpl  # noqa: PLC0415 - only for --png
-
-    mpl.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    pairs = windows(scrapes)
-    t = [after.at for _, after in pairs]
-    fig, axes = plt.subplots(2, 2, figsize=(13, 7.5), constrained_layout=True)
-    fig.suptitle(
-        "swr: panels of docs/grafana-dashboard.json drawn from a real run's /metrics scrapes"
-    )
-
-    ax = axes[0][0]
-    stacks = [[rate(b, a, "swr_requests_total", status=s) for b, a in pairs] for s in STATUSES]
-    ax.stackplot(t, stacks, labels=STATUSES)
-    ax.set_title("Answers by status (req/s)")
-    ax.legend(loc="upper left", fontsize="small", ncol=5)
-
-    ax = axes[0][1]
-    ratios = []
-    for before, after in pairs:
-        answered = rate(before, after, "swr_requests_total")
-        served = sum(rate(before, after, "swr_requests_total", status=s) for s in ("hit", "stale"))
-        ratios.append(served / answered if answered else float("nan"))
-    ax.plot(t, ratios, color="tab:green")
-    ax.set_ylim(0, 1.05)
-    ax.set_title("Hit ratio: (hit + stale) / all answers")
-
-    ax = axes[1][0]
-    for q in QUANTILES:
-        values = [quantile(q, b, a, "swr_fetch_duration_seconds") for b, a in pairs]
-        ax.plot(
-            t, [v * 1000 if v is not None else float("nan") for v in values], label=f"p{q * 100:g}"
-        )
-    ax.set_yscale("log")
-    ax.set_title("Foreground fetch latency (ms)")
-    ax.legend(loc="upper left", fontsize="small")
-
-    ax = axes[1][1]
-    points = [(after.at, total(after.samples, "swr_circuit_state")) for after in scrapes[1:]]
-    ax.step([p[0] for p in points], [p[1] for p in points], where="pre", color="black")
-    colors = ("tab:green", "gold", "tab:red")
-    for before, (at, state) in zip(scrapes, points, strict=False):
-        ax.axvspan(before.at, at, color=colors[int(state)], alpha=0.3, linewidth=0)
-    ax.set_yticks([0, 1, 2], ["closed", "half-open", "open"])
-    ax.set_title("Circuit state (as scraped each second)")
-
-    for row in axes:
-        for panel in row:
-            panel.axvspan(*outage, color="grey", alpha=0.12, linewidth=0)
-            panel.set_xlabel("seconds (grey: upstream failing)")
-    fig.savefig(path, dpi=80)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=40.0, help="seconds of load")
     parser.add_argument("--port", type=int, default=0, help="metrics port (0: any free)")
-    parser.add_argument("--png", help="draw the dashboard panels into this file")
+    parser.add_argument("--lmdb", help="cache in an LMDB environment in this directory")
+    parser.add_argument("--redis-cluster", help="URL of a Redis Cluster node: a second engine")
     args = parser.parse_args(argv)
     # The engine logs every failed fetch; this demo shows metrics instead.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(50))
-    scrapes = run(args.duration, args.port)
+    scrapes = run(args.duration, args.port, args.lmdb, args.redis_cluster)
     summary(scrapes)
-    if args.png:
-        render(scrapes, (0.35 * args.duration, 0.65 * args.duration), args.png)
-        print(f"wrote {args.png}")
 
 
 if __name__ == "__main__":

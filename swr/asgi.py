@@ -36,10 +36,12 @@ from swr.http._policy import (
     TOMBSTONE,
     Backoff,
     CachePolicy,
+    acceptable,
     fallback_allowed,
     freshness,
     header_getter,
     make_value,
+    request_cache_control,
     request_directives,
     storable_headers,
     stored_ttl,
@@ -203,10 +205,10 @@ class CacheMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        no_store, refetch = request_directives(
-            request.headers, request.headers.getlist("cache-control")
+        directives = request_cache_control(
+            request.headers.get("pragma"), request.headers.getlist("cache-control")
         )
-        if no_store:
+        if directives.no_store:
             await self.app(scope, receive, send)
             return
         key = request_key(
@@ -216,6 +218,21 @@ class CacheMiddleware:
             lambda name: ", ".join(request.headers.getlist(name)),
         )
         engine = self.engine
+        refetch = directives.no_cache
+        if directives.constrained and not refetch:
+            # only-if-cached, max-age, min-fresh, max-stale: judged against the stored
+            # response; served as is (no refresh), else refetched or 504.
+            current = await engine.get(key)
+            if current is not None and "status" in current.value:
+                judged = acceptable(current.value, current.age, directives, shared=True)
+                if judged is not None:
+                    await self._send(send, current.value, judged, current.age)
+                    return
+            refetch = True
+        if directives.only_if_cached:
+            await send({"type": "http.response.start", "status": 504, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
         if not refetch and self._backoff.paused(key, self._now()):
             current = await engine.get(key)
             if current is not None and _servable(current):

@@ -79,6 +79,9 @@ def full_source() -> str:
         SOURCE
         + "\n\nfrom swr._async import other\n"
         + "\n\nasync def pages() -> None:\n    async for page in source():\n        print(page)\n"
+        + "\n\nasync def relay(t, r) -> None:\n"
+        + "    async for chunk in (await t.handle_async_request(r)).aiter_raw():\n"
+        + "        print(chunk)\n"
     )
 
 
@@ -105,3 +108,9 @@ def test_check_fails_on_a_hand_edited_twin_and_on_an_orphan(tmp_path, monkeypatc
 def test_the_repository_twins_are_up_to_date():
     # The same check CI runs: every generated module matches its asyncio source.
     assert unasync.main(["--check"]) == 0
+
+
+def test_httpx_names_without_an_async_prefix_are_converted():
+    used: set[int] = set()
+    source = "async for c in (await t.handle_async_request(r)).aiter_raw():\n"
+    assert unasync.convert(source, used) == "for c in (t.handle_request(r)).iter_raw():\n"

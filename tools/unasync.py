@@ -49,6 +49,9 @@ RULES: list[tuple[str, str]] = [
     # Names: AsyncThing -> Thing, async_thing -> thing, athing verbs listed one by one.
     (r"\bAsync([A-Z]\w*)", r"\1"),
     (r"\basync_(\w+)", r"\1"),
+    # httpx: the transport and response methods whose async names are not prefixed.
+    (r"\bhandle_async_request\b", "handle_request"),
+    (r"\baiter_raw\b", "iter_raw"),
 ]
 
 PRAGMA = re.compile(r"\s*# unasync: (remove|sync=(.*))$")

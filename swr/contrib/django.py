@@ -21,7 +21,8 @@ Both honour Django's whole cache contract (``KEY_PREFIX``, ``VERSION``,
 ``add``, ``incr``, ``decr`` and ``touch`` are atomic across the processes sharing the
 directory or the Redis, through the storage's atomic operations
 (:class:`~swr.storage.base.AtomicOps`: ``add``, and ``incr`` as a compare-and-set that
-keeps the key's expiry) and bulk verbs (``touch``). 4 processes incrementing one key
+keeps the key's expiry; on Redis ``incr`` makes the value a native Redis integer and is
+one round trip) and bulk verbs (``touch``). 4 processes incrementing one key
 lose no update and 6 processes adding one key have exactly one winner.
 
 ``get_or_set`` with a callable computes once across processes: the caller that takes
@@ -54,6 +55,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
 from swr.storage.base import AtomicOps, Entry, EntryTimes
+from swr.storage.errors import SerializationError
 
 __all__ = ["LMDBCache", "RedisCache"]
 
@@ -214,7 +216,10 @@ class _SWRCache(BaseCache):  # type: ignore[misc]  # django ships no type inform
             ValueError: ``key`` holds nothing.
             TypeError: the value cannot be added to (``None``, a string, ...).
         """
-        skey = self.make_and_validate_key(key, version=version)
+        return self._incr_cas(key, self.make_and_validate_key(key, version=version), delta)
+
+    def _incr_cas(self, key: Any, skey: str, delta: Any) -> Any:
+        """:meth:`incr` by compare-and-set: any value ``+`` works on (pickled ones too)."""
         storage = self._storage
         while True:  # compare-and-set; read again when another write came first
             found = storage.get_versioned(skey)
@@ -404,3 +409,24 @@ class RedisCache(_SWRCache):
                 f"RedisCache: LOCATION must be one Redis URL, got {location!r}"
             )
         return RedisStorage.from_url(urls[0].strip(), **options)
+
+    def incr(self, key: Any, delta: int = 1, version: Any = None) -> Any:
+        """Add ``delta`` to the value under ``key``; atomic across hosts.
+
+        The value becomes a native Redis integer (one script, one round trip: ``EXISTS``
+        then ``INCRBY``; the first ``incr`` after a ``set`` converts the record, keeping
+        its expiry). A value that is not an ``int`` (a pickled ``float``...) goes
+        through a compare-and-set as on LMDB.
+
+        Raises:
+            ValueError: ``key`` holds nothing.
+            TypeError: the value cannot be added to (``None``, a string, ...).
+        """
+        skey = self.make_and_validate_key(key, version=version)
+        try:
+            value = self._storage.incr_existing(skey, delta)  # type: ignore[attr-defined]
+        except (TypeError, SerializationError):  # not an int64: Python's own arithmetic
+            return self._incr_cas(key, skey, delta)
+        if value is None:
+            raise ValueError(f"Key '{key}' not found")
+        return value

@@ -6,7 +6,17 @@ background revalidation runs (``stale-while-revalidate``) and fall back to them 
 origin fails (``stale-if-error``, RFC 5861). See ``docs/http.md``.
 """
 
+from swr.http._async.transport import AsyncSWRTransport
+from swr.http._errors import CacheTransportError, OriginTimeoutError, OriginUnavailableError
 from swr.http._policy import CacheInfo, CachePolicy
-from swr.http._transport import AsyncSWRTransport, SWRTransport
+from swr.http._sync.transport import SWRTransport
 
-__all__ = ["AsyncSWRTransport", "CacheInfo", "CachePolicy", "SWRTransport"]
+__all__ = [
+    "AsyncSWRTransport",
+    "CacheInfo",
+    "CachePolicy",
+    "CacheTransportError",
+    "OriginTimeoutError",
+    "OriginUnavailableError",
+    "SWRTransport",
+]

@@ -36,11 +36,16 @@ __all__ = [
     "TOMBSTONE",
     "CacheInfo",
     "CachePolicy",
+    "RequestCacheControl",
+    "acceptable",
     "cache_control",
     "fallback_allowed",
     "freshness",
+    "initial_age",
     "merge_not_modified",
+    "request_cache_control",
     "request_directives",
+    "revalidation_required",
     "stored_ttl",
     "vary_names",
     "vary_values",
@@ -208,17 +213,74 @@ def _date(value: str | None) -> float | None:
     return parsed.timestamp()
 
 
-def request_directives(headers: Mapping[str, str], cc_values: Sequence[str]) -> tuple[bool, bool]:
-    """Return ``(no_store, no_cache)`` for a request.
+@dataclass(frozen=True, slots=True)
+class RequestCacheControl:
+    """The ``Cache-Control`` directives of a request that a cache acts on (RFC 9111 5.2.1).
 
-    ``no-cache`` and ``max-age=0`` ask for a refetch (the response is still stored);
-    ``Pragma: no-cache`` counts when there is no ``Cache-Control`` (RFC 9111 5.4).
+    Attributes:
+        no_store: Bypass the cache (neither read nor write).
+        no_cache: Revalidate with the origin whatever is stored (also ``max-age=0``
+            and, without ``Cache-Control``, ``Pragma: no-cache``).
+        max_age: The oldest stored response (seconds of age) the client accepts;
+            ``None`` when not given.
+        min_fresh: Seconds a stored response must stay fresh for; ``None`` when not given.
+        max_stale: Seconds past freshness the client accepts; ``math.inf`` for a bare
+            ``max-stale``; ``None`` when not given.
+        only_if_cached: Answer from the cache or with ``504``, never the origin.
     """
+
+    no_store: bool = False
+    no_cache: bool = False
+    max_age: float | None = None
+    min_fresh: float | None = None
+    max_stale: float | None = None
+    only_if_cached: bool = False
+
+    @property
+    def constrained(self) -> bool:
+        """Whether a stored response must be checked against the request before use."""
+        return (
+            self.only_if_cached
+            or self.max_age is not None
+            or self.min_fresh is not None
+            or self.max_stale is not None
+        )
+
+
+PLAIN_REQUEST = RequestCacheControl()
+
+
+def request_cache_control(pragma: str | None, cc_values: Sequence[str]) -> RequestCacheControl:
+    """The :class:`RequestCacheControl` of a request's ``Pragma`` and ``Cache-Control``.
+
+    ``Pragma: no-cache`` counts only without ``Cache-Control`` (RFC 9111 5.4). A
+    malformed ``max-age``, ``min-fresh`` or ``max-stale`` argument is ignored; a
+    malformed ``max-stale`` argument reads as a bare ``max-stale``.
+    """
+    if not cc_values:
+        no_cache = pragma is not None and "no-cache" in pragma.lower()
+        return RequestCacheControl(no_cache=True) if no_cache else PLAIN_REQUEST
     directives = cache_control(cc_values)
-    if not cc_values and "no-cache" in headers.get("pragma", "").lower():
-        return False, True
-    refetch = "no-cache" in directives or _seconds(directives.get("max-age", "x")) == 0
-    return "no-store" in directives, refetch
+    max_age = _seconds(directives.get("max-age"))
+    max_stale: float | None = None
+    if "max-stale" in directives:
+        max_stale = _seconds(directives["max-stale"])
+        if max_stale is None:
+            max_stale = math.inf
+    return RequestCacheControl(
+        no_store="no-store" in directives,
+        no_cache="no-cache" in directives or max_age == 0,
+        max_age=max_age,
+        min_fresh=_seconds(directives.get("min-fresh")),
+        max_stale=max_stale,
+        only_if_cached="only-if-cached" in directives,
+    )
+
+
+def request_directives(headers: Mapping[str, str], cc_values: Sequence[str]) -> tuple[bool, bool]:
+    """Return ``(no_store, no_cache)`` for a request (see :func:`request_cache_control`)."""
+    parsed = request_cache_control(headers.get("pragma"), cc_values)
+    return parsed.no_store, parsed.no_cache
 
 
 def vary_names(values: Iterable[str]) -> list[str] | None:
@@ -252,6 +314,7 @@ class Freshness:
     swr: float = 0.0
     sie: float = 0.0
     age: float = 0.0
+    dropped: frozenset[bytes] = frozenset()  # fields stored responses must not carry
 
 
 _NOT_STORABLE = Freshness(storable=False)
@@ -265,6 +328,7 @@ def freshness(
     method: str = "GET",
     authorized: bool = False,
     now: float,
+    request_time: float | None = None,
 ) -> Freshness:
     """Decide whether a response may be stored and with which windows.
 
@@ -274,7 +338,15 @@ def freshness(
         header: ``header(name) -> list[str]`` of the response's values of one header.
         method: The request method (only GET and HEAD are stored).
         authorized: The request carried ``Authorization``.
-        now: Epoch seconds, for an ``Expires`` that comes without ``Date``.
+        now: Epoch seconds at which the response arrived (``response_time``), also for
+            an ``Expires`` that comes without ``Date``.
+        request_time: Epoch seconds at which the request was sent (``now`` if not
+            given), for the response delay of RFC 9111 section 4.2.3.
+
+    Qualified ``no-cache="field"`` (and ``private="field"`` in a shared cache) do not
+    prevent storing: the named fields are left out of the stored response
+    (``Freshness.dropped``), which is then served without revalidation (RFC 9111
+    sections 5.2.2.4 and 5.2.2.7).
     """
     if method not in ("GET", "HEAD"):
         return _NOT_STORABLE
@@ -282,8 +354,14 @@ def freshness(
     if "no-store" in cc or vary_names(header("vary")) is None:
         return _NOT_STORABLE
     shared = policy.shared
+    dropped = _qualified(cc, "no-cache")
+    if dropped:
+        del cc["no-cache"]
     if shared and "private" in cc:
-        return _NOT_STORABLE
+        fields = _qualified(cc, "private")
+        if not fields:
+            return _NOT_STORABLE
+        dropped |= fields
     if shared and authorized and not ({"public", "s-maxage", "must-revalidate"} & cc.keys()):
         return _NOT_STORABLE
 
@@ -308,7 +386,7 @@ def freshness(
     swr = swr or 0.0
     sie = sie or 0.0
 
-    age = _seconds(next(iter(header("age")), None)) or 0.0
+    age = initial_age(header, now, now if request_time is None else request_time)
     fresh = lifetime - age
     revalidate = "must-revalidate" in cc or (
         shared and ("proxy-revalidate" in cc or "s-maxage" in cc)
@@ -325,7 +403,74 @@ def freshness(
     if fresh <= 0 and swr == 0 and keep == 0:
         return _NOT_STORABLE  # stale on arrival and nothing to revalidate with
     ttl = CacheTTL(fresh=max(fresh, DEAD.fresh), stale=swr, expired=keep)
-    return Freshness(storable=True, ttl=ttl, swr=swr, sie=sie, age=age)
+    return Freshness(storable=True, ttl=ttl, swr=swr, sie=sie, age=age, dropped=dropped)
+
+
+def _qualified(cc: Mapping[str, str | None], name: str) -> frozenset[bytes]:
+    """The field names of a qualified directive (``no-cache="a, b"``), lower-cased."""
+    argument = cc.get(name)
+    if not argument:
+        return frozenset()
+    return frozenset(f.strip().lower().encode() for f in argument.split(",") if f.strip())
+
+
+def initial_age(header: Any, response_time: float, request_time: float) -> float:
+    """A response's age when it arrived (RFC 9111 section 4.2.3).
+
+    ``corrected_initial_age = max(apparent_age, age_value + response_delay)``, with
+    ``apparent_age = max(0, response_time - date_value)`` counted in whole seconds
+    (``Date`` has one second of resolution, so a fraction is no evidence of age).
+    """
+    age_value = _seconds(next(iter(header("age")), None)) or 0.0
+    delay = max(0.0, response_time - request_time)
+    date = _date(next(iter(header("date")), None))
+    apparent = 0.0 if date is None else float(max(0, math.floor(response_time - date)))
+    return max(apparent, age_value + delay)
+
+
+def revalidation_required(value: Mapping[str, Any], shared: bool) -> bool:
+    """Whether a stored response may never be served stale (``must-revalidate``...).
+
+    ``no-cache`` (unqualified) and ``must-revalidate`` forbid it; in a shared cache
+    ``proxy-revalidate`` and ``s-maxage`` too (RFC 9111 sections 4.2.4 and 5.2.2).
+    """
+    cc = cache_control(header_getter(value["headers"])("cache-control"))
+    if "must-revalidate" in cc or ("no-cache" in cc and not cc["no-cache"]):
+        return True
+    return shared and ("proxy-revalidate" in cc or "s-maxage" in cc)
+
+
+def acceptable(
+    value: Mapping[str, Any], resident: float, request: RequestCacheControl, shared: bool
+) -> Status | None:
+    """Whether a stored response may answer ``request`` without the origin.
+
+    ``resident`` is the seconds since it was stored. Returns ``Status.HIT`` (fresh and
+    young enough), ``Status.STALE`` (stale, but within the request's ``max-stale``, or
+    within ``stale-while-revalidate`` for a request that sets no limit), or ``None``
+    (the origin must be asked; ``504`` under ``only-if-cached``).
+    """
+    fresh = value["ttl"][0]
+    remaining = fresh - resident if fresh > DEAD.fresh else 0.0  # no-cache: never fresh
+    age = value["age"] + resident
+    if request.max_age is not None and age > request.max_age:
+        return None
+    if remaining > 0:
+        if request.min_fresh is not None and remaining < request.min_fresh:
+            return None
+        return Status.HIT
+    if request.min_fresh is not None:
+        return None
+    staleness = -remaining
+    if request.max_stale is not None:
+        allowed = request.max_stale
+    elif request.max_age is None:
+        allowed = value.get("swr", 0.0)
+    else:
+        return None  # max-age without max-stale: the client wants a fresh response
+    if staleness > allowed or revalidation_required(value, shared):
+        return None
+    return Status.STALE
 
 
 def stored_ttl(key: str, value: Mapping[str, Any]) -> CacheTTL:
@@ -367,14 +512,17 @@ def merge_not_modified(
 
 
 def storable_headers(
-    headers: Iterable[tuple[bytes, bytes]], body_length: int | None
+    headers: Iterable[tuple[bytes, bytes]],
+    body_length: int | None,
+    drop: frozenset[bytes] = frozenset(),
 ) -> list[list[bytes]]:
-    """Headers as stored: lower-cased names, hop-by-hop ones dropped.
+    """Headers as stored: lower-cased names, hop-by-hop ones and ``drop`` left out.
 
     ``Content-Length`` becomes the stored body's length; with ``body_length=None``
     (a HEAD response, which has no body) the origin's is kept.
     """
     dropped = HOP_BY_HOP if body_length is not None else HOP_BY_HOP - {b"content-length"}
+    dropped |= drop
     kept = [[n.lower(), v] for n, v in headers if n.lower() not in dropped]
     if body_length is not None:
         kept.append([b"content-length", str(body_length).encode()])

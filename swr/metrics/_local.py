@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from swr.metrics import CIRCUIT_STATES, BaseMetrics, StatsSource, storage_health
+from swr.metrics import CIRCUIT_STATES, BaseMetrics, StatsSource, storage_health, storage_kind
 from swr.metrics._hooks import weak_callable
 from swr.policy import Status
 from swr.stats import Counter
@@ -23,7 +23,30 @@ from swr.stats import Counter
 if TYPE_CHECKING:
     from swr.stats import EngineStats
 
-__all__ = ["EngineGauges", "LocalHook", "StatsSources", "Watchable", "check_sampling"]
+__all__ = [
+    "PROCESS_LOCAL_KINDS",
+    "EngineGauges",
+    "LocalHook",
+    "StatsSources",
+    "Watchable",
+    "check_sampling",
+    "storage_shared",
+]
+
+PROCESS_LOCAL_KINDS = frozenset({"memory"})
+"""Storage kinds (:func:`~swr.metrics.storage_kind`) whose entries live in one process:
+across processes their sizes add up. Every other storage reporting a size (LMDB) is
+shared by the processes, which all read the same size."""
+
+
+def storage_shared(stats: object) -> bool:
+    """Whether the engine behind ``stats`` (its bound ``stats`` method) has a shared storage.
+
+    False for the kinds of :data:`PROCESS_LOCAL_KINDS` and for a source that is not an
+    engine's method (nothing tells: each process then reports its own reading).
+    """
+    storage = getattr(getattr(stats, "__self__", None), "storage", None)
+    return storage is not None and storage_kind(storage) not in PROCESS_LOCAL_KINDS
 
 
 def check_sampling(value: object) -> int:
@@ -120,9 +143,11 @@ class EngineGauges:
     storage_bytes: int | None
     nodes: tuple[tuple[str, int], ...] = ()
     """``(address, up)`` per Redis Cluster master the storage met (1 up, 0 down)."""
+    storage_shared: bool = False
+    """Whether the storage is shared by processes (LMDB), not one process's (memory)."""
 
     @classmethod
-    def from_stats(cls, engine: str, stats: EngineStats) -> EngineGauges:
+    def from_stats(cls, engine: str, stats: EngineStats, shared: bool = False) -> EngineGauges:
         """Read the gauges from an engine's stats snapshot."""
         state = stats.circuit.get("state")
         storage = stats.storage
@@ -141,12 +166,13 @@ class EngineGauges:
                 for node in stats.storage_nodes
                 if "address" in node
             ),
+            storage_shared=shared,
         )
 
     @classmethod
-    def unreadable(cls, engine: str) -> EngineGauges:
+    def unreadable(cls, engine: str, shared: bool = False) -> EngineGauges:
         """The readings of an engine whose ``stats()`` raised: its storage is unhealthy."""
-        return cls(engine, 0, 0, None, 0.0, None, None)
+        return cls(engine, 0, 0, None, 0.0, None, None, storage_shared=shared)
 
 
 class StatsSources:
@@ -158,31 +184,40 @@ class StatsSources:
 
     def __init__(self) -> None:
         self._sources: dict[str, Callable[[], StatsSource | None]] = {}
+        self._shared: dict[str, bool] = {}
         self._lock = threading.Lock()
 
     def register(self, engine: str, stats: StatsSource) -> None:
-        """Read ``engine``'s gauges from ``stats`` from now on (replacing any source)."""
+        """Read ``engine``'s gauges from ``stats`` from now on (replacing any source).
+
+        Whether its storage is shared by processes is told by :func:`storage_shared`.
+        """
         if not isinstance(engine, str):
             raise TypeError(f"engine must be a str, got {type(engine).__name__}")
         if not callable(stats):
             raise TypeError(f"stats must be a callable returning EngineStats, got {stats!r}")
         ref = weak_callable(stats)
+        shared = storage_shared(stats)
         with self._lock:
             self._sources[engine] = ref
+            self._shared[engine] = shared
 
     def read(self) -> Iterator[EngineGauges]:
         """The gauges of every live engine, read now; dead engines are forgotten."""
         with self._lock:
             sources = list(self._sources.items())
+            shared = dict(self._shared)
         for engine, ref in sources:
             stats = ref()
             if stats is None:
                 with self._lock:
                     if self._sources.get(engine) is ref:
                         del self._sources[engine]
+                        self._shared.pop(engine, None)
                 continue
+            on_shared = shared.get(engine, False)
             try:
-                gauges = EngineGauges.from_stats(engine, stats())
+                gauges = EngineGauges.from_stats(engine, stats(), on_shared)
             except Exception:  # noqa: BLE001 - a scrape must never fail on one engine
-                gauges = EngineGauges.unreadable(engine)
+                gauges = EngineGauges.unreadable(engine, on_shared)
             yield gauges

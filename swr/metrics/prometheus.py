@@ -40,13 +40,18 @@ Multiprocess mode (gunicorn with ``PROMETHEUS_MULTIPROC_DIR``): ``prometheus_cli
 then keeps values in per-process files that one ``MultiProcessCollector`` reads. A
 scrape cannot reach into other processes, so each process copies its answer counts and
 gauges into those files from a daemon thread every ``flush_interval`` seconds, after a
-fork in the child, and at exit; :meth:`PrometheusMetrics.flush` does it at once.
+fork in the child, and at exit; :meth:`PrometheusMetrics.flush` does it at once. The
+collector combines the processes' gauges: refreshes running and queued add up, the
+circuit state is the worst (max), storage health and node health the worst (min), and
+the storage sizes add up over processes for a process-local storage (memory), while a
+shared one (LMDB) is counted once, by whichever process holds its lock file.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import math
 import os
 import threading
@@ -83,9 +88,12 @@ _GAUGES = (
         "livemax",
     ),
     ("storage_healthy", "1 when the storage answers, 0 when not.", "storage_healthy", "livemin"),
-    ("storage_entries", "Entries held by the storage.", "storage_entries", "livemax"),
-    ("storage_bytes", "Bytes used by the storage (keys and records).", "storage_bytes", "livemax"),
+    ("storage_entries", "Entries held by the storage.", "storage_entries", "livesum"),
+    ("storage_bytes", "Bytes used by the storage (keys and records).", "storage_bytes", "livesum"),
 )
+# The sizes: per process for a process-local storage (they add up), reported by one
+# process for a shared one (see _SizeReporters).
+_SIZE_FIELDS = frozenset({"storage_entries", "storage_bytes"})
 _NODE_UP = ("storage_node_up", "1 when a Redis Cluster master answers, 0 when not.")
 
 
@@ -159,6 +167,7 @@ class PrometheusMetrics(LocalHook):
 
         self._flush_lock = threading.Lock()
         self._flushed: dict[tuple[str, str], int] = {}
+        self._claimed: dict[str, str] = {}  # shared storages whose size this process reports
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         try:
@@ -300,24 +309,46 @@ class PrometheusMetrics(LocalHook):
         Runs by itself every ``flush_interval`` seconds; call it before reading the
         files yourself. A no-op outside multiprocess mode, where scrapes read live.
         """
-        if not self.multiprocess:
-            return
+        if self.multiprocess:
+            self._flush(closing=self._closed)
+
+    def _flush(self, *, closing: bool) -> None:
+        """:meth:`flush`; ``closing``: hand every shared storage's size over to others."""
         with self._flush_lock:
             for labels, total in self.status_counts().items():
                 delta = total - self._flushed.get(labels, 0)
                 if delta > 0:
                     self._child(self._requests_mp, labels).inc(delta)
                     self._flushed[labels] = total
+            reporting: dict[str, str] = {}  # the shared storages this process reports
             for reading in self._sources.read():
+                reports_size = True
+                if reading.storage_shared:
+                    claim = f"{self.namespace}\0{reading.engine}"
+                    reports_size = not closing and _SIZE_REPORTERS.claim(claim)
+                    if reports_size:
+                        reporting[claim] = reading.engine
                 for field, gauge in self._gauges_mp.items():
                     value = getattr(reading, field)
                     if value is not None:
+                        if field in _SIZE_FIELDS and not reports_size:
+                            value = 0  # another process reports this shared storage's size
                         self._child(gauge, (reading.engine,)).set(value)
                 for node, up in reading.nodes:
                     self._child(self._node_up_mp, (reading.engine, node)).set(up)
+            for claim, engine in self._claimed.items():
+                if claim not in reporting:  # the engine is gone, or closing: hand over
+                    for field in _SIZE_FIELDS:
+                        self._child(self._gauges_mp[field], (engine,)).set(0)
+                    _SIZE_REPORTERS.release(claim)
+            self._claimed = reporting
 
     def close(self) -> None:
-        """Flush, stop the flush thread and unregister every metric. Idempotent."""
+        """Flush, stop the flush thread and unregister every metric. Idempotent.
+
+        In multiprocess mode the sizes of shared storages this process reported are set
+        to 0 and left for another process to report.
+        """
         if self._closed:
             return
         self._closed = True
@@ -325,7 +356,8 @@ class PrometheusMetrics(LocalHook):
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=max(1.0, 2 * self.flush_interval))
-        self.flush()
+        if self.multiprocess:
+            self._flush(closing=True)
         self._unregister()
 
     # -- multiprocess plumbing ----------------------------------------------------------------
@@ -346,6 +378,7 @@ class PrometheusMetrics(LocalHook):
         self._flush_lock = threading.Lock()
         self._status_lock = threading.Lock()
         self._flushed = self.status_counts()
+        self._claimed = {}  # the parent's to report
         if not self._closed:
             self._start_flusher()
 
@@ -409,6 +442,81 @@ def _flush_loop(
         del metrics
 
 
+class _SizeReporters:
+    """Which process reports a shared storage's size in multiprocess mode.
+
+    ``prometheus_client`` merges a gauge's values with one mode per metric name, so the
+    sizes use ``livesum``: right for process-local storages, whose entries add up, but
+    N times too much for a storage every process sees whole (LMDB). For those, one
+    process per engine reports the size and the others report 0: the one holding an
+    exclusive lock (``fcntl.lockf``) on ``swr_size_<hash>.lock`` in
+    ``PROMETHEUS_MULTIPROC_DIR``. The kernel releases it when that process dies, and
+    another process takes it at its next flush; so does an adapter that closes, after
+    writing 0 for the sizes it reported, and one whose engine is gone. Such locks are
+    not inherited by a forked child. Without ``fcntl`` (Windows) every process reports.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, int] = {}  # lock file -> descriptor, kept open while alive
+        self._lock = threading.Lock()
+
+    def claim(self, name: str) -> bool:
+        """Whether this process reports ``name``'s size: it holds, or just took, the lock."""
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        try:
+            import fcntl  # noqa: PLC0415 - POSIX only
+        except ImportError:
+            return True
+        if not directory:
+            return True
+        path = self._path(directory, name)
+        with self._lock:
+            if path in self._held:
+                return True
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                return False
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)  # this process held no lock on it: closing releases nothing
+                return False
+            self._held[path] = fd
+            return True
+
+    def release(self, name: str) -> None:
+        """Stop reporting ``name``'s size: let another process take the lock."""
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not directory:
+            return
+        with self._lock:
+            fd = self._held.pop(self._path(directory, name), None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # releases this process's lock on that file
+
+    @staticmethod
+    def _path(directory: str, name: str) -> str:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:24]
+        return os.path.join(directory, f"swr_size_{digest}.lock")
+
+    def reporting(self) -> int:
+        """How many shared storages' sizes this process reports now."""
+        with self._lock:
+            return len(self._held)
+
+    def after_fork_in_child(self) -> None:
+        """The parent's locks stay the parent's: forget (and close) its descriptors."""
+        self._lock = threading.Lock()
+        held, self._held = self._held, {}
+        for fd in held.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+_SIZE_REPORTERS = _SizeReporters()
+
 # Adapters in multiprocess mode, for the fork and exit hooks (held weakly).
 _LIVE: weakref.WeakSet[PrometheusMetrics] = weakref.WeakSet()
 
@@ -418,6 +526,7 @@ def _track_process(metrics: PrometheusMetrics) -> None:
 
 
 def _after_fork_in_child() -> None:
+    _SIZE_REPORTERS.after_fork_in_child()
     for metrics in list(_LIVE):
         metrics._after_fork_in_child()
 

@@ -38,10 +38,13 @@ __all__ = [
     "SyncTwin",
     "board_key",
     "connect",
+    "counter_entry",
     "describe_error",
     "glob_escape",
     "header_live",
+    "in_int64",
     "lease_key",
+    "native_int",
     "same_slot",
     "tag_key",
     "wrong_client",
@@ -83,16 +86,31 @@ _STORE_RELEASE_SHA = hashlib.sha1(_STORE_RELEASE_SCRIPT.encode(), usedforsecurit
 # Gives a live entry new instants without touching its payload (KEYS[1] entry; ARGV[1] the
 # 32 bytes of the four times, ARGV[2] PX as for _STORE_RELEASE_SCRIPT, ARGV[3] now). The
 # record's header is read with GETRANGE (the value is never sent back) and the times are
-# overwritten in place with SETRANGE at their offset (see swr.storage._record).
+# overwritten in place with SETRANGE at their offset (see swr.storage._record). A native
+# counter (digits, see native_int) has no times: only its TTL is set.
 _TOUCH_SCRIPT = """
 local head = redis.call("getrange", KEYS[1], 0, 37)
+local px = ARGV[2]
+local sign, digits = string.match(head, "^(%-?)([1-9]%d*)$")
+local native = head == "0" or (digits ~= nil and (#digits < 19 or (#digits == 19 and
+    digits <= (sign == "" and "9223372036854775807" or "9223372036854775808"))))
+if native then
+    -- a native counter (exactly native_int's form): only its TTL changes
+    if px ~= "" and tonumber(px) <= 0 then
+        redis.call("del", KEYS[1])
+    elseif px == "" then
+        redis.call("persist", KEYS[1])
+    else
+        redis.call("pexpire", KEYS[1], px)
+    end
+    return 1
+end
 if #head < 38 or string.sub(head, 1, 2) ~= "SW" then
     return 0
 end
 if struct.unpack("<d", head, 29) <= tonumber(ARGV[3]) then
     return 0
 end
-local px = ARGV[2]
 if px ~= "" and tonumber(px) <= 0 then
     redis.call("del", KEYS[1])
     return 1
@@ -186,9 +204,11 @@ def header_live(head: bytes | None, now: float) -> bool:
 
 
 # Compare-and-set of one record (KEYS[1]). ARGV[1] the record expected ("" for none),
-# ARGV[2] the new record, ARGV[3] its PX ("" for no TTL). Returns 1 if it stored.
-# Every atomic operation but the fast incr reads, decides in Python, then stores
-# through this: a write by anyone in between makes it fail, and the caller reads again.
+# ARGV[2] the new record, ARGV[3] its PX ("" for no TTL, "keep" to keep the key's own
+# TTL: a value derived from a native counter, whose expiry only Redis knows). Returns 1
+# if it stored. Every atomic operation but incr on a native counter reads, decides in
+# Python, then stores through this: a write by anyone in between makes it fail, and
+# the caller reads again.
 _CAS_SCRIPT = """
 local cur = redis.call("get", KEYS[1])
 if (cur or "") ~= ARGV[1] then
@@ -196,6 +216,8 @@ if (cur or "") ~= ARGV[1] then
 end
 if ARGV[3] == "" then
     redis.call("set", KEYS[1], ARGV[2])
+elseif ARGV[3] == "keep" then
+    redis.call("set", KEYS[1], ARGV[2], "keepttl")
 else
     redis.call("set", KEYS[1], ARGV[2], "px", ARGV[3])
 end
@@ -203,76 +225,72 @@ return 1
 """
 _CAS_SHA = hashlib.sha1(_CAS_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
-# incr in one round trip over a record whose payload is the default serializer's
-# uncompressed msgpack (marker 0) holding an integer of at most 32 bits (written back
-# in the smallest msgpack form, up to 53 bits): the record's header and windows are
-# kept, the payload rewritten.
-# KEYS[1]; ARGV[1] delta, ARGV[2] now, ARGV[3] the expiry of a created key ("" for
-# never: the largest double, as the record format writes it), ARGV[4] its PX ("" for
-# none). Returns the new value, or false when the stored record is anything else
-# (another type, a 64-bit integer, compressed, corrupt): the caller then takes the
-# general path, which decodes in Python. A created record is the one RecordCodec
-# writes: magic, version 1, no flags, the four times, no key check, marker 0, msgpack.
-_INCR_SCRIPT = r"""
-local function pack(v)
-    -- The smallest msgpack integer, as msgpack-python writes it (unsigned when >= 0).
-    if v >= 0 then
-        if v < 0x80 then return string.char(v) end
-        if v < 0x100 then return "\204" .. string.char(v) end
-        if v < 0x10000 then return "\205" .. struct.pack(">I2", v) end
-        if v < 0x100000000 then return "\206" .. struct.pack(">I4", v) end
-        if v > 9007199254740992 then return nil end
-        local hi = math.floor(v / 4294967296)
-        return "\207" .. struct.pack(">I4I4", hi, v - hi * 4294967296)
-    end
-    if v >= -32 then return string.char(v + 256) end
-    if v >= -128 then return "\208" .. struct.pack(">i1", v) end
-    if v >= -32768 then return "\209" .. struct.pack(">i2", v) end
-    if v >= -2147483648 then return "\210" .. struct.pack(">i4", v) end
-    if v < -9007199254740992 then return nil end
-    local hi = math.floor(v / 4294967296)
-    return "\211" .. struct.pack(">i4I4", hi, v - hi * 4294967296)
-end
-local delta = tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
-local cur = redis.call("get", KEYS[1])
-local live = false
-if cur then
-    if #cur < 40 or string.sub(cur, 1, 4) ~= "SW\1\0" or string.sub(cur, 37, 39) ~= "\0\0\0" then
-        return false
-    end
-    live = struct.unpack("<d", cur, 29) > now
-end
-if not live then
-    local til = 1.7976931348623157e308
-    if ARGV[3] ~= "" then til = tonumber(ARGV[3]) end
-    local record = "SW\1\0" .. struct.pack("<dddd", now, til, til, til) .. "\0\0\0" .. pack(delta)
-    if ARGV[4] == "" then
-        redis.call("set", KEYS[1], record)
-    else
-        redis.call("set", KEYS[1], record, "px", ARGV[4])
-    end
-    return delta
-end
-local b = string.byte(cur, 40)
-local n = #cur - 40
-local v
-if b < 0x80 and n == 0 then v = b
-elseif b >= 0xe0 and n == 0 then v = b - 256
-elseif b == 0xcc and n == 1 then v = string.byte(cur, 41)
-elseif b == 0xcd and n == 2 then v = struct.unpack(">I2", cur, 41)
-elseif b == 0xce and n == 4 then v = struct.unpack(">I4", cur, 41)
-elseif b == 0xd0 and n == 1 then v = struct.unpack(">i1", cur, 41)
-elseif b == 0xd1 and n == 2 then v = struct.unpack(">i2", cur, 41)
-elseif b == 0xd2 and n == 4 then v = struct.unpack(">i4", cur, 41)
-else return false end
-v = v + delta
-local packed = pack(v)
-if not packed then return false end
-redis.call("set", KEYS[1], string.sub(cur, 1, 39) .. packed, "keepttl")
-return v
+# incr creating the key with a TTL, atomically (KEYS[1]; ARGV[1] delta, ARGV[2] PX): a
+# counter absent (or expired by Redis) is created at 0 with that PX, then INCRBY. A key
+# holding anything but a native integer makes INCRBY fail (the caller then decides in
+# Python, see RedisStorage.incr). Without a TTL, incr is a bare INCRBY. The new value
+# is returned as Redis's string (a Lua number is a double: 64-bit integers would round).
+_INCR_TTL_SCRIPT = """
+redis.call("set", KEYS[1], "0", "nx", "px", ARGV[2])
+redis.call("incrby", KEYS[1], ARGV[1])
+return redis.call("get", KEYS[1])
 """
-_INCR_SHA = hashlib.sha1(_INCR_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+_INCR_TTL_SHA = hashlib.sha1(_INCR_TTL_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+# incr of a key only if it holds something (Django's incr; KEYS[1], ARGV[1] delta):
+# false when absent, else INCRBY (which fails on anything but a native integer) and the
+# new value as a string, as _INCR_TTL_SCRIPT.
+_INCR_EXISTING_SCRIPT = """
+if redis.call("exists", KEYS[1]) == 0 then
+    return false
+end
+redis.call("incrby", KEYS[1], ARGV[1])
+return redis.call("get", KEYS[1])
+"""
+_INCR_EXISTING_SHA = hashlib.sha1(_INCR_EXISTING_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+# The longest native integer: "-9223372036854775808".
+NATIVE_MAX_LEN = 20
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+_DIGITS = frozenset(b"0123456789")
+
+
+def native_int(data: bytes | None) -> int | None:
+    """The integer of a native Redis counter (what ``INCRBY`` writes), else ``None``.
+
+    The bytes come from the server and are not trusted: only Redis's own canonical
+    form is accepted (what ``INCRBY`` itself takes): ``0``, or an optional ``-`` and
+    digits without a leading zero, at most 20 bytes, within int64. A record always
+    starts with the magic ``SW`` (see :mod:`swr.storage._record`), which is neither a
+    digit nor ``-``: the two forms never collide.
+    """
+    if not data or len(data) > NATIVE_MAX_LEN:
+        return None
+    digits = data[1:] if data[:1] == b"-" else data
+    if not digits or not _DIGITS.issuperset(digits):
+        return None
+    if digits[:1] == b"0" and (len(digits) > 1 or data[:1] == b"-"):
+        return None  # a leading zero, or "-0": not Redis's form
+    value = int(digits)
+    value = -value if data[:1] == b"-" else value
+    return value if _INT64_MIN <= value <= _INT64_MAX else None
+
+
+def counter_entry(value: int, now: float) -> Entry:
+    """The entry a native counter reads as: fresh until Redis's own TTL removes the key.
+
+    Redis keeps a counter's expiry (its ``PX``) and nothing else, so the entry's
+    windows are infinite and ``stored_at`` is the time of the read.
+    """
+    return Entry(value, now, _INF, _INF, _INF)
+
+
+def in_int64(value: int) -> bool:
+    """Whether ``value`` fits a native counter (a signed 64-bit integer)."""
+    return _INT64_MIN <= value <= _INT64_MAX
+
+
 # Most reads-then-compare-and-set one atomic operation tries before giving up.
 CAS_ATTEMPTS = 1000
 
@@ -648,24 +666,46 @@ class _RedisBase:
         return (self._codec.encode(entry) if px > 0 else b""), px
 
     def _live(self, data: bytes | None, now: float) -> Entry | None:
-        """The live entry of ``data`` at ``now``; absent, dead or corrupt: ``None``."""
+        """The live entry of ``data`` at ``now``; absent, dead or corrupt: ``None``.
+
+        A native counter (see :func:`native_int`) is live: Redis removes it at its TTL.
+        """
         if data is None:
             return None
         try:
             entry = _infinite(self._codec.decode(data))
         except CorruptEntryError:
-            return None
+            value = native_int(data)
+            return None if value is None else counter_entry(value, now)
         return entry if entry.expires_at > now else None
 
-    def _incr_expiry(self, now: float, ttl: float | None) -> tuple[str, str | int]:
-        """``(expires_at, PX)`` of a key the one-trip incr creates ("" for never/none)."""
-        if ttl is None or ttl * 1000.0 > PX_MAX:
-            return "", ""
-        return repr(now + ttl), math.ceil(ttl * 1000.0)
+    def _counter(self, data: bytes | None) -> Entry | None:
+        """The entry of a native counter read by ``get``/``get_many``, else ``None``."""
+        value = native_int(data)
+        return None if value is None else counter_entry(value, self._now())
 
-    def _incr_fast(self) -> bool:
-        """Whether records hold the default serializer's payload (the one-trip incr)."""
-        return bool(self._codec._raw_msgpack)
+    def _changed(
+        self, new: Entry | tuple[int, int | str | None], data: bytes | None
+    ) -> tuple[bytes, int | str | None]:
+        """The record and ``PX`` (``"keep"``: the key's own TTL) an atomic step stores.
+
+        ``new`` is an entry, or ``(value, PX)`` for a native counter. An entry derived
+        from a native counter (its windows infinite) keeps the key's TTL: Redis alone
+        knows when that counter dies.
+        """
+        if isinstance(new, tuple):
+            return str(new[0]).encode(), new[1]
+        record, px = self._record(new)
+        if px is None and new.expires_at == _INF and native_int(data) is not None:
+            return record, "keep"
+        return record, px
+
+    @staticmethod
+    def _counter_px(ttl: float | None) -> int | None:
+        """The ``PX`` of a counter created with ``ttl`` (``None``: no TTL)."""
+        if ttl is None or ttl * 1000.0 > PX_MAX:
+            return None
+        return math.ceil(ttl * 1000.0)
 
     def _entry(self, skey: str, data: bytes) -> Entry | None:
         """The entry of the record ``data`` read under ``skey``; ``None`` once dead.

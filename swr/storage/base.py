@@ -466,6 +466,14 @@ class AtomicOps(Protocol):
     A ``ttl`` that is not ``None`` must be a finite number of seconds > 0 (else
     ``ValueError``). "Never" is stored as ``inf`` in memory and Redis, as the largest
     finite float in LMDB (its records hold finite times).
+
+    Redis stores a counter as a native integer (``INCRBY``; with a ``ttl``, ``SET NX
+    PX`` then ``INCRBY`` in one script), whose only time is the key's own TTL: every
+    read gives it as an ``int`` entry fresh until Redis removes the key (windows
+    ``inf``, ``stored_at`` the time of the read), and Redis's clock, not the storage's,
+    decides when it dies. ``touch`` sets that TTL; a change derived from the counter
+    (``replace_if`` without ``ttl``) keeps it. An ``int`` written by ``set`` stays a
+    record and keeps its windows through ``incr``.
     """
 
     def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:

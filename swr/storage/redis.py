@@ -3,9 +3,11 @@ r"""RedisStorage and AsyncRedisStorage: entries in Redis or Redis Cluster, share
 How it works: each entry is one Redis string under ``prefix + key`` holding the record
 of :mod:`storage._record` (a fixed header with the entry's windows, then the value as
 msgpack by default), written with ``PX`` equal to the entry's whole remaining lifetime
-(until ``expires_at``), so Redis drops dead entries on its own. A read is one ``GET`` and
-one decode; ``get_many`` is one ``MGET`` (per-slot ``MGET`` in one pipeline on a
-cluster); ``set_many`` is one pipeline. Leases for singleflight across hosts are
+(until ``expires_at``), so Redis drops dead entries on its own. A counter written by
+``incr`` is a native Redis integer instead (what ``INCRBY`` writes: digits, never the
+record's magic ``SW``), read as an ``int`` entry fresh until its own TTL removes it.
+A read is one ``GET`` and one decode; ``get_many`` is one ``MGET`` (per-slot ``MGET`` in
+one pipeline on a cluster); ``set_many`` is one pipeline. Leases for singleflight across hosts are
 ``SET \xfflease:<prefix+key> <token> NX PX <ttl>``, released by a compare-and-delete script,
 so only the owner releases and a dead owner's lease expires by itself.
 

@@ -92,8 +92,18 @@ def test_incr_keeps_the_timeout_and_refuses_what_is_not_a_number(location):
     before = cache.storage.get(cache.make_key("n"))
     assert cache.incr("n", 2) == 7
     after = cache.storage.get(cache.make_key("n"))
-    assert (after.stored_at, after.expires_at) == (before.stored_at, before.expires_at)
+    if backend == "redis":  # now a native integer: Redis's TTL kept, one round trip
+        skey = cache.storage.prefix + cache.make_key("n")
+        assert cache.storage.client.get(skey) == b"7"
+        assert 99_000 < cache.storage.client.pttl(skey) <= 100_000
+    else:
+        assert (after.stored_at, after.expires_at) == (before.stored_at, before.expires_at)
     assert cache.decr("n", 10) == -3
+    assert cache.get("n") == -3
+    assert cache.get_many(["n"]) == {"n": -3}
+    assert cache.has_key("n")
+    assert cache.touch("n", 50)
+    assert cache.get("n") == -3
     cache.set("s", "text")
     with pytest.raises(TypeError):
         cache.incr("s")
@@ -111,6 +121,11 @@ def test_integers_are_stored_as_integers_and_the_rest_pickled(location):
     assert pickle.loads(cache.storage.get(cache.make_key("b")).value) is True
     assert cache.incr("big") == (1 << 70) + 1
     assert cache.get("b") is True
+    cache.set("f", 1.5)
+    assert cache.incr("f") == 2.5  # pickled: Python's own arithmetic
+    cache.set("top", (1 << 63) - 1)
+    assert cache.incr("top") == 1 << 63  # past int64: pickled again
+    assert cache.get("top") == 1 << 63
 
 
 def test_a_failed_get_or_set_lets_the_next_caller_compute(location):

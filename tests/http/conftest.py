@@ -37,8 +37,14 @@ def clock() -> FakeClock:
 class SyncDriver:
     kind = "sync"
 
-    def __init__(self, clock: FakeClock, storage: Any = None, **policy: Any) -> None:
-        self.engine = StaleEngine(storage, ttl=TTL, clock=clock)
+    def __init__(
+        self,
+        clock: FakeClock,
+        storage: Any = None,
+        engine_kwargs: dict[str, Any] | None = None,
+        **policy: Any,
+    ) -> None:
+        self.engine = StaleEngine(storage, ttl=TTL, clock=clock, **(engine_kwargs or {}))
         self.transport = SWRTransport(self.engine, policy=CachePolicy(**policy), clock=clock)
         self.client = httpx.Client(transport=self.transport)
 
@@ -59,13 +65,19 @@ class SyncDriver:
 class AsyncDriver:
     kind = "async"
 
-    def __init__(self, clock: FakeClock, storage: Any = None, **policy: Any) -> None:
+    def __init__(
+        self,
+        clock: FakeClock,
+        storage: Any = None,
+        engine_kwargs: dict[str, Any] | None = None,
+        **policy: Any,
+    ) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
         async def make() -> None:
-            self.engine = AsyncStaleEngine(storage, ttl=TTL, clock=clock)
+            self.engine = AsyncStaleEngine(storage, ttl=TTL, clock=clock, **(engine_kwargs or {}))
             self.transport = AsyncSWRTransport(
                 self.engine, policy=CachePolicy(**policy), clock=clock
             )

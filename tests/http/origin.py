@@ -67,7 +67,11 @@ class Origin:
                 except Drop:
                     self.close_connection = True
                     return
-                self.send_response(reply.status)
+                # A route's own Date replaces the server's (send_response would add one).
+                self.send_response_only(reply.status)
+                self.send_header("Server", self.version_string())
+                if not any(name.lower() == "date" for name in reply.headers):
+                    self.send_header("Date", self.date_time_string())
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 if reply.chunks is not None:

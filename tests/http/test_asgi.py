@@ -158,6 +158,25 @@ def test_request_no_cache_refreshes_and_no_store_bypasses(client, handler):
     assert client.get("/items/1").json()["n"] == 2
 
 
+def test_middleware_honours_only_if_cached_max_stale_and_min_fresh(client, handler, clock):
+    only = {"Cache-Control": "only-if-cached"}
+    assert client.get("/items/1", headers=only).status_code == 504
+    assert handler.calls.get("item", 0) == 0
+    client.get("/items/1")  # fresh 60 s, stale 300 s
+    clock.advance(50)
+    hit = client.get("/items/1", headers=only)
+    assert (hit.status_code, hit.headers["x-cache"], hit.json()["n"]) == (200, "HIT", 1)
+    client.get("/items/1", headers={"Cache-Control": "min-fresh=20"})  # 10 s left: refetch
+    assert handler.calls["item"] == 2
+    clock.advance(70)  # stale by 10 s
+    stale = client.get("/items/1", headers={"Cache-Control": "max-stale=20"})
+    assert (stale.headers["x-cache"], stale.json()["n"]) == ("STALE", 2)
+    assert client.get("/items/1", headers=only).headers["x-cache"] == "STALE"  # within swr
+    assert handler.calls["item"] == 2  # neither started a refresh
+    fresh = client.get("/items/1", headers={"Cache-Control": "max-age=30"})
+    assert (fresh.headers["x-cache"], fresh.json()["n"]) == ("MISS", 3)
+
+
 def test_stale_is_served_while_the_handler_refreshes_in_the_background(client, handler, clock):
     client.get("/items/1")
     handler.block = True

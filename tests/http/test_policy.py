@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import email.utils
+import math
+
 import pytest
 
-from swr import CacheTTL
+from swr import CacheTTL, Status
 from swr.http import CachePolicy
 from swr.http._policy import (
+    RequestCacheControl,
+    acceptable,
     cache_control,
     fallback_allowed,
     freshness,
     header_getter,
+    initial_age,
     merge_not_modified,
+    request_cache_control,
     request_directives,
     vary_names,
 )
@@ -84,3 +91,70 @@ def test_304_headers_replace_stored_ones_but_not_length():
     stored = {"headers": [[b"etag", b'"1"'], [b"content-length", b"9"], [b"x-a", b"1"]]}
     merged = merge_not_modified(stored, [(b"X-A", b"2"), (b"Content-Length", b"0")])
     assert merged == [[b"etag", b'"1"'], [b"content-length", b"9"], [b"x-a", b"2"]]
+
+
+def test_request_cache_control_parsing():
+    parsed = request_cache_control(None, ["max-age=30, min-fresh=5", "max-stale, only-if-cached"])
+    assert parsed == RequestCacheControl(
+        max_age=30, min_fresh=5, max_stale=math.inf, only_if_cached=True
+    )
+    assert parsed.constrained
+    assert request_cache_control(None, ["max-stale=7"]).max_stale == 7
+    assert request_cache_control("no-cache", []).no_cache
+    assert not request_cache_control("no-cache", ["max-age=5"]).no_cache  # CC wins over Pragma
+    assert request_cache_control(None, ["max-age=0"]).no_cache
+    assert not request_cache_control(None, ["no-cache"]).constrained
+
+
+def test_initial_age_per_rfc_9111_4_2_3():
+    def header(**values: str):
+        return lambda name: [values[name]] if name in values else []
+
+    date = email.utils.formatdate(NOW - 100, usegmt=True)
+    assert initial_age(header(date=date), NOW, NOW) == 100  # apparent age
+    assert initial_age(header(age="10"), NOW, NOW - 3) == 13  # Age plus response delay
+    assert initial_age(header(age="500", date=date), NOW, NOW) == 500  # the larger
+    future = email.utils.formatdate(NOW + 100, usegmt=True)
+    assert initial_age(header(date=future), NOW, NOW) == 0  # a clock ahead is no age
+
+
+def test_private_field_in_a_shared_cache_drops_the_field():
+    got = fr({"Cache-Control": 'max-age=60, private="X-User"'}, shared=True)
+    assert (got.storable, got.dropped) == (True, frozenset({b"x-user"}))
+    assert not fr({"Cache-Control": "max-age=60, private"}, shared=True).storable
+    qualified = fr({"Cache-Control": 'max-age=60, no-cache="Set-Cookie, X-A"'})
+    assert (qualified.ttl.fresh, qualified.dropped) == (60, frozenset({b"set-cookie", b"x-a"}))
+
+
+def stored(cache_control: str, fresh: float, swr: float = 0.0) -> dict:
+    return {
+        "headers": [[b"cache-control", cache_control.encode()]],
+        "ttl": [fresh, swr, 100.0],
+        "swr": swr,
+        "age": 0.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "resident", "request_cc", "expected"),
+    [
+        (stored("max-age=60", 60), 30, "only-if-cached", Status.HIT),
+        (stored("max-age=60", 60), 30, "max-age=20", None),
+        (stored("max-age=60", 60), 50, "min-fresh=20", None),
+        (stored("max-age=60", 60), 50, "min-fresh=5", Status.HIT),
+        (stored("max-age=10", 10), 20, "only-if-cached", None),
+        (stored("max-age=10", 10, swr=30), 20, "only-if-cached", Status.STALE),
+        (stored("max-age=10", 10), 20, "max-stale=15", Status.STALE),
+        (stored("max-age=10", 10), 20, "max-stale=5", None),
+        (stored("max-age=10", 10), 20, "max-stale", Status.STALE),
+        (stored("max-age=10", 10), 20, "max-stale, max-age=15", None),
+        (stored("max-age=10", 10), 20, "max-age=30", None),  # stale: no max-stale
+        (stored("max-age=10, must-revalidate", 10), 20, "max-stale", None),
+        (stored("no-cache", 1e-3), 0, "max-stale", None),
+    ],
+)
+def test_acceptable_judges_a_stored_response_against_the_request(
+    value, resident, request_cc, expected
+):
+    directives = request_cache_control(None, [request_cc])
+    assert acceptable(value, resident, directives, shared=False) is expected

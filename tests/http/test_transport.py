@@ -384,7 +384,7 @@ def test_failed_unsafe_request_invalidates_nothing(origin, client):
     assert info(client.get(origin.url("/item"))).status is Status.HIT
 
 
-def test_head_is_cached_apart_from_get(origin, client):
+def test_head_is_cached_under_its_own_key_until_a_get_is_stored(origin, client):
     counter(origin, "/h", Reply(headers={"Cache-Control": "max-age=600"}))
     url = origin.url("/h")
     head = client.request("HEAD", url)

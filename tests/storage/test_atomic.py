@@ -22,7 +22,7 @@ from swr.storage.adapters import as_async
 from swr.storage.base import AsyncAtomicOps, AtomicOps
 from swr.testing import FakeClock
 from tests.storage import atomic_workers
-from tests.storage.backends import ASYNC_BACKENDS, BACKEND_MARKS, BACKENDS
+from tests.storage.backends import ASYNC_BACKENDS, BACKEND_MARKS, BACKENDS, NEEDS_REDIS
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -113,17 +113,35 @@ def test_incr_creates_the_key_at_zero_and_returns_each_new_value(store, clock):
     assert entry.fresh_until == entry.stale_until == entry.expires_at
 
 
-def test_incr_with_ttl_sets_the_life_only_when_it_creates_the_key(store, clock):
+def _native_counters(request: pytest.FixtureRequest) -> bool:
+    # Redis (and the wrappers over it) store a counter as a native integer, whose only
+    # time is the key's own TTL: it reads back fresh until Redis removes it.
+    name, _ = request.node.callspec.params["store"]
+    return name in NEEDS_REDIS
+
+
+def test_incr_with_ttl_sets_the_life_only_when_it_creates_the_key(store, clock, request):
     start = clock()
     assert store.incr("n", ttl=10) == 1
     clock.advance(5)
     assert store.incr("n", ttl=100) == 2  # an existing key keeps its windows
     entry = store.get("n")
+    if _native_counters(request):  # Redis's PX decides (see test_redis_counter_*)
+        assert entry == Entry(2, clock(), math.inf, math.inf, math.inf)
+        return
     assert entry.expires_at == entry.fresh_until == entry.stale_until == start + 10
     clock.advance(5)
     assert store.get("n") is None
     assert store.incr("n", ttl=10) == 1  # dead counts as absent: starts again at 0
     assert store.get("n").expires_at == clock() + 10
+
+
+def test_incr_over_a_dead_record_starts_again_at_zero(store, clock):
+    now = clock()
+    store.set("n", Entry(7, now, now + 1, now + 1, now + 10))
+    clock.advance(10)
+    assert store.incr("n", 2, ttl=30) == 2
+    assert store.get("n").value == 2
 
 
 def test_incr_keeps_the_windows_of_an_entry_written_by_set(store, clock):
@@ -340,31 +358,169 @@ def test_six_processes_adding_one_key_have_exactly_one_winner(kind, request, tmp
         assert store.get("only-one").value == winners[0]
 
 
-@pytest.mark.redis
-@pytest.mark.parametrize("ttl", [None, 30])
-def test_the_record_redis_incr_creates_is_the_one_the_codec_writes(redis_server, clock, ttl):
-    # The one-trip incr builds the record in Lua: byte for byte what RecordCodec writes.
+# -- Redis: counters are native integers --------------------------------------------------
+
+
+@pytest.fixture
+def redis_pair(redis_server, clock):
     import redis
 
     from swr.storage import RedisStorage
-    from swr.storage._atomic import created
-    from swr.storage._record import RecordCodec
-    from swr.storage.serializers import default_serializer
 
     prefix = f"t{uuid.uuid4().hex[:12]}:"
+    raw = redis.Redis.from_url(redis_server.url)
     with RedisStorage.from_url(redis_server.url, prefix=prefix, clock=clock) as store:
-        for delta in (5, -40, 300, -70_000, 1 << 40):
-            key = f"n{delta}"
-            assert store.incr(key, delta, ttl=ttl) == delta
-            raw = redis.Redis.from_url(redis_server.url)
-            try:
-                stored = raw.get(prefix + key)
-                pttl = raw.pttl(prefix + key)
-            finally:
-                raw.close()
-            entry = created(delta, clock(), ttl, sys.float_info.max)
-            assert stored == RecordCodec(default_serializer()).encode(entry)
-            assert pttl == (-1 if ttl is None else pytest.approx(30_000, abs=1_000))
+        yield store, raw, prefix
+    raw.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("delta", [5, -40, 0, (1 << 63) - 1, -(1 << 63)])
+def test_redis_counter_is_a_native_integer_and_its_ttl_is_the_keys(redis_pair, delta):
+    store, raw, prefix = redis_pair
+    assert store.incr("plain", delta) == delta
+    assert raw.get(prefix + "plain") == str(delta).encode()  # what INCRBY writes
+    assert raw.pttl(prefix + "plain") == -1
+    assert store.incr("timed", delta, ttl=30) == delta
+    assert raw.get(prefix + "timed") == str(delta).encode()
+    assert 29_000 < raw.pttl(prefix + "timed") <= 30_000
+    raw.pexpire(prefix + "timed", 20_000)
+    store.incr("timed", 0, ttl=100)  # a live counter keeps its TTL
+    assert 19_000 < raw.pttl(prefix + "timed") <= 20_000
+
+
+@pytest.mark.redis
+def test_redis_counter_is_read_by_every_verb(redis_pair, clock):
+    store, raw, prefix = redis_pair
+    assert store.incr("n", 41, ttl=30) == 41
+    counter = Entry(41, clock(), math.inf, math.inf, math.inf)  # fresh until Redis drops it
+    assert store.get("n") == counter
+    assert store.get_many(["n", "absent"]) == [counter, None]
+    assert store.exists("n")
+    assert store.add("n", "other") is False
+    with pytest.raises(TypeError):
+        store.append("n", b"x")
+    found = store.get_versioned("n")
+    assert found is not None
+    assert found[0] == counter
+    assert store.replace_if("n", found[1], "text") is True  # keeps the key's TTL
+    assert store.get("n").value == "text"
+    assert 29_000 < raw.pttl(prefix + "n") <= 30_000
+    with pytest.raises(TypeError, match="not an int"):
+        store.incr("n")
+    # touch sets a counter's TTL (it has no other time)
+    store.incr("m", 1, ttl=30)
+    now = clock()
+    assert store.touch("m", (now, now + 5, now + 5, now + 5))
+    assert 4_000 < raw.pttl(prefix + "m") <= 5_000
+    assert store.touch("m", (now, math.inf, math.inf, math.inf))
+    assert raw.pttl(prefix + "m") == -1
+    assert store.get("m").value == 1
+
+
+@pytest.mark.redis
+def test_redis_counter_survives_a_restart_of_the_client_and_its_twin(redis_server, clock):
+    from swr.storage import RedisStorage
+
+    prefix = f"t{uuid.uuid4().hex[:12]}:"
+    with RedisStorage.from_url(redis_server.url, prefix=prefix, clock=clock) as first:
+        first.incr("n", 7)
+    with RedisStorage.from_url(redis_server.url, prefix=prefix, clock=clock) as again:
+        assert again.get("n").value == 7  # it lives in Redis, not in the process
+        assert again.incr("n") == 8
+        twin = Blocking(again.as_async())
+        assert twin.incr("n", 2) == 10
+        assert twin.get("n").value == 10
+        twin.aclose()
+        twin.loop.close()
+
+
+@pytest.mark.redis
+def test_redis_counter_expires_at_its_ttl_on_the_server(redis_pair):
+    from tests.helpers import wait_until
+
+    store, raw, prefix = redis_pair
+    assert store.incr("short", ttl=0.05) == 1
+    assert 0 < raw.pttl(prefix + "short") <= 50
+    wait_until(lambda: store.get("short") is None, timeout=5)  # Redis removed it
+    assert not store.exists("short")
+    assert store.incr("short") == 1  # starts again at 0
+
+
+@pytest.mark.redis
+def test_redis_counter_past_int64_becomes_a_record_keeping_the_ttl(redis_pair):
+    store, raw, prefix = redis_pair
+    top = (1 << 63) - 1
+    assert store.incr("n", top, ttl=30) == top
+    assert store.incr("n", 1) == top + 1  # INCRBY refuses: the record holds it
+    assert raw.get(prefix + "n").startswith(b"SW")
+    assert 29_000 < raw.pttl(prefix + "n") <= 30_000
+    assert store.get("n").value == top + 1
+    assert store.decr("n", 2) == top - 1
+    assert store.incr("huge", 1 << 63) == 1 << 63  # a delta beyond int64 too
+
+
+@pytest.mark.redis
+def test_redis_incr_existing_never_creates(redis_pair, clock):
+    store, raw, prefix = redis_pair
+    assert store.incr_existing("n") is None
+    assert raw.exists(prefix + "n") == 0
+    store.incr("n", 5)
+    assert store.incr_existing("n", 2) == 7
+    now = clock()
+    store.set("rec", Entry(3, now, now + 30, now + 30, now + 30))  # Django writes these
+    assert store.incr_existing("rec", 1) == 4
+    assert raw.get(prefix + "rec") == b"4"  # now a native counter, its TTL kept
+    assert 29_000 < raw.pttl(prefix + "rec") <= 30_000
+    store.set("windows", Entry(3, now, now + 1, now + 2, now + 30))
+    assert store.incr_existing("windows") == 4
+    assert store.get("windows") == Entry(4, now, now + 1, now + 2, now + 30)
+    store.set("text", Entry("x", now, now + 30, now + 30, now + 30))
+    with pytest.raises(TypeError):
+        store.incr_existing("text")
+
+
+@pytest.mark.parametrize(
+    ("data", "value"),
+    [
+        (b"0", 0),
+        (b"7", 7),
+        (b"-7", -7),
+        (b"9223372036854775807", (1 << 63) - 1),
+        (b"-9223372036854775808", -(1 << 63)),
+        (b"9223372036854775808", None),
+        (b"-9223372036854775809", None),
+        (b"007", None),
+        (b"-0", None),
+        (b"+1", None),
+        (b" 1", None),
+        (b"1 ", None),
+        (b"1_0", None),
+        (b"-", None),
+        (b"", None),
+        (None, None),
+        (b"12a", None),
+        ("\u0661".encode(), None),  # ARABIC-INDIC DIGIT ONE: a digit to int(), not ASCII
+        (b"1" * 21, None),
+        (b"SW\x01\x00", None),
+    ],
+)
+def test_native_int_accepts_only_redis_canonical_int64(data, value):
+    from swr.storage._redis import native_int
+
+    assert native_int(data) == value
+
+
+def test_no_record_reads_as_a_native_counter():
+    from swr.storage._record import RecordCodec
+    from swr.storage._redis import native_int
+    from swr.storage.serializers import default_serializer
+
+    codec = RecordCodec(default_serializer())
+    for value in (0, 7, -7, "7", b"7", None):
+        record = codec.encode(Entry(value, 1.0, 2.0, 3.0, 4.0))
+        assert record[:2] == b"SW"
+        assert native_int(record) is None
 
 
 # -- the wrappers -----------------------------------------------------------------------------
@@ -413,3 +569,28 @@ def test_fallback_refuses_atomic_operations_while_the_primary_is_down(own_redis,
         # The timed-out incr may still have been applied (sent before the pause took
         # effect): a timeout says "unknown", never "not done".
         assert store.incr("n") in (2, 3)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("raw_value", "counter"),
+    [
+        (b"0", True),
+        (b"-9223372036854775808", True),
+        (b"9223372036854775807", True),
+        (b"9223372036854775808", False),
+        (b"-9223372036854775809", False),
+        (b"007", False),
+        (b"-0", False),
+        (b"12a", False),
+    ],
+)
+def test_touch_treats_as_a_counter_exactly_what_get_does(redis_pair, clock, raw_value, counter):
+    from swr.storage._redis import native_int
+
+    store, raw, prefix = redis_pair
+    raw.set(prefix + "k", raw_value)
+    now = clock()
+    assert (native_int(raw_value) is not None) is counter
+    assert store.touch("k", (now, now + 5, now + 5, now + 5)) is counter
+    assert (raw.pttl(prefix + "k") > 0) is counter

@@ -355,3 +355,50 @@ def test_processes_share_one_leaderboard_exactly(kind, request, tmp_path):
         assert board.size() == 4 * 200 + 1
         assert board.score("everyone") == 800.0
         assert board.rank("everyone", desc=True) == 0
+
+
+def test_lmdb_leaderboards_close_with_the_last_storage_using_them(tmp_path):
+    from swr.storage.errors import StorageUnavailableError
+    from swr.storage.leaderboard import lmdb as boards
+
+    path = tmp_path / "store"
+    first = LMDBStorage(path, sweep_interval=None)
+    second = LMDBStorage(path, sweep_interval=None)
+    board = first.leaderboard("b")
+    board.add({"a": 1.0})
+    also = second.leaderboard("b")
+    first.close()
+    assert also.score("a") == 1.0  # the other storage still uses the environment
+    second.close()
+    assert str(path) not in boards._envs
+    with pytest.raises(StorageUnavailableError, match="closed"):
+        also.add({"b": 2.0})
+    with pytest.raises(StorageUnavailableError, match="closed"):
+        second.leaderboard("b")
+    with LMDBStorage(path, sweep_interval=None) as again:  # the data stays on disk
+        assert again.leaderboard("b").score("a") == 1.0
+    assert str(path) not in boards._envs
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("cluster", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_redis_storage_leaderboards_go_through_the_storage(request, cluster):
+    import redis
+
+    from swr.storage.errors import StorageUnavailableError
+
+    server = request.getfixturevalue("redis_cluster" if cluster else "redis_server")
+    prefix = f"t{next(_names)}:"
+    store = RedisStorage.from_url(server.url, prefix=prefix, cluster=cluster)
+    board = store.leaderboard("b", max_size=2)
+    board.add({"a": 1.0, "b": 2.0, "c": 3.0})
+    assert board.range(0, -1, desc=True) == [("c", 3.0), ("b", 2.0)]
+    if not cluster:
+        raw = redis.Redis.from_url(server.url)
+        raw.script_flush()  # NOSCRIPT: the script's text is sent again
+        raw.close()
+    assert board.incr_by("b", 5.0) == 7.0
+    assert board.range_by_score(0, 10, desc=True, offset=0, limit=1) == [("b", 7.0)]
+    store.close()
+    with pytest.raises(StorageUnavailableError, match="closed"):
+        board.size()  # refused by the storage, as its entries are

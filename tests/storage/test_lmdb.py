@@ -897,3 +897,28 @@ def test_read_cache_admits_records_read_once_only_while_it_has_room():
         cache.keep(f"again{i}", i)  # over the limit: trimmed back by an eighth and more
         assert len(cache) <= 16
     assert not cache.wants("fresh")
+
+
+def test_incr_in_place_keeps_the_header_and_refuses_a_damaged_one(make, clock):
+    # incr rewrites only the payload of a live plain int record (the fast path); a
+    # header it cannot vouch for (times out of order) is corrupt: it starts again at 0.
+    import struct
+
+    store = make()
+    now = clock()
+    store.set("n", Entry(5, now, now + 10, now + 20, now + 30))
+    before = raw_get(store, b"n")
+    assert store.incr("n", 2) == 7
+    after = raw_get(store, b"n")
+    assert after[:39] == before[:39] and len(after) == len(before)  # header and marker
+    assert store.get("n") == Entry(7, now, now + 10, now + 20, now + 30)
+    assert recount(store) == (1, store.stats()["bytes"])
+    damaged = bytearray(after)
+    struct.pack_into("<d", damaged, 12, now + 99)  # fresh_until after stale_until
+    raw_put(store, b"n", bytes(damaged))
+    assert store.incr("n", 3, ttl=5) == 3
+    assert store.get("n") == Entry(3, now, now + 5, now + 5, now + 5)
+    long_key = "k" * 600  # a digest key with a key check: the general path
+    assert store.incr(long_key, 4) == 4
+    assert store.incr(long_key, 4) == 8
+    assert store.get(long_key).value == 8

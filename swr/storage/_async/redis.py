@@ -8,7 +8,7 @@ Written once: the thread twin in ``swr/storage/_sync/`` is generated from this f
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from swr.storage import _atomic
 from swr.storage._log import logger
@@ -16,8 +16,10 @@ from swr.storage._primitives import AsyncLock, AsyncProbe, async_node_command
 from swr.storage._redis import (
     _CAS_SCRIPT,
     _CAS_SHA,
-    _INCR_SCRIPT,
-    _INCR_SHA,
+    _INCR_EXISTING_SCRIPT,
+    _INCR_EXISTING_SHA,
+    _INCR_TTL_SCRIPT,
+    _INCR_TTL_SHA,
     _INVALIDATE_SCRIPT,
     _INVALIDATE_SHA,
     _RELEASE_SCRIPT,
@@ -40,18 +42,25 @@ from swr.storage._redis import (
     describe_error,
     glob_escape,
     header_live,
+    in_int64,
+    native_int,
     wrong_client,
 )
 from swr.storage._verbs import check_key
 from swr.storage.base import AsyncStorageMixin, Entry, EntryTimes
-from swr.storage.errors import CorruptEntryError, StorageError
+from swr.storage.errors import CorruptEntryError, StorageError, StorageUnavailableError
 from swr.storage.leaderboard._async.redis import AsyncRedisLeaderboard
 from swr.storage.serializers import Serializer
 
 __all__ = ["AsyncRedisStorage"]
 
 R = TypeVar("R")
-Step = Callable[[Entry | None, bytes | None, float], tuple[Entry | None, R]]
+# What an atomic step stores: an entry, or (value, PX) for a native counter.
+Stored = Entry | tuple[int, int | str | None]
+Step = Callable[[Entry | None, bytes | None, float], tuple[Stored | None, R]]
+# Answers of _counter_call besides the server's reply.
+_REFUSED: Final = object()  # the server refused the counter operation
+_NO_SCRIPT: Final = object()  # the script is not loaded (NOSCRIPT)
 
 
 class AsyncRedisStorage(
@@ -241,6 +250,9 @@ class AsyncRedisStorage(
         try:
             return self._entry(skey, data)
         except CorruptEntryError as exc:
+            counter = self._counter(data)  # a native counter (incr) is not a record
+            if counter is not None:
+                return counter
             await self._drop_corrupt(skey, exc)
             return None
 
@@ -325,7 +337,11 @@ class AsyncRedisStorage(
             values = await self._call("", "MGET", *skeys)
         entries, corrupt = self._entries(skeys, values)
         for index, error in corrupt:
-            await self._drop_corrupt(skeys[index], error)
+            counter = self._counter(values[index])  # a native counter (incr)
+            if counter is not None:
+                entries[index] = counter
+            else:
+                await self._drop_corrupt(skeys[index], error)
         return entries
 
     async def set(self, key: str, entry: Entry) -> None:
@@ -485,6 +501,8 @@ class AsyncRedisStorage(
     async def exists(self, key: str) -> bool:
         """Whether a live entry is under ``key``: reads its 38-byte header (``GETRANGE``).
 
+        A native counter (written by :meth:`incr`) is live until Redis removes it.
+
         The value is neither sent back nor decoded; expiry is judged by this storage's
         clock, as :meth:`get` does.
 
@@ -494,13 +512,14 @@ class AsyncRedisStorage(
         await self._enter()
         skey = self.prefix + key
         head = await self._call(skey, "GETRANGE", skey, 0, 37)
-        return header_live(head, self._now())
+        return header_live(head, self._now()) or native_int(head) is not None
 
     async def touch(self, key: str, times: EntryTimes) -> bool:
         """Give the live entry under ``key`` new instants and a new ``PX``: one round trip.
 
         A Lua script checks the record's header and overwrites its four times in place
-        (``SETRANGE``): the payload is neither read nor rewritten.
+        (``SETRANGE``): the payload is neither read nor rewritten. A native counter
+        (written by :meth:`incr`) gets only the new ``PX``.
 
         Returns:
             Whether a live entry was there.
@@ -663,10 +682,11 @@ class AsyncRedisStorage(
     async def _change(self, key: str, step: Step[R]) -> R:
         """Read the record, decide with ``step``, store by compare-and-set; retry on conflict.
 
-        ``step(live entry or None, stored record or None, now)`` returns ``(entry to
-        store or None, result)``. The store succeeds only if the key still holds the
-        record read (one script on one key: atomic across hosts, cluster-safe); else
-        the key is read again.
+        ``step(live entry or None, stored record or None, now)`` returns ``(what to
+        store or None, result)``: an entry, or ``(int, PX)`` for a native counter (see
+        :meth:`_changed`). The store succeeds only if the key still holds the record
+        read (one script on one key: atomic across hosts, cluster-safe); else the key
+        is read again.
 
         Raises:
             StorageError: more than ``CAS_ATTEMPTS`` writes by others in between.
@@ -679,43 +699,121 @@ class AsyncRedisStorage(
             new, result = step(self._live(data, now), data, now)
             if new is None:
                 return result
-            record, px = self._record(new)
-            if px is not None and px <= 0:
+            record, px = self._changed(new, data)
+            if isinstance(px, int) and px <= 0:
                 continue  # died while deciding: decide again
             args = (data or b"", record, "" if px is None else px)
             if await self._script(_CAS_SHA, _CAS_SCRIPT, (skey,), args):
                 return result
         raise StorageError(f"gave up changing {key!r} after {CAS_ATTEMPTS} conflicting writes")
 
+    async def _counter_call(self, skey: str, *args: Any) -> Any:
+        """:meth:`_call`, or ``_REFUSED`` when the server refuses it as a counter operation.
+
+        ``INCRBY`` refuses a key holding anything but a native integer (a record, a
+        non-canonical number) and a result beyond int64: the caller then decides in
+        Python. Unavailability and every other failure raise as in :meth:`_call`.
+        """
+        try:
+            return await self._call(skey, *args)
+        except self._no_script:
+            return _NO_SCRIPT
+        except StorageUnavailableError:
+            raise
+        except StorageError as exc:
+            if isinstance(exc.__cause__, self._redis.exceptions.ResponseError):
+                return _REFUSED
+            raise
+
     async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
         """Add ``delta`` to the ``int`` under ``key`` atomically; return the new value.
 
         An absent or dead key starts at 0 and lives ``ttl`` seconds (``None``: no TTL);
-        a live key keeps its windows (and its Redis TTL). With the default serializer
-        this is one script and one round trip for integers up to 53 bits; other values
-        and serializers go through a compare-and-set (:meth:`_change`).
+        a live key keeps its windows (and its Redis TTL). A counter is a native Redis
+        integer: without ``ttl`` one ``INCRBY``; with one, a two-command script (``SET NX
+        PX`` then ``INCRBY``), one round trip either way, atomic and cluster-safe (one
+        key). Every read understands it (:func:`~swr.storage._redis.counter_entry`).
+        An swr record holding an ``int`` (written by ``set``), a dead record and a
+        result beyond int64 go through a compare-and-set in Python (:meth:`_change`).
 
         Raises:
             TypeError: ``delta`` or the stored value is not an ``int``.
             ValueError: ``ttl`` is not a finite number of seconds > 0 (or ``None``).
             StorageUnavailableError, StorageError: as :meth:`get`.
         """
-        delta = _atomic.check_delta(delta)
-        ttl = _atomic.check_ttl(ttl)
-        if self._incr_fast() and -(1 << 31) <= delta < 1 << 31:
+        if ttl is None and type(delta) is int and not self._cluster and in_int64(delta):
+            # The common call, inlined: one INCRBY (a standalone client needs no setup).
             if self._health.blocked:
                 raise self._refused()
-            if not self._ready:
-                await self._prepare()
             skey = self.prefix + key
-            now = self._now()
-            args = (delta, repr(now), *self._incr_expiry(now, ttl))
-            value = await self._script(_INCR_SHA, _INCR_SCRIPT, (skey,), args)
-            if value is not None:
+            try:
+                return int(await self._command("INCRBY", skey, delta))
+            except self._redis.exceptions.ResponseError:
+                pass  # not a native counter (or past int64): decided in Python below
+            except self._driver_errors as exc:
+                raise self._failure(exc) from exc
+        delta = _atomic.check_delta(delta)
+        ttl = _atomic.check_ttl(ttl)
+        px = self._counter_px(ttl)
+        if in_int64(delta) and (px is not None or self._cluster):
+            await self._enter()
+            skey = self.prefix + key
+            if px is None:
+                value = await self._counter_call(skey, "INCRBY", skey, delta)
+            else:
+                args = (_INCR_TTL_SHA, 1, skey, delta, px)
+                value = await self._counter_call(skey, "EVALSHA", *args)
+                if value is _NO_SCRIPT:
+                    value = await self._counter_call(skey, "EVAL", _INCR_TTL_SCRIPT, *args[1:])
+            if value is not _REFUSED:
                 return int(value)
 
-        def step(entry: Entry | None, _: bytes | None, now: float) -> tuple[Entry, int]:
+        def step(entry: Entry | None, data: bytes | None, now: float) -> tuple[Stored, int]:
+            if entry is None and in_int64(delta):  # absent, dead or corrupt: a new counter
+                return (delta, px), delta
             new = _atomic.incremented(entry, delta, now, ttl)
+            if native_int(data) is not None and in_int64(new.value):
+                return (new.value, "keep"), new.value
+            return new, new.value
+
+        return await self._change(key, step)
+
+    async def incr_existing(self, key: str, delta: int = 1) -> int | None:
+        """:meth:`incr` of a live key only; ``None`` (nothing created) when absent or dead.
+
+        One script (``EXISTS`` then ``INCRBY``) on a native counter. A live record
+        holding an ``int`` whose windows are all one instant (what Django's backend
+        writes) becomes a native counter keeping its Redis TTL, so the next call is one
+        round trip; another record stays a record (its windows kept).
+
+        Raises:
+            TypeError: ``delta`` or the stored value is not an ``int``.
+            StorageUnavailableError, StorageError: as :meth:`get`.
+        """
+        delta = _atomic.check_delta(delta)
+        if in_int64(delta):
+            await self._enter()
+            skey = self.prefix + key
+            args = ("EVALSHA", _INCR_EXISTING_SHA, 1, skey, delta)
+            value = await self._counter_call(skey, *args)
+            if value is _NO_SCRIPT:
+                value = await self._counter_call(
+                    skey, "EVAL", _INCR_EXISTING_SCRIPT, 1, skey, delta
+                )
+            if value is None:
+                return None
+            if value is not _REFUSED:
+                return int(value)
+
+        def step(
+            entry: Entry | None, data: bytes | None, now: float
+        ) -> tuple[Stored | None, int | None]:
+            if entry is None:
+                return None, None
+            new = _atomic.incremented(entry, delta, now, None)
+            plain = entry.fresh_until == entry.stale_until == entry.expires_at
+            if plain and in_int64(new.value):
+                return (new.value, "keep"), new.value
             return new, new.value
 
         return await self._change(key, step)
@@ -783,9 +881,17 @@ class AsyncRedisStorage(
         Its key starts with the byte 0xFE (see :func:`~swr.storage._redis.board_key`),
         so it never collides with an entry or a lease. Every host using the same prefix
         sees the same leaderboard; on a cluster it lives on one node. Its commands go
-        straight to the client: a Redis failure raises redis-py's error.
+        through this storage, as the entries' do: refused while the storage (on a
+        cluster, the node owning the leaderboard) is DOWN, sent straight to that node,
+        failures raised as :class:`~swr.storage.errors.StorageError`.
         """
-        return AsyncRedisLeaderboard(self._client, board_key(self.prefix, name), max_size=max_size)
+        key = board_key(self.prefix, name)
+        return AsyncRedisLeaderboard(self._client, key, max_size=max_size, call=self._board_call)
+
+    async def _board_call(self, skey: str | bytes, *args: Any) -> Any:
+        """One leaderboard command: :meth:`_call` once the storage is open and up."""
+        await self._enter()
+        return await self._call(skey, *args)
 
     # -- health probe, views, closing ---------------------------------------------------
 

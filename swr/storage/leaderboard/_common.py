@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 __all__ = [
+    "AsyncCall",
+    "Call",
     "Member",
     "check_max_size",
     "check_member",
@@ -17,6 +20,10 @@ __all__ = [
 
 Member = tuple[str, float]
 """A ``(member, score)`` pair, as ``range`` and ``range_by_score`` return them."""
+
+# How a Redis leaderboard sends a command: ``call(key, *command)`` (asyncio, threads).
+AsyncCall = Callable[..., Awaitable[Any]]
+Call = Callable[..., Any]
 
 
 def check_member(member: object) -> str:

@@ -92,6 +92,7 @@ class LeaderboardEnv:
         self._env: lmdb.Environment | None = None
         self._pid = 0
         self.closed = False
+        self.users: set[object] = set()  # the storages using it (see leaderboard_env)
 
     def env(self) -> tuple[lmdb.Environment, Any, Any]:
         """``(environment, members db, order db)`` for this process."""
@@ -158,11 +159,12 @@ _envs: dict[str, LeaderboardEnv] = {}
 _envs_lock = threading.Lock()
 
 
-def leaderboard_env(store_path: str, *, sync: bool) -> LeaderboardEnv:
+def leaderboard_env(store_path: str, *, sync: bool, user: object) -> LeaderboardEnv:
     """The leaderboards' environment of the store at ``store_path``, one per process.
 
-    It lives in ``<store_path>/leaderboards`` and stays open while the process runs
-    (two file descriptors and a map), shared by every storage opening that store.
+    It lives in ``<store_path>/leaderboards`` (two file descriptors and a map), shared by
+    every storage of this process opening that store, and stays open until the last
+    ``user`` (a storage) gives it back with :func:`release_leaderboards`.
     """
     with _envs_lock:
         env = _envs.get(store_path)
@@ -170,7 +172,24 @@ def leaderboard_env(store_path: str, *, sync: bool) -> LeaderboardEnv:
             env = _envs[store_path] = LeaderboardEnv(
                 os.path.join(store_path, "leaderboards"), sync=sync
             )
+        env.users.add(user)
         return env
+
+
+def release_leaderboards(store_path: str, user: object) -> None:
+    """``user`` (a closing storage) is done with the leaderboards of ``store_path``.
+
+    The environment closes with its last user; leaderboards taken from it then raise
+    :class:`~swr.storage.errors.StorageUnavailableError`. Idempotent.
+    """
+    with _envs_lock:
+        env = _envs.get(store_path)
+        if env is None or user not in env.users:
+            return
+        env.users.discard(user)
+        if not env.users:
+            del _envs[store_path]
+            env.close()
 
 
 class LMDBLeaderboard:

@@ -214,6 +214,50 @@ def _positive_int(name: str, value: object, minimum: int) -> int:
     return value
 
 
+# incr's fast path: the common record (see swr.storage._record) of a live int written
+# by the default serializer: the header, no key check, marker 0, a msgpack integer.
+_PLAIN_RECORD = struct.Struct("<4s4d3s")
+_PLAIN_HEAD = b"SW\x01\x00"
+_PLAIN_TAIL = b"\x00\x00\x00"
+_PLAIN_SIZE = _PLAIN_RECORD.size
+
+
+def _incr_plain(
+    txn: lmdb.Transaction[bytes], backend: _Backend, kb: bytes, delta: int, now: float
+) -> int | None:
+    """Add ``delta`` to a live plain int record in place (one write transaction).
+
+    The header (the four instants, so the expiry index too) is kept and only the
+    msgpack payload is rewritten; a payload of the same size leaves the byte total
+    alone, so this is one ``get`` and one ``put``. Returns the new value, or ``None``
+    for anything else (absent, dead, another type or layout, a payload of another
+    size): :meth:`LMDBStorage.incr` then takes the general path.
+    """
+    data = txn.get(kb, db=backend.entries)
+    if data is None or len(data) <= _PLAIN_SIZE:
+        return None
+    head, stored, fresh, stale, expires, tail = _PLAIN_RECORD.unpack_from(data)
+    if (
+        head != _PLAIN_HEAD
+        or tail != _PLAIN_TAIL
+        or not (-_INF < stored <= fresh <= stale <= expires and stored < _INF)
+        or expires <= now
+    ):
+        return None
+    try:
+        old = msgpack.unpackb(data[_PLAIN_SIZE:])
+        if type(old) is not int:
+            return None
+        value: int = old + delta
+        record = data[:_PLAIN_SIZE] + msgpack.packb(value)
+    except (ValueError, OverflowError, msgpack.UnpackException):
+        return None
+    if len(record) != len(data):
+        return None  # another msgpack width: the general path keeps the byte total
+    txn.put(kb, record, db=backend.entries)
+    return value
+
+
 class LMDBStorage(StorageMixin):
     """Entries in an LMDB directory that survives restarts and is shared by processes.
 
@@ -889,6 +933,17 @@ class LMDBStorage(StorageMixin):
         delta = _atomic.check_delta(delta)
         ttl = _atomic.check_ttl(ttl)
         now = self._now()
+        if self._codec._raw_msgpack:
+            kb, check = self._key(key)
+            if not check:
+                try:
+                    value = self._run(
+                        lambda backend: backend.write(_incr_plain, backend, kb, delta, now)
+                    )
+                finally:
+                    self._cache.pop(key, None)
+                if value is not None:
+                    return value
 
         def step(entry: Entry | None, _: bytes | None) -> tuple[Entry, int]:
             new = _atomic.incremented(entry, delta, now, ttl, _FOREVER)
@@ -964,14 +1019,18 @@ class LMDBStorage(StorageMixin):
 
         Kept in an ordered LMDB index in the store's ``leaderboards`` subdirectory (see
         :mod:`swr.storage.leaderboard.lmdb` for the layout and the cost of each call).
-        Every change is one write transaction.
+        Every change is one write transaction. Its environment closes with the last
+        storage of this process using it (then the leaderboard raises
+        :class:`~storage.errors.StorageUnavailableError`).
         """
         from swr.storage.leaderboard.lmdb import (  # noqa: PLC0415 - loaded when used
             LMDBLeaderboard,
             leaderboard_env,
         )
 
-        env = leaderboard_env(self.path, sync=self.durability == "system")
+        if self._h.closed:
+            raise StorageUnavailableError(f"the LMDB store {self.path} is closed")
+        env = leaderboard_env(self.path, sync=self.durability == "system", user=self._h)
         return LMDBLeaderboard(env, name, max_size=max_size)
 
     # -- leases -----------------------------------------------------------------------
@@ -1139,6 +1198,9 @@ class LMDBStorage(StorageMixin):
         """
         self._cache.items.clear()
         self._h.close()
+        boards = sys.modules.get("swr.storage.leaderboard.lmdb")  # loaded if ever used
+        if boards is not None:
+            boards.release_leaderboards(self.path, self._h)
 
     def __repr__(self) -> str:
         options = self._h.options

@@ -9,11 +9,13 @@ order: the same order as the other leaderboards.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from swr.storage.leaderboard._common import (
+    AsyncCall,
     Member,
     check_max_size,
     check_member,
@@ -57,8 +59,16 @@ def _arg(score: float) -> str:
     return repr(score)
 
 
-def _members(pairs: list[tuple[bytes, float]]) -> list[Member]:
-    return [(member.decode(), float(score)) for member, score in pairs]
+_ADD_SHA = hashlib.sha1(_ADD.encode(), usedforsecurity=False).hexdigest()
+_INCR_SHA = hashlib.sha1(_INCR.encode(), usedforsecurity=False).hexdigest()
+
+
+def _members(reply: list[Any]) -> list[Member]:
+    """The ``(member, score)`` pairs of a ``WITHSCORES`` reply, flat (RESP2) or paired."""
+    if reply and isinstance(reply[0], (list, tuple)):
+        return [(member.decode(), float(score)) for member, score in reply]
+    items = iter(reply)
+    return [(member.decode(), float(score)) for member, score in zip(items, items, strict=True)]
 
 
 class AsyncRedisLeaderboard:
@@ -69,14 +79,39 @@ class AsyncRedisLeaderboard:
             (an asyncio client for the asyncio class).
         key: The sorted set's full key (the storage gives one under its prefix).
         max_size: Most members kept; adding beyond it drops the lowest scores.
+        call: How a command is sent: ``call(key, *command)``. A storage's leaderboard
+            sends through the storage (its health; on a cluster straight to the node
+            owning the key, refused while that node is DOWN, errors mapped to
+            :class:`~swr.storage.errors.StorageError`); by default the client's own
+            ``execute_command`` (redis-py's errors).
     """
 
-    def __init__(self, client: Any, key: str | bytes, *, max_size: int | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        key: str | bytes,
+        *,
+        max_size: int | None = None,
+        call: AsyncCall | None = None,
+    ) -> None:
+        import redis.exceptions  # noqa: PLC0415 - a client exists: redis is installed
+
         self._client = client
         self.key = key
         self.max_size = check_max_size(max_size)
-        self._add_script = client.register_script(_ADD)
-        self._incr_script = client.register_script(_INCR)
+        self._call = call if call is not None else self._direct
+        self._no_script = redis.exceptions.NoScriptError
+
+    async def _direct(self, key: str | bytes, *args: Any) -> Any:
+        return await self._client.execute_command(*args)
+
+    async def _script(self, sha: str, script: str, args: list[str]) -> Any:
+        """Run a script by its SHA, sending its text on ``NOSCRIPT`` (a flushed cache)."""
+        key = self.key
+        try:
+            return await self._call(key, "EVALSHA", sha, 1, key, *args)
+        except self._no_script:
+            return await self._call(key, "EVAL", script, 1, key, *args)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.key!r})"
@@ -85,16 +120,15 @@ class AsyncRedisLeaderboard:
         """Set the scores of ``members``; return how many were new."""
         pairs = list(check_scores(members).items())
         added = 0
-        if self.max_size is None:  # nothing to trim: the command itself, no script
-            for at in range(0, len(pairs), _ADD_BATCH):
-                batch = dict(pairs[at : at + _ADD_BATCH])
-                added += int(await self._client.zadd(self.key, batch))
-            return added
+        key = self.key
         for at in range(0, len(pairs), _ADD_BATCH):
-            args: list[str] = [str(self.max_size or 0)]
+            args: list[str] = [] if self.max_size is None else [str(self.max_size)]
             for member, score in pairs[at : at + _ADD_BATCH]:
                 args += (_arg(score), member)
-            added += int(await self._add_script(keys=[self.key], args=args))
+            if self.max_size is None:  # nothing to trim: the command itself, no script
+                added += int(await self._call(key, "ZADD", key, *args))
+            else:
+                added += int(await self._script(_ADD_SHA, _ADD, args))
         return added
 
     async def incr_by(self, member: str, delta: float) -> float:
@@ -102,27 +136,25 @@ class AsyncRedisLeaderboard:
         check_member(member)
         step = check_score(delta, "delta")
         args = [str(self.max_size or 0), _arg(step), member]
-        return float(await self._incr_script(keys=[self.key], args=args))
+        return float(await self._script(_INCR_SHA, _INCR, args))
 
     async def score(self, member: str) -> float | None:
         """The score of ``member``, or ``None`` if absent."""
-        score = await self._client.zscore(self.key, check_member(member))
+        score = await self._call(self.key, "ZSCORE", self.key, check_member(member))
         return None if score is None else float(score)
 
     async def rank(self, member: str, *, desc: bool = False) -> int | None:
         """The 0-based rank of ``member`` (from the highest with ``desc``), or ``None``."""
         check_member(member)
-        if desc:
-            rank = await self._client.zrevrank(self.key, member)
-        else:
-            rank = await self._client.zrank(self.key, member)
+        command = "ZREVRANK" if desc else "ZRANK"
+        rank = await self._call(self.key, command, self.key, member)
         return None if rank is None else int(rank)
 
     async def range(self, start: int, stop: int, *, desc: bool = False) -> list[Member]:
         """Members ranked ``start`` to ``stop`` (inclusive, negatives from the end)."""
         rank_slice(start, stop, 0)  # type checks; Redis does the arithmetic itself
-        pairs = await self._client.zrange(self.key, start, stop, desc=desc, withscores=True)
-        return _members(pairs)
+        command = "ZREVRANGE" if desc else "ZRANGE"
+        return _members(await self._call(self.key, command, self.key, start, stop, "WITHSCORES"))
 
     async def range_by_score(
         self,
@@ -135,43 +167,41 @@ class AsyncRedisLeaderboard:
     ) -> list[Member]:
         """Members with ``min <= score <= max``, lowest first (highest with ``desc``)."""
         low, high = _arg(check_score(min, "min")), _arg(check_score(max, "max"))
-        paging: dict[str, int] = {}
+        paging: tuple[Any, ...] = ()
         if offset or limit is not None:
-            paging = {"start": offset, "num": -1 if limit is None else limit}
+            paging = ("LIMIT", offset, -1 if limit is None else limit)
         if desc:
-            pairs = await self._client.zrevrangebyscore(
-                self.key, high, low, withscores=True, **paging
-            )
+            args: tuple[Any, ...] = ("ZREVRANGEBYSCORE", self.key, high, low)
         else:
-            pairs = await self._client.zrangebyscore(self.key, low, high, withscores=True, **paging)
-        return _members(pairs)
+            args = ("ZRANGEBYSCORE", self.key, low, high)
+        return _members(await self._call(self.key, *args, "WITHSCORES", *paging))
 
     async def count(self, min: float = -math.inf, max: float = math.inf) -> int:
         """How many members have ``min <= score <= max``."""
         low, high = _arg(check_score(min, "min")), _arg(check_score(max, "max"))
-        return int(await self._client.zcount(self.key, low, high))
+        return int(await self._call(self.key, "ZCOUNT", self.key, low, high))
 
     async def remove(self, members: Iterable[str]) -> int:
         """Remove ``members``; return how many were there."""
         names = check_members(members)
         if not names:
             return 0
-        return int(await self._client.zrem(self.key, *names))
+        return int(await self._call(self.key, "ZREM", self.key, *names))
 
     async def remove_range_by_rank(self, start: int, stop: int) -> int:
         """Remove the members ranked ``start`` to ``stop`` (ascending, inclusive)."""
         rank_slice(start, stop, 0)
-        return int(await self._client.zremrangebyrank(self.key, start, stop))
+        return int(await self._call(self.key, "ZREMRANGEBYRANK", self.key, start, stop))
 
     async def remove_range_by_score(self, min: float, max: float) -> int:
         """Remove the members with ``min <= score <= max``."""
         low, high = _arg(check_score(min, "min")), _arg(check_score(max, "max"))
-        return int(await self._client.zremrangebyscore(self.key, low, high))
+        return int(await self._call(self.key, "ZREMRANGEBYSCORE", self.key, low, high))
 
     async def size(self) -> int:
         """How many members the leaderboard holds."""
-        return int(await self._client.zcard(self.key))
+        return int(await self._call(self.key, "ZCARD", self.key))
 
     async def clear(self) -> None:
         """Remove every member."""
-        await self._client.delete(self.key)
+        await self._call(self.key, "DEL", self.key)

@@ -11,11 +11,13 @@ order: the same order as the other leaderboards.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from swr.storage.leaderboard._common import (
+    Call,
     Member,
     check_max_size,
     check_member,
@@ -59,8 +61,16 @@ def _arg(score: float) -> str:
     return repr(score)
 
 
-def _members(pairs: list[tuple[bytes, float]]) -> list[Member]:
-    return [(member.decode(), float(score)) for member, score in pairs]
+_ADD_SHA = hashlib.sha1(_ADD.encode(), usedforsecurity=False).hexdigest()
+_INCR_SHA = hashlib.sha1(_INCR.encode(), usedforsecurity=False).hexdigest()
+
+
+def _members(reply: list[Any]) -> list[Member]:
+    """The ``(member, score)`` pairs of a ``WITHSCORES`` reply, flat (RESP2) or paired."""
+    if reply and isinstance(reply[0], (list, tuple)):
+        return [(member.decode(), float(score)) for member, score in reply]
+    items = iter(reply)
+    return [(member.decode(), float(score)) for member, score in zip(items, items, strict=True)]
 
 
 class RedisLeaderboard:
@@ -71,14 +81,39 @@ class RedisLeaderboard:
             (an asyncio client for the asyncio class).
         key: The sorted set's full key (the storage gives one under its prefix).
         max_size: Most members kept; adding beyond it drops the lowest scores.
+        call: How a command is sent: ``call(key, *command)``. A storage's leaderboard
+            sends through the storage (its health; on a cluster straight to the node
+            owning the key, refused while that node is DOWN, errors mapped to
+            :class:`~swr.storage.errors.StorageError`); by default the client's own
+            ``execute_command`` (redis-py's errors).
     """
 
-    def __init__(self, client: Any, key: str | bytes, *, max_size: int | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        key: str | bytes,
+        *,
+        max_size: int | None = None,
+        call: Call | None = None,
+    ) -> None:
+        import redis.exceptions  # noqa: PLC0415 - a client exists: redis is installed
+
         self._client = client
         self.key = key
         self.max_size = check_max_size(max_size)
-        self._add_script = client.register_script(_ADD)
-        self._incr_script = client.register_script(_INCR)
+        self._call = call if call is not None else self._direct
+        self._no_script = redis.exceptions.NoScriptError
+
+    def _direct(self, key: str | bytes, *args: Any) -> Any:
+        return self._client.execute_command(*args)
+
+    def _script(self, sha: str, script: str, args: list[str]) -> Any:
+        """Run a script by its SHA, sending its text on ``NOSCRIPT`` (a flushed cache)."""
+        key = self.key
+        try:
+            return self._call(key, "EVALSHA", sha, 1, key, *args)
+        except self._no_script:
+            return self._call(key, "EVAL", script, 1, key, *args)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.key!r})"
@@ -87,16 +122,15 @@ class RedisLeaderboard:
         """Set the scores of ``members``; return how many were new."""
         pairs = list(check_scores(members).items())
         added = 0
-        if self.max_size is None:  # nothing to trim: the command itself, no script
-            for at in range(0, len(pairs), _ADD_BATCH):
-                batch = dict(pairs[at : at + _ADD_BATCH])
-                added += int(self._client.zadd(self.key, batch))
-            return added
+        key = self.key
         for at in range(0, len(pairs), _ADD_BATCH):
-            args: list[str] = [str(self.max_size or 0)]
+            args: list[str] = [] if self.max_size is None else [str(self.max_size)]
             for member, score in pairs[at : at + _ADD_BATCH]:
                 args += (_arg(score), member)
-            added += int(self._add_script(keys=[self.key], args=args))
+            if self.max_size is None:  # nothing to trim: the command itself, no script
+                added += int(self._call(key, "ZADD", key, *args))
+            else:
+                added += int(self._script(_ADD_SHA, _ADD, args))
         return added
 
     def incr_by(self, member: str, delta: float) -> float:
@@ -104,27 +138,25 @@ class RedisLeaderboard:
         check_member(member)
         step = check_score(delta, "delta")
         args = [str(self.max_size or 0), _arg(step), member]
-        return float(self._incr_script(keys=[self.key], args=args))
+        return float(self._script(_INCR_SHA, _INCR, args))
 
     def score(self, member: str) -> float | None:
         """The score of ``member``, or ``None`` if absent."""
-        score = self._client.zscore(self.key, check_member(member))
+        score = self._call(self.key, "ZSCORE", self.key, check_member(member))
         return None if score is None else float(score)
 
     def rank(self, member: str, *, desc: bool = False) -> int | None:
         """The 0-based rank of ``member`` (from the highest with ``desc``), or ``None``."""
         check_member(member)
-        if desc:
-            rank = self._client.zrevrank(self.key, member)
-        else:
-            rank = self._client.zrank(self.key, member)
+        command = "ZREVRANK" if desc else "ZRANK"
+        rank = self._call(self.key, command, self.key, member)
         return None if rank is None else int(rank)
 
     def range(self, start: int, stop: int, *, desc: bool = False) -> list[Member]:
         """Members ranked ``start`` to ``stop`` (inclusive, negatives from the end)."""
         rank_slice(start, stop, 0)  # type checks; Redis does the arithmetic itself
-        pairs = self._client.zrange(self.key, start, stop, desc=desc, withscores=True)
-        return _members(pairs)
+        command = "ZREVRANGE" if desc else "ZRANGE"
+        return _members(self._call(self.key, command, self.key, start, stop, "WITHSCORES"))
 
     def range_by_score(
         self,
@@ -137,41 +169,41 @@ class RedisLeaderboard:
     ) -> list[Member]:
         """Members with ``min <= score <= max``, lowest first (highest with ``desc``)."""
         low, high = _arg(check_score(min, "min")), _arg(check_score(max, "max"))
-        paging: dict[str, int] = {}
+        paging: tuple[Any, ...] = ()
         if offset or limit is not None:
-            paging = {"start": offset, "num": -1 if limit is None else limit}
+            paging = ("LIMIT", offset, -1 if limit is None else limit)
         if desc:
-            pairs = self._client.zrevrangebyscore(self.key, high, low, withscores=True, **paging)
+            args: tuple[Any, ...] = ("ZREVRANGEBYSCORE", self.key, high, low)
         else:
-            pairs = self._client.zrangebyscore(self.key, low, high, withscores=True, **paging)
-        return _members(pairs)
+            args = ("ZRANGEBYSCORE", self.key, low, high)
+        return _members(self._call(self.key, *args, "WITHSCORES", *paging))
 
     def count(self, min: float = -math.inf, max: float = math.inf) -> int:
         """How many members have ``min <= score <= max``."""
         low, high = _arg(check_score(min, "min")), _arg(check_score(max, "max"))
-        return int(self._client.zcount(self.key, low, high))
+        return int(self._call(self.key, "ZCOUNT", self.key, low, high))
 
     def remove(self, members: Iterable[str]) -> int:
         """Remove ``members``; return how many were there."""
         names = check_members(members)
         if not names:
             return 0
-        return int(self._client.zrem(self.key, *names))
+        return int(self._call(self.key, "ZREM", self.key, *names))
 
     def remove_range_by_rank(self, start: int, stop: int) -> int:
         """Remove the members ranked ``start`` to ``stop`` (ascending, inclusive)."""
         rank_slice(start, stop, 0)
-        return int(self._client.zremrangebyrank(self.key, start, stop))
+        return int(self._call(self.key, "ZREMRANGEBYRANK", self.key, start, stop))
 
     def remove_range_by_score(self, min: float, max: float) -> int:
         """Remove the members with ``min <= score <= max``."""
         low, high = _arg(check_score(min, "min")), _arg(check_score(max, "max"))
-        return int(self._client.zremrangebyscore(self.key, low, high))
+        return int(self._call(self.key, "ZREMRANGEBYSCORE", self.key, low, high))
 
     def size(self) -> int:
         """How many members the leaderboard holds."""
-        return int(self._client.zcard(self.key))
+        return int(self._call(self.key, "ZCARD", self.key))
 
     def clear(self) -> None:
         """Remove every member."""
-        self._client.delete(self.key)
+        self._call(self.key, "DEL", self.key)

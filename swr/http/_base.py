@@ -1,17 +1,20 @@
-"""SWRTransport and AsyncSWRTransport: an RFC 9111 / RFC 5861 cache for httpx.
+"""What the HTTP transports share: keys, what a response allows, what to serve.
 
-Both wrap another httpx transport. ``_TransportBase`` holds every decision (keys, what a
-response allows, what to serve after the engine answered); the two shells only do I/O:
-the origin request, reading a body, and the engine calls.
+``_TransportBase`` holds every decision and does no I/O; the transports themselves
+(``swr/http/_async/transport.py``, and its generated twin in ``swr/http/_sync/``) only
+send requests, read bodies and call the engine.
 
 One GET or HEAD goes through ``engine.execute(key, fetch, ttl=stored_ttl)``:
 
 - HIT and STALE answers are built from the stored response; STALE starts the engine's
   one background revalidation, which the caller never waits for.
-- ``fetch`` reads the stored response of the key first (``engine.get``) and sends its
-  validators; a ``304`` renews the stored response with the ``304``'s headers and new
-  windows (conditional refresh, done here because the engine has no conditional
-  refresh of its own yet: the renewed response is written whole).
+- ``fetch`` is a conditional fetch (issue 15): the engine hands it the stored entry, it
+  sends that response's validators, and a ``304`` that confirms the stored headers
+  returns :class:`~swr.NotModified`: the engine renews the entry's windows with the
+  storage's ``touch``, without writing the body again. A ``304`` that changes stored
+  header fields (other than ``Date`` and ``Age``) or the response's freshness rewrites
+  the record with the merged headers (RFC 9111 section 4.3.4): headers and body are
+  one record.
 - A failing origin or a 5xx raises inside ``fetch``; the engine then serves the stored
   response as FALLBACK, which this layer keeps only within ``stale-if-error``
   (entries kept longer just for revalidation are never served after an error).
@@ -20,6 +23,11 @@ One GET or HEAD goes through ``engine.execute(key, fetch, ttl=stored_ttl)``:
 - A response with ``Vary`` leaves a pointer under the URL's key; each variant lives
   under a key made of the pointer's generation and the request's varied header values,
   so deleting the URL's key (an unsafe method) invalidates every variant at once.
+- Requests with ``only-if-cached``, ``max-age``, ``min-fresh`` or ``max-stale`` are
+  judged against the stored response first (:func:`~swr.http._policy.acceptable`); a
+  HEAD is answered from a fresh stored GET response when there is one.
+- Errors of the engine itself (an open circuit breaker, a fetch timeout) reach the
+  caller as ``httpx.TransportError`` subclasses (:mod:`swr.http._errors`).
 """
 
 from __future__ import annotations
@@ -27,37 +35,38 @@ from __future__ import annotations
 import threading
 import time as _time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from typing import Any, TypeGuard
 
 import httpx
 
+from swr._bulk import NotModified
 from swr._log import get_logger
-from swr.engine import AsyncStaleEngine, StaleEngine
 from swr.http._policy import (
     DEAD,
-    TOMBSTONE,
+    PLAIN_REQUEST,
     Backoff,
     CacheInfo,
     CachePolicy,
     Freshness,
+    RequestCacheControl,
+    acceptable,
     fallback_allowed,
     freshness,
     header_getter,
     make_value,
     merge_not_modified,
-    request_directives,
+    request_cache_control,
     storable_headers,
-    stored_ttl,
     validators,
     vary_names,
     vary_values,
 )
 from swr.policy import Result, Status
 
-__all__ = ["AsyncSWRTransport", "SWRTransport"]
+__all__ = ["_TransportBase"]
 
 logger = get_logger("swr.http")
 
@@ -116,6 +125,7 @@ class _Call:
         "fetched",
         "freshness",
         "names",
+        "origin_headers",
         "passthrough",
         "request",
         "revalidated",
@@ -125,6 +135,9 @@ class _Call:
         self.request = request
         self.names = names  # the Vary names of the pointer that led to this variant key
         self.fetched: dict[str, Any] | None = None
+        # The fetched response's headers when the stored ones leave fields out
+        # (no-cache="field"): this request's own answer still carries them.
+        self.origin_headers: list[list[bytes]] | None = None
         self.revalidated = False
         self.freshness: Freshness | None = None
         self.error: BaseException | None = None
@@ -161,6 +174,33 @@ def _is_pointer(value: object) -> bool:
     return isinstance(value, dict) and "pointer" in value
 
 
+_UNSEEN_ON_RENEWAL = frozenset({b"date", b"age"})
+
+
+def _same_record(stored: dict[str, Any], merged: list[list[bytes]], fr: Freshness) -> bool:
+    """Whether a ``304``'s merged headers and windows leave the stored record as it is.
+
+    ``Date`` and ``Age`` are left out: the served ``Age`` counts from the renewal.
+    """
+
+    def seen(headers: Any) -> list[tuple[bytes, bytes]]:
+        return sorted(
+            (bytes(n), bytes(v)) for n, v in headers if bytes(n) not in _UNSEEN_ON_RENEWAL
+        )
+
+    if fr.dropped or seen(stored["headers"]) != seen(merged):
+        return False
+    fresh, stale, expired = stored["ttl"]
+    ttl = fr.ttl
+    return bool(
+        abs(ttl.fresh - fresh) < 1.0
+        and ttl.stale == stale
+        and ttl.expired == expired
+        and fr.sie == stored.get("sie", 0.0)
+        and abs(fr.age - stored["age"]) < 1.0
+    )
+
+
 class _TransportBase:
     """Decisions shared by both transports; no I/O here."""
 
@@ -194,24 +234,25 @@ class _TransportBase:
     # -- requests ------------------------------------------------------------------
 
     @staticmethod
-    def _request_flags(request: httpx.Request) -> tuple[bool, bool]:
-        """``(bypass, refetch)`` of a request, in one pass over its headers.
+    def _request_cache_control(request: httpx.Request) -> RequestCacheControl | None:
+        """A request's cache directives, in one pass over its headers; ``None``: bypass.
 
-        Conditional and range requests, and ``no-store``, bypass the cache;
-        ``no-cache``, ``max-age=0`` and ``Pragma: no-cache`` refetch.
+        Conditional and range requests, and ``no-store``, bypass the cache (the caller's
+        own validators go to the origin).
         """
         cache_control: list[str] = []
-        pragma: dict[str, str] = {}
+        pragma: str | None = None
         for name, value in request.headers.multi_items():
             if name in _CONDITIONAL_NAMES:
-                return True, False
+                return None
             if name == "cache-control":
                 cache_control.append(value)
             elif name == "pragma":
-                pragma["pragma"] = value
-        if not cache_control and not pragma:
-            return False, False
-        return request_directives(pragma, cache_control)
+                pragma = value
+        if not cache_control and pragma is None:
+            return PLAIN_REQUEST
+        directives = request_cache_control(pragma, cache_control)
+        return None if directives.no_store else directives
 
     @staticmethod
     def _base_key(request: httpx.Request) -> str:
@@ -223,19 +264,19 @@ class _TransportBase:
         varied = "&".join(f"{name}={value}" for name, value in values)
         return f"{base}|{pointer['gen']}|{varied}"
 
-    def _origin_request(self, call: _Call, current: Result[Any] | None) -> httpx.Request:
-        """The request sent upstream: the caller's, with the stored validators."""
+    def _origin_request(self, call: _Call, current: Any) -> httpx.Request:
+        """The request sent upstream: the caller's, with the stored response's validators."""
         request = call.request
         headers = [(n, v) for n, v in request.headers.raw if n.lower() not in _CONDITIONAL_BYTES]
-        if current is not None and _is_response(current.value):
-            headers.extend(validators(current.value))
+        if _is_response(current):
+            headers.extend(validators(current))
         return httpx.Request(
             request.method, request.url, headers=headers, extensions=request.extensions
         )
 
     # -- responses -----------------------------------------------------------------
 
-    def _freshness(self, call: _Call, status: int, raw: Any) -> Freshness:
+    def _freshness(self, call: _Call, status: int, raw: Any, request_time: float) -> Freshness:
         request = call.request
         return freshness(
             self.policy,
@@ -244,17 +285,32 @@ class _TransportBase:
             method=request.method,
             authorized="authorization" in request.headers,
             now=self._now(),
+            request_time=request_time,
         )
 
-    def _renewed(self, call: _Call, stored: dict[str, Any], response: httpx.Response) -> Any:
-        """The stored response renewed by a ``304`` (what the fetch returns)."""
-        headers = merge_not_modified(stored, response.headers.raw)
-        fr = self._freshness(call, stored["status"], headers)
-        value = make_value(stored["status"], headers, stored["body"], fr, stored["vary"])
-        if not fr.storable:
-            value["ttl"] = [1e-3, 0.0, 0.0]
-        call.fetched = value
+    def _renewed(
+        self, call: _Call, stored: dict[str, Any], response: httpx.Response, request_time: float
+    ) -> Any:
+        """What a fetch returns for a ``304``: :class:`~swr.NotModified` or a new record.
+
+        The ``304``'s headers update the stored ones (RFC 9111 section 4.3.4). When
+        that changes nothing a client would see (only ``Date`` and ``Age`` differ) and
+        the windows come out the same (within a second, the resolution of HTTP ages),
+        the entry is renewed with ``touch`` and keeps its body without a rewrite.
+        Otherwise the merged record is written whole.
+        """
+        merged = merge_not_modified(stored, response.headers.raw)
+        fr = self._freshness(call, stored["status"], merged, request_time)
         call.revalidated = True
+        if fr.storable and _same_record(stored, merged, fr):
+            call.fetched = stored
+            return NotModified
+        if fr.dropped:
+            merged = [[n, v] for n, v in merged if n not in fr.dropped]
+        value = make_value(stored["status"], merged, stored["body"], fr, stored["vary"])
+        if not fr.storable:
+            value["ttl"] = [DEAD.fresh, 0.0, 0.0]
+        call.fetched = value
         return value
 
     def _error_value(self, response: httpx.Response, body: bytes) -> dict[str, Any]:
@@ -275,12 +331,14 @@ class _TransportBase:
         names = vary_names(response.headers.get_list("vary")) or []
         value = make_value(
             response.status_code,
-            storable_headers(raw, length),
+            storable_headers(raw, length, fr.dropped),
             body,
             fr,
             vary_values(names, request.headers.get_list),
         )
         call.fetched = value
+        if fr.dropped:
+            call.origin_headers = storable_headers(raw, length)
         if not names or call.names is not None:
             return value, None
         # The pointer outlives its variants, so that they stay reachable.
@@ -303,7 +361,10 @@ class _TransportBase:
         key: str,
         revalidated: bool = False,
     ) -> httpx.Response:
-        """An httpx response built from a stored one, with ``Age`` and the swr status."""
+        """An httpx response built from a stored one, with ``Age`` and the swr status.
+
+        A HEAD request gets the headers only (a stored GET response answers it).
+        """
         age = value["age"] + elapsed
         headers = [(n, v) for n, v in value["headers"] if n != b"age"]
         headers.append((b"age", str(int(age)).encode()))
@@ -312,7 +373,7 @@ class _TransportBase:
         return httpx.Response(
             value["status"],
             headers=headers,
-            stream=httpx.ByteStream(value["body"]),
+            stream=httpx.ByteStream(b"" if request.method == "HEAD" else value["body"]),
             request=request,
             extensions={"swr": CacheInfo(status, age, key, revalidated)},
         )
@@ -325,15 +386,15 @@ class _TransportBase:
         return response
 
     def _classify(
-        self, call: _Call, current: Result[Any] | None, response: httpx.Response
+        self, call: _Call, current: Any, response: httpx.Response, request_time: float
     ) -> _Fetched:
         """What a fetch does with the origin's response (before reading its body)."""
         status = response.status_code
-        if status == 304 and current is not None and _is_response(current.value):
+        if status == 304 and _is_response(current):
             return _Fetched.RENEW
         if status >= 500 and status != 501:
             return _Fetched.ERROR
-        call.freshness = self._freshness(call, status, response.headers.raw)
+        call.freshness = self._freshness(call, status, response.headers.raw, request_time)
         return _Fetched.STORE if call.freshness.storable else _Fetched.FORWARD
 
     def _fetched(
@@ -341,9 +402,10 @@ class _TransportBase:
         step: _Fetched,
         key: str,
         call: _Call,
-        current: Result[Any] | None,
+        current: Any,
         response: httpx.Response,
         body: bytes,
+        request_time: float,
     ) -> tuple[Any, tuple[str, dict[str, Any] | None] | None]:
         """The value a fetch returns, and one more engine write or ``None``.
 
@@ -353,8 +415,7 @@ class _TransportBase:
             _OriginError: the origin answered 5xx (the engine's failure signal).
         """
         if step is _Fetched.RENEW:
-            assert current is not None  # noqa: S101 - RENEW needs a stored response
-            return self._renewed(call, current.value, response), None
+            return self._renewed(call, current, response, request_time), None
         if step is _Fetched.ERROR:
             call.error = _OriginError(self._error_value(response, body))
             raise call.error
@@ -442,8 +503,47 @@ class _TransportBase:
             return _Step.SERVE, self._mark_passthrough(passthrough, key), stray
         elapsed = result.age if status in _SERVED_FROM_CACHE else 0.0
         revalidated = call.revalidated and value is call.fetched
+        if call.origin_headers is not None and value is call.fetched:
+            value = {**result.value, "headers": call.origin_headers}
         response = self._response(value, request, status, elapsed, key, revalidated)
         return _Step.SERVE, response, stray
+
+    def _judged(
+        self,
+        key: str,
+        request: httpx.Request,
+        directives: RequestCacheControl,
+        peek: Result[Any] | None,
+        head: bool = False,
+    ) -> httpx.Response | None:
+        """A response from the stored ``peek`` if ``directives`` accept it, else ``None``.
+
+        Serves without the origin and without a background revalidation: what the
+        request's ``max-stale`` accepts is served as is (RFC 9111 section 5.2.1).
+        ``head``: only a fresh response (or one within ``max-stale``) answers.
+        """
+        if peek is None or not _is_response(peek.value):
+            return None
+        resident = peek.age
+        status = acceptable(peek.value, resident, directives, self.policy.shared)
+        if status is None or (head and status is Status.STALE and directives.max_stale is None):
+            return None
+        return self._response(peek.value, request, status, resident, key)
+
+    @staticmethod
+    def _gateway_timeout(request: httpx.Request, key: str) -> httpx.Response:
+        """The ``504`` of ``only-if-cached`` with nothing acceptable stored (RFC 9111 5.2.1.7)."""
+        return httpx.Response(
+            504,
+            headers=[(b"content-length", b"0")],
+            request=request,
+            extensions={"swr": CacheInfo(Status.MISS, 0.0, key)},
+        )
+
+    @staticmethod
+    def _get_key(request: httpx.Request) -> str:
+        """The key of the GET response that may answer a HEAD request."""
+        return f"GET {request.url}"
 
     def _invalidated_keys(self, request: httpx.Request, response: httpx.Response) -> list[str]:
         """Keys an unsafe request invalidates (RFC 9111 section 4.4).
@@ -464,215 +564,3 @@ class _TransportBase:
                 ):
                     urls.append(url)
         return [f"{method} {url}" for url in urls for method in ("GET", "HEAD")]
-
-
-class SWRTransport(_TransportBase, httpx.BaseTransport):
-    """An httpx transport that caches GET and HEAD responses through a :class:`~swr.StaleEngine`.
-
-    Example::
-
-        engine = StaleEngine(LMDBStorage("/var/cache/api"), namespace="http")
-        client = httpx.Client(transport=SWRTransport(engine))
-        response = client.get("https://api.example.com/items")
-        response.extensions["swr"].status    # Status.MISS, then HIT, STALE, ...
-
-    Args:
-        engine: The engine whose storage keeps the responses (shared with other uses;
-            pass a ``namespace`` to keep them apart). The transport does not close it.
-        transport: The transport that reaches the origin; default
-            ``httpx.HTTPTransport()`` (closed with this one).
-        policy: A :class:`~swr.http.CachePolicy`; the defaults suit a client's own cache.
-        clock: Epoch seconds for the stale-if-error backoff and ``Expires`` without
-            ``Date``; pass the engine's clock when you inject one.
-
-    Thread-safe; background revalidations run on the engine's worker threads.
-    """
-
-    def __init__(
-        self,
-        engine: StaleEngine,
-        transport: httpx.BaseTransport | None = None,
-        *,
-        policy: CachePolicy | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        if not isinstance(engine, StaleEngine):
-            raise TypeError(
-                f"SWRTransport needs a StaleEngine, got {type(engine).__name__}"
-                + (" (use AsyncSWRTransport)" if isinstance(engine, AsyncStaleEngine) else "")
-            )
-        super().__init__(engine, policy, clock)
-        self._engine: StaleEngine = engine
-        self._transport = transport if transport is not None else httpx.HTTPTransport()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Answer ``request`` from the cache or the origin (httpx calls this)."""
-        if request.method not in ("GET", "HEAD"):
-            response = self._transport.handle_request(request)
-            for key in self._invalidated_keys(request, response):
-                with self._storage_guard(key):
-                    self._engine.delete(key)
-            return response
-        bypass, refetch = self._request_flags(request)
-        if bypass:
-            return self._mark_passthrough(self._transport.handle_request(request))
-        return self._serve(self._base_key(request), _Call(request), refetch)
-
-    def _serve(self, key: str, call: _Call, refetch: bool) -> httpx.Response:
-        engine = self._engine
-        if not refetch and self._paused(key):
-            current = engine.get(key)
-            if self._paused_fallback(current):
-                return self._response(
-                    current.value, call.request, Status.FALLBACK, current.age, key
-                )
-        try:
-            result = engine.execute(
-                key, lambda: self._fetch(key, call), ttl=stored_ttl, force_refresh=refetch
-            )
-        except _OriginError as exc:
-            return self._response(exc.value, call.request, Status.MISS, 0.0, key)
-        finally:
-            passthrough = call.abandon()
-        step, arg, stray = self._answer(key, call, result, passthrough, refetch)
-        if stray is not None:
-            stray.close()
-        if step is _Step.SERVE:
-            return arg  # type: ignore[no-any-return]  # a response
-        if step is _Step.AGAIN:
-            return self._serve(*arg)
-        response = self._transport.handle_request(call.request)
-        return self._mark_passthrough(response, key)
-
-    def _fetch(self, key: str, call: _Call) -> Any:
-        current = self._engine.get(key)
-        try:
-            response = self._transport.handle_request(self._origin_request(call, current))
-        except Exception as exc:
-            call.error = exc
-            raise
-        step = self._classify(call, current, response)
-        if step is _Fetched.FORWARD:
-            if not call.offer(response):
-                response.close()
-            return TOMBSTONE
-        try:
-            body = b"" if step is _Fetched.RENEW else b"".join(response.iter_raw())
-        finally:
-            response.close()
-        value, write = self._fetched(step, key, call, current, response, body)
-        if write is not None:
-            wkey, wvalue = write
-            with self._storage_guard(wkey):
-                if wvalue is None:
-                    self._engine.delete(wkey)
-                else:
-                    self._engine.set(wkey, wvalue, ttl=stored_ttl(wkey, wvalue))
-        return value
-
-    def close(self) -> None:
-        """Close the wrapped transport (not the engine)."""
-        self._transport.close()
-
-
-class AsyncSWRTransport(_TransportBase, httpx.AsyncBaseTransport):
-    """The asyncio twin of :class:`SWRTransport`, over an :class:`~swr.AsyncStaleEngine`.
-
-    Example::
-
-        async with AsyncStaleEngine(namespace="http") as engine:
-            async with httpx.AsyncClient(transport=AsyncSWRTransport(engine)) as client:
-                response = await client.get("https://api.example.com/items")
-
-    Same arguments as :class:`SWRTransport`; ``transport`` defaults to
-    ``httpx.AsyncHTTPTransport()``. Background revalidations are the engine's tasks.
-    Use from one event loop.
-    """
-
-    def __init__(
-        self,
-        engine: AsyncStaleEngine,
-        transport: httpx.AsyncBaseTransport | None = None,
-        *,
-        policy: CachePolicy | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        if not isinstance(engine, AsyncStaleEngine):
-            raise TypeError(
-                f"AsyncSWRTransport needs an AsyncStaleEngine, got {type(engine).__name__}"
-                + (" (use SWRTransport)" if isinstance(engine, StaleEngine) else "")
-            )
-        super().__init__(engine, policy, clock)
-        self._engine: AsyncStaleEngine = engine
-        self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Answer ``request`` from the cache or the origin (httpx calls this)."""
-        if request.method not in ("GET", "HEAD"):
-            response = await self._transport.handle_async_request(request)
-            for key in self._invalidated_keys(request, response):
-                with self._storage_guard(key):
-                    await self._engine.delete(key)
-            return response
-        bypass, refetch = self._request_flags(request)
-        if bypass:
-            return self._mark_passthrough(await self._transport.handle_async_request(request))
-        return await self._serve(self._base_key(request), _Call(request), refetch)
-
-    async def _serve(self, key: str, call: _Call, refetch: bool) -> httpx.Response:
-        engine = self._engine
-        if not refetch and self._paused(key):
-            current = await engine.get(key)
-            if self._paused_fallback(current):
-                return self._response(
-                    current.value, call.request, Status.FALLBACK, current.age, key
-                )
-        try:
-            result = await engine.execute(
-                key, lambda: self._fetch(key, call), ttl=stored_ttl, force_refresh=refetch
-            )
-        except _OriginError as exc:
-            return self._response(exc.value, call.request, Status.MISS, 0.0, key)
-        finally:
-            passthrough = call.abandon()
-        step, arg, stray = self._answer(key, call, result, passthrough, refetch)
-        if stray is not None:
-            await stray.aclose()
-        if step is _Step.SERVE:
-            return arg  # type: ignore[no-any-return]  # a response
-        if step is _Step.AGAIN:
-            return await self._serve(*arg)
-        response = await self._transport.handle_async_request(call.request)
-        return self._mark_passthrough(response, key)
-
-    async def _fetch(self, key: str, call: _Call) -> Any:
-        current = await self._engine.get(key)
-        try:
-            response = await self._transport.handle_async_request(
-                self._origin_request(call, current)
-            )
-        except Exception as exc:
-            call.error = exc
-            raise
-        step = self._classify(call, current, response)
-        if step is _Fetched.FORWARD:
-            if not call.offer(response):
-                await response.aclose()
-            return TOMBSTONE
-        try:
-            chunks = [] if step is _Fetched.RENEW else [c async for c in response.aiter_raw()]
-        finally:
-            await response.aclose()
-        value, write = self._fetched(step, key, call, current, response, b"".join(chunks))
-        if write is not None:
-            wkey, wvalue = write
-            with self._storage_guard(wkey):
-                if wvalue is None:
-                    await self._engine.delete(wkey)
-                else:
-                    await self._engine.set(wkey, wvalue, ttl=stored_ttl(wkey, wvalue))
-        return value
-
-    async def aclose(self) -> None:
-        """Close the wrapped transport (not the engine)."""
-        await self._transport.aclose()
