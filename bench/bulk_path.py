@@ -6,9 +6,12 @@ Prints microseconds per batch of 100 keys, measured in the same run, for:
 - all HIT: ``StaleEngine.execute_many`` (and ``AsyncStaleEngine``'s), 100 ``execute``
   calls, dogpile.cache's ``get_or_create_multi`` on its memory backend;
 - all MISS: the same, each batch on 100 new keys; the upstream is a dict built from the
-  keys, measured alone too and subtracted ("fetch excluded").
+  keys, measured alone too and subtracted ("fetch excluded");
+- beside those 100 hot keys, the working set of issue 14 (bench/_working_set.py): all
+  HIT batches of 100 keys (duplicates dropped) drawn in a Zipf (s = 1.0) and in a
+  uniform order from 100_000 cached ~200-byte records.
 
-Targets: execute_many faster than both baselines, HIT and MISS.
+Targets: execute_many faster than both baselines, HIT (in every order) and MISS.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import sys
 from collections.abc import Callable
 
 from _harness import Target, measure, report
+from _working_set import KEYS as WORKING_KEYS
+from _working_set import RECORD, orders
 from dogpile.cache import make_region
 
 from swr import AsyncStaleEngine, CacheTTL, StaleEngine, Status
@@ -141,8 +146,70 @@ def miss_cases() -> dict[str, Callable[[int], object]]:
     }
 
 
+def working_set_cases(batches: int) -> dict[str, Callable[[int], object]]:
+    """HIT batches of 100 keys drawn from 100_000 cached records, Zipf and uniform."""
+    engine = StaleEngine(ttl=TTL)
+    region = make_region().configure("dogpile.cache.memory", expiration_time=3600)
+    for key in WORKING_KEYS:
+        engine.set(key, RECORD)
+    region.set_multi(dict.fromkeys(WORKING_KEYS, RECORD))
+
+    def fetch_records(keys: list[str]) -> dict[str, object]:
+        return dict.fromkeys(keys, RECORD)
+
+    def fetch_record() -> object:
+        return RECORD
+
+    def records(*keys: str) -> list[object]:
+        return [RECORD] * len(keys)
+
+    cases: dict[str, Callable[[int], object]] = {}
+    for order, sequence in orders(batches * N_KEYS).items():
+        drawn = [
+            list(dict.fromkeys(sequence[i : i + N_KEYS]))
+            for i in range(0, batches * N_KEYS, N_KEYS)
+        ]
+        result = engine.execute_many(drawn[0], fetch_records)
+        assert {r.status for r in result.values()} == {Status.HIT}
+
+        def many(n: int, drawn: list[list[str]] = drawn) -> None:
+            for keys in drawn[:n]:
+                engine.execute_many(keys, fetch_records)
+
+        def singles(n: int, drawn: list[list[str]] = drawn) -> None:
+            execute = engine.execute
+            for keys in drawn[:n]:
+                for key in keys:
+                    execute(key, fetch_record)
+
+        def dogpile(n: int, drawn: list[list[str]] = drawn) -> None:
+            for keys in drawn[:n]:
+                region.get_or_create_multi(keys, records)
+
+        cases[f"HIT execute_many, 100_000 keys {order}"] = many
+        cases[f"HIT 100 x execute, 100_000 keys {order}"] = singles
+        cases[f"HIT dogpile get_or_create_multi, 100_000 keys {order}"] = dogpile
+    return cases
+
+
+def working_set_targets() -> list[Target]:
+    return [
+        Target(
+            f"execute_many / {label}, 100_000 keys {order}",
+            f"HIT execute_many, 100_000 keys {order}",
+            f"HIT {baseline}, 100_000 keys {order}",
+            1.0,
+        )
+        for order in ("zipf", "uniform")
+        for label, baseline in (
+            ("100 x execute", "100 x execute"),
+            ("dogpile multi", "dogpile get_or_create_multi"),
+        )
+    ]
+
+
 def main() -> int:
-    hits = {k: v / 1000 for k, v in measure(hit_cases(), 200).items()}
+    hits = {k: v / 1000 for k, v in measure({**hit_cases(), **working_set_cases(200)}, 200).items()}
     misses = {k: v / 1000 for k, v in measure(miss_cases(), 50).items()}
     alone = misses.pop("MISS fetch_many alone")
     excluded = {f"{name} (fetch excluded)": value - alone for name, value in misses.items()}
@@ -163,6 +230,7 @@ def main() -> int:
                 "HIT async 100 x execute",
                 1.0,
             ),
+            *working_set_targets(),
         ],
         unit="us/100 keys",
     )

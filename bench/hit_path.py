@@ -11,6 +11,14 @@ Prints ns per operation, measured in the same run, for:
 - the sync HIT with the PrometheusMetrics and the OpenTelemetryMetrics hooks installed
   (when prometheus_client and the OpenTelemetry SDK are installed: the test extra);
   bench/metrics_path.py measures them in CPU time, with the async engine too
+- beside the hot key, the working set of issue 14 (bench/_working_set.py): hits over
+  100_000 cached keys read in a Zipf (s = 1.0) and in a uniform order, holding ~200-byte
+  records (and ~4 KiB documents in the uniform order), against ``TTLCache[key]``
+  holding the same items
+
+Targets: every sync HIT (hot key and each working-set order) no slower than
+``TTLCache[key]`` on the same reads; hooks at most 1.3x the HIT without; STALE at most
+1.5x HIT; the async HIT at most 1.3x a sync HIT plus one await.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import time
 
 import cachetools
 from _harness import Case, Target, measure, report
+from _working_set import DOCUMENT, KEYS, RECORD, WORKING_SET, orders
 
 from swr import AsyncStaleEngine, CacheTTL, RefreshOptions, StaleEngine, Status
 from swr.metrics import MetricsHook
@@ -74,6 +83,55 @@ def add_adapter_cases(cases: dict[str, Case]) -> list[StaleEngine]:
         cases[label] = run
         engines.append(engine)
     return engines
+
+
+def add_working_set_cases(cases: dict[str, Case], n: int) -> tuple[list[Target], list[StaleEngine]]:
+    """Add HITs over 100_000 cached keys (Zipf, uniform), engine and TTLCache, to ``cases``."""
+    targets: list[Target] = []
+    engines: list[StaleEngine] = []
+    reads = orders(n)
+    for order, value, label in (
+        ("zipf", RECORD, "~200 B records"),
+        ("uniform", RECORD, "~200 B records"),
+        ("uniform", DOCUMENT, "~4 KiB documents"),
+    ):
+        engine = StaleEngine(ttl=CacheTTL(fresh=3600, stale=3600))
+        ttl_cache: cachetools.TTLCache[str, object] = cachetools.TTLCache(
+            maxsize=WORKING_SET, ttl=3600
+        )
+        for key in KEYS:
+            engine.set(key, value)
+            ttl_cache[key] = value
+        sequence = reads[order]
+
+        def fetch_value(value: object = value) -> object:
+            return value
+
+        def engine_reads(n: int, engine: StaleEngine = engine, seq: list[str] = sequence) -> None:
+            execute = engine.execute
+            for key in seq[:n]:
+                execute(key, fetch_value)
+
+        def ttl_reads(
+            n: int, cache: cachetools.TTLCache[str, object] = ttl_cache, seq: list[str] = sequence
+        ) -> None:
+            for key in seq[:n]:
+                cache[key]
+
+        what = f"100_000 keys {order}, {label}"
+        cases[f"StaleEngine HIT, {what}"] = engine_reads
+        cases[f"TTLCache[key], {what}"] = ttl_reads
+        targets.append(
+            Target(
+                f"sync HIT / TTLCache[key], {what}",
+                f"StaleEngine HIT, {what}",
+                f"TTLCache[key], {what}",
+                1.0,
+            )
+        )
+        assert engine.execute(sequence[0], fetch_value).status is Status.HIT
+        engines.append(engine)
+    return targets, engines
 
 
 def main() -> int:
@@ -160,6 +218,7 @@ def main() -> int:
         "StaleEngine.execute STALE": stale_serve,
     }
     hooked_engines = add_adapter_cases(cases)
+    working_targets, working_engines = add_working_set_cases(cases, n)
     results = measure(cases, n)
     met = report(
         "hit path",
@@ -181,10 +240,11 @@ def main() -> int:
                 "sync HIT + await trivial()",
                 1.3,
             ),
+            *working_targets,
         ],
     )
     release.set()
-    for hooked in hooked_engines:
+    for hooked in [*hooked_engines, *working_engines]:
         hooked.close()
     stale_engine.close()
     engine.close()

@@ -4,7 +4,7 @@ Run: python bench/pool_path.py   (needs the bench extra: pip install -e ".[bench
 
 Prints ns per operation for:
 - ``PoolCache.get`` hits (a cache without a ttl, like ``LRUCache``, and one with
-  ``ttl=300``, which reads the clock on every hit) against ``cachetools.LRUCache.get``
+  ``ttl=3600``, which reads the clock on every hit) against ``cachetools.LRUCache.get``
   hits (and ``cachetools.TTLCache.get``, the like-for-like baseline of a ttl cache):
   on one hot key, and over a working set of 100_000 string keys (every one cached,
   ten times the bench's other caches) read in a Zipf (s = 1.0) and in a uniform order;
@@ -64,9 +64,9 @@ def read_cases() -> tuple[dict[str, Case], Cleanup]:
     """Hits of PoolCache.get (without and with a ttl), get_or_load and cachetools."""
     pool = MemoryPool(capacity=SMALL, gc_interval=None)
     plain: PoolCache[int, object] = pool.register("plain", max=SMALL // 2)
-    timed: PoolCache[int, object] = pool.register("timed", ttl=300, max=SMALL // 2)
+    timed: PoolCache[int, object] = pool.register("timed", ttl=3600, max=SMALL // 2)
     lru: cachetools.LRUCache[int, object] = cachetools.LRUCache(maxsize=SMALL)
-    ttl_cache: cachetools.TTLCache[int, object] = cachetools.TTLCache(maxsize=SMALL, ttl=300)
+    ttl_cache: cachetools.TTLCache[int, object] = cachetools.TTLCache(maxsize=SMALL, ttl=3600)
     plain.set(KEY, VALUE)
     timed.set(KEY, VALUE)
     lru[KEY] = VALUE
@@ -98,7 +98,7 @@ def read_cases() -> tuple[dict[str, Case], Cleanup]:
 
     cases: dict[str, Case] = {
         "PoolCache.get hit (no ttl)": pool_get,
-        "PoolCache.get hit (ttl=300)": pool_get_ttl,
+        "PoolCache.get hit (ttl=3600)": pool_get_ttl,
         "LRUCache.get hit": lru_get,
         "TTLCache.get hit": ttl_cache_get,
         "PoolCache.get_or_load hit": get_or_load,
@@ -114,8 +114,8 @@ def full_pool(capacity: int) -> tuple[MemoryPool, PoolCache[int, object]]:
     its least recently used entry.
     """
     pool = MemoryPool(capacity=capacity, gc_interval=None)
-    cold: PoolCache[int, object] = pool.register("cold", ttl=300, priority=1)
-    hot: PoolCache[int, object] = pool.register("hot", ttl=300, priority=10)
+    cold: PoolCache[int, object] = pool.register("cold", ttl=3600, priority=1)
+    hot: PoolCache[int, object] = pool.register("hot", ttl=3600, priority=10)
     half = capacity // 2
     cold.set_many(dict.fromkeys(range(half), VALUE))
     hot.set_many(dict.fromkeys(range(half, capacity), VALUE))
@@ -187,9 +187,9 @@ def working_set_cases() -> tuple[dict[str, Case], Cleanup]:
     """Hits over 100_000 cached keys, in Zipf and uniform order, pool and cachetools."""
     pool = MemoryPool(capacity=2 * WORKING_SET, gc_interval=None)
     plain: PoolCache[str, object] = pool.register("plain", max=WORKING_SET)
-    timed: PoolCache[str, object] = pool.register("timed", ttl=300, max=WORKING_SET)
+    timed: PoolCache[str, object] = pool.register("timed", ttl=3600, max=WORKING_SET)
     lru: cachetools.LRUCache[str, object] = cachetools.LRUCache(maxsize=WORKING_SET)
-    ttl_cache: cachetools.TTLCache[str, object] = cachetools.TTLCache(maxsize=WORKING_SET, ttl=300)
+    ttl_cache: cachetools.TTLCache[str, object] = cachetools.TTLCache(maxsize=WORKING_SET, ttl=3600)
     reads = orders(OPS)
     for key in sorted(set(reads["uniform"]) | set(reads["zipf"])):
         plain.set(key, VALUE)
@@ -208,7 +208,7 @@ def working_set_cases() -> tuple[dict[str, Case], Cleanup]:
     for order, sequence in reads.items():
         assert all(plain.get(key) is VALUE for key in sequence[:1000])
         cases[f"PoolCache.get, 100_000 keys {order} (no ttl)"] = reader(plain.get, sequence)
-        cases[f"PoolCache.get, 100_000 keys {order} (ttl=300)"] = reader(timed.get, sequence)
+        cases[f"PoolCache.get, 100_000 keys {order} (ttl=3600)"] = reader(timed.get, sequence)
         cases[f"LRUCache.get, 100_000 keys {order}"] = reader(lru.get, sequence)
         cases[f"TTLCache.get, 100_000 keys {order}"] = reader(ttl_cache.get, sequence)
     return cases, pool.close
@@ -256,9 +256,9 @@ def thread_write_cases() -> tuple[dict[str, Case], Cleanup]:
     record = Entry(
         value=VALUE,
         stored_at=now,
-        fresh_until=now + 60,
-        stale_until=now + 120,
-        expires_at=now + 300,
+        fresh_until=now + 900,
+        stale_until=now + 1800,
+        expires_at=now + 3600,
     )
     cases: dict[str, Case] = {}
     pools = []
@@ -323,7 +323,7 @@ def main() -> int:
             "get (no ttl) / LRUCache.get", "PoolCache.get hit (no ttl)", "LRUCache.get hit", 1.0
         ),
         Target(
-            "get (ttl=300) / LRUCache.get", "PoolCache.get hit (ttl=300)", "LRUCache.get hit", 1.0
+            "get (ttl=3600) / LRUCache.get", "PoolCache.get hit (ttl=3600)", "LRUCache.get hit", 1.0
         ),
     ]
     targets += [
@@ -334,7 +334,7 @@ def main() -> int:
             1.0,
         )
         for order in ("zipf", "uniform")
-        for kind in ("no ttl", "ttl=300")
+        for kind in ("no ttl", "ttl=3600")
     ]
     targets += [
         Target(
@@ -358,7 +358,7 @@ def main() -> int:
     ]
     met = report("pool path", results, targets)
     infos = [
-        ("get (ttl=300) / TTLCache.get", "PoolCache.get hit (ttl=300)", "TTLCache.get hit"),
+        ("get (ttl=3600) / TTLCache.get", "PoolCache.get hit (ttl=3600)", "TTLCache.get hit"),
         (
             "LRUCache set, full 1_000_000 / 10_000",
             "LRUCache set, full 1_000_000",
@@ -372,8 +372,8 @@ def main() -> int:
     ]
     infos += [
         (
-            f"get 100_000 keys {order} (ttl=300) / TTLCache.get",
-            f"PoolCache.get, 100_000 keys {order} (ttl=300)",
+            f"get 100_000 keys {order} (ttl=3600) / TTLCache.get",
+            f"PoolCache.get, 100_000 keys {order} (ttl=3600)",
             f"TTLCache.get, 100_000 keys {order}",
         )
         for order in ("zipf", "uniform")

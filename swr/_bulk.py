@@ -15,12 +15,14 @@ import asyncio
 import functools
 import inspect
 import threading
+import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeAlias, TypeVar
 
 from swr import _core
 from swr.errors import SWRError
+from swr.storage._validate import check_int, check_seconds
 
 if TYPE_CHECKING:
     from swr.policy import Result
@@ -119,12 +121,17 @@ class Plan:
     should_cache: ShouldCache | None
 
 
+_FUNCTION = types.FunctionType
+
+
 def wants_entry(fetch: Callable[..., Any]) -> bool:
     """Whether ``fetch`` takes exactly one required positional argument (the entry).
 
     Plain functions, bound methods and partials of them without keywords are judged
     from their code object (no ``inspect.signature`` on the miss path).
     """
+    if type(fetch) is _FUNCTION and not fetch.__code__.co_argcount:
+        return False  # the common fetch, a function of no argument (every miss asks)
     bound = 0
     inner: Any = fetch
     if type(fetch) is functools.partial and not fetch.keywords:
@@ -206,11 +213,11 @@ def check_fetch_many(fetch_many: object) -> None:
         )
 
 
-def _check_bounds(max_wait: object, max_batch: object) -> None:
-    if not isinstance(max_wait, (int, float)) or isinstance(max_wait, bool) or max_wait < 0:
-        raise ValueError(f"max_wait must be a number of seconds >= 0, got {max_wait!r}")
-    if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
-        raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
+def _check_loader(fetch_many: object, max_wait: object, max_batch: object) -> None:
+    """A loader's settings: its ``fetch_many``, its wait and its batch size."""
+    check_fetch_many(fetch_many)
+    check_seconds("max_wait", max_wait, positive=False, type_error=ValueError)
+    check_int("max_batch", max_batch, 1, type_error=ValueError)
 
 
 def not_returned(key: str) -> KeyError:
@@ -245,8 +252,7 @@ class Loader:
     def __init__(
         self, fetch_many: Callable[[list[str]], Mapping[str, Any]], max_wait: float, max_batch: int
     ) -> None:
-        check_fetch_many(fetch_many)
-        _check_bounds(max_wait, max_batch)
+        _check_loader(fetch_many, max_wait, max_batch)
         self._fetch_many = fetch_many
         self.max_wait = max_wait
         self.max_batch = max_batch
@@ -314,8 +320,7 @@ class AsyncLoader:
         max_wait: float,
         max_batch: int,
     ) -> None:
-        check_fetch_many(fetch_many)
-        _check_bounds(max_wait, max_batch)
+        _check_loader(fetch_many, max_wait, max_batch)
         self._fetch_many = fetch_many
         self.max_wait = max_wait
         self.max_batch = max_batch

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from swr.errors import SWRError
+from swr.storage._validate import check_int, check_seconds
 
 __all__ = [
     "Algorithm",
@@ -112,19 +113,13 @@ def decide(
 
 
 def _check(limit: object, window: object, algorithm: object, prefix: object) -> float:
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise TypeError(f"limit must be an int, got {type(limit).__name__}")
-    if limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
-    if isinstance(window, bool) or not isinstance(window, (int, float)):
-        raise TypeError(f"window must be seconds as a number, got {type(window).__name__}")
-    if not (window > 0 and math.isfinite(window)):
-        raise ValueError(f"window must be a finite number of seconds > 0, got {window}")
+    check_int("limit", limit, 1)
+    seconds = check_seconds("window", window)
     if algorithm not in _ALGORITHMS:
         raise ValueError(f"algorithm must be 'fixed' or 'sliding', got {algorithm!r}")
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
-    return float(window)
+    return seconds
 
 
 def _check_hit(key: object, cost: object) -> None:

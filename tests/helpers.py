@@ -36,14 +36,15 @@ class CountingEvent(threading.Event):
 def count_flight_waiters(
     monkeypatch: pytest.MonkeyPatch, module: ModuleType
 ) -> list[CountingEvent]:
-    """Make ``module._Flight`` wait on CountingEvents; return them as flights are made."""
+    """Make ``module._Event`` (the singleflight's) a CountingEvent; return them as made.
+
+    A flight makes its Event when its first waiter joins (a batch, one for its flights).
+    """
     made: list[CountingEvent] = []
 
-    class CountingFlight(module._Flight):  # type: ignore[name-defined]
-        def __init__(self) -> None:
-            super().__init__()
-            self.done = CountingEvent()
-            made.append(self.done)
+    def counting_event() -> CountingEvent:
+        made.append(CountingEvent())
+        return made[-1]
 
-    monkeypatch.setattr(module, "_Flight", CountingFlight)
+    monkeypatch.setattr(module, "_Event", counting_event)
     return made

@@ -5,8 +5,8 @@ The asyncio source is the only one written by hand. Every ``.py`` file in a fold
 ``_sync``, made by the substitutions of ``RULES`` below, applied line by line, then
 formatted with ``ruff format``. What truly differs between threads and tasks (waking
 waiters, cancellation, timeouts, executors, sleeping) is not substituted: it lives in
-small hand-written modules whose sync and async names follow the table (``AsyncFlight``
-and ``Flight``, ``async_sleep`` and ``sleep``, ...).
+small hand-written modules whose sync and async names follow the table (``AsyncFlights``
+and ``Flights``, ``async_sleep`` and ``sleep``, ...).
 
 Usage::
 

@@ -36,10 +36,11 @@ from swr.storage.base import EntryTimes
 
 if TYPE_CHECKING:
     from swr._async.cached import AsyncCachedManyFunction
-    from swr._primitives import AsyncFlights, AsyncRefresher
+    from swr._primitives import AsyncRefresher
     from swr.breaker import Permit
     from swr.policy import TTLSpec
     from swr.storage import Entry
+    from swr.storage._flight import AsyncFlights
     from swr.storage.base import AsyncBulkVerbs, AsyncLeases, AsyncTagIndex
 
 __all__ = ["AsyncBulkMixin"]
@@ -60,7 +61,7 @@ _Item = tuple[str, str, "Entry | None"]
 class AsyncBulkMixin(EngineBase):
     """Bulk loads, loaders, invalidation and per-call control of an engine."""
 
-    _flights: AsyncFlights[Entry]
+    _flights: AsyncFlights[str, Entry]
     _refresher: AsyncRefresher
     _leases: AsyncLeases | None
     _should_cache: ShouldCache | None

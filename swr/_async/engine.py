@@ -40,10 +40,10 @@ from swr._engine import (
 from swr._log import ThrottledLog, logger
 from swr._primitives import (
     AsyncFetch,
-    AsyncFlights,
     AsyncFunction,
     AsyncRefresher,
     async_call_fetch,
+    async_fetch_flights,
     async_sleep,
 )
 from swr.breaker import CircuitBreaker
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from swr.metrics import MetricsHook
     from swr.policy import TTLSpec
     from swr.storage import AsyncLeases, AsyncStorage
+    from swr.storage._flight import AsyncFlights
     from swr.storage.serializers import Serializer
 
 
@@ -183,7 +184,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             Status.MISS: c.misses,
             Status.FALLBACK: c.fallbacks,
         }
-        self._flights: AsyncFlights[Entry] = AsyncFlights(
+        self._flights: AsyncFlights[str, Entry] = async_fetch_flights(
             options.timeout, self.name, self._flight_failed
         )
         self._failure_log = ThrottledLog(logger)
@@ -351,6 +352,10 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
 
     async def _read(self, skey: str) -> Entry | None:
         get = self._get
+        if self._obs.record_storage is None:  # no timer: the miss path's common case
+            if get is not None:
+                return get(skey)
+            return await self._storage.get(skey)
         with self._storage_timer("get"):
             if get is not None:
                 return get(skey)
@@ -374,8 +379,11 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         """Store ``entry`` and release the lease ``token`` in one storage call."""
         assert self._set_and_release is not None  # noqa: S101 - called only when offered
         try:
-            with self._storage_timer("set_and_release"):
+            if self._obs.record_storage is None:
                 await self._set_and_release(skey, entry, token)
+            else:
+                with self._storage_timer("set_and_release"):
+                    await self._set_and_release(skey, entry, token)
         except Exception as exc:  # noqa: BLE001 - the value is returned all the same
             self._write_failed(skey, exc)
             await self._release_lease(skey, token)
@@ -463,8 +471,11 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         waiting: float | None = None  # since the first sleep, when the hook times waits
         while True:
             try:
-                with self._storage_timer("lease_acquire"):
+                if self._obs.record_storage is None:
                     token = await leases.acquire_lease(skey, self._lease_ttl)
+                else:
+                    with self._storage_timer("lease_acquire"):
+                        token = await leases.acquire_lease(skey, self._lease_ttl)
             except Exception as exc:  # noqa: BLE001 - no lease: fetch without one
                 self._lease_failed(skey, exc)
                 self._lease_wait_ended(waiting)
@@ -472,14 +483,15 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             # Re-read under the lease, or while another holds it: a result stored since
             # the caller's read is the one to use.
             # Judged by the engine's clock: a store may keep an entry past its death.
-            entry = self._live(await self._read_quiet(skey))
-            if entry is not None and entry.stored_at > seen:
+            entry = await self._read_quiet(skey)
+            if entry is not None and entry.stored_at > seen and self._live(entry) is not None:
                 if token is not None:
                     await self._release_lease(skey, token)
                 self._lease_wait_ended(waiting)
                 return None, entry
             if token is not None:
-                self._lease_wait_ended(waiting)
+                if waiting is not None:
+                    self._lease_wait_ended(waiting)
                 return token, None
             if not wait:
                 raise RefreshNotNeededError

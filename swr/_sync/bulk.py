@@ -37,11 +37,12 @@ from swr.storage.adapters import bulk_verbs_of, tag_index_of
 from swr.storage.base import EntryTimes
 
 if TYPE_CHECKING:
-    from swr._primitives import Flights, Refresher
+    from swr._primitives import Refresher
     from swr._sync.cached import CachedManyFunction
     from swr.breaker import Permit
     from swr.policy import TTLSpec
     from swr.storage import Entry
+    from swr.storage._flight import Flights
     from swr.storage.base import BulkVerbs, Leases, TagIndex
 
 __all__ = ["BulkMixin"]
@@ -62,7 +63,7 @@ _Item = tuple[str, str, "Entry | None"]
 class BulkMixin(EngineBase):
     """Bulk loads, loaders, invalidation and per-call control of an engine."""
 
-    _flights: Flights[Entry]
+    _flights: Flights[str, Entry]
     _refresher: Refresher
     _leases: Leases | None
     _should_cache: ShouldCache | None

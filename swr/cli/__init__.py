@@ -29,6 +29,7 @@ from swr.cli._stores import (
     open_target,
 )
 from swr.storage import Entry
+from swr.storage._validate import check_int, check_seconds
 from swr.storage.lmdb._inspect import EntryInfo, window_at
 
 __all__ = ["main"]
@@ -98,17 +99,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return check_int("the count", int(text), 1, error=argparse.ArgumentTypeError)
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
-    return value
+    return check_seconds("the duration", float(text), error=argparse.ArgumentTypeError)
 
 
 # -- output ---------------------------------------------------------------------------

@@ -43,7 +43,6 @@ bound themselves by bytes (LMDB's ``max_bytes``) or by Redis's own eviction poli
 from __future__ import annotations
 
 import asyncio
-import math
 import pickle
 import sys
 import time
@@ -54,6 +53,7 @@ from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
+from swr.storage._validate import check_int, check_seconds
 from swr.storage.base import AtomicOps, Entry, EntryTimes
 from swr.storage.errors import SerializationError
 
@@ -103,18 +103,15 @@ class _SWRCache(BaseCache):  # type: ignore[misc]  # django ships no type inform
         options = {k: v for k, v in (params.get("OPTIONS") or {}).items() if not k.isupper()}
         protocol = options.pop("pickle_protocol", pickle.HIGHEST_PROTOCOL)
         lease_timeout = options.pop("lease_timeout", 30.0)
-        if isinstance(protocol, bool) or not isinstance(protocol, int):
-            raise ImproperlyConfigured(f"OPTIONS['pickle_protocol'] must be an int: {protocol!r}")
-        if isinstance(lease_timeout, bool) or not isinstance(lease_timeout, (int, float)):
-            raise ImproperlyConfigured(
-                f"OPTIONS['lease_timeout'] must be seconds as a number: {lease_timeout!r}"
-            )
-        if not (lease_timeout > 0 and math.isfinite(lease_timeout)):
-            raise ImproperlyConfigured(
-                f"OPTIONS['lease_timeout'] must be finite and > 0: {lease_timeout!r}"
-            )
-        self._protocol = protocol
-        self._lease_timeout = float(lease_timeout)
+        self._protocol = check_int(
+            "OPTIONS['pickle_protocol']", protocol, type_error=ImproperlyConfigured
+        )
+        self._lease_timeout = check_seconds(
+            "OPTIONS['lease_timeout']",
+            lease_timeout,
+            error=ImproperlyConfigured,
+            type_error=ImproperlyConfigured,
+        )
         try:
             self._storage: _LeasedStorage = self._open(location, options)
         except TypeError as exc:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swr.policy import CacheTTL, Status
+from swr.storage._validate import check_seconds
 
 __all__ = [
     "TOMBSTONE",
@@ -129,11 +130,7 @@ class CachePolicy:
                 f"got {type(self.default_ttl).__name__}"
             )
         for name in ("keep_for_revalidation", "error_backoff", "error_backoff_max"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"CachePolicy.{name} must be seconds as a number")
-            if value < 0 or not math.isfinite(value):
-                raise ValueError(f"CachePolicy.{name} must be finite and >= 0, got {value}")
+            check_seconds(f"CachePolicy.{name}", getattr(self, name), positive=False)
         header: object = self.status_header
         if header is not None and not (isinstance(header, str) and header.strip()):
             raise ValueError("CachePolicy.status_header must be a header name or None")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from swr.errors import FetchTimeoutError
 from swr.policy import Status
 from swr.stats import storage_healthy
+from swr.storage._validate import check_int
 
 if TYPE_CHECKING:
     from swr.metrics import MetricsHook
@@ -272,10 +273,7 @@ def bind_hook(hook: MetricsHook) -> BoundHook:
             "subclass swr.metrics.BaseMetrics or implement MetricsHook"
         )
     sampling = getattr(hook, "storage_read_sampling", 1)
-    if isinstance(sampling, bool) or not isinstance(sampling, int) or sampling < 1:
-        raise TypeError(
-            f"{type(hook).__name__}.storage_read_sampling must be an int >= 1, got {sampling!r}"
-        )
+    check_int(f"{type(hook).__name__}.storage_read_sampling", sampling, 1, error=TypeError)
     optional = {name: _own_method(hook, name) for name in OPTIONAL_METHODS}
     return BoundHook(
         hook=hook,

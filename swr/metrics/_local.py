@@ -19,6 +19,7 @@ from swr.metrics import CIRCUIT_STATES, BaseMetrics, StatsSource, storage_health
 from swr.metrics._hooks import weak_callable
 from swr.policy import Status
 from swr.stats import Counter
+from swr.storage._validate import check_int
 
 if TYPE_CHECKING:
     from swr.stats import EngineStats
@@ -51,11 +52,7 @@ def storage_shared(stats: object) -> bool:
 
 def check_sampling(value: object) -> int:
     """Validate a ``storage_read_sampling`` argument."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"storage_read_sampling must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"storage_read_sampling must be >= 1, got {value}")
-    return value
+    return check_int("storage_read_sampling", value, 1)
 
 
 class Watchable(Protocol):

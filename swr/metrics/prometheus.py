@@ -52,7 +52,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
-import math
 import os
 import threading
 import weakref
@@ -68,6 +67,7 @@ from swr._log import logger
 from swr.errors import ConfigError
 from swr.metrics import DURATION_BUCKETS
 from swr.metrics._local import EngineGauges, LocalHook, check_sampling
+from swr.storage._validate import check_seconds
 
 __all__ = ["PrometheusMetrics"]
 
@@ -147,12 +147,7 @@ class PrometheusMetrics(LocalHook):
                 "multiprocess=True but prometheus_client is not in multiprocess mode: set "
                 "PROMETHEUS_MULTIPROC_DIR before prometheus_client is first imported"
             )
-        if isinstance(flush_interval, bool) or not isinstance(flush_interval, (int, float)):
-            raise TypeError("flush_interval must be seconds as a number")
-        if not (flush_interval > 0 and math.isfinite(flush_interval)):
-            raise ConfigError(
-                f"flush_interval must be finite and > 0 seconds, got {flush_interval}"
-            )
+        check_seconds("flush_interval", flush_interval, error=ConfigError)
         bounds = [float(b) for b in buckets]
         if not bounds or bounds != sorted(set(bounds)) or bounds[0] <= 0:
             raise ConfigError(f"buckets must be increasing positive seconds, got {list(buckets)}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from swr.storage._validate import check_int, check_seconds
 from swr.storage.base import Entry
 
 __all__ = [
@@ -35,9 +36,7 @@ __all__ = [
 
 def check_delta(delta: object) -> int:
     """Return ``delta`` if it is an ``int`` (not a ``bool``), else raise ``TypeError``."""
-    if isinstance(delta, bool) or not isinstance(delta, int):
-        raise TypeError(f"delta must be an int, got {type(delta).__name__}")
-    return delta
+    return check_int("delta", delta)
 
 
 def check_ttl(ttl: object) -> float | None:
@@ -47,13 +46,7 @@ def check_ttl(ttl: object) -> float | None:
         TypeError: not a number.
         ValueError: not finite, or not above 0.
     """
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-        raise TypeError(f"ttl must be seconds as a number or None, got {type(ttl).__name__}")
-    if not (ttl > 0 and math.isfinite(ttl)):
-        raise ValueError(f"ttl must be a finite number of seconds > 0 (or None), got {ttl}")
-    return float(ttl)
+    return None if ttl is None else check_seconds("ttl", ttl)
 
 
 def check_data(data: object) -> bytes | str:

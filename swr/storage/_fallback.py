@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from swr.storage._clock import now
 from swr.storage._log import logger
+from swr.storage._validate import check_int
 from swr.storage._views import add_tier_stats, as_async
 from swr.storage.base import Entry
 from swr.storage.errors import StorageUnavailableError
@@ -104,8 +105,7 @@ class WarmCopies:
 
     def __init__(self, max_entries: Any, max_bytes: Any) -> None:
         for name, value in (("warm_max_entries", max_entries), ("warm_max_bytes", max_bytes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            check_int(name, value, 1, type_error=ValueError)
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.copied: dict[str, Entry] = {}
@@ -153,8 +153,7 @@ class _FallbackBase:
     ) -> None:
         if primary is fallback:
             raise ValueError("primary and fallback must be two different storages")
-        if isinstance(max_dirty, bool) or not isinstance(max_dirty, int) or max_dirty < 0:
-            raise ValueError(f"max_dirty must be an int >= 0, got {max_dirty!r}")
+        check_int("max_dirty", max_dirty, 0, type_error=ValueError)
         if clock is not None and not callable(clock):
             raise TypeError("clock must be a zero-argument callable returning epoch seconds")
         self.primary = primary

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import os
 from collections.abc import Hashable
 
 __all__ = ["LocalLeases"]
+
+# Tokens only need to differ between the leases of this process (they never leave it):
+# a random prefix per process and a counter, instead of a uuid4 per lease (a system
+# call for its random bytes, on every miss).
+_PREFIX = os.urandom(6).hex()
+_serial = itertools.count()
 
 
 class LocalLeases:
@@ -26,7 +33,7 @@ class LocalLeases:
         held = self._held.get(key)
         if held is not None and held[1] > now:
             return None
-        token = uuid.uuid4().hex
+        token = f"{_PREFIX}{next(_serial):x}"
         self._held[key] = (token, now + ttl)
         return token
 

@@ -52,6 +52,8 @@ from typing import Any, Final
 
 import structlog
 
+from swr.storage._validate import check_int
+
 __all__ = ["Logger", "ThrottledLog", "get_logger", "logger"]
 
 _is_configured = structlog.is_configured
@@ -193,9 +195,7 @@ class ThrottledLog:
     __slots__ = ("_keys", "_lock", "logger", "max_keys")
 
     def __init__(self, logger: Logger, *, max_keys: int = 10_000) -> None:
-        given: object = max_keys  # checked as any object: a caller may pass anything
-        if type(given) is not int or given < 1:
-            raise ValueError(f"ThrottledLog max_keys must be an int >= 1, got {max_keys!r}")
+        check_int("ThrottledLog max_keys", max_keys, 1, type_error=ValueError)
         self.logger = logger
         self.max_keys = max_keys
         # key -> {event -> [step last logged, events held back since]}

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from swr.storage._clock import now
 from swr.storage._log import logger
 from swr.storage._record import ReadCache, RecordCodec
+from swr.storage._validate import check_int, check_seconds
 from swr.storage._verbs import check_key, check_times, checked_tags, checked_times
 from swr.storage.base import Entry
 from swr.storage.errors import CorruptEntryError, StorageError, StorageUnavailableError
@@ -456,16 +457,6 @@ def wrong_client(client: object) -> TypeError:
     )
 
 
-def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be seconds as a number, got {type(value).__name__}")
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value}")
-    return float(value)
-
-
 class _Health:
     """HEALTHY / DOWN state of one Redis connection, shared by every view of a storage.
 
@@ -570,14 +561,11 @@ class _RedisBase:
             prefix.encode()
         except UnicodeEncodeError as exc:
             raise bad_key(prefix, exc) from None
-        if isinstance(read_cache, bool) or not isinstance(read_cache, int):
-            raise TypeError(f"read_cache must be an int, got {type(read_cache).__name__}")
-        if read_cache < 0:
-            raise ValueError(f"read_cache must be >= 0, got {read_cache}")
+        check_int("read_cache", read_cache, 0)
         if clock is not None and not callable(clock):
             raise TypeError("clock must be a zero-argument callable returning epoch seconds")
-        initial = _check_seconds("backoff_initial", backoff_initial)
-        maximum = _check_seconds("backoff_max", backoff_max)
+        initial = check_seconds("backoff_initial", backoff_initial)
+        maximum = check_seconds("backoff_max", backoff_max)
         assert initial is not None  # noqa: S101 - checked above
         assert maximum is not None  # noqa: S101 - checked above
         if maximum < initial:
@@ -781,7 +769,7 @@ class _RedisBase:
 
     def _lease_request(self, key: str, ttl: float) -> tuple[bytes, str, int]:
         """``(lease key, new token, PX)`` for a lease on ``key`` lasting ``ttl`` seconds."""
-        _check_seconds("ttl", ttl)
+        check_seconds("ttl", ttl)
         return self._lease_key(key), uuid.uuid4().hex, max(1, math.ceil(ttl * 1000.0))
 
     def _store_release(
@@ -1127,8 +1115,8 @@ def connect(
         StorageUnavailableError: a cluster whose nodes all fail to answer (the sync
             cluster client reads the slot map at once).
     """  # noqa: D205 - the summary names both results
-    socket_t = _check_seconds("socket_timeout", socket_timeout)
-    connect_t = _check_seconds("connect_timeout", connect_timeout)
+    socket_t = check_seconds("socket_timeout", socket_timeout)
+    connect_t = check_seconds("connect_timeout", connect_timeout)
     assert socket_t is not None  # noqa: S101 - checked
     assert connect_t is not None  # noqa: S101 - checked
     kwargs = _client_options(

@@ -1,11 +1,26 @@
 """MemoryStorage: a thread-safe, LRU-bounded store of entries in this process.
 
-How it works: one ``OrderedDict`` from key to :class:`~storage.base.Entry`, least
-recently used first. Reads take no lock: a ``dict`` lookup and ``move_to_end`` are each
-atomic under the GIL, and a key evicted between the two just skips the move. Writes and
-deletes take one lock, so ``len(self) <= max_entries`` always holds after a write.
-Entries past ``expires_at`` read as absent and are dropped when met. After ``close()``
-every call raises :class:`~storage.errors.StorageUnavailableError`.
+How it works: a ``dict`` from key to :class:`~storage.base.Entry`, and the eviction
+order of a second-chance ("clock") approximation of LRU:
+
+- a ``deque`` of the keys in the order they were stored (8 bytes per entry; an
+  ``OrderedDict`` cost about 55 bytes per entry more than a ``dict``);
+- ``_marked``, the set of keys read since they last reached the front of that queue.
+
+A read marks its key (``set.add``, one C call, like ``move_to_end`` was). When a write
+needs room, the key at the front leaves; a marked one loses its mark and goes to the
+back instead (its second chance). So a key read since the queue last came round to it
+is never the one evicted, and entries nobody reads go first, oldest first. Every mark
+is paid for by the read that set it, so eviction costs O(1) amortised. A key deleted
+(or dropped dead) stays in the queue as a ghost, counted in ``_ghosts`` and skipped
+when it reaches the front; the queue is rebuilt (O(n), once per as many removals) when
+ghosts outnumber live keys.
+
+Reads take no lock: ``dict.get`` and ``set.add`` are each atomic under the GIL. Writes
+and deletes take one lock (without queueing on it: :mod:`swr.storage._lock`), so
+``len(self) <= max_entries`` always holds after a write. Entries past ``expires_at``
+read as absent and are dropped when met. After ``close()`` every call raises
+:class:`~storage.errors.StorageUnavailableError`.
 
 Values are kept as the Python objects themselves, never serialized: a hit costs a
 dictionary lookup, and every caller receives the same object. Treat cached values as
@@ -16,13 +31,15 @@ from __future__ import annotations
 
 import threading
 import time as _time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from swr.storage import _atomic
 from swr.storage._clock import now
 from swr.storage._leases import LocalLeases
+from swr.storage._lock import take
+from swr.storage._validate import check_int
 from swr.storage._verbs import check_key, check_times, checked_tags, checked_times
 from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import StorageUnavailableError
@@ -36,6 +53,8 @@ __all__ = ["MemoryStorage"]
 
 class MemoryStorage(StorageMixin):
     """Entries kept as objects in this process, bounded by count, least recently used out.
+
+    (Approximately: see the module's docstring for the second-chance order.)
 
     Example::
 
@@ -58,14 +77,16 @@ class MemoryStorage(StorageMixin):
     def __init__(
         self, max_entries: int = 100_000, *, clock: Callable[[], float] | None = None
     ) -> None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int):
-            raise TypeError(f"max_entries must be an int, got {type(max_entries).__name__}")
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        check_int("max_entries", max_entries, 1)
         self.max_entries = max_entries
         self._clock = clock
         self._own_clock = clock
-        self._data: OrderedDict[str, Entry] = OrderedDict()
+        self._data: dict[str, Entry] = {}
+        # The eviction order (see the module docstring): keys oldest first, ghosts
+        # included; keys read since they last reached the front; ghosts per key.
+        self._order: deque[str] = deque()
+        self._marked: set[str] = set()
+        self._ghosts: dict[str, int] = {}
         self._lock = threading.Lock()
         self._closed = False
         self._leases = LocalLeases()
@@ -101,10 +122,7 @@ class MemoryStorage(StorageMixin):
         if entry.expires_at <= (clock() if clock is not None else _time.time()):
             self._drop_if_same(key, entry)
             return None
-        try:
-            data.move_to_end(key)
-        except KeyError:  # evicted by a writer since the lookup: still a valid read
-            pass
+        self._marked.add(key)
         return entry
 
     def lookup_functions(
@@ -113,53 +131,151 @@ class MemoryStorage(StorageMixin):
         """Return ``(lookup, touch)`` for callers that check windows themselves.
 
         ``lookup(key)`` returns the stored entry without judging its expiry and
-        ``touch(key)`` marks it recently used (``KeyError`` if it is gone). Both are
-        bound methods of the underlying dict: the engine's hit path calls them directly,
-        two C calls instead of a Python method. After ``close()`` lookups find nothing.
+        ``touch(key)`` marks it recently used (a key gone meanwhile is marked for
+        nothing). Both are bound methods of built-in containers (``dict.get``,
+        ``set.add``): the engine's hit path calls them directly, two C calls instead of
+        a Python method. After ``close()`` lookups find nothing.
         """
-        return self._data.get, self._data.move_to_end
+        return self._data.get, self._marked.add
 
     def _drop_if_same(self, key: str, entry: Entry) -> None:
-        with self._lock:
+        lock = self._lock
+        if not lock.acquire(False):
+            take(lock)
+        try:
             if self._data.get(key) is entry:
                 del self._data[key]
+                self._forget_locked(key)
+        finally:
+            lock.release()
 
-    def _store_locked(self, entries: Mapping[str, Entry]) -> None:
-        self._check_open()
-        for key, entry in entries.items():
-            check_key(key)
-            check_times(entry)
+    def _forget_locked(self, key: str) -> None:
+        """``key`` left the dict: its place in the queue is a ghost now."""
+        ghosts = self._ghosts
+        ghosts[key] = ghosts.get(key, 0) + 1
+        self._marked.discard(key)
+        if len(self._order) > 2 * len(self._data) + 64:
+            self._compact_locked()
+
+    def _compact_locked(self) -> None:
+        """Rebuild the queue without its ghosts, and drop marks of keys not held."""
+        ghosts = self._ghosts
+        live: list[str] = []
+        for key in self._order:
+            count = ghosts.get(key)
+            if count:
+                ghosts[key] = count - 1
+            else:
+                live.append(key)
+        self._order = deque(live)
+        ghosts.clear()
+        self._marked.intersection_update(self._data)
+
+    def _store_locked(self, entries: Mapping[str, Entry], now: float) -> None:
+        """Store checked ``entries`` (see :meth:`set`), evicting while over the bound."""
+        if self._closed:
+            self._check_open()
         data = self._data
         if self._tags_of:
             self._untag_locked(entries)
-        now = self._now()
         for key, entry in entries.items():
             if entry.expires_at <= now:  # dead already: accepted, and nothing is kept
-                data.pop(key, None)
+                if data.pop(key, None) is not None:
+                    self._forget_locked(key)  # (may rebuild self._order)
                 continue
+            if key in data:
+                data[key] = entry
+                self._marked.add(key)  # a write is a use
+            else:
+                data[key] = entry
+                self._order.append(key)
+        if len(data) > self.max_entries:
+            self._evict_locked()
+
+    def _store_one_locked(self, key: str, entry: Entry, now: float) -> None:
+        """:meth:`_store_locked` of one entry (the path of every miss)."""
+        if self._closed:
+            self._check_open()
+        if self._tags_of or entry.expires_at <= now:
+            self._store_locked({key: entry}, now)
+            return
+        data = self._data
+        if key in data:
             data[key] = entry
-            data.move_to_end(key)
-        while len(data) > self.max_entries:
-            evicted, _ = data.popitem(last=False)
+            self._marked.add(key)  # a write is a use
+            return
+        data[key] = entry
+        self._order.append(key)
+        if len(data) > self.max_entries:
+            self._evict_locked()
+
+    def _evict_locked(self) -> None:
+        """Drop entries from the front of the queue until the bound holds."""
+        data = self._data
+        order = self._order
+        marked = self._marked
+        ghosts = self._ghosts
+        limit = self.max_entries
+        while len(data) > limit:
+            key = order.popleft()
+            if ghosts:
+                count = ghosts.get(key)
+                if count:  # an occurrence older than the live one, if any: a ghost
+                    if count == 1:
+                        del ghosts[key]
+                    else:
+                        ghosts[key] = count - 1
+                    continue
+            if key in marked:  # read since it last got here: its second chance
+                marked.discard(key)
+                order.append(key)
+                continue
+            del data[key]
             self._evictions += 1
             if self._tags_of:
-                self._untag_locked((evicted,))
+                self._untag_locked((key,))
 
     def set(self, key: str, entry: Entry) -> None:
         """Store ``entry`` under ``key``, evicting the least recently used when full."""
-        with self._lock:
-            self._store_locked({key: entry})
+        check_key(key)
+        check_times(entry)
+        clock = self._clock
+        now = clock() if clock is not None else _time.time()
+        lock = self._lock
+        if not lock.acquire(False):
+            take(lock)
+        try:
+            self._store_one_locked(key, entry, now)
+        finally:
+            lock.release()
+
+    def _checked(self, entries: Mapping[str, Entry]) -> float:
+        """Check ``entries`` as :meth:`set` does; return the time to judge them by."""
+        for key, entry in entries.items():
+            check_key(key)
+            check_times(entry)
+        return self._now()
 
     def set_many(self, entries: Mapping[str, Entry]) -> None:
         """Store several entries under one lock."""
+        now = self._checked(entries)
         with self._lock:
-            self._store_locked(entries)
+            self._store_locked(entries, now)
 
     def set_and_release(self, key: str, entry: Entry, token: str) -> None:
         """Store ``entry`` and release the lease ``token`` holds on ``key``, under one lock."""
-        with self._lock:
-            self._store_locked({key: entry})
+        check_key(key)
+        check_times(entry)
+        clock = self._clock
+        now = clock() if clock is not None else _time.time()
+        lock = self._lock
+        if not lock.acquire(False):
+            take(lock)
+        try:
+            self._store_one_locked(key, entry, now)
             self._leases.release(key, token)
+        finally:
+            lock.release()
 
     def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
         """Return the live entries of ``keys``, in order."""
@@ -171,7 +287,10 @@ class MemoryStorage(StorageMixin):
             self._check_open()
             if self._tags_of:
                 self._untag_locked((key,))
-            return self._data.pop(key, None) is not None
+            if self._data.pop(key, None) is None:
+                return False
+            self._forget_locked(key)
+            return True
 
     def delete_many(self, keys: Sequence[str]) -> int:
         """Remove ``keys`` under one lock; return how many held an entry."""
@@ -186,6 +305,7 @@ class MemoryStorage(StorageMixin):
         removed = 0
         for key in keys:
             if data.pop(key, None) is not None:
+                self._forget_locked(key)
                 removed += 1
         return removed
 
@@ -222,15 +342,23 @@ class MemoryStorage(StorageMixin):
     def clear(self) -> None:
         """Remove every entry (and the tag index)."""
         with self._lock:
-            self._data.clear()
-            self._tagged.clear()
-            self._tags_of.clear()
+            self._clear_locked()
+
+    def _clear_locked(self) -> None:
+        self._data.clear()
+        self._order.clear()
+        self._marked.clear()
+        self._ghosts.clear()
+        self._tagged.clear()
+        self._tags_of.clear()
 
     def set_tagged(self, key: str, entry: Entry, tags: Sequence[str]) -> None:
         """Store ``entry`` under ``key`` and record it under each of ``tags``."""
         names = checked_tags(tags)
+        entries = {key: entry}
+        now = self._checked(entries)
         with self._lock:
-            self._store_locked({key: entry})
+            self._store_locked(entries, now)
             if key not in self._data:  # evicted at once (max_entries reached)
                 return
             unique = tuple(dict.fromkeys(names))
@@ -275,15 +403,27 @@ class MemoryStorage(StorageMixin):
 
         Two engines sharing one MemoryStorage then fetch a key once between them.
         """
-        now = self._now()
-        with self._lock:
-            self._check_open()
+        clock = self._clock
+        now = clock() if clock is not None else _time.time()
+        lock = self._lock
+        if not lock.acquire(False):
+            take(lock)
+        try:
+            if self._closed:
+                self._check_open()
             return self._leases.acquire(key, ttl, now)
+        finally:
+            lock.release()
 
     def release_lease(self, key: str, token: str) -> None:
         """Release the lease on ``key`` if ``token`` still holds it."""
-        with self._lock:
+        lock = self._lock
+        if not lock.acquire(False):
+            take(lock)
+        try:
             self._leases.release(key, token)
+        finally:
+            lock.release()
 
     # -- atomic operations (AtomicOps): each under the write lock --------------------
 
@@ -307,7 +447,7 @@ class MemoryStorage(StorageMixin):
         now = self._now()
         with self._lock:
             entry = _atomic.incremented(self._live_locked(key, now), delta, now, ttl)
-            self._store_locked({key: entry})
+            self._store_locked({key: entry}, now)
         value: int = entry.value
         return value
 
@@ -322,7 +462,7 @@ class MemoryStorage(StorageMixin):
         with self._lock:
             if self._live_locked(key, now) is not None:
                 return False
-            self._store_locked({key: _atomic.created(value, now, ttl)})
+            self._store_locked({key: _atomic.created(value, now, ttl)}, now)
         return True
 
     def get_versioned(self, key: str) -> tuple[Entry, Any] | None:
@@ -346,7 +486,7 @@ class MemoryStorage(StorageMixin):
                 new = _atomic.replaced(entry, value)
             else:
                 new = _atomic.created(value, now, ttl)
-            self._store_locked({key: new})
+            self._store_locked({key: new}, now)
         return True
 
     def append(self, key: str, data: bytes | str, ttl: float | None = None) -> int:
@@ -360,7 +500,7 @@ class MemoryStorage(StorageMixin):
         now = self._now()
         with self._lock:
             entry = _atomic.appended(self._live_locked(key, now), data, now, ttl)
-            self._store_locked({key: entry})
+            self._store_locked({key: entry}, now)
         return len(entry.value)
 
     def leaderboard(self, name: str, *, max_size: int | None = None) -> MemoryLeaderboard:
@@ -390,11 +530,9 @@ class MemoryStorage(StorageMixin):
         """Drop every entry; later calls raise ``StorageUnavailableError``. Idempotent."""
         with self._lock:
             self._closed = True
-            self._data.clear()
+            self._clear_locked()
             self._leases.clear()
             self._boards.clear()
-            self._tagged.clear()
-            self._tags_of.clear()
 
     def __repr__(self) -> str:
         return f"MemoryStorage(max_entries={self.max_entries}, entries={len(self._data)})"

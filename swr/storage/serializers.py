@@ -32,6 +32,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import msgpack
 import zstandard
 
+from swr.storage._validate import check_int
 from swr.storage.errors import CorruptEntryError, SerializationError
 
 __all__ = [
@@ -166,16 +167,8 @@ class MsgpackSerializer:
         max_depth: int = DEFAULT_MAX_DEPTH,
         max_objects: int = DEFAULT_MAX_OBJECTS,
     ) -> None:
-        if isinstance(max_depth, bool) or not isinstance(max_depth, int):
-            raise TypeError(f"max_depth must be an int, got {type(max_depth).__name__}")
-        if not 1 <= max_depth <= MAX_DEPTH_CEILING:
-            raise ValueError(
-                f"max_depth must be between 1 and {MAX_DEPTH_CEILING}, got {max_depth}"
-            )
-        if isinstance(max_objects, bool) or not isinstance(max_objects, int):
-            raise TypeError(f"max_objects must be an int, got {type(max_objects).__name__}")
-        if max_objects < 1:
-            raise ValueError(f"max_objects must be >= 1, got {max_objects}")
+        check_int("max_depth", max_depth, 1, MAX_DEPTH_CEILING)
+        check_int("max_objects", max_objects, 1)
         self.max_depth = max_depth
         self.max_objects = max_objects
         self._by_type: dict[type, _Registered] = {}
@@ -633,12 +626,7 @@ class JSONSerializer:
     def __init__(
         self, default: Callable[[Any], Any] | None = None, *, max_depth: int = 128
     ) -> None:
-        if isinstance(max_depth, bool) or not isinstance(max_depth, int):
-            raise TypeError(f"max_depth must be an int, got {type(max_depth).__name__}")
-        if not 1 <= max_depth <= MAX_DEPTH_CEILING:
-            raise ValueError(
-                f"max_depth must be between 1 and {MAX_DEPTH_CEILING}, got {max_depth}"
-            )
+        check_int("max_depth", max_depth, 1, MAX_DEPTH_CEILING)
         self._default = default
         self.max_depth = max_depth
 

@@ -9,6 +9,7 @@ import pytest
 
 from swr.storage._flight import (
     AsyncFlights,
+    FlightErrors,
     FlightInterruptedError,
     Flights,
     FlightTimeoutError,
@@ -179,7 +180,7 @@ async def test_an_async_waiter_times_out_and_the_call_goes_on():
         await flights.run("k", call, timeout=0)
     assert not task.done()
     release.set()
-    assert await flights.wait(task) == "v"
+    assert await flights.wait("k", task) == "v"
 
 
 async def test_a_call_raising_timeout_error_is_not_taken_for_a_wait_timeout():
@@ -193,16 +194,16 @@ async def test_a_call_raising_timeout_error_is_not_taken_for_a_wait_timeout():
     assert not isinstance(caught.value, FlightTimeoutError)
 
 
-async def test_a_cancelled_call_reaches_waiters_as_interrupted_and_on_done_sees_it():
+async def test_a_cancelled_call_reaches_waiters_as_interrupted_and_on_error_sees_it():
     ended: list = []
-    flights: AsyncFlights[str, str] = AsyncFlights(on_done=lambda key, task: ended.append(key))
+    flights: AsyncFlights[str, str] = AsyncFlights(on_error=lambda key, exc: ended.append(key))
 
     async def call() -> str:
         await asyncio.Event().wait()
         return "never"
 
     task = flights.join("k", call)
-    waiter = asyncio.ensure_future(flights.wait(task, key="k"))
+    waiter = asyncio.ensure_future(flights.wait("k", task))
     await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(FlightInterruptedError, match="'k'"):
@@ -236,3 +237,152 @@ def test_each_event_loop_gets_its_own_flight():
     assert asyncio.run(flights.run("k", call)) == 1
     assert asyncio.run(flights.run("k", call)) == 2
     assert loops[0] is not loops[1]
+
+
+# -- what the engine needs: batches, error reports, its own errors -------------------------
+
+
+class NamedErrors(FlightErrors):
+    """An owner's errors (as the engine's), to check the primitive raises them."""
+
+    def __init__(self) -> None:
+        super().__init__("fetch")
+        self.timeouts: list = []
+
+    def timed_out(self, key: object, timeout: float | None, where: str) -> Exception:
+        self.timeouts.append((key, where))
+        return LookupError(f"gave up on {key!r} after {timeout}s ({where})")
+
+    def interrupted(self, key: object, cause: BaseException) -> Exception:
+        return ArithmeticError(f"{key!r} interrupted by {cause!r}")
+
+
+def test_a_batch_leads_free_keys_joins_running_ones_and_settles_each():
+    reported: list = []
+    flights: Flights[str, str] = Flights(on_error=lambda key, exc: reported.append((key, exc)))
+    running, _ = flights.join("b")
+    led, joined = flights.lead_many(["a", "b", "c", "d"])
+    assert set(led) == {"a", "c", "d"} and set(joined) == {"b"}
+    assert joined["b"] is running and flights.waiters("b") == 1
+    assert len(flights) == 4 and "a" in flights
+    outcomes = start_waiters(flights, "a", 2)
+    boom = ValueError("c failed")
+    flights.settle_many(led, {"a": ("A", None), "c": (None, boom), "d": (None, KeyError("d"))})
+    assert join_all(outcomes) == ["A", "A"]
+    assert all(flight.done for flight in led.values())
+    with pytest.raises(ValueError, match="c failed"):
+        led["c"].wait(0)
+    with pytest.raises(KeyError):
+        led["d"].wait(0)
+    assert reported == [("c", boom)]  # a KeyError (not returned) is not a failure
+    assert len(flights) == 1  # only "b", led by someone else, still runs
+    flights.finish("b", running, "B")
+    assert flights.wait("b", joined["b"]) == "B"
+
+
+def test_a_batch_settled_with_one_error_ends_every_led_flight():
+    reported: list = []
+    flights: Flights[str, str] = Flights(on_error=lambda key, exc: reported.append(key))
+    led, joined = flights.lead_many(["a", "b"])
+    assert not joined
+    flights.settle_many(led, KeyboardInterrupt())
+    assert reported == ["a", "b"] and len(flights) == 0
+    assert all(flight.done for flight in led.values())
+    with pytest.raises(FlightInterruptedError):
+        led["a"].wait(0)
+
+
+def test_the_owner_names_the_errors_and_run_reports_a_failure_once():
+    errors = NamedErrors()
+    reported: list = []
+    flights: Flights[str, int] = Flights(
+        timeout=0, on_error=lambda key, exc: reported.append(key), errors=errors
+    )
+    flight, _ = flights.join("k")
+    late, _ = flights.join("k")
+    with pytest.raises(LookupError, match="gave up on 'k' after 0s"):
+        flights.wait("k", late)  # the flights' own timeout
+    assert errors.timeouts == [("k", "thread")]
+    flights.fail("k", flight, SystemExit())
+    with pytest.raises(ArithmeticError, match="interrupted by SystemExit") as caught:
+        late.wait(0)
+    assert isinstance(caught.value.__cause__, SystemExit)
+    with pytest.raises(ZeroDivisionError):
+        flights.run("k", lambda: 1 // 0)
+    assert reported == ["k", "k"]
+
+
+def test_a_flight_makes_its_event_only_for_a_waiter():
+    flights: Flights[str, int] = Flights()
+    flight, _ = flights.join("k")
+    assert flight._done is None
+    with pytest.raises(RuntimeError, match="only a waiter"):
+        flight.wait(0)
+    flights.finish("k", flight, 1)
+    assert flight.done and flight.wait(0) == 1
+
+
+async def test_an_async_batch_leads_joins_and_settles():
+    reported: list = []
+    flights: AsyncFlights[str, str] = AsyncFlights(
+        on_error=lambda key, exc: reported.append((key, exc))
+    )
+    release = asyncio.Event()
+
+    async def call() -> str:
+        await release.wait()
+        return "B"
+
+    running = flights.join("b", call)
+    led, joined = flights.lead_many(["a", "b", "c", "d"])
+    assert set(led) == {"a", "c", "d"} and joined == {"b": running}
+    assert flights.waiters("b") == 1 and "a" in flights
+    waiter = asyncio.ensure_future(flights.run("a", call))
+    await asyncio.sleep(0)
+    boom = ValueError("c failed")
+    flights.settle_many(led, {"a": ("A", None), "c": (None, boom), "d": (None, KeyError("d"))})
+    assert await waiter == "A"
+    with pytest.raises(ValueError, match="c failed"):
+        await flights.wait("c", led["c"])
+    assert reported == [("c", boom)]
+    release.set()
+    assert await flights.wait("b", joined["b"]) == "B"
+    await asyncio.sleep(0)
+    assert len(flights) == 0
+
+
+async def test_an_async_batch_settled_with_one_error_and_a_cancelled_one():
+    flights: AsyncFlights[str, str] = AsyncFlights()
+    led, _ = flights.lead_many(["a", "b"])
+    led["b"].cancel()
+    flights.settle_many(led, RuntimeError("all down"))
+    with pytest.raises(RuntimeError, match="all down"):
+        await flights.wait("a", led["a"])
+    with pytest.raises(FlightInterruptedError, match="'b'"):
+        await flights.wait("b", led["b"])
+    await asyncio.sleep(0)
+    assert len(flights) == 0
+
+
+async def test_async_owner_errors_and_the_flights_own_timeout():
+    errors = NamedErrors()
+    reported: list = []
+    flights: AsyncFlights[str, str] = AsyncFlights(
+        timeout=0, on_error=lambda key, exc: reported.append(key), errors=errors
+    )
+    never = asyncio.Event()
+
+    async def call() -> str:
+        await never.wait()
+        return "never"
+
+    task = flights.join("k", call)
+    with pytest.raises(LookupError, match="gave up on 'k'"):
+        await flights.run("k", call)
+    assert errors.timeouts == [("k", "task")] and not task.done()
+    task.cancel()
+    await asyncio.sleep(0)  # the cancellation lands; the flight ends
+    with pytest.raises(ArithmeticError, match="'k' interrupted"):
+        await flights.wait("k", task)
+    await asyncio.sleep(0)  # the done callback
+    assert reported == ["k"] and len(flights) == 0  # the cancelled flight, reported once

@@ -246,7 +246,7 @@ def test_validators_name_the_setting():
     assert check_seconds("t", timedelta(seconds=3), timedeltas=True) == 3.0
     with pytest.raises(TypeError, match="t must be seconds"):
         check_seconds("t", timedelta(seconds=3))
-    with pytest.raises(ConfigError, match="t must be > 0 seconds"):
+    with pytest.raises(ConfigError, match="t must be a finite number of seconds > 0, got 0"):
         check_seconds("t", 0)
     with pytest.raises(ConfigError, match="finite"):
         check_seconds("t", math.nan)

@@ -6,9 +6,18 @@ import asyncio
 import threading
 
 import pytest
+from structlog.testing import capture_logs
 
-import swr._primitives
-from swr import AsyncStaleEngine, CacheTTL, FetchTimeoutError, RefreshOptions, StaleEngine, Status
+import swr.storage._flight
+from swr import (
+    AsyncStaleEngine,
+    CacheTTL,
+    FetchAbortedError,
+    FetchTimeoutError,
+    RefreshOptions,
+    StaleEngine,
+    Status,
+)
 from tests.helpers import CountingEvent, count_flight_waiters, wait_until
 from tests.swr.upstream import Upstream, UpstreamError
 
@@ -18,7 +27,7 @@ TTL = CacheTTL(fresh=10, stale=20, expired=30)
 @pytest.fixture
 def flights(monkeypatch: pytest.MonkeyPatch) -> list[CountingEvent]:
     """Make every in-process flight use a CountingEvent; return them as created."""
-    return count_flight_waiters(monkeypatch, swr._primitives)
+    return count_flight_waiters(monkeypatch, swr.storage._flight)
 
 
 def run_threads(n: int, target) -> list[object]:
@@ -198,4 +207,60 @@ async def test_async_engine_refuses_a_sync_fetch_clearly(clock):
     engine = AsyncStaleEngine(ttl=TTL, clock=clock)
     with pytest.raises(TypeError, match="not an awaitable"):
         await engine.execute("k", lambda: "plain")
+    await engine.aclose()
+
+
+# -- the engine's errors on the shared primitive (swr.storage._flight + FetchErrors) ----
+
+
+def test_an_interrupted_leader_thread_reaches_waiters_as_fetch_aborted(clock, flights):
+    engine = StaleEngine(ttl=TTL, clock=clock)
+    up = Upstream()
+    up.fail_with(KeyboardInterrupt())
+    gate = up.hold()
+    results, threads = run_threads(4, lambda: engine.execute("k", up))
+    assert up.entered.wait(5)
+    wait_until(lambda: flights and flights[0].waiting == 3)
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert up.calls == 1
+    leader = [r for r in results if isinstance(r, KeyboardInterrupt)]
+    aborted = [r for r in results if isinstance(r, FetchAbortedError)]
+    assert len(leader) == 1 and len(aborted) == 3  # the interrupt stays the leader's
+    assert all("'k'" in str(e) and isinstance(e.__cause__, KeyboardInterrupt) for e in aborted)
+    engine.close()
+
+
+def test_a_waiter_giving_up_logs_fetch_timed_out(clock, flights):
+    engine = StaleEngine(ttl=TTL, clock=clock, refresh=RefreshOptions(timeout=0.01), name="e1")
+    up = Upstream()
+    gate = up.hold()
+    leader = threading.Thread(target=engine.execute, args=("k", up))
+    leader.start()
+    try:
+        assert up.entered.wait(5)
+        with capture_logs() as logs:
+            with pytest.raises(FetchTimeoutError, match="for the fetch of 'k' in another thread"):
+                engine.execute("k", up)
+        assert {"event": "fetch_timed_out", "engine": "e1", "key": "k", "log_level": "warning"} in [
+            {k: v for k, v in log.items() if k != "timestamp"} for log in logs
+        ]
+    finally:
+        gate.set()
+        leader.join(5)
+    engine.close()
+
+
+async def test_a_cancelled_shared_fetch_reaches_its_callers_as_fetch_aborted(clock):
+    engine = AsyncStaleEngine(ttl=TTL, clock=clock)
+
+    async def fetch() -> str:
+        raise asyncio.CancelledError  # the shared task ends cancelled
+
+    results = await asyncio.gather(
+        *(engine.execute("k", fetch) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, FetchAbortedError) and "'k'" in str(r) for r in results)
+    assert engine.stats().fetch_errors == 1  # reported once, not per caller
     await engine.aclose()

@@ -163,9 +163,16 @@ class AsyncFallbackStorage(
         """Write to the primary (while available) and to the fallback."""
         if self._closed:
             self._check_open()
+        await self._write(key, entry, None)
+
+    async def _write(self, key: str, entry: Entry, tags: Sequence[str] | None) -> None:
+        """Write to the primary while it is up (under ``tags`` if any), then the fallback."""
         if self._primary_up():
             try:
-                await self.primary.set(key, entry)
+                if tags is None:
+                    await self.primary.set(key, entry)
+                else:
+                    await self.primary.set_tagged(key, entry, tags)  # type: ignore[attr-defined]
             except StorageUnavailableError as exc:
                 self._primary_failed(exc)
                 self._mark(key, None)
@@ -291,18 +298,7 @@ class AsyncFallbackStorage(
         fallback as :meth:`set` does.
         """  # noqa: D205 - the two tiers are the summary
         self._check_open()
-        if self._primary_up():
-            try:
-                await self.primary.set_tagged(key, entry, tags)  # type: ignore[attr-defined]
-            except StorageUnavailableError as exc:
-                self._primary_failed(exc)
-                self._mark(key, None)
-            else:
-                self._clear(key)
-        else:
-            self._mark(key, None)
-        self._written(key)
-        await self.fallback.set(key, entry)
+        await self._write(key, entry, tags)
 
     async def invalidate_tags(self, tags: Sequence[str]) -> int:
         """Remove the entries of ``tags`` from the primary and their copies in the fallback.

@@ -167,9 +167,16 @@ class FallbackStorage(
         """Write to the primary (while available) and to the fallback."""
         if self._closed:
             self._check_open()
+        self._write(key, entry, None)
+
+    def _write(self, key: str, entry: Entry, tags: Sequence[str] | None) -> None:
+        """Write to the primary while it is up (under ``tags`` if any), then the fallback."""
         if self._primary_up():
             try:
-                self.primary.set(key, entry)
+                if tags is None:
+                    self.primary.set(key, entry)
+                else:
+                    self.primary.set_tagged(key, entry, tags)  # type: ignore[attr-defined]
             except StorageUnavailableError as exc:
                 self._primary_failed(exc)
                 self._mark(key, None)
@@ -295,18 +302,7 @@ class FallbackStorage(
         fallback as :meth:`set` does.
         """  # noqa: D205 - the two tiers are the summary
         self._check_open()
-        if self._primary_up():
-            try:
-                self.primary.set_tagged(key, entry, tags)  # type: ignore[attr-defined]
-            except StorageUnavailableError as exc:
-                self._primary_failed(exc)
-                self._mark(key, None)
-            else:
-                self._clear(key)
-        else:
-            self._mark(key, None)
-        self._written(key)
-        self.fallback.set(key, entry)
+        self._write(key, entry, tags)
 
     def invalidate_tags(self, tags: Sequence[str]) -> int:
         """Remove the entries of ``tags`` from the primary and their copies in the fallback.

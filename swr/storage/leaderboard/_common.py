@@ -6,6 +6,8 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from swr.storage._validate import check_int
+
 __all__ = [
     "AsyncCall",
     "Call",
@@ -65,13 +67,7 @@ def check_members(members: Iterable[str]) -> list[str]:
 
 def check_max_size(max_size: object) -> int | None:
     """``None`` (unbounded) or a positive int."""
-    if max_size is None:
-        return None
-    if isinstance(max_size, bool) or not isinstance(max_size, int):
-        raise TypeError(f"max_size must be an int or None, got {type(max_size).__name__}")
-    if max_size < 1:
-        raise ValueError(f"max_size must be >= 1, got {max_size}")
-    return max_size
+    return None if max_size is None else check_int("max_size", max_size, 1)
 
 
 def rank_slice(start: int, stop: int, size: int) -> tuple[int, int] | None:
@@ -79,9 +75,8 @@ def rank_slice(start: int, stop: int, size: int) -> tuple[int, int] | None:
 
     Returns the ascending ``[first, last]`` ranks (both inclusive) within ``size``.
     """
-    for name, value in (("start", start), ("stop", stop)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"range() {name} must be an int, got {type(value).__name__}")
+    check_int("range() start", start)
+    check_int("range() stop", stop)
     if start < 0:
         start += size
     if stop < 0:

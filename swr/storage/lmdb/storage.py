@@ -28,6 +28,7 @@ from swr.storage._record import (
     RecordCodec,
     digest_key,
 )
+from swr.storage._validate import check_int, check_seconds
 from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.base import Entry, EntryTimes, StorageMixin
 from swr.storage.errors import (
@@ -206,14 +207,6 @@ def _entry_times(times: object) -> bytes:
     return _TIMES.pack(stored, fresh, stale, expires)
 
 
-def _positive_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 # incr's fast path: the common record (see swr.storage._record) of a live int written
 # by the default serializer: the header, no key check, marker 0, a msgpack integer.
 _PLAIN_RECORD = struct.Struct("<4s4d3s")
@@ -330,7 +323,7 @@ class LMDBStorage(StorageMixin):
         sweep_interval: float | None = 60.0,
         read_cache: int = 1024,
     ) -> None:
-        max_bytes = _positive_int("max_bytes", max_bytes, 1)
+        max_bytes = check_int("max_bytes", max_bytes, 1)
         if durability not in _DURABILITIES:
             raise ValueError(
                 f"durability must be one of {', '.join(map(repr, _DURABILITIES))}; "
@@ -338,17 +331,11 @@ class LMDBStorage(StorageMixin):
             )
         if map_size is None:
             map_size = max(_MIB, min(_DEFAULT_MAP, 2 * max_bytes))
-        map_size = _positive_int("map_size", map_size, _MIB)
-        max_readers = _positive_int("max_readers", max_readers, 1)
-        read_cache = _positive_int("read_cache", read_cache, 0)
+        map_size = check_int("map_size", map_size, _MIB)
+        max_readers = check_int("max_readers", max_readers, 1)
+        read_cache = check_int("read_cache", read_cache, 0)
         if sweep_interval is not None:
-            if isinstance(sweep_interval, bool) or not isinstance(sweep_interval, (int, float)):
-                raise TypeError("sweep_interval must be seconds as a number, or None")
-            if not (sweep_interval > 0 and math.isfinite(sweep_interval)):
-                raise ValueError(
-                    f"sweep_interval must be a finite number of seconds > 0, got {sweep_interval}"
-                )
-            sweep_interval = float(sweep_interval)
+            sweep_interval = check_seconds("sweep_interval", sweep_interval)
         if clock is not None and not callable(clock):
             raise TypeError("clock must be a zero-argument callable returning epoch seconds")
         if serializer is not None and not isinstance(serializer, Serializer):
@@ -1048,10 +1035,7 @@ class LMDBStorage(StorageMixin):
         Raises:
             TypeError, ValueError: ``ttl`` is not a finite number of seconds > 0.
         """
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-            raise TypeError(f"lease ttl must be seconds as a number, got {type(ttl).__name__}")
-        if not (ttl > 0 and math.isfinite(ttl)):
-            raise ValueError(f"lease ttl must be a finite number of seconds > 0, got {ttl}")
+        check_seconds("lease ttl", ttl)
         kb, _ = self._key(key)
         token = _LEASE_ID(_lease_prefix, next(_lease_ids))
         now = self._clock() if self._clock is not None else _time.time()

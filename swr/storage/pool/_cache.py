@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 from swr.storage._clock import now
 from swr.storage._flight import AsyncFlights, Flights
 from swr.storage._leases import LocalLeases
+from swr.storage._lock import take
 from swr.storage._verbs import check_times, checked_tags, checked_times
 from swr.storage.adapters import AsyncAdapter
 from swr.storage.base import Closeable, Entry, EntryTimes
@@ -257,7 +258,8 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
                 deadline = value.expires_at + 0.0
         item = (value, deadline)
         lock = self._lock
-        lock.acquire()
+        if not lock.acquire(False):
+            take(lock)  # without queueing on it: see swr.storage._lock
         try:
             if self._closed:
                 raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
@@ -401,16 +403,27 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         Raises:
             StorageUnavailableError: the cache was closed.
         """
-        now = self._now()
-        with self._lock:
+        clock = self._clock
+        now = clock() if clock is not None else _time.time()
+        lock = self._lock
+        if not lock.acquire(False):
+            take(lock)  # every miss of an engine comes here: see swr.storage._lock
+        try:
             if self._closed:
                 raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
             return self._leases.acquire(key, ttl, now)
+        finally:
+            lock.release()
 
     def release_lease(self, key: K, token: str) -> None:
         """Release the lease on ``key`` if ``token`` still holds it."""
-        with self._lock:
+        lock = self._lock
+        if not lock.acquire(False):
+            take(lock)
+        try:
             self._leases.release(key, token)
+        finally:
+            lock.release()
 
     def set_and_release(self, key: K, value: V, token: str) -> None:
         """Store ``value``, then release the lease ``token`` holds on ``key``.

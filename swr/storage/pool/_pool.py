@@ -10,6 +10,7 @@ from typing import Any
 
 from swr.storage._clock import now
 from swr.storage._log import logger
+from swr.storage._validate import check_int, check_seconds
 from swr.storage.base import Closeable
 from swr.storage.errors import (
     CacheLimitsError,
@@ -18,7 +19,6 @@ from swr.storage.errors import (
     PoolConfigError,
     StorageUnavailableError,
 )
-from swr.storage.pool import _settings
 from swr.storage.pool._cache import PoolCache
 from swr.storage.pool._stats import PoolStats
 
@@ -61,12 +61,16 @@ class MemoryPool(Closeable):
         gc_interval: float | None = 60.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        capacity = _settings.count("capacity", capacity)
+        capacity = check_int("capacity", capacity)
         if capacity < 1:
             raise PoolConfigError(f"capacity must be >= 1 entry, got {capacity}")
         if clock is not None and not callable(clock):
             raise TypeError("clock must be a zero-argument callable returning epoch seconds")
-        interval = None if gc_interval is None else _settings.gc_seconds(gc_interval)
+        interval = (
+            None
+            if gc_interval is None
+            else check_seconds("gc_interval", gc_interval, timedeltas=True, error=PoolConfigError)
+        )
         self.capacity = capacity
         self.gc_interval = interval
         self._clock = clock
@@ -146,14 +150,18 @@ class MemoryPool(Closeable):
             raise TypeError(f"cache name must be a str, got {type(name).__name__}: {name!r}")
         if not name:
             raise CacheNameError("cache name must not be empty")
-        low = _settings.count("min", min)
-        high = None if max is None else _settings.count("max", max)
+        low = check_int("min", min)
+        high = None if max is None else check_int("max", max)
         if low < 0:
             raise CacheLimitsError(f"cache {name!r}: min must be >= 0, got min={low}")
         if high is not None and high < low:
             raise CacheLimitsError(f"cache {name!r}: min must be <= max, got min={low}, max={high}")
-        seconds = None if ttl is None else _settings.seconds("ttl", ttl)
-        rank = _settings.count("priority", priority)
+        seconds = (
+            None
+            if ttl is None
+            else check_seconds("ttl", ttl, timedeltas=True, error=CacheLimitsError)
+        )
+        rank = check_int("priority", priority)
         with self._lock:
             if self._closed:
                 raise StorageUnavailableError("the MemoryPool is closed")

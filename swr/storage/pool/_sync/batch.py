@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Generic, TypeVar
 
-from swr.storage.pool import _settings
+from swr.storage._validate import check_callable, check_int, check_seconds
+from swr.storage.errors import PoolConfigError
 from swr.storage.pool._batching import Batches, LoadMany, loaded
 from swr.storage.pool._loading import MISSING, Loading
 
@@ -64,7 +65,9 @@ class BatchLoader(Generic[K, V]):
         max_wait: float = 0.005,
         max_batch: int = 100,
     ) -> None:
-        self.max_wait, self.max_batch = _settings.batching(load_many, max_wait, max_batch)
+        check_callable("load_many", load_many, "callable", optional=False)
+        self.max_wait = check_seconds("max_wait", max_wait, positive=False, error=PoolConfigError)
+        self.max_batch = check_int("max_batch", max_batch, 1, error=PoolConfigError)
         self._cache = cache
         self._load_many = load_many
         self._batches: Batches[K, V] = Batches(self.max_wait, self.max_batch, self._load)
