@@ -27,8 +27,8 @@ import hashlib
 import math
 import struct
 import threading
-from collections.abc import Iterable, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
 
 import msgpack
 
@@ -38,6 +38,8 @@ from swr.storage.serializers import MsgpackSerializer, Serializer, ZstdSerialize
 
 __all__ = ["FORMAT_VERSION", "ReadCache", "RecordCodec", "digest_key"]
 
+EntryFactory = Callable[[Any, float, float, float, float], Entry]
+
 FORMAT_VERSION = 1
 _MAGIC = b"SW"
 _HEADER = struct.Struct("<2sBB4dH")
@@ -46,11 +48,12 @@ _UNPACK_HEADER = _HEADER.unpack_from
 _PACK_HEADER = _HEADER.pack
 # The common record, read in one struct call: magic, version 1, no flags, four times,
 # no key check (length 0) and an uncompressed payload (zstd marker 0).
+# Storages with a hot read path of their own (LMDB) inline the same test with these.
 _PLAIN = struct.Struct("<4s4d3s")
-_UNPACK_PLAIN = _PLAIN.unpack_from
-_PLAIN_HEAD = _MAGIC + bytes((FORMAT_VERSION, 0))
-_PLAIN_TAIL = bytes(3)
-_PLAIN_SIZE = _PLAIN.size  # the header and the marker byte
+UNPACK_PLAIN = _UNPACK_PLAIN = _PLAIN.unpack_from
+PLAIN_HEAD = _PLAIN_HEAD = _MAGIC + bytes((FORMAT_VERSION, 0))
+PLAIN_TAIL = _PLAIN_TAIL = bytes(3)
+PLAIN_SIZE = _PLAIN_SIZE = _PLAIN.size  # the header and the marker byte
 _CHECK_LEN = struct.Struct("<H")
 _INF = math.inf
 _UNPACKB = msgpack.unpackb
@@ -65,12 +68,17 @@ class RecordCodec:
 
     Args:
         serializer: Encodes the entry's value (the payload).
+        factory: Builds the entries :meth:`decode` returns, from
+            ``(value, stored_at, fresh_until, stale_until, expires_at)``; default
+            :class:`~storage.Entry`. A storage handing entries to an engine builds the
+            engine's entry type here, once per record read.
     """
 
-    __slots__ = ("_fast_max", "_hook", "_raw_msgpack", "serializer")
+    __slots__ = ("_factory", "_fast_max", "_hook", "_raw_msgpack", "serializer")
 
-    def __init__(self, serializer: Serializer) -> None:
+    def __init__(self, serializer: Serializer, factory: EntryFactory | None = None) -> None:
         self.serializer = serializer
+        self._factory = factory
         # Reads are the hot path of byte storages: with the default serializer an
         # uncompressed payload (marker 0) is unpacked here directly, skipping two
         # Python-level calls. The bytes read are exactly those the serializer reads, and
@@ -172,6 +180,8 @@ class RecordCodec:
             raise CorruptEntryError(
                 f"payload does not deserialize: {type(exc).__name__}: {exc}"
             ) from exc
+        if self._factory is not None:
+            return self._factory(value, stored, fresh, stale, expires)
         entry = _NEW_ENTRY(Entry)
         entry.value = value
         entry.stored_at = stored
@@ -249,6 +259,22 @@ class RecordCodec:
                 continue
             append(decoded if decoded.expires_at > now else None)
         return entries, corrupt
+
+    @property
+    def plain_max(self) -> int:
+        """The longest record decodable inline (see ``UNPACK_PLAIN``); 0 if none is.
+
+        Such a record has no key check and an uncompressed msgpack payload short enough
+        that the serializer's bounds cannot be crossed: unpacking its payload with
+        ``msgpack.unpackb(payload, ext_hook=codec.ext_hook, strict_map_key=False)`` reads
+        exactly what :meth:`decode` would.
+        """
+        return self._fast_max + _HEADER_SIZE if self._raw_msgpack else 0
+
+    @property
+    def ext_hook(self) -> Any:
+        """The msgpack ext hook of the default serializer (see :attr:`plain_max`)."""
+        return self._hook
 
     def decoded_size(self, data: bytes) -> int:
         """The serialized size of the value in a record :meth:`decode` accepted.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import math
 import os
 import sys
 import threading
@@ -63,12 +64,96 @@ def raw_get(store: LMDBStorage, key: bytes) -> bytes | None:
         return txn.get(key, db=backend.entries)
 
 
+def recount_items(store: LMDBStorage) -> list[tuple[bytes, bytes]]:
+    backend = store._h.backend
+    with backend.env.begin() as txn:
+        return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=backend.entries)]
+
+
 def recount(store: LMDBStorage) -> tuple[int, int]:
     """(entries, bytes) counted record by record."""
     backend = store._h.backend
     with backend.env.begin() as txn:
         sizes = [len(k) + len(v) for k, v in txn.cursor(db=backend.entries)]
     return len(sizes), sum(sizes)
+
+
+def test_records_the_inline_read_refuses_are_corrupt_too(make, clock):
+    """get() decodes the common record inline; every variant off that path is judged."""
+    store = make()
+    long_key = "k" * (store._key_limit + 10)  # stored under a digest, with a key check
+    store.set("plain", entry({"a": [1, 2]}, clock))
+    store.set(long_key, entry("long", clock))
+    record = raw_get(store, b"plain")
+    assert record is not None
+    (long_kb,) = [kb for kb, _ in recount_items(store) if kb.startswith(b"kkk")]
+    long_record = raw_get(store, long_kb)
+    assert long_record is not None
+    times = record[4:36]
+    swapped = times[8:16] + times[:8] + times[16:]  # fresh_until before stored_at
+    garbage = {
+        b"unordered": record[:4] + swapped + record[36:],
+        b"trailing": record + b"\xc0",  # a second msgpack object after the value
+        b"checked": record[:36] + b"\x01\x00" + record[38:],  # a key check no key needs
+        b"flagged": record[:3] + b"\x01" + record[4:],
+    }
+    for key, value in garbage.items():
+        raw_put(store, key, value)
+    # The long key's record without its key check: the inline layout, wrong for it.
+    raw_put(store, long_kb, long_record[:36] + b"\x00\x00" + long_record[38 + len(long_key) :])
+    with capture_logs() as logs:
+        for key in [*(k.decode() for k in garbage), long_key]:
+            assert store.get(key) is None
+    assert len(logs) == len(garbage) + 1
+    assert store.stats()["corrupt_entries"] == len(garbage) + 1
+    assert store.get("plain").value == {"a": [1, 2]}
+
+
+def test_stamps_sort_as_the_numbers_do():
+    from swr.storage.lmdb._format import _stamp
+
+    values = [
+        -math.inf,
+        -1e300,
+        -1.5,
+        -5e-324,
+        -0.0,
+        0.0,
+        5e-324,
+        1.0,
+        1.7e9,
+        1e300,
+        math.inf,
+    ]
+    stamps = [_stamp(value) for value in values]
+    assert stamps == sorted(stamps)
+    assert len(set(stamps)) == len(stamps)  # -0.0 and 0.0 too: the bits differ
+    assert all(len(stamp) == 8 for stamp in stamps)
+
+
+def test_lease_tokens_are_unique_across_processes_forked_or_not(make, tmp_path):
+    store = make()
+    tokens = {store.acquire_lease(f"k{i}", 30) for i in range(100)}
+    assert None not in tokens
+    assert len(tokens) == 100
+    if not hasattr(os, "fork"):
+        return
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            token = store.acquire_lease("child", 30) or ""
+            os.write(write, token.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
+    parent = store.acquire_lease("parent", 30)
+    assert child
+    assert child not in tokens
+    assert child[:16] != parent[:16]  # the child drew its own random part
 
 
 # -- settings ------------------------------------------------------------------------
@@ -357,13 +442,17 @@ def test_a_full_read_cache_keeps_keys_read_twice_and_drops_its_oldest_eighth(mak
     for i in range(17):
         store.set(f"k{i}", entry(i, clock))
         store.get(f"k{i}")
-    # Full: a key read once more is not kept (over a large working set most are not
-    # read again), a key read again is, and pushes out the oldest and an eighth more.
-    assert list(store._cache.items) == [f"k{i}" for i in range(16)]
-    assert store.get("k16").value == 16
+    # Full from the size a trim leaves (16 - 16 // 8 = 14 keys): a key read once more
+    # is not kept (over a large working set most are not read again), a key read
+    # again is, and going over the limit pushes out the oldest and an eighth more.
+    assert list(store._cache.items) == [f"k{i}" for i in range(14)]
+    for i in (14, 15, 16):
+        assert store.get(f"k{i}").value == i
     assert list(store._cache.items) == [f"k{i}" for i in range(3, 17)]
-    store.get("k0")
-    assert len(store._cache) == 15 and store.get("k0").value == 0
+    store.get("k0")  # the room the trim made does not take a key read once
+    assert len(store._cache) == 14
+    assert store.get("k0").value == 0
+    assert len(store._cache) == 15
 
 
 def test_batches_read_and_write_in_one_transaction(make, clock):
@@ -792,6 +881,22 @@ def test_an_entry_factory_view_decodes_into_its_own_entries(make, clock):
         store.with_entry_factory(None)  # type: ignore[arg-type]
     uncached = make("uncached", read_cache=0)
     assert uncached.with_entry_factory(Tagged) is uncached  # nothing to keep
+
+
+def test_read_cache_admits_records_read_once_only_while_it_has_room():
+    from swr.storage.lmdb.storage import _ReadCache
+
+    cache: _ReadCache[int] = _ReadCache(16)
+    for i in range(14):  # up to what a trim leaves: room
+        assert cache.wants(f"warm{i}")
+        cache.keep(f"warm{i}", i)
+    for i in range(200):  # a working set read once never goes in, even after trims
+        assert not cache.wants(f"once{i}")
+    assert cache.wants("once199")  # read twice lately: kept
+    for i in range(20):
+        cache.keep(f"again{i}", i)  # over the limit: trimmed back by an eighth and more
+        assert len(cache) <= 16
+    assert not cache.wants("fresh")
 
 
 def test_incr_in_place_keeps_the_header_and_refuses_a_damaged_one(make, clock):

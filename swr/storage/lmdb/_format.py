@@ -34,6 +34,7 @@ _BATCH: Final = 256  # most removals per sweep transaction
 _I64: Final = struct.Struct("<q")
 _U64: Final = struct.Struct(">Q")
 _F64: Final = struct.Struct(">d")
+_PACK_F64: Final = _F64.pack
 _LEASE: Final = struct.Struct("<16sd")
 _EXPIRES: Final = struct.Struct("<d")
 _TIMES: Final = struct.Struct("<4d")
@@ -57,7 +58,13 @@ def _long_key_check(raw: bytes) -> bytes:
 
 
 def _stamp(expires_at: float) -> bytes:
-    """Return 8 bytes whose byte order is the numeric order of ``expires_at``."""
+    """Return 8 bytes whose byte order is the numeric order of ``expires_at``.
+
+    A number > 0 (every real expiry) keeps its big-endian bits with the sign bit set:
+    exactly the bits of its negation, packed in one call.
+    """
+    if expires_at > 0.0:
+        return _PACK_F64(-expires_at)
     (bits,) = _U64.unpack(_F64.pack(expires_at))
     return _U64.pack(bits ^ _ALL_BITS if bits & _SIGN else bits | _SIGN)
 

@@ -19,7 +19,15 @@ import msgpack
 from swr.storage import _atomic
 from swr.storage._clock import now
 from swr.storage._log import logger as _log
-from swr.storage._record import ReadCache, RecordCodec, digest_key
+from swr.storage._record import (
+    PLAIN_HEAD,
+    PLAIN_SIZE,
+    PLAIN_TAIL,
+    UNPACK_PLAIN,
+    ReadCache,
+    RecordCodec,
+    digest_key,
+)
 from swr.storage._validate import check_int, check_seconds
 from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.base import Entry, EntryTimes, StorageMixin
@@ -65,9 +73,18 @@ EntryFactory = Callable[[Any, float, float, float, float], Entry]
 _pid = os.getpid()  # this process: the read path's one check for fork and close
 
 
+# Lease tokens: 8 random bytes drawn once per process, then a counter. Unique among the
+# processes sharing a store (a fork draws again) without a getrandom() call per lease.
+_LEASE_ID: Final = struct.Struct("<8sQ").pack
+_lease_prefix = os.urandom(8)
+_lease_ids = itertools.count()
+
+
 def _forked() -> None:
-    global _pid  # noqa: PLW0603 - process-wide state after fork
+    global _pid, _lease_prefix, _lease_ids  # noqa: PLW0603 - process-wide state after fork
     _pid = os.getpid()
+    _lease_prefix = os.urandom(8)
+    _lease_ids = itertools.count()
 
 
 if hasattr(os, "register_at_fork"):
@@ -103,9 +120,13 @@ class _ReadCache(ReadCache[T]):
         Once the cache is full, a key is kept on its second read within the last
         ``4 * limit`` first reads: over a working set much larger than the cache, most
         records are read once in that span, and keeping them would only push out the
-        keys that are read again (and cost an insertion and an eviction each).
+        keys that are read again (and cost an insertion and an eviction each). "Full"
+        starts at the size :meth:`trim` leaves (``limit - limit // 8``): otherwise the
+        room each trim makes would admit the next ``limit // 8`` records read, whatever
+        they are, and a working set read once would go through the cache anyway.
         """
-        if len(self.items) < self.limit:
+        limit = self.limit
+        if len(self.items) < limit - limit // 8:
             return True
         seen = self.seen
         if key in seen:
@@ -134,20 +155,8 @@ class _ReadCache(ReadCache[T]):
                         items.pop(key, None)
 
 
-def _decoder(codec: RecordCodec, factory: EntryFactory | None) -> Callable[[bytes, bytes], Entry]:
-    """``decode(record, key_check)``: the codec's, or one building ``factory``'s entries."""
-    decode = codec.decode
-    if factory is None:
-        return decode
-
-    def decode_into(data: bytes, check: bytes) -> Entry:
-        entry = decode(data, check)
-        return factory(
-            entry.value, entry.stored_at, entry.fresh_until, entry.stale_until, entry.expires_at
-        )
-
-    return decode_into
-
+_INF: Final = math.inf
+_UNPACKB: Final = msgpack.unpackb
 
 _PUTS: Final = frozenset(("put", "put_and_release"))  # writes returning their evictions
 
@@ -204,7 +213,6 @@ _PLAIN_RECORD = struct.Struct("<4s4d3s")
 _PLAIN_HEAD = b"SW\x01\x00"
 _PLAIN_TAIL = b"\x00\x00\x00"
 _PLAIN_SIZE = _PLAIN_RECORD.size
-_INF = math.inf
 
 
 def _incr_plain(
@@ -360,9 +368,13 @@ class LMDBStorage(StorageMixin):
         self._h = handle
         self.serializer: Serializer = serializer if serializer is not None else default_serializer()
         self._entry_factory = entry_factory
-        self._codec = RecordCodec(self.serializer)
-        self._decode = _decoder(self._codec, entry_factory)
-        self._encode = self._codec.encode
+        self._codec = codec = RecordCodec(self.serializer, entry_factory)
+        self._decode = codec.decode
+        self._encode = codec.encode
+        # The read path decodes the common record inline (see get).
+        self._factory: EntryFactory = entry_factory if entry_factory is not None else Entry
+        self._plain_max = codec.plain_max
+        self._ext_hook = codec.ext_hook
         self._clock = clock
         self._key_limit = handle.backend.key_limit
         self._cache: _ReadCache[tuple[bytes, bytes, bytes, Entry]] = _ReadCache(read_cache)
@@ -461,7 +473,7 @@ class LMDBStorage(StorageMixin):
 
     # -- reads ------------------------------------------------------------------------
 
-    def get(self, key: str) -> Entry | None:
+    def get(self, key: str) -> Entry | None:  # noqa: PLR0915 - the hot path, inlined
         """Return the live entry under ``key``, or ``None`` (absent, dead or corrupt).
 
         One read transaction and one lookup; the decoded entry comes from the read
@@ -478,7 +490,15 @@ class LMDBStorage(StorageMixin):
         except TypeError:  # unhashable: _key names the problem
             cached = None
         if cached is None:
-            kb, check = self._key(key)
+            # _key's common case inline: a str that fits; _key handles (or refuses) the rest.
+            kb = check = b""
+            if type(key) is str:
+                try:
+                    kb = key.encode()
+                except UnicodeEncodeError:
+                    pass
+            if not kb or len(kb) > self._key_limit:
+                kb, check = self._key(key)
         else:
             kb, check, known, entry = cached
         backend = self._h.backend
@@ -501,7 +521,43 @@ class LMDBStorage(StorageMixin):
             backend.pop()
         if retry:
             return self._get_slow(key, kb, check)
-        if cached is None or data != known:
+        if cached is None:
+            if data is None:
+                return None
+            if not check and PLAIN_SIZE <= len(data) <= self._plain_max:
+                # The common record (see RecordCodec.plain_max) decoded inline: what
+                # _finish does through RecordCodec.decode, without its calls.
+                head, stored, fresh, stale, expires, tail = UNPACK_PLAIN(data)
+                if (
+                    head == PLAIN_HEAD
+                    and tail == PLAIN_TAIL
+                    and -_INF < stored <= fresh <= stale <= expires
+                    and stored < _INF
+                ):
+                    try:
+                        value = _UNPACKB(
+                            data[PLAIN_SIZE:], ext_hook=self._ext_hook, strict_map_key=False
+                        )
+                    except Exception:  # noqa: BLE001 - _finish gives the verdict
+                        return self._finish(key, kb, check, data, None)
+                    entry = self._factory(value, stored, fresh, stale, expires)
+                    cache = self._cache
+                    if (
+                        cache.limit
+                        and cache.wants(key)
+                        and len(data) - PLAIN_SIZE <= ReadCache.DECODED_MAX
+                    ):
+                        cache.keep(key, (kb, check, data, entry))
+                    clock = self._clock
+                    now = clock() if clock is not None else _time.time()
+                    if now >= self._follow_at:
+                        self._follow_at = now + _FOLLOW_INTERVAL
+                        return self._get_slow(key, kb, check)
+                    if expires <= now:
+                        return None
+                    return entry
+            return self._finish(key, kb, check, data, None)
+        if data != known:
             return self._finish(key, kb, check, data, cached)
         # The stored bytes are those the cached entry was decoded from.
         clock = self._clock
@@ -981,7 +1037,7 @@ class LMDBStorage(StorageMixin):
         """
         check_seconds("lease ttl", ttl)
         kb, _ = self._key(key)
-        token = os.urandom(16)  # what uuid4 draws, without building a UUID
+        token = _LEASE_ID(_lease_prefix, next(_lease_ids))
         now = self._clock() if self._clock is not None else _time.time()
         taken = self._write("acquire", kb, token, now, now + ttl)
         return token.hex() if taken else None
