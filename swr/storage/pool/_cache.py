@@ -79,6 +79,7 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         "_lock",
         "_lookup",
         "_misses",
+        "_now_read",
         "_reads",
         "_tags",
         "_touch",
@@ -101,6 +102,7 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         self.max = max
         self.ttl = ttl
         self._clock = pool._clock
+        self._now_read = _time.time if pool._clock is None else pool._clock
         self._lock = pool._lock
         # Bound C methods: the read path calls them without attribute lookups.
         self._lookup: Callable[[K], Item | None] = self._data.get
@@ -146,8 +148,8 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         if item is not None:
             deadline = item[1]
             if deadline is not NEVER:
-                clock = self._clock
-                if deadline <= (clock() if clock is not None else _time.time()):
+                now_read = self._now_read
+                if deadline <= now_read():
                     self._expired(key, item)
                     return None
             touch = self._touch

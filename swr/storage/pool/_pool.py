@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time as _time
 import weakref
 from collections.abc import Callable
 from datetime import timedelta
@@ -105,6 +106,7 @@ class MemoryPool(Closeable):
                 self._clock = clock
                 for cache in self._caches.values():
                     cache._clock = clock
+                    cache._now_read = _time.time if clock is None else clock
         return self._own_clock
 
     def _now(self) -> float:
