@@ -17,7 +17,7 @@ from swr.storage._clock import now
 from swr.storage._log import logger
 from swr.storage._validate import check_int
 from swr.storage._views import add_tier_stats, as_async
-from swr.storage.base import Entry
+from swr.storage.base import CounterEntry, Entry
 from swr.storage.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
@@ -220,7 +220,9 @@ class _FallbackBase:
         return {
             key: entry
             for key, entry in zip(keys, entries, strict=True)
-            if entry is not None and copied.get(key) is not entry
+            if entry is not None
+            and copied.get(key) is not entry
+            and type(entry) is not CounterEntry  # its death only the primary knows
         }
 
     def _written(self, key: str) -> None:

@@ -24,7 +24,7 @@ from swr.storage._log import logger
 from swr.storage._record import ReadCache, RecordCodec
 from swr.storage._validate import check_int, check_seconds
 from swr.storage._verbs import check_key, check_times, checked_tags, checked_times
-from swr.storage.base import Entry
+from swr.storage.base import CounterEntry, Entry
 from swr.storage.errors import CorruptEntryError, StorageError, StorageUnavailableError
 from swr.storage.serializers import Serializer, default_serializer
 
@@ -280,13 +280,13 @@ def native_int(data: bytes | None) -> int | None:
     return value if _INT64_MIN <= value <= _INT64_MAX else None
 
 
-def counter_entry(value: int, now: float) -> Entry:
+def counter_entry(value: int, now: float) -> CounterEntry:
     """The entry a native counter reads as: fresh until Redis's own TTL removes the key.
 
     Redis keeps a counter's expiry (its ``PX``) and nothing else, so the entry's
     windows are infinite and ``stored_at`` is the time of the read.
     """
-    return Entry(value, now, _INF, _INF, _INF)
+    return CounterEntry(value, now, _INF, _INF, _INF)
 
 
 def in_int64(value: int) -> bool:

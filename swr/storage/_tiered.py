@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from swr.storage._log import logger
 from swr.storage._views import add_tier_stats, as_async
-from swr.storage.base import Entry
+from swr.storage.base import CounterEntry, Entry
 from swr.storage.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
@@ -159,10 +159,11 @@ class _TieredBase:
         for i, entry in zip(missing, found, strict=True):
             entries[i] = entry
             if entry is not None:
-                copies[keys[i]] = entry
+                self._l2_hits += 1
+                if type(entry) is not CounterEntry:  # its death only L2 knows
+                    copies[keys[i]] = entry
         self._l1_hits += len(keys) - len(missing)
-        self._l2_hits += len(copies)
-        self._misses += len(missing) - len(copies)
+        self._misses += sum(1 for i in missing if entries[i] is None)
         return copies
 
     def stats(self) -> dict[str, int]:

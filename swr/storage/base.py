@@ -68,6 +68,7 @@ __all__ = [
     "BulkVerbs",
     "ClockAdoption",
     "Closeable",
+    "CounterEntry",
     "Entry",
     "EntryFactory",
     "EntryFactoryBinding",
@@ -110,6 +111,18 @@ class Entry:
     fresh_until: float
     stale_until: float
     expires_at: float
+
+
+class CounterEntry(Entry):
+    """An entry whose death only its store knows: a Redis native counter.
+
+    Redis keeps a counter's TTL and nothing else, so it reads as an entry with infinite
+    windows that Redis removes at its TTL. A copy kept elsewhere would outlive it: the
+    wrappers (``TieredStorage``'s L1, ``FallbackStorage``'s warm copies) never copy one,
+    and every read of it goes to its store.
+    """
+
+    __slots__ = ()
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ import pytest
 
 from swr.storage import Entry
 from swr.storage.adapters import as_async
-from swr.storage.base import AsyncAtomicOps, AtomicOps
+from swr.storage.base import AsyncAtomicOps, AtomicOps, CounterEntry
 from swr.testing import FakeClock
 from tests.storage import atomic_workers
 from tests.storage.backends import ASYNC_BACKENDS, BACKEND_MARKS, BACKENDS, NEEDS_REDIS
@@ -127,7 +127,7 @@ def test_incr_with_ttl_sets_the_life_only_when_it_creates_the_key(store, clock, 
     assert store.incr("n", ttl=100) == 2  # an existing key keeps its windows
     entry = store.get("n")
     if _native_counters(request):  # Redis's PX decides (see test_redis_counter_*)
-        assert entry == Entry(2, clock(), math.inf, math.inf, math.inf)
+        assert entry == CounterEntry(2, clock(), math.inf, math.inf, math.inf)
         return
     assert entry.expires_at == entry.fresh_until == entry.stale_until == start + 10
     clock.advance(5)
@@ -393,7 +393,7 @@ def test_redis_counter_is_a_native_integer_and_its_ttl_is_the_keys(redis_pair, d
 def test_redis_counter_is_read_by_every_verb(redis_pair, clock):
     store, raw, prefix = redis_pair
     assert store.incr("n", 41, ttl=30) == 41
-    counter = Entry(41, clock(), math.inf, math.inf, math.inf)  # fresh until Redis drops it
+    counter = CounterEntry(41, clock(), math.inf, math.inf, math.inf)  # fresh until Redis drops it
     assert store.get("n") == counter
     assert store.get_many(["n", "absent"]) == [counter, None]
     assert store.exists("n")
@@ -535,12 +535,35 @@ def test_tiered_counts_on_l2_and_drops_the_l1_copy(redis_server, clock):
     l2 = RedisStorage.from_url(redis_server.url, prefix=prefix, clock=clock)
     with TieredStorage(l1, l2) as tiered:
         assert tiered.incr("n") == 1
-        assert tiered.get("n").value == 1  # copied into L1 by the read
-        assert l1.get("n") is not None
+        assert tiered.get("n").value == 1
         l2.incr("n", 10)  # another host
-        assert tiered.incr("n") == 12  # L2 decides, not L1's stale copy
-        assert l1.get("n") is None
+        assert tiered.incr("n") == 12  # L2 decides
         assert tiered.get("n").value == 12
+        assert tiered.get_many(["n"])[0].value == 12
+
+
+@pytest.mark.redis
+def test_tiered_never_copies_a_native_counter_into_l1(redis_server, clock):
+    # A native counter's only time is its Redis TTL: a copy in L1 would outlive it, so
+    # reads of a counter always go to L2, and a counter Redis expired reads as absent.
+    from swr.storage import MemoryStorage, RedisStorage, TieredStorage
+
+    prefix = f"t{uuid.uuid4().hex[:12]}:"
+    l1 = MemoryStorage(clock=clock)
+    l2 = RedisStorage.from_url(redis_server.url, prefix=prefix, clock=clock)
+    with TieredStorage(l1, l2) as tiered:
+        tiered.incr("n", 5, ttl=60)
+        assert tiered.get("n").value == 5
+        assert tiered.get_many(["n", "absent"])[0].value == 5
+        assert l1.get("n") is None
+        l2._client.delete(prefix + "n")  # what Redis does at the counter's TTL
+        assert tiered.get("n") is None
+        assert tiered.get_many(["n"]) == [None]
+        # An ordinary entry is still copied into L1.
+        tiered.set("e", Entry(1, clock(), clock() + 10, clock() + 20, clock() + 30))
+        l1.delete("e")
+        assert tiered.get("e").value == 1
+        assert l1.get("e") is not None
 
 
 @pytest.mark.redis

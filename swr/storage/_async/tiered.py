@@ -24,7 +24,7 @@ from swr.storage._tiered import (
     read_notice,  # unasync: sync=read_notice, start_thread,
 )
 from swr.storage._views import with_serializer
-from swr.storage.base import AsyncAtomicOps, AsyncStorageMixin, Entry, EntryTimes
+from swr.storage.base import AsyncAtomicOps, AsyncStorageMixin, CounterEntry, Entry, EntryTimes
 from swr.storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -92,7 +92,8 @@ class AsyncTieredStorage(
             self._misses += 1
             return None
         self._l2_hits += 1
-        await self.l1.set(key, entry)
+        if type(entry) is not CounterEntry:  # its death only L2 knows
+            await self.l1.set(key, entry)
         return entry
 
     async def get_many(self, keys: Sequence[str]) -> list[Entry | None]:

@@ -27,7 +27,7 @@ from swr.storage._tiered import (
     start_thread,
 )
 from swr.storage._views import with_serializer
-from swr.storage.base import AtomicOps, Entry, EntryTimes, StorageMixin
+from swr.storage.base import AtomicOps, CounterEntry, Entry, EntryTimes, StorageMixin
 from swr.storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -96,7 +96,8 @@ class TieredStorage(
             self._misses += 1
             return None
         self._l2_hits += 1
-        self.l1.set(key, entry)
+        if type(entry) is not CounterEntry:  # its death only L2 knows
+            self.l1.set(key, entry)
         return entry
 
     def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
