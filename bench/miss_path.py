@@ -33,24 +33,14 @@ from collections.abc import Callable
 from typing import Any
 
 from _harness import Case, Target, measure, report
+from _working_set import RECORD
 
 from swr import CacheTTL, StaleEngine
 from swr.storage import MemoryPool, MemoryStorage
 
-WORKING_SET = 100_000
+WORKING_SET = 100_000  # the filler entries of the stores (the misses are new keys)
 OPS = 10_000
 THREADS = 32
-RECORD: dict[str, Any] = {
-    "id": 123456,
-    "name": "Ada Lovelace",
-    "email": "ada@example.com",
-    "plan": "enterprise",
-    "created": "2024-01-01T00:00:00Z",
-    "roles": ["admin", "billing", "support"],
-    "flags": {"beta": True, "mfa": True},
-    "quota": 1_000_000,
-    "region": "eu-west-1",
-}
 TARGET_OVERHEAD_NS = 5_000.0
 
 
