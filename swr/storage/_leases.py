@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Hashable
 
-__all__ = ["LocalLeases"]
+from swr.storage._tokens import new_token
 
-# Tokens only need to differ between the leases of this process (they never leave it):
-# a random prefix per process and a counter, instead of a uuid4 per lease (a system
-# call for its random bytes, on every miss).
-_PREFIX = os.urandom(6).hex()
-_serial = itertools.count()
+__all__ = ["LocalLeases"]
 
 
 class LocalLeases:
@@ -33,7 +27,7 @@ class LocalLeases:
         held = self._held.get(key)
         if held is not None and held[1] > now:
             return None
-        token = f"{_PREFIX}{next(_serial):x}"
+        token = new_token().hex()
         self._held[key] = (token, now + ttl)
         return token
 

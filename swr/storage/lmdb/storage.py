@@ -6,7 +6,6 @@ import contextlib
 import itertools
 import math
 import os
-import struct
 import sys
 import time as _time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,6 +27,7 @@ from swr.storage._record import (
     RecordCodec,
     digest_key,
 )
+from swr.storage._tokens import new_token
 from swr.storage._validate import check_int, check_seconds
 from swr.storage._verbs import checked_tags, checked_times
 from swr.storage.base import Entry, EntryTimes, StorageMixin
@@ -73,18 +73,9 @@ EntryFactory = Callable[[Any, float, float, float, float], Entry]
 _pid = os.getpid()  # this process: the read path's one check for fork and close
 
 
-# Lease tokens: 8 random bytes drawn once per process, then a counter. Unique among the
-# processes sharing a store (a fork draws again) without a getrandom() call per lease.
-_LEASE_ID: Final = struct.Struct("<8sQ").pack
-_lease_prefix = os.urandom(8)
-_lease_ids = itertools.count()
-
-
 def _forked() -> None:
-    global _pid, _lease_prefix, _lease_ids  # noqa: PLW0603 - process-wide state after fork
+    global _pid  # noqa: PLW0603 - process-wide state after fork
     _pid = os.getpid()
-    _lease_prefix = os.urandom(8)
-    _lease_ids = itertools.count()
 
 
 if hasattr(os, "register_at_fork"):
@@ -207,14 +198,6 @@ def _entry_times(times: object) -> bytes:
     return _TIMES.pack(stored, fresh, stale, expires)
 
 
-# incr's fast path: the common record (see swr.storage._record) of a live int written
-# by the default serializer: the header, no key check, marker 0, a msgpack integer.
-_PLAIN_RECORD = struct.Struct("<4s4d3s")
-_PLAIN_HEAD = b"SW\x01\x00"
-_PLAIN_TAIL = b"\x00\x00\x00"
-_PLAIN_SIZE = _PLAIN_RECORD.size
-
-
 def _incr_plain(
     txn: lmdb.Transaction[bytes], backend: _Backend, kb: bytes, delta: int, now: float
 ) -> int | None:
@@ -226,23 +209,25 @@ def _incr_plain(
     for anything else (absent, dead, another type or layout, a payload of another
     size): :meth:`LMDBStorage.incr` then takes the general path.
     """
+    # The common record of swr.storage._record (as the read path tests it) holding a
+    # msgpack integer written by the default serializer.
     data = txn.get(kb, db=backend.entries)
-    if data is None or len(data) <= _PLAIN_SIZE:
+    if data is None or len(data) <= PLAIN_SIZE:
         return None
-    head, stored, fresh, stale, expires, tail = _PLAIN_RECORD.unpack_from(data)
+    head, stored, fresh, stale, expires, tail = UNPACK_PLAIN(data)
     if (
-        head != _PLAIN_HEAD
-        or tail != _PLAIN_TAIL
+        head != PLAIN_HEAD
+        or tail != PLAIN_TAIL
         or not (-_INF < stored <= fresh <= stale <= expires and stored < _INF)
         or expires <= now
     ):
         return None
     try:
-        old = msgpack.unpackb(data[_PLAIN_SIZE:])
+        old = msgpack.unpackb(data[PLAIN_SIZE:])
         if type(old) is not int:
             return None
         value: int = old + delta
-        record = data[:_PLAIN_SIZE] + msgpack.packb(value)
+        record = data[:PLAIN_SIZE] + msgpack.packb(value)
     except (ValueError, OverflowError, msgpack.UnpackException):
         return None
     if len(record) != len(data):
@@ -1037,7 +1022,7 @@ class LMDBStorage(StorageMixin):
         """
         check_seconds("lease ttl", ttl)
         kb, _ = self._key(key)
-        token = _LEASE_ID(_lease_prefix, next(_lease_ids))
+        token = new_token()
         now = self._clock() if self._clock is not None else _time.time()
         taken = self._write("acquire", kb, token, now, now + ttl)
         return token.hex() if taken else None
