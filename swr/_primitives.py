@@ -101,13 +101,15 @@ async def async_call_fetch(
         deadline = _timeout(timeout)
         try:
             async with deadline:
-                return await awaitable
+                value = await awaitable
         except TimeoutError:
             if not deadline.expired():
                 raise
-        raise FetchTimeoutError(
-            f"the fetch of {what!r} took more than {timeout}s and was cancelled"
-        )
+        else:
+            if not deadline.expired():
+                return value
+            # The fetch swallowed the cancellation: its late value is discarded, as below.
+        raise _timed_out(what, timeout)
     # Python 3.10: asyncio.wait rather than wait_for, for the same reason.
     inner = asyncio.ensure_future(awaitable)
     try:
@@ -121,10 +123,12 @@ async def async_call_fetch(
         await asyncio.wait((inner,))
         if not inner.cancelled():
             inner.exception()  # a late result or error is discarded on purpose
-        raise FetchTimeoutError(
-            f"the fetch of {what!r} took more than {timeout}s and was cancelled"
-        )
+        raise _timed_out(what, timeout)
     return inner.result()
+
+
+def _timed_out(what: str, timeout: float) -> FetchTimeoutError:
+    return FetchTimeoutError(f"the fetch of {what!r} took more than {timeout}s and was cancelled")
 
 
 def call_fetch(fetch: Callable[[], Any], timeout: float, what: str, background: bool) -> Any:

@@ -184,6 +184,24 @@ async def test_async_fetch_own_timeout_error_is_not_the_engines(clock):
     await engine.aclose()
 
 
+async def test_async_fetch_that_swallows_the_deadline_is_still_timed_out(clock):
+    # A fetch that catches the deadline's cancellation and returns anyway is late: its
+    # value is discarded, and nothing is stored.
+    engine = AsyncStaleEngine(ttl=TTL, clock=clock, refresh=RefreshOptions(timeout=0.05))
+
+    async def stubborn() -> str:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass
+        return "late"
+
+    with pytest.raises(FetchTimeoutError):
+        await engine.execute("k", stubborn)
+    assert await engine.get("k") is None
+    await engine.aclose()
+
+
 async def test_async_caller_cancelled_during_fetch_is_not_a_timeout(clock):
     # Cancelling the waiting caller is not the engine's deadline: the shared fetch goes
     # on and stores its value.
