@@ -308,9 +308,10 @@ class ReadCache(Generic[T]):
         limit: Most keys kept; 0 keeps none.
     """
 
-    __slots__ = ("get", "items", "limit", "lock", "pop")
+    __slots__ = ("get", "items", "limit", "lock", "pop", "room", "seen")
 
     DECODED_MAX = 64 * 1024  # larger values are decoded on every read
+    SEEN_SPAN = 2  # how many times ``limit`` first reads a second read must come within
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -318,9 +319,32 @@ class ReadCache(Generic[T]):
         self.get = self.items.get
         self.pop = self.items.pop
         self.lock = threading.Lock()
+        self.room = limit  # below this many keys, every key decoded is kept
+        self.seen: set[str] = set()  # keys decoded lately but not kept (see wants)
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def wants(self, key: str) -> bool:
+        """Whether to keep the record of ``key`` just decoded (not in the cache).
+
+        Always while the cache holds fewer than ``room`` keys. Once full, only a key
+        decoded a second time within the last ``SEEN_SPAN * limit`` keys decoded and not
+        kept: a working set larger than the cache, read in no particular order, then
+        costs no insertion and eviction per read (each evicting a cold decoded value, to
+        be evicted itself before its next read), while a hot key gets in on its second
+        read.
+        """
+        if len(self.items) < self.room:
+            return True
+        seen = self.seen
+        if key in seen:
+            seen.discard(key)
+            return True
+        if len(seen) >= self.SEEN_SPAN * self.limit:
+            seen.clear()
+        seen.add(key)
+        return False
 
     def remember(self, pairs: Iterable[tuple[str, T]]) -> None:
         """Keep ``(key, item)`` pairs, dropping the oldest keys beyond ``limit``."""

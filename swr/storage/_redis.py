@@ -583,8 +583,6 @@ class _RedisBase:
         self.prefix = prefix
         self._codec = RecordCodec(serializer if serializer is not None else default_serializer())
         self._cache: ReadCache[tuple[bytes, Entry]] = ReadCache(read_cache)
-        # Storage keys decoded lately but not kept, the read cache being full (see _admit).
-        self._seen: set[str] = set()
         self._clock = clock
         self._own_clock = clock
         self._cluster = cluster
@@ -716,7 +714,7 @@ class _RedisBase:
             entry = self._codec.decode(data)
             if entry.expires_at == _FOREVER:
                 _infinite(entry)
-            if cache.limit and (cached is not None or self._admit(skey)) and self._small(data):
+            if cache.limit and (cached is not None or cache.wants(skey)) and self._small(data):
                 cache.remember(((skey, (data, entry)),))
         clock = self._clock
         if entry.expires_at <= (clock() if clock is not None else _time.time()):
@@ -753,8 +751,8 @@ class _RedisBase:
         datas = cast("list[bytes]", [records[index] for index in missed])
         decoded, corrupt = self._codec.decode_many(datas, now)
         fresh: list[tuple[str, tuple[bytes, Entry]]] = []
-        admit, small = self._admit, self._small
-        full = len(cache.items) >= cache.limit  # else every key gets in (see _admit)
+        admit, small = cache.wants, self._small
+        full = len(cache.items) >= cache.room  # else every key gets in (see wants)
         for index, data, found in zip(missed, datas, decoded, strict=True):
             if found is None:
                 continue
@@ -769,27 +767,6 @@ class _RedisBase:
         if fresh:
             cache.remember(fresh)
         return entries, [(missed[at], error) for at, error in corrupt]
-
-    def _admit(self, skey: str) -> bool:
-        """Whether the read cache takes a record of ``skey`` just decoded (not in it).
-
-        Always while it has room. Once full, only a key decoded a second time within
-        the last ``2 * limit`` keys decoded and not kept: a working set larger than the
-        cache read in no particular order then costs no insertion and eviction per
-        read (each evicting a cold decoded value, to be evicted itself before its next
-        read), while a hot key gets in on its second read.
-        """
-        cache = self._cache
-        if len(cache.items) < cache.limit:
-            return True
-        seen = self._seen
-        if skey in seen:
-            seen.discard(skey)
-            return True
-        if len(seen) >= 2 * cache.limit:
-            seen.clear()
-        seen.add(skey)
-        return False
 
     def _small(self, data: bytes) -> bool:
         """Whether the value of a record :meth:`_entry` decoded fits the read cache.
@@ -1099,7 +1076,6 @@ class _RedisBase:
         view.__dict__.update(self.__dict__)
         view._codec = RecordCodec(serializer)
         view._cache = ReadCache(self._cache.limit)  # entries decoded by another serializer
-        view._seen = set()
         return view
 
     def __repr__(self) -> str:

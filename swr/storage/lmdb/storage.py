@@ -99,33 +99,17 @@ class _ReadCache(ReadCache[T]):
     included).
     """
 
-    __slots__ = ("seen",)
+    # Once full, a key is kept on its second read within the last ``4 * limit`` first
+    # reads. "Full" starts at the size :meth:`trim` leaves (``limit - limit // 8``):
+    # otherwise the room each trim makes would admit the next ``limit // 8`` records
+    # read, whatever they are, and a working set read once would go through the cache.
+    __slots__ = ()
+
+    SEEN_SPAN = 4
 
     def __init__(self, limit: int) -> None:
         super().__init__(limit)
-        self.seen: set[str] = set()  # keys read once lately, not kept (see wants)
-
-    def wants(self, key: str) -> bool:
-        """Whether to keep the entry of ``key`` just decoded: room, or a second read.
-
-        Once the cache is full, a key is kept on its second read within the last
-        ``4 * limit`` first reads: over a working set much larger than the cache, most
-        records are read once in that span, and keeping them would only push out the
-        keys that are read again (and cost an insertion and an eviction each). "Full"
-        starts at the size :meth:`trim` leaves (``limit - limit // 8``): otherwise the
-        room each trim makes would admit the next ``limit // 8`` records read, whatever
-        they are, and a working set read once would go through the cache anyway.
-        """
-        limit = self.limit
-        if len(self.items) < limit - limit // 8:
-            return True
-        seen = self.seen
-        if key in seen:
-            return True
-        seen.add(key)
-        if len(seen) > 4 * self.limit:
-            seen.clear()
-        return False
+        self.room = limit - limit // 8
 
     def keep(self, key: str, item: T) -> None:
         """Keep ``item``; beyond ``limit`` keys, drop the oldest eighth (:meth:`trim`)."""
