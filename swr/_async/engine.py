@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import threading
 import time as _time
+import types
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -73,6 +75,8 @@ T = TypeVar("T")
 
 _IS_ASYNC = True  # unasync: sync=_IS_ASYNC = False
 _CachedEntry = _core.CachedEntry
+_FUNCTION = types.FunctionType
+_NOTHING_SEEN = -math.inf
 _HIT = Status.HIT
 _STALE = Status.STALE
 
@@ -159,6 +163,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         self._lease_ttl = max(options.timeout, 0.1)
         self._backoff = _core.Backoff(options.backoff_initial, options.backoff_max)
         self._backoff_lock = threading.Lock()
+        self._failed = False
         self._closed = False
 
         # What the storage can do, decided here once (see swr._capabilities).
@@ -316,18 +321,18 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         force_refresh: bool,
         seen: float | None = None,
     ) -> Result[T]:
-        _core.check_key(key)  # execute's hit path leaves it to here
+        if type(key) is not str or not key:
+            _core.check_key(key)  # execute's hit path leaves it to here
         if entry is not None and not force_refresh and self._backoff and self._backs_off(skey):
             return self._backed_off(entry)
-        fetching = self._check_reentry(skey)
-        start = functools.partial(
-            self._fetch_and_store,
-            key,
-            skey,
-            fetch,
-            ttl,
-            self._seen(entry, force_refresh) if seen is None else seen,
-        )
+        fetching = FETCHING.get()
+        if skey in fetching:
+            self._check_reentry(skey)  # raises ReentrantFetchError
+        if seen is None:
+            seen = _NOTHING_SEEN  # what _seen says of a caller that saw nothing
+            if entry is not None or force_refresh:
+                seen = self._seen(entry, force_refresh)
+        start = functools.partial(self._fetch_and_store, key, skey, fetch, ttl, seen)
         # The shared fetch (a task created here, or this very thread) runs with the key
         # marked as being fetched, so that it cannot wait for itself.
         marked = FETCHING.set(fetching | {skey})
@@ -428,11 +433,21 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                     return found
             if background:
                 self._refresh_started()
-            fetch, plan = await self._prepare_fetch(key, skey, fetch)
-            started = self._fetch_started(background)
-            trace = self._obs.trace_fetch
+            if (
+                type(fetch) is _FUNCTION
+                and not fetch.__code__.co_argcount
+                and self._should_cache is None
+            ):
+                plan = None  # _prepare_fetch's plain case, decided inline: every miss asks
+            else:
+                fetch, plan = await self._prepare_fetch(key, skey, fetch)
+            obs = self._obs
+            started = None if obs.hook is None else self._fetch_started(background)
+            trace = obs.trace_fetch
             try:
-                if trace is None:
+                if trace is None and not background and not _IS_ASYNC:
+                    value = fetch()  # a thread's foreground fetch: all call_fetch does
+                elif trace is None:
                     value = await async_call_fetch(fetch, self._options.timeout, skey, background)
                 else:
                     with trace(self.name, key, background):
@@ -444,7 +459,8 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                 self._fetch_outcome(permit, exc, started, background)
                 raise
             reported = True
-            self._fetch_outcome(permit, None, started, background)
+            if permit is not None or started is not None:
+                self._fetch_outcome(permit, None, started, background)
             if plan is not None:
                 return await self._store_planned(key, skey, value, ttl, plan)
             entry = self._new_entry(key, value, ttl)
@@ -490,7 +506,15 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             # Re-read under the lease, or while another holds it: a result stored since
             # the caller's read is the one to use.
             # Judged by the engine's clock: a store may keep an entry past its death.
-            entry = await self._read_quiet(skey)
+            get = self._get
+            if get is not None and self._obs.record_storage is None:
+                try:  # _read_quiet, inline for a read without the asyncio protocol
+                    entry = get(skey)
+                except Exception as exc:  # noqa: BLE001 - a failing cache reads as a miss
+                    self._read_failed(skey, exc)
+                    entry = None
+            else:
+                entry = await self._read_quiet(skey)
             if entry is not None and entry.stored_at > seen and self._live(entry) is not None:
                 if token is not None:
                     await self._release_lease(skey, token)

@@ -317,15 +317,32 @@ class Flights(_Base[K, T]):
             FlightInterruptedError: a waiter's leader was interrupted (rule 6).
             Exception: whatever ``call`` raised.
         """
-        flight, leader = self.join(key)
-        if not leader:
+        # join() and finish(), inline: every miss of a thread engine runs this.
+        lock = self._lock
+        lead = True
+        with lock:
+            running = self._running
+            flight = running.get(key)
+            if flight is None:
+                flight = running[key] = Flight(key, self._errors)
+            else:
+                self._joined(flight)
+                lead = False
+        if not lead:
             return flight.wait(self._timeout if timeout is None else timeout)
         try:
             value = call()
         except BaseException as exc:  # rule 2: the waiters learn of any end
             self.fail(key, flight, exc)
             raise
-        self.finish(key, flight, value)
+        flight._value = value
+        with lock:
+            if running.get(key) is flight:
+                del running[key]
+            flight._ended = True
+            done = flight._done
+        if done is not None:
+            done.set()
         return value
 
     def lead_many(self, keys: list[K]) -> tuple[dict[K, Flight[T]], dict[K, Flight[T]]]:

@@ -264,7 +264,8 @@ class MemoryStorage(StorageMixin):
 
     def set_and_release(self, key: str, entry: Entry, token: str) -> None:
         """Store ``entry`` and release the lease ``token`` holds on ``key``, under one lock."""
-        check_key(key)
+        if type(key) is not str or not key:
+            check_key(key)
         check_times(entry)
         clock = self._clock
         now = clock() if clock is not None else _time.time()
@@ -403,17 +404,11 @@ class MemoryStorage(StorageMixin):
 
         Two engines sharing one MemoryStorage then fetch a key once between them.
         """
+        if self._closed:
+            self._check_open()
         clock = self._clock
         now = clock() if clock is not None else _time.time()
-        lock = self._lock
-        if not lock.acquire(False):
-            take(lock)
-        try:
-            if self._closed:
-                self._check_open()
-            return self._leases.acquire(key, ttl, now)
-        finally:
-            lock.release()
+        return self._leases.take(key, ttl, now, self._lock)
 
     def release_lease(self, key: str, token: str) -> None:
         """Release the lease on ``key`` if ``token`` still holds it."""

@@ -242,8 +242,15 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
             StorageUnavailableError: the cache was closed.
             TypeError: ``key`` is not hashable.
         """
-        # The common path is inlined (one Python frame): every load and every engine
-        # fetch writes through here. acquire/release cost half of a ``with`` block.
+        self._put(key, value, None)
+
+    def _put(self, key: K, value: V, token: str | None) -> None:
+        """:meth:`set`, then (``token`` given) the release of ``token``'s lease on ``key``.
+
+        Both under one hold of the lock: the entry is in place before the lease is free.
+        """
+        # The common path is inlined (one Python frame below set): every load and every
+        # engine fetch writes through here. acquire/release cost half of a ``with`` block.
         clock = self._clock
         now = clock() if clock is not None else _time.time()
         ttl = self.ttl
@@ -253,7 +260,11 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
             # entry already dead accepted and not kept).
             check_times(value)
             if value.expires_at <= now:
-                self.delete(key)
+                try:
+                    self.delete(key)
+                finally:
+                    if token is not None:
+                        self.release_lease(key, token)
                 return
             if value.expires_at < deadline:
                 # A float of its own: the expiry order tells records apart by identity.
@@ -283,6 +294,8 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
             if deadline is not NEVER:
                 self._remember(key, deadline, item)
         finally:
+            if token is not None:
+                self._leases.release(key, token)
             lock.release()
 
     def set_many(self, entries: Mapping[K, V]) -> None:
@@ -405,17 +418,13 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         Raises:
             StorageUnavailableError: the cache was closed.
         """
+        if self._closed:
+            raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
         clock = self._clock
         now = clock() if clock is not None else _time.time()
-        lock = self._lock
-        if not lock.acquire(False):
-            take(lock)  # every miss of an engine comes here: see swr.storage._lock
-        try:
-            if self._closed:
-                raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
-            return self._leases.acquire(key, ttl, now)
-        finally:
-            lock.release()
+        # Every miss of an engine comes here: a key nobody leases is taken without the
+        # lock (see LocalLeases.take).
+        return self._leases.take(key, ttl, now, self._lock)
 
     def release_lease(self, key: K, token: str) -> None:
         """Release the lease on ``key`` if ``token`` still holds it."""
@@ -434,9 +443,10 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         finds it; the lease is released even if the write raises.
         """
         try:
-            self.set(key, value)
-        finally:
-            self.release_lease(key, token)
+            self._put(key, value, token)
+        except BaseException:
+            self.release_lease(key, token)  # refused before the lock: released all the same
+            raise
 
     def stats(self) -> CacheStats:
         """Return a snapshot of this cache's size and counters."""
