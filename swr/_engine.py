@@ -237,7 +237,13 @@ class EngineBase:
         if type(spec) is not CacheTTL:  # a callable (or a subclass): resolved
             spec = _core.resolve_ttl(spec, key, value)
         clock = self._clock  # _core.now(clock), inline: every miss builds an entry
-        return _make_entry(value, spec, clock() if clock is not None else time.time())
+        now = clock() if clock is not None else time.time()
+        if spec.jitter:
+            return _make_entry(value, spec, now)
+        # _core.make_entry without jitter, inline (tests/swr/test_core.py pins the two).
+        fresh_until = now + spec.fresh
+        stale_until = fresh_until + spec.stale
+        return _CachedEntry(value, now, fresh_until, stale_until, stale_until + spec.expired)
 
     def _answered(self, status: Status) -> None:
         self._count[status].incr()

@@ -469,7 +469,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             else:
                 held, token = token, None  # released by the write itself
                 await self._write_and_release(skey, entry, held)
-            if not background:
+            if not background and self._failed:
                 self._forget_failures(skey)
             return entry
         finally:

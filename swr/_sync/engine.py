@@ -466,7 +466,7 @@ class StaleEngine(BulkMixin, Closeable):
             else:
                 held, token = token, None  # released by the write itself
                 self._write_and_release(skey, entry, held)
-            if not background:
+            if not background and self._failed:
                 self._forget_failures(skey)
             return entry
         finally:

@@ -79,6 +79,8 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Generic, TypeAlias, TypeVar
 
+from swr.storage._lock import take
+
 __all__ = [
     "AsyncFlights",
     "Flight",
@@ -320,7 +322,10 @@ class Flights(_Base[K, T]):
         # join() and finish(), inline: every miss of a thread engine runs this.
         lock = self._lock
         lead = True
-        with lock:
+        # Without queueing on a lock whose holder lost the GIL (see swr.storage._lock).
+        if not lock.acquire(False):
+            take(lock)
+        try:
             running = self._running
             flight = running.get(key)
             if flight is None:
@@ -328,6 +333,8 @@ class Flights(_Base[K, T]):
             else:
                 self._joined(flight)
                 lead = False
+        finally:
+            lock.release()
         if not lead:
             return flight.wait(self._timeout if timeout is None else timeout)
         try:
@@ -336,11 +343,15 @@ class Flights(_Base[K, T]):
             self.fail(key, flight, exc)
             raise
         flight._value = value
-        with lock:
+        if not lock.acquire(False):
+            take(lock)
+        try:
             if running.get(key) is flight:
                 del running[key]
             flight._ended = True
             done = flight._done
+        finally:
+            lock.release()
         if done is not None:
             done.set()
         return value
