@@ -79,6 +79,8 @@ _FUNCTION = types.FunctionType
 _NOTHING_SEEN = -math.inf
 _HIT = Status.HIT
 _STALE = Status.STALE
+_EXPIRED = Status.EXPIRED
+_MISS = Status.MISS
 
 
 class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
@@ -342,7 +344,13 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             return self._answer_failure(exc, await self._fallback(skey, entry, force_refresh))
         finally:
             FETCHING.reset(marked)
-        return self._answer_fetched(fresh, entry is not None)
+        # _answer_fetched, inline: every miss answers here.
+        status = _MISS if entry is None else _EXPIRED
+        self._count[status].incr()
+        counts = self._obs.counts
+        if counts is not None:
+            counts[status]()
+        return Result(fresh.value, status, fresh.stored_at, self._clock)
 
     async def _fallback(self, skey: str, entry: Entry | None, force_refresh: bool) -> Entry | None:
         """The entry to serve after a failed fetch: the one read, or (forced) one read now."""
@@ -393,7 +401,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             self._write_failed(skey, exc)
             await self._release_lease(skey, token)
 
-    async def _fetch_and_store(
+    async def _fetch_and_store(  # noqa: PLR0915 - the miss path, inlined
         self,
         key: str,
         skey: str,
@@ -466,8 +474,15 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             entry = self._new_entry(key, value, ttl)
             if token is None or self._set_and_release is None:
                 await self._write(skey, entry)
-            else:
+            elif self._obs.record_storage is None:
                 held, token = token, None  # released by the write itself
+                try:  # _write_and_release without a timer, inline: every leased miss
+                    await self._set_and_release(skey, entry, held)
+                except Exception as exc:  # noqa: BLE001 - the value is returned all the same
+                    self._write_failed(skey, exc)
+                    await self._release_lease(skey, held)
+            else:
+                held, token = token, None
                 await self._write_and_release(skey, entry, held)
             if not background and self._failed:
                 self._forget_failures(skey)

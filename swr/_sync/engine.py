@@ -80,6 +80,8 @@ _FUNCTION = types.FunctionType
 _NOTHING_SEEN = -math.inf
 _HIT = Status.HIT
 _STALE = Status.STALE
+_EXPIRED = Status.EXPIRED
+_MISS = Status.MISS
 
 
 class StaleEngine(BulkMixin, Closeable):
@@ -341,7 +343,13 @@ class StaleEngine(BulkMixin, Closeable):
             return self._answer_failure(exc, self._fallback(skey, entry, force_refresh))
         finally:
             FETCHING.reset(marked)
-        return self._answer_fetched(fresh, entry is not None)
+        # _answer_fetched, inline: every miss answers here.
+        status = _MISS if entry is None else _EXPIRED
+        self._count[status].incr()
+        counts = self._obs.counts
+        if counts is not None:
+            counts[status]()
+        return Result(fresh.value, status, fresh.stored_at, self._clock)
 
     def _fallback(self, skey: str, entry: Entry | None, force_refresh: bool) -> Entry | None:
         """The entry to serve after a failed fetch: the one read, or (forced) one read now."""
@@ -392,7 +400,7 @@ class StaleEngine(BulkMixin, Closeable):
             self._write_failed(skey, exc)
             self._release_lease(skey, token)
 
-    def _fetch_and_store(
+    def _fetch_and_store(  # noqa: PLR0915 - the miss path, inlined
         self,
         key: str,
         skey: str,
@@ -463,8 +471,15 @@ class StaleEngine(BulkMixin, Closeable):
             entry = self._new_entry(key, value, ttl)
             if token is None or self._set_and_release is None:
                 self._write(skey, entry)
-            else:
+            elif self._obs.record_storage is None:
                 held, token = token, None  # released by the write itself
+                try:  # _write_and_release without a timer, inline: every leased miss
+                    self._set_and_release(skey, entry, held)
+                except Exception as exc:  # noqa: BLE001 - the value is returned all the same
+                    self._write_failed(skey, exc)
+                    self._release_lease(skey, held)
+            else:
+                held, token = token, None
                 self._write_and_release(skey, entry, held)
             if not background and self._failed:
                 self._forget_failures(skey)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from swr.storage import Entry, MemoryPool, MemoryStorage
+from swr.storage import Entry, MemoryPool, MemoryStorage, StorageError
 from swr.storage._leases import LocalLeases
 from swr.testing import FakeClock
 
@@ -160,3 +160,46 @@ def test_a_pool_set_and_release_stores_before_the_lease_is_free() -> None:
         stop.set()
         assert seen == [round_]
     pool.close()
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ("not an entry", TypeError),
+        (Entry("v", float("nan"), 1.0, 2.0, 3.0), ValueError),
+        (Entry("v", 5.0, 4.0, 6.0, 7.0), ValueError),
+        (Entry("v", float("inf"), float("inf"), float("inf"), float("inf")), ValueError),
+    ],
+)
+def test_memory_set_and_release_refuses_what_set_refuses(bad: object, error: type) -> None:
+    memory = MemoryStorage()
+    token = memory.acquire_lease("k", 30)
+    assert token is not None
+    with pytest.raises(error):
+        memory.set("k", bad)  # type: ignore[arg-type]
+    with pytest.raises(error):
+        memory.set_and_release("k", bad, token)  # type: ignore[arg-type]
+    assert "k" not in memory
+    memory.close()
+
+
+def test_memory_set_and_release_keeps_the_bound_and_marks_a_rewrite_used() -> None:
+    clock = FakeClock(1_000.0)
+    memory = MemoryStorage(max_entries=3, clock=clock)
+
+    def stored(key: str, value: object) -> None:
+        token = memory.acquire_lease(key, 30)
+        assert token is not None
+        memory.set_and_release(key, Entry(value, 1_000.0, 1_010.0, 1_020.0, 1_030.0), token)
+
+    for key in ("a", "b", "c"):
+        stored(key, key)
+    stored("a", "a2")  # a rewrite is a use: "a" gets its second chance
+    stored("d", "d")  # over the bound: the oldest unused ("b") goes
+    assert len(memory) == 3
+    assert "b" not in memory
+    assert memory.get("a").value == "a2"  # type: ignore[union-attr]
+    assert memory.stats()["evictions"] == 1
+    memory.close()
+    with pytest.raises(StorageError):
+        memory.set_and_release("e", Entry("e", 1_000.0, 1_010.0, 1_020.0, 1_030.0), "t")
