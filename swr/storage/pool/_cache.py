@@ -9,6 +9,7 @@ deletes, evictions and expiry take the pool's one lock (the eviction rules are i
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -34,6 +35,9 @@ __all__ = ["PoolCache"]
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+_INF = math.inf
+_NEG_INF = -math.inf
 
 
 class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
@@ -160,7 +164,10 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
             next(self._hits)
             value: V = item[0]
             return value
-        self._missed()
+        # _missed, inline: an engine's miss reads twice (before and under its lease).
+        if self._closed:
+            raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
+        next(self._misses)
         return None
 
     def _missed(self) -> None:
@@ -257,8 +264,17 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         deadline = NEVER if ttl is None else now + ttl
         if isinstance(value, Entry):
             # As a storage: the entry contract of every storage (times checked, an
-            # entry already dead accepted and not kept).
-            check_times(value)
+            # entry already dead accepted and not kept). check_times' test inline;
+            # check_times says what is wrong.
+            if not (
+                _NEG_INF
+                < value.stored_at
+                <= value.fresh_until
+                <= value.stale_until
+                <= value.expires_at
+                and value.stored_at < _INF
+            ):
+                check_times(value)
             if value.expires_at <= now:
                 try:
                     self.delete(key)
@@ -292,7 +308,13 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
                 data[key] = item
                 pool._used += 1
             if deadline is not NEVER:
-                self._remember(key, deadline, item)
+                if deadline >= self._tail and deadline >= self._hint:
+                    # _remember's common case, inline: a deadline after all the others.
+                    self._keys.append(key)
+                    self._deadlines.append(deadline)
+                    self._tail = deadline
+                else:
+                    self._remember(key, deadline, item)
         finally:
             if token is not None:
                 self._leases.release(key, token)
