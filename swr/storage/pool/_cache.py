@@ -313,7 +313,7 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
                 if old[1] is not NEVER:
                     self._forget(old)
             if deadline is not NEVER:
-                if deadline >= self._tail and deadline >= self._hint:
+                if deadline >= self._tail:
                     # _remember's common case, inline: a deadline after all the others.
                     self._keys.append(key)
                     self._deadlines.append(deadline)
