@@ -587,11 +587,16 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             StorageError: the storage failed (unlike ``execute``, an explicit write
                 reports its failure).
         """
-        skey = self._skey(key)
+        # _skey and the storage timer, inline when they do nothing (no hook installed).
+        skey = self._prefix + key if type(key) is str and key else self._skey(key)
         entry = self._new_entry(key, value, ttl)
-        with self._storage_timer("set"):
+        if self._obs.record_storage is None:
             await self._storage.set(skey, entry)
-        self._forget_failures(skey)
+        else:
+            with self._storage_timer("set"):
+                await self._storage.set(skey, entry)
+        if self._failed:
+            self._forget_failures(skey)
 
     async def delete(self, key: str) -> bool:
         """Remove ``key`` from the cache; return whether it was there.

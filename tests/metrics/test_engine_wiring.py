@@ -51,6 +51,21 @@ def test_hit_path_reads_are_sampled(clock, perf):
     engine.close()
 
 
+async def test_explicit_writes_are_timed_on_both_engines(clock, perf):
+    hook = Recorder()
+    engine = StaleEngine(ttl=TTL, clock=clock, metrics=hook)
+    engine.set("k", 1)
+    assert [(kind, op) for kind, op, _ in hook.storage] == [("memory", "set")]
+    assert engine.get("k").value == 1
+    ahook = Recorder()
+    aengine = AsyncStaleEngine(ttl=TTL, clock=clock, metrics=ahook)
+    await aengine.set("k", 2)
+    assert [(kind, op) for kind, op, _ in ahook.storage] == [("memory", "set")]
+    assert (await aengine.get("k")).value == 2
+    engine.close()
+    await aengine.aclose()
+
+
 def test_without_a_duration_method_the_clock_is_never_read(clock, monkeypatch):
     def no_clock() -> float:
         raise AssertionError("the duration clock was read")
