@@ -356,6 +356,14 @@ class ReadCache(Generic[T]):
             return list(range(len(keys)))
         seen = self.seen
         span = self.SEEN_SPAN * self.limit
+        # The common batch: keys new to ``seen``, all distinct, and no clear due before
+        # the last one; each would only be added: added at once, in C.
+        if len(seen) + len(keys) <= span and seen.isdisjoint(keys):
+            before = len(seen)
+            seen.update(keys)
+            if len(seen) - before == len(keys):
+                return []
+            seen.difference_update(keys)  # duplicates: back as it was, decided in turn
         kept: list[int] = []
         for at, key in enumerate(keys):
             if key in seen:
