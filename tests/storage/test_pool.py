@@ -204,18 +204,35 @@ def test_pool_stats_show_used_capacity_and_each_cache():
     assert stats.caches["a"].size == 2
 
 
-def test_get_marks_recently_used_and_keys_are_lru_first():
+def test_a_read_key_gets_a_second_chance_and_keys_are_in_queue_order():
     pool = make_pool(10)
     cache = pool.register("c", max=3)
     for key in "abc":
         cache.set(key, key)
     cache.get("a")
-    assert cache.keys() == ["b", "c", "a"]
-    cache.set("b", "B")  # an overwrite is a use too
-    assert cache.keys() == ["c", "a", "b"]
-    cache.set("d", "d")
-    assert cache.keys() == ["a", "b", "d"]
-    assert cache.get("b") == "B"
+    assert cache.keys() == ["a", "b", "c"]  # a hit only marks its key
+    cache.set("b", "B")  # an overwrite goes to the back
+    assert cache.keys() == ["a", "c", "b"]
+    cache.set("d", "d")  # "a" was read: it goes to the back unmarked, "c" goes
+    assert cache.keys() == ["b", "a", "d"]
+    cache.set("e", "e")  # the second chance is spent: nobody read "b" again
+    assert cache.keys() == ["a", "d", "e"]
+    cache.set("f", "f")  # nor "a" since its second chance
+    assert cache.keys() == ["d", "e", "f"]
+    assert cache.get("d") == "d"
+    assert pool.stats().caches["c"].evictions == 3
+
+
+def test_second_chances_never_stall_a_writer_when_every_key_was_read():
+    pool = make_pool(10)
+    cache = pool.register("c", max=3)
+    for key in "abc":
+        cache.set(key, key)
+    for key in "abc":
+        cache.get(key)
+    cache.set("d", "d")  # a full round of second chances, then the oldest goes
+    assert cache.keys() == ["b", "c", "d"]
+    assert cache.get("a") is None
 
 
 def test_overwrite_keeps_the_size_and_the_pool_count():
@@ -637,3 +654,17 @@ def test_a_cache_is_a_context_manager_and_has_a_readable_repr():
         assert repr(cache) == "PoolCache(name='c', min=1, max=5, ttl=3.0, priority=2, size=0)"
         assert repr(pool) == "MemoryPool(capacity=10, used=0, caches=['c'])"
     assert pool.stats().caches == {}
+
+
+def test_marks_left_by_hits_racing_removals_are_dropped():
+    pool = make_pool(300)
+    cache = pool.register("c", max=100)
+    for i in range(100):
+        cache.set(i, i)
+    # A hit that found its item just before a writer removed it marks a key now gone.
+    for gone in range(1000, 1200):
+        cache._touch(gone)
+    cache.get(0)
+    cache.set("new", 1)  # the eviction drops the stale marks, then spares 0
+    assert cache._marked == set()
+    assert 0 in cache and 1 not in cache

@@ -1,6 +1,7 @@
 """A MemoryPool against a plain model: random registrations, writes, reads, deletes,
-clock moves and GC passes; after every step both hold the same keys in the same LRU
-order with the same values and counters.
+clock moves and GC passes; after every step both hold the same keys in the same queue
+order (second chance: a hit marks its key, which the next eviction passing it moves to
+the back, unmarked) with the same values and counters.
 
 The model is written from the eviction rules alone, with lists and linear scans:
 it knows nothing of deques, heaps or lazy records.
@@ -43,7 +44,8 @@ class ModelCache:
     ttl: float | None
     priority: int
     limit: int = 0
-    entries: list[tuple[int, ModelEntry]] = field(default_factory=list)  # LRU first
+    entries: list[tuple[int, ModelEntry]] = field(default_factory=list)  # queue order
+    marked: set[int] = field(default_factory=set)  # hit since queued
     hits: int = 0
     misses: int = 0
     evictions: int = 0
@@ -63,12 +65,18 @@ class ModelCache:
         first = self.earliest_expired(now)
         if first is None:
             return False
+        self.marked -= {k for k, e in self.entries if (e.deadline, e.seq) == first}
         self.entries = [(k, e) for k, e in self.entries if (e.deadline, e.seq) != first]
         self.expirations += 1
         return True
 
     def evict_lru(self) -> None:
-        self.entries.pop(0)
+        for _ in range(len(self.entries)):  # at most one round of second chances
+            if self.entries[0][0] not in self.marked:
+                break
+            self.marked.discard(self.entries[0][0])
+            self.entries.append(self.entries.pop(0))
+        self.marked.discard(self.entries.pop(0)[0])
         self.evictions += 1
 
 
@@ -142,10 +150,11 @@ class Model:
         e = cache.entries[i][1]
         if e.deadline <= now:
             cache.entries.pop(i)
+            cache.marked.discard(key)
             cache.expirations += 1
             cache.misses += 1
             return None
-        cache.entries.append(cache.entries.pop(i))
+        cache.marked.add(key)
         cache.hits += 1
         return e.value
 
@@ -154,6 +163,7 @@ class Model:
         if i is None:
             return False
         cache.entries.pop(i)
+        cache.marked.discard(key)
         return True
 
     def collect(self, now: float) -> int:
@@ -256,6 +266,7 @@ class PoolMachine(RuleBasedStateMachine):
         for c in self.model.caches:
             real = self.real[c.name]
             assert real.keys() == [k for k, _ in c.entries], c.name
+            assert real._marked == c.marked, c.name
 
     @invariant()
     def same_contents_and_counters(self) -> None:

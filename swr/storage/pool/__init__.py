@@ -11,8 +11,9 @@ One job per module:
 
 - ``_pool.py``: :class:`MemoryPool`, registration (mins and maxes that fit the
   capacity), ``collect`` and its background thread;
-- ``_eviction.py``: each cache's LRU and expiry order, and which entry goes when a
-  write needs room (the rules and what always holds are in its docstring);
+- ``_eviction.py``: each cache's second-chance (approximate LRU) and expiry order,
+  and which entry goes when a write needs room (the rules and what always holds are
+  in its docstring);
 - ``_cache.py``: :class:`PoolCache`, reads, writes, leases, stats, lifecycle;
 - ``_loading.py``: ``get_or_load``/``aget_or_load`` (one load per missing key);
 - ``_async/batch.py``: :class:`AsyncBatchLoader` (DataLoader), the source of

@@ -1,7 +1,8 @@
 """PoolCache: one typed cache of a MemoryPool, and a Storage for the engine.
 
-Hits take no lock: a dict lookup and ``move_to_end`` are each atomic under the GIL, and
-hits and misses are counted with ``itertools.count`` (one atomic C call). Writes,
+Hits take no lock: a dict lookup and the mark of a read (``set.add``, see the
+second-chance order in ``_eviction.py``) are each atomic under the GIL, and hits and
+misses are counted with ``itertools.count`` (one atomic C call). Writes,
 deletes, evictions and expiry take the pool's one lock (the eviction rules are in
 ``_eviction.py``).
 """
@@ -106,7 +107,7 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         self._lock = pool._lock
         # Bound C methods: the read path calls them without attribute lookups.
         self._lookup: Callable[[K], Item | None] = self._data.get
-        self._touch: Callable[[K], None] = self._data.move_to_end
+        self._touch: Callable[[K], None] = self._marked.add
         self._hits = itertools.count()
         self._misses = itertools.count()
         self._reads = 0  # stats() taken: each advanced both counters once
@@ -149,14 +150,15 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
             deadline = item[1]
             if deadline is not NEVER:
                 now_read = self._now_read
-                if deadline <= now_read():
+                now = now_read()
+                # No live item of this cache expires before _hint: while it is ahead,
+                # the item's own deadline (a float object of its own, most likely out
+                # of the CPU caches over a large working set) need not be read.
+                if self._hint <= now and deadline <= now:
                     self._expired(key, item)
                     return None
             touch = self._touch
-            try:
-                touch(key)
-            except KeyError:  # evicted by a writer since the lookup: still a valid read
-                pass
+            touch(key)  # read: a second chance at its next eviction
             next(self._hits)
             value: V = item[0]
             return value
@@ -173,6 +175,7 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         with self._lock:
             if self._data.get(key) is item:
                 del self._data[key]
+                self._marked.discard(key)
                 self._forget(item)
                 self._pool._used -= 1
                 self._expirations += 1
@@ -186,10 +189,7 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
             deadline = item[1]
             if deadline is NEVER or deadline > self._now():
                 touch = self._touch
-                try:
-                    touch(key)
-                except KeyError:
-                    pass
+                touch(key)
                 next(self._hits)
                 value: V = item[0]
                 return value
@@ -222,7 +222,10 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         return len(self._data)
 
     def keys(self) -> list[K]:
-        """Return the keys held, least recently used first (a snapshot).
+        """Return the keys held in queue order, oldest first (a snapshot).
+
+        The front key goes first when the cache loses an entry, unless it was read
+        since it was queued: then it moves to the back instead (its second chance).
 
         Expired entries not dropped yet are included: they still count against the
         capacity until a read, a write needing room or the GC drops them.
@@ -267,19 +270,21 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
                 raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
             data = self._data
             old = data.get(key)
-            if old is not None:
-                data[key] = item
-                data.move_to_end(key)
-                if old[1] is not NEVER:
-                    self._forget(old)
-            else:
+            if old is None:
                 pool = self._pool
                 if (len(data) >= self._limit or pool._used >= pool.capacity) and not (
                     self._make_room_for(now)
                 ):
                     return
-                data[key] = item
                 pool._used += 1
+            # Lowered before the item is published: lock-free readers trust _hint.
+            if deadline < self._hint:  # noqa: PLR1730 - no call on the write path
+                self._hint = deadline
+            data[key] = item
+            if old is not None:
+                data.move_to_end(key)
+                if old[1] is not NEVER:
+                    self._forget(old)
             if deadline is not NEVER:
                 self._remember(key, deadline, item)
         finally:
@@ -302,6 +307,7 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
             item = self._data.pop(key, None)
             if item is None:
                 return False
+            self._marked.discard(key)
             self._forget(item)
             self._pool._used -= 1
             return True
@@ -327,10 +333,12 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         if self._closed:
             raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
         data = self._data
+        marked = self._marked
         removed = 0
         for key in keys:
             item = data.pop(key, None)
             if item is not None:
+                marked.discard(key)
                 self._forget(item)
                 removed += 1
         self._pool._used -= removed

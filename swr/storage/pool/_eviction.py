@@ -2,7 +2,14 @@
 
 Each cache of a pool keeps:
 
-- an ``OrderedDict`` from key to item ``(value, deadline)``, least recently used first.
+- an ``OrderedDict`` from key to item ``(value, deadline)``, in eviction order: a
+  second-chance ("clock") approximation of LRU. A write puts its key at the back. A
+  hit only marks its key (``_marked``, a set: ``set.add`` touches one hash slot where
+  ``move_to_end`` relinks three list nodes, each most likely out of the CPU caches over
+  a large working set). When the cache loses its least recently used entry, a marked
+  key at the front loses its mark and goes to the back instead (its second chance), so
+  a key read since it was queued is never the one evicted, and entries nobody reads go
+  first, oldest first. Every mark is paid for by the hit that set it: O(1) amortised.
   ``deadline`` is when the item expires: ``stored + ttl``, or earlier when the value is
   an :class:`~swr.storage.base.Entry` whose ``expires_at`` comes first; ``inf`` when
   nothing expires it. Every write makes a new item with a float object of its own as
@@ -18,7 +25,8 @@ Each cache of a pool keeps:
   dead they are rebuilt (O(n), once per as many removals: O(1) amortised), so dead
   records never outnumber live ones by much; they hold a key and a float, never a value.
 - ``_hint``, a lower bound of its earliest deadline: when it is in the future, one
-  comparison shows the cache has nothing expired.
+  comparison shows the cache has nothing expired (a hit then skips reading its item's
+  deadline, a float object most likely out of the CPU caches over a large working set).
 
 When a write needs room (the cache is at its max, or the pool is full), one entry goes,
 chosen by looking at the caches, never at their entries:
@@ -61,6 +69,8 @@ V = TypeVar("V")
 NEVER = math.inf
 # Dead heap records beyond half the heap (plus this slack) trigger a rebuild.
 _COMPACT_SLACK = 64
+# Marks of removed keys (left by a hit racing a removal) tolerated before a cleanup.
+_GHOST_SLACK = 64
 
 # (value, deadline): one per write; its deadline's identity marks its expiry record.
 Item = tuple[Any, float]
@@ -87,6 +97,7 @@ class EvictingCache(Generic[K, V]):
         "_keys",
         "_late",
         "_limit",
+        "_marked",
         "_pool",
         "_seq",
         "_tail",
@@ -100,6 +111,7 @@ class EvictingCache(Generic[K, V]):
         self.priority = priority
         self._limit = 0  # the effective max, set by the pool
         self._data: OrderedDict[K, Item] = OrderedDict()
+        self._marked: set[K] = set()  # keys hit since they were queued (second chance)
         # Expiry order (see the module docstring): keys and deadlines in deadline
         # order, and a heap of (deadline, seq, key, item) for those out of order.
         self._keys: deque[K] = deque()
@@ -115,9 +127,11 @@ class EvictingCache(Generic[K, V]):
         self._expirations = 0
 
     def _remember(self, key: K, deadline: float, item: Item) -> None:
-        """Record the finite ``deadline`` of ``item``, just stored under ``key``."""
-        if deadline < self._hint:  # noqa: PLR1730 - no call on the write path
-            self._hint = deadline
+        """Record the finite ``deadline`` of ``item``, just stored under ``key``.
+
+        The writer has lowered ``_hint`` to ``deadline`` already, before publishing the
+        item (lock-free readers skip the item's own deadline while ``_hint`` is ahead).
+        """
         # One ttl per cache: successive deadlines never decrease, so appending keeps
         # the deques sorted. An earlier one (an Entry's own expires_at, a clock set
         # back) goes to the heap.
@@ -169,7 +183,10 @@ class EvictingCache(Generic[K, V]):
                 if most:
                     break
         # _evict_lru, inlined.
-        item = victim._data.popitem(last=False)[1]
+        if victim._marked:
+            victim._give_second_chances()
+        key, item = victim._data.popitem(last=False)
+        victim._marked.discard(key)  # (marked by a hit racing this write)
         pool._used -= 1
         victim._evictions += 1
         deadline = item[1]
@@ -261,13 +278,37 @@ class EvictingCache(Generic[K, V]):
         else:  # the heap's top is the live item due first (_first_expiry cleaned it)
             key = heapq.heappop(self._late)[2]
         del self._data[key]
+        self._marked.discard(key)
         self._pool._used -= 1
         self._expirations += 1
         return True
 
+    def _give_second_chances(self) -> None:
+        """Move the marked keys at the front of the order to its back, unmarking each.
+
+        Then the front key is the one to evict. Bounded by the cache's size, so hits
+        re-marking keys meanwhile cannot hold a writer up: after a full round the
+        front key goes anyway.
+        """
+        data = self._data
+        marked = self._marked
+        if len(marked) > len(data) + _GHOST_SLACK:
+            # Marks of keys gone (a hit racing the removal of its key): drop them.
+            marked.intersection_update(data)
+        move_to_end = data.move_to_end
+        for _ in range(len(data)):
+            key = next(iter(data))
+            if key not in marked:
+                return
+            marked.discard(key)
+            move_to_end(key)
+
     def _evict_lru(self) -> None:
-        """Remove the least recently used entry; the cache is not empty."""
-        item = self._data.popitem(last=False)[1]
+        """Remove the least recently used entry (second chance); the cache is not empty."""
+        if self._marked:
+            self._give_second_chances()
+        key, item = self._data.popitem(last=False)
+        self._marked.discard(key)
         self._forget(item)
         self._pool._used -= 1
         self._evictions += 1
@@ -281,6 +322,7 @@ class EvictingCache(Generic[K, V]):
         """Remove every entry and expiry record."""
         self._pool._used -= len(self._data)
         self._data.clear()
+        self._marked.clear()
         self._keys.clear()
         self._deadlines.clear()
         self._tail = -NEVER
