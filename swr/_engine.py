@@ -58,6 +58,7 @@ _MISS = Status.MISS
 _FALLBACK = Status.FALLBACK
 
 _plan_stale = _core.plan_stale
+_make_entry = _core.make_entry
 _BACKING_OFF = _core.Plan.BACKING_OFF
 _FALLBACK_PLAN = _core.Plan.FALLBACK
 
@@ -203,6 +204,9 @@ class EngineBase:
     _lease_ttl: float
     _backoff: _core.Backoff
     _backoff_lock: threading.Lock
+    _failed: bool
+    """Whether a fetch or refresh ever failed (set before its key backs off or its
+    failure log holds lines back): until then a stored value has no failures to forget."""
     _storage: Any
     _get: Callable[[str], Entry | None] | None
     _lookup: Callable[[str], Entry | None] | None
@@ -230,7 +234,16 @@ class EngineBase:
 
     def _new_entry(self, key: str, value: Any, ttl: TTLSpec | None) -> Entry:
         spec = self._ttl if ttl is None else ttl
-        return _core.make_entry(value, _core.resolve_ttl(spec, key, value), self._now())
+        if type(spec) is not CacheTTL:  # a callable (or a subclass): resolved
+            spec = _core.resolve_ttl(spec, key, value)
+        clock = self._clock  # _core.now(clock), inline: every miss builds an entry
+        now = clock() if clock is not None else time.time()
+        if spec.jitter:
+            return _make_entry(value, spec, now)
+        # _core.make_entry without jitter, inline (tests/swr/test_core.py pins the two).
+        fresh_until = now + spec.fresh
+        stale_until = fresh_until + spec.stale
+        return _CachedEntry(value, now, fresh_until, stale_until, stale_until + spec.expired)
 
     def _answered(self, status: Status) -> None:
         self._count[status].incr()
@@ -368,6 +381,7 @@ class EngineBase:
             return  # refused by the breaker or re-entered: nothing was fetched
         self._error_event(self._counters.fetch_errors, "fetch")
         now = self._now()
+        self._failed = True
         with self._backoff_lock:
             backoff = self._backoff
             if backoff.allows(skey, now):
@@ -458,7 +472,10 @@ class EngineBase:
 
     def _answer_fetched(self, entry: Entry, had_entry: bool) -> Result[Any]:
         status = _EXPIRED if had_entry else _MISS
-        self._answered(status)
+        self._count[status].incr()  # _answered, inline: every miss answers here
+        counts = self._obs.counts
+        if counts is not None:
+            counts[status]()
         return Result(entry.value, status, entry.stored_at, self._clock)
 
     def _serve_stale(
@@ -574,6 +591,8 @@ class EngineBase:
 
     def _forget_failures(self, skey: str) -> None:
         """A new value of ``skey`` was stored: it no longer backs off, logs at once."""
+        if not self._failed:  # nothing ever failed: no key backs off, none is held back
+            return
         if self._backoff:
             with self._backoff_lock:
                 self._backoff.succeeded(skey)
@@ -585,6 +604,7 @@ class EngineBase:
         self._refresh_event(self._counters.refreshes_succeeded, "succeeded")
 
     def _refresh_failed(self, skey: str, exc: BaseException) -> None:
+        self._failed = True
         with self._backoff_lock:
             retry_at = self._backoff.failed(skey, self._now())
             failures = self._backoff.failures(skey)

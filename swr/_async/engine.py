@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import threading
 import time as _time
+import types
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -73,8 +75,12 @@ T = TypeVar("T")
 
 _IS_ASYNC = True  # unasync: sync=_IS_ASYNC = False
 _CachedEntry = _core.CachedEntry
+_FUNCTION = types.FunctionType
+_NOTHING_SEEN = -math.inf
 _HIT = Status.HIT
 _STALE = Status.STALE
+_EXPIRED = Status.EXPIRED
+_MISS = Status.MISS
 
 
 class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
@@ -159,6 +165,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         self._lease_ttl = max(options.timeout, 0.1)
         self._backoff = _core.Backoff(options.backoff_initial, options.backoff_max)
         self._backoff_lock = threading.Lock()
+        self._failed = False
         self._closed = False
 
         # What the storage can do, decided here once (see swr._capabilities).
@@ -316,18 +323,18 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         force_refresh: bool,
         seen: float | None = None,
     ) -> Result[T]:
-        _core.check_key(key)  # execute's hit path leaves it to here
+        if type(key) is not str or not key:
+            _core.check_key(key)  # execute's hit path leaves it to here
         if entry is not None and not force_refresh and self._backoff and self._backs_off(skey):
             return self._backed_off(entry)
-        fetching = self._check_reentry(skey)
-        start = functools.partial(
-            self._fetch_and_store,
-            key,
-            skey,
-            fetch,
-            ttl,
-            self._seen(entry, force_refresh) if seen is None else seen,
-        )
+        fetching = FETCHING.get()
+        if skey in fetching:
+            self._check_reentry(skey)  # raises ReentrantFetchError
+        if seen is None:
+            seen = _NOTHING_SEEN  # what _seen says of a caller that saw nothing
+            if entry is not None or force_refresh:
+                seen = self._seen(entry, force_refresh)
+        start = functools.partial(self._fetch_and_store, key, skey, fetch, ttl, seen)
         # The shared fetch (a task created here, or this very thread) runs with the key
         # marked as being fetched, so that it cannot wait for itself.
         marked = FETCHING.set(fetching | {skey})
@@ -337,7 +344,13 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             return self._answer_failure(exc, await self._fallback(skey, entry, force_refresh))
         finally:
             FETCHING.reset(marked)
-        return self._answer_fetched(fresh, entry is not None)
+        # _answer_fetched, inline: every miss answers here.
+        status = _MISS if entry is None else _EXPIRED
+        self._count[status].incr()
+        counts = self._obs.counts
+        if counts is not None:
+            counts[status]()
+        return Result(fresh.value, status, fresh.stored_at, self._clock)
 
     async def _fallback(self, skey: str, entry: Entry | None, force_refresh: bool) -> Entry | None:
         """The entry to serve after a failed fetch: the one read, or (forced) one read now."""
@@ -388,7 +401,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             self._write_failed(skey, exc)
             await self._release_lease(skey, token)
 
-    async def _fetch_and_store(
+    async def _fetch_and_store(  # noqa: PLR0915 - the miss path, inlined
         self,
         key: str,
         skey: str,
@@ -428,11 +441,21 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                     return found
             if background:
                 self._refresh_started()
-            fetch, plan = await self._prepare_fetch(key, skey, fetch)
-            started = self._fetch_started(background)
-            trace = self._obs.trace_fetch
+            if (
+                type(fetch) is _FUNCTION
+                and not fetch.__code__.co_argcount
+                and self._should_cache is None
+            ):
+                plan = None  # _prepare_fetch's plain case, decided inline: every miss asks
+            else:
+                fetch, plan = await self._prepare_fetch(key, skey, fetch)
+            obs = self._obs
+            started = None if obs.hook is None else self._fetch_started(background)
+            trace = obs.trace_fetch
             try:
-                if trace is None:
+                if trace is None and not background and not _IS_ASYNC:
+                    value = fetch()  # a thread's foreground fetch: all call_fetch does
+                elif trace is None:
                     value = await async_call_fetch(fetch, self._options.timeout, skey, background)
                 else:
                     with trace(self.name, key, background):
@@ -444,16 +467,24 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                 self._fetch_outcome(permit, exc, started, background)
                 raise
             reported = True
-            self._fetch_outcome(permit, None, started, background)
+            if permit is not None or started is not None:
+                self._fetch_outcome(permit, None, started, background)
             if plan is not None:
                 return await self._store_planned(key, skey, value, ttl, plan)
             entry = self._new_entry(key, value, ttl)
             if token is None or self._set_and_release is None:
                 await self._write(skey, entry)
-            else:
+            elif self._obs.record_storage is None:
                 held, token = token, None  # released by the write itself
+                try:  # _write_and_release without a timer, inline: every leased miss
+                    await self._set_and_release(skey, entry, held)
+                except Exception as exc:  # noqa: BLE001 - the value is returned all the same
+                    self._write_failed(skey, exc)
+                    await self._release_lease(skey, held)
+            else:
+                held, token = token, None
                 await self._write_and_release(skey, entry, held)
-            if not background:
+            if not background and self._failed:
                 self._forget_failures(skey)
             return entry
         finally:
@@ -490,7 +521,15 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             # Re-read under the lease, or while another holds it: a result stored since
             # the caller's read is the one to use.
             # Judged by the engine's clock: a store may keep an entry past its death.
-            entry = await self._read_quiet(skey)
+            get = self._get
+            if get is not None and self._obs.record_storage is None:
+                try:  # _read_quiet, inline for a read without the asyncio protocol
+                    entry = get(skey)
+                except Exception as exc:  # noqa: BLE001 - a failing cache reads as a miss
+                    self._read_failed(skey, exc)
+                    entry = None
+            else:
+                entry = await self._read_quiet(skey)
             if entry is not None and entry.stored_at > seen and self._live(entry) is not None:
                 if token is not None:
                     await self._release_lease(skey, token)

@@ -79,6 +79,8 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Generic, TypeAlias, TypeVar
 
+from swr.storage._lock import take
+
 __all__ = [
     "AsyncFlights",
     "Flight",
@@ -317,15 +319,41 @@ class Flights(_Base[K, T]):
             FlightInterruptedError: a waiter's leader was interrupted (rule 6).
             Exception: whatever ``call`` raised.
         """
-        flight, leader = self.join(key)
-        if not leader:
+        # join() and finish(), inline: every miss of a thread engine runs this.
+        lock = self._lock
+        lead = True
+        # Without queueing on a lock whose holder lost the GIL (see swr.storage._lock).
+        if not lock.acquire(False):
+            take(lock)
+        try:
+            running = self._running
+            flight = running.get(key)
+            if flight is None:
+                flight = running[key] = Flight(key, self._errors)
+            else:
+                self._joined(flight)
+                lead = False
+        finally:
+            lock.release()
+        if not lead:
             return flight.wait(self._timeout if timeout is None else timeout)
         try:
             value = call()
         except BaseException as exc:  # rule 2: the waiters learn of any end
             self.fail(key, flight, exc)
             raise
-        self.finish(key, flight, value)
+        flight._value = value
+        if not lock.acquire(False):
+            take(lock)
+        try:
+            if running.get(key) is flight:
+                del running[key]
+            flight._ended = True
+            done = flight._done
+        finally:
+            lock.release()
+        if done is not None:
+            done.set()
         return value
 
     def lead_many(self, keys: list[K]) -> tuple[dict[K, Flight[T]], dict[K, Flight[T]]]:

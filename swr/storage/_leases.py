@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import TYPE_CHECKING
 
+from swr.storage._lock import take
 from swr.storage._tokens import new_token
+
+if TYPE_CHECKING:
+    from threading import Lock
 
 __all__ = ["LocalLeases"]
 
@@ -13,7 +18,8 @@ class LocalLeases:
     """Exclusive, self-expiring leases on keys, kept in a dict.
 
     Not locked by itself: its owner (MemoryStorage, a PoolCache) calls it under the
-    lock that already guards its data. Expired leases are replaced when met, so a
+    lock that already guards its data (:meth:`take` takes that lock itself, and only
+    when the key is already in the dict). Expired leases are replaced when met, so a
     holder that never releases costs one lease period.
     """
 
@@ -30,6 +36,25 @@ class LocalLeases:
         token = new_token().hex()
         self._held[key] = (token, now + ttl)
         return token
+
+    def take(self, key: Hashable, ttl: float, now: float, lock: Lock) -> str | None:
+        """:meth:`acquire` for an owner not holding ``lock``, its data's lock.
+
+        A key nobody leases (every miss) is taken without the lock: ``dict.setdefault``
+        inserts only where nothing is, in one step no other thread can split. A lease
+        met (held, or expired and to be replaced) is judged under ``lock``, as every
+        change of a lease already in the dict is: the owner releases under it too.
+        """
+        token = new_token().hex()
+        mine = (token, now + ttl)
+        if self._held.setdefault(key, mine) is mine:
+            return token
+        if not lock.acquire(False):
+            take(lock)
+        try:
+            return self.acquire(key, ttl, now)
+        finally:
+            lock.release()
 
     def release(self, key: Hashable, token: str) -> None:
         """Release the lease on ``key`` if ``token`` still holds it."""

@@ -12,6 +12,9 @@ from swr.storage.base import Entry
 
 __all__ = ["check_key", "check_times", "checked_tags", "checked_times"]
 
+_INF = math.inf
+_NEG_INF = -math.inf
+
 
 def check_key(key: object) -> str:
     """Return ``key``, refused as every storage refuses it (the storage contract).
@@ -37,9 +40,12 @@ def check_times(entry: Entry) -> None:
     """
     if not isinstance(entry, Entry):
         raise TypeError(f"expected an Entry, got {type(entry).__name__}")
-    times = (entry.stored_at, entry.fresh_until, entry.stale_until, entry.expires_at)
-    stored, fresh, stale, expires = times
-    if not (-math.inf < stored <= fresh <= stale <= expires and stored < math.inf):
+    stored = entry.stored_at
+    if not (
+        _NEG_INF < stored <= entry.fresh_until <= entry.stale_until <= entry.expires_at
+        and stored < _INF
+    ):
+        times = (entry.stored_at, entry.fresh_until, entry.stale_until, entry.expires_at)
         raise ValueError(
             "entry times must be ordered stored_at <= fresh_until <= stale_until <= "
             f"expires_at, with no NaN and a finite stored_at; got {times}"

@@ -29,6 +29,7 @@ read-only (or cache immutable ones).
 
 from __future__ import annotations
 
+import math
 import threading
 import time as _time
 from collections import deque
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
     from swr.storage.adapters import AsyncAdapter
 
 __all__ = ["MemoryStorage"]
+
+_INF = math.inf
+_NEG_INF = -math.inf
 
 
 class MemoryStorage(StorageMixin):
@@ -264,15 +268,29 @@ class MemoryStorage(StorageMixin):
 
     def set_and_release(self, key: str, entry: Entry, token: str) -> None:
         """Store ``entry`` and release the lease ``token`` holds on ``key``, under one lock."""
-        check_key(key)
-        check_times(entry)
+        if type(key) is not str or not key:
+            check_key(key)
+        # check_times' test, inline (every miss stores here); check_times says what is wrong.
+        item: object = entry  # a caller's object, whatever its annotation
+        if not isinstance(item, Entry) or not (
+            _NEG_INF < item.stored_at <= item.fresh_until <= item.stale_until <= item.expires_at
+            and item.stored_at < _INF
+        ):
+            check_times(entry)
         clock = self._clock
         now = clock() if clock is not None else _time.time()
         lock = self._lock
         if not lock.acquire(False):
             take(lock)
         try:
-            self._store_one_locked(key, entry, now)
+            data = self._data
+            if self._tags_of or entry.expires_at <= now or key in data or self._closed:
+                self._store_one_locked(key, entry, now)
+            else:  # _store_one_locked's path of a miss, inline
+                data[key] = entry
+                self._order.append(key)
+                if len(data) > self.max_entries:
+                    self._evict_locked()
             self._leases.release(key, token)
         finally:
             lock.release()
@@ -403,17 +421,11 @@ class MemoryStorage(StorageMixin):
 
         Two engines sharing one MemoryStorage then fetch a key once between them.
         """
+        if self._closed:
+            self._check_open()
         clock = self._clock
         now = clock() if clock is not None else _time.time()
-        lock = self._lock
-        if not lock.acquire(False):
-            take(lock)
-        try:
-            if self._closed:
-                self._check_open()
-            return self._leases.acquire(key, ttl, now)
-        finally:
-            lock.release()
+        return self._leases.take(key, ttl, now, self._lock)
 
     def release_lease(self, key: str, token: str) -> None:
         """Release the lease on ``key`` if ``token`` still holds it."""

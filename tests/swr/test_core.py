@@ -8,12 +8,13 @@ from datetime import timedelta
 
 import pytest
 
-from swr import CacheTTL, ConfigError, Status
+from swr import CacheTTL, ConfigError, StaleEngine, Status
 from swr._core import (
     Backoff,
     BreakerEvent,
     BreakerRules,
     BreakerState,
+    CachedEntry,
     Plan,
     check_callable,
     check_int,
@@ -89,6 +90,23 @@ def test_make_entry_jitter_uses_the_random_source():
     ttl = CacheTTL(fresh=100, stale=10, jitter=0.5)
     assert make_entry(1, ttl, 0.0, rand=lambda: 1.0).fresh_until == 50
     assert make_entry(1, ttl, 0.0, rand=lambda: 0.0).fresh_until == 100
+
+
+@pytest.mark.parametrize(
+    "ttl",
+    [
+        CacheTTL(fresh=10, stale=20, expired=30),
+        CacheTTL(fresh=0.1, stale=0, expired=0),
+        CacheTTL(fresh=1e9, stale=1e-3, expired=7),
+    ],
+)
+def test_the_engines_entries_are_make_entrys(ttl):
+    # The engine builds an entry without jitter inline; make_entry is the rule.
+    engine = StaleEngine(ttl=ttl, clock=lambda: 1_234.5)
+    built = engine._new_entry("k", "v", None)
+    assert type(built) is CachedEntry
+    assert built == make_entry("v", ttl, 1_234.5)
+    engine.close()
 
 
 def test_resolve_ttl_checks_callable_results():

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from swr import CacheTTL, CircuitBreaker, Status
+from swr import CacheTTL, CircuitBreaker, RefreshOptions, Status
 from swr.storage import Entry, LMDBStorage, MemoryPool, MemoryStorage
 from swr.testing import FakeClock
 from tests.helpers import wait_until
@@ -201,6 +201,23 @@ def test_a_key_that_backs_off_recovers(make_driver):
     up = Upstream()
     result = d.execute("k", up)
     assert (result.status, result.value, up.calls) == (Status.EXPIRED, "v1", 1)
+
+
+def test_a_value_stored_after_a_failed_fetch_ends_its_backoff(make_driver):
+    # The engine skips forgetting failures while none ever happened: a failed foreground
+    # fetch must count as one, or its key would go on backing off after a new value.
+    clock = FakeClock()
+    slow = RefreshOptions(backoff_initial=500.0, backoff_max=500.0)
+    d = make_driver(storage=MemoryStorage(), ttl=TTL, clock=clock, refresh=slow)
+    d.execute("k", Upstream())
+    clock.advance(200)  # expired window
+    down = Upstream(fail=True)
+    assert d.execute("k", down).status is Status.FALLBACK  # backs off for 500 s now
+    d.set("k", "by hand")
+    clock.advance(200)  # expired again, within the 500 s the failure would still delay
+    assert d.execute("k", down).status is Status.FALLBACK
+    assert down.calls == 2  # fetched at once: the stored value ended the backoff
+    assert d.stats().fetches_backed_off == 0
 
 
 def test_a_miss_never_backs_off_without_an_entry(make_driver):

@@ -10,6 +10,7 @@ deletes, evictions and expiry take the pool's one lock (the eviction rules are i
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -35,6 +36,9 @@ __all__ = ["PoolCache"]
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+_INF = math.inf
+_NEG_INF = -math.inf
 
 
 class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
@@ -162,7 +166,10 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
             next(self._hits)
             value: V = item[0]
             return value
-        self._missed()
+        # _missed, inline: an engine's miss reads twice (before and under its lease).
+        if self._closed:
+            raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
+        next(self._misses)
         return None
 
     def _missed(self) -> None:
@@ -245,18 +252,38 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
             StorageUnavailableError: the cache was closed.
             TypeError: ``key`` is not hashable.
         """
-        # The common path is inlined (one Python frame): every load and every engine
-        # fetch writes through here. acquire/release cost half of a ``with`` block.
+        self._put(key, value, None)
+
+    def _put(self, key: K, value: V, token: str | None) -> None:
+        """:meth:`set`, then (``token`` given) the release of ``token``'s lease on ``key``.
+
+        Both under one hold of the lock: the entry is in place before the lease is free.
+        """
+        # The common path is inlined (one Python frame below set): every load and every
+        # engine fetch writes through here. acquire/release cost half of a ``with`` block.
         clock = self._clock
         now = clock() if clock is not None else _time.time()
         ttl = self.ttl
         deadline = NEVER if ttl is None else now + ttl
         if isinstance(value, Entry):
             # As a storage: the entry contract of every storage (times checked, an
-            # entry already dead accepted and not kept).
-            check_times(value)
+            # entry already dead accepted and not kept). check_times' test inline;
+            # check_times says what is wrong.
+            if not (
+                _NEG_INF
+                < value.stored_at
+                <= value.fresh_until
+                <= value.stale_until
+                <= value.expires_at
+                and value.stored_at < _INF
+            ):
+                check_times(value)
             if value.expires_at <= now:
-                self.delete(key)
+                try:
+                    self.delete(key)
+                finally:
+                    if token is not None:
+                        self.release_lease(key, token)
                 return
             if value.expires_at < deadline:
                 # A float of its own: the expiry order tells records apart by identity.
@@ -286,8 +313,16 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
                 if old[1] is not NEVER:
                     self._forget(old)
             if deadline is not NEVER:
-                self._remember(key, deadline, item)
+                if deadline >= self._tail:
+                    # _remember's common case, inline: a deadline after all the others.
+                    self._keys.append(key)
+                    self._deadlines.append(deadline)
+                    self._tail = deadline
+                else:
+                    self._remember(key, deadline, item)
         finally:
+            if token is not None:
+                self._leases.release(key, token)
             lock.release()
 
     def set_many(self, entries: Mapping[K, V]) -> None:
@@ -413,17 +448,13 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         Raises:
             StorageUnavailableError: the cache was closed.
         """
+        if self._closed:
+            raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
         clock = self._clock
         now = clock() if clock is not None else _time.time()
-        lock = self._lock
-        if not lock.acquire(False):
-            take(lock)  # every miss of an engine comes here: see swr.storage._lock
-        try:
-            if self._closed:
-                raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
-            return self._leases.acquire(key, ttl, now)
-        finally:
-            lock.release()
+        # Every miss of an engine comes here: a key nobody leases is taken without the
+        # lock (see LocalLeases.take).
+        return self._leases.take(key, ttl, now, self._lock)
 
     def release_lease(self, key: K, token: str) -> None:
         """Release the lease on ``key`` if ``token`` still holds it."""
@@ -442,9 +473,10 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         finds it; the lease is released even if the write raises.
         """
         try:
-            self.set(key, value)
-        finally:
-            self.release_lease(key, token)
+            self._put(key, value, token)
+        except BaseException:
+            self.release_lease(key, token)  # refused before the lock: released all the same
+            raise
 
     def stats(self) -> CacheStats:
         """Return a snapshot of this cache's size and counters."""
