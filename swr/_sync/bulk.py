@@ -283,8 +283,9 @@ class BulkMixin(EngineBase):
         stags = self._storage_tags(tags)
         accept = should_cache if should_cache is not None else self._should_cache
         prefix = self._prefix
-        skeys = [prefix + key for key in wanted]
-        entries = self._read_many(skeys)
+        # With no namespace the storage keys are the caller's ("" + key is key itself).
+        skeys = [prefix + key for key in wanted] if prefix else wanted
+        entries, touch = self._read_batch(skeys)
         clock = self._clock
         now = self._now()
         results: dict[str, Result[Any]] = {}
@@ -295,6 +296,11 @@ class BulkMixin(EngineBase):
         for key, skey, found in zip(wanted, skeys, entries, strict=True):
             entry = found
             if entry is not None:
+                if touch is not None:
+                    try:
+                        touch(skey)
+                    except KeyError:  # evicted meanwhile: the read still holds
+                        pass
                 if now < entry.fresh_until:
                     count_hit()
                     if metrics is not None:
@@ -320,6 +326,25 @@ class BulkMixin(EngineBase):
         if len(results) == len(wanted):
             return results if not stale else {key: results[key] for key in wanted}
         return {key: results[key] for key in wanted if key in results}
+
+    def _read_batch(
+        self, skeys: list[str]
+    ) -> tuple[list[Entry | None], Callable[[str], None] | None]:
+        """The entries of ``skeys`` (see :meth:`_read_many`), and the ``touch`` the
+        caller makes on each entry found, or ``None`` when the read marked them used.
+
+        Memory: one C-level pass of direct dict reads; the caller marks each entry used
+        as it judges it, instead of a second pass here.
+        """  # noqa: D205 - the summary names both results
+        lookup = self._lookup
+        touch = self._touch
+        if lookup is None or touch is None:
+            return self._read_many(skeys), None
+        try:
+            return list(map(lookup, skeys)), touch
+        except Exception as exc:  # noqa: BLE001 - a failing cache reads as a miss
+            self._read_failed(skeys[0], exc)
+            return [None] * len(skeys), None
 
     def _read_many(self, skeys: list[str]) -> list[Entry | None]:
         """The entries of ``skeys`` in one batch read; a failing storage reads as misses."""

@@ -346,6 +346,35 @@ class ReadCache(Generic[T]):
         seen.add(key)
         return False
 
+    def wanted(self, keys: Sequence[str]) -> list[int]:
+        """The positions in ``keys`` of those to keep, decided in order as :meth:`wants`.
+
+        The same rule and the same state as calling :meth:`wants` on each key in turn,
+        for a batch read: one call instead of one per record decoded.
+        """
+        if len(self.items) < self.room:
+            return list(range(len(keys)))
+        seen = self.seen
+        span = self.SEEN_SPAN * self.limit
+        # The common batch: keys new to ``seen``, all distinct, and no clear due before
+        # the last one; each would only be added: added at once, in C.
+        if len(seen) + len(keys) <= span and seen.isdisjoint(keys):
+            before = len(seen)
+            seen.update(keys)
+            if len(seen) - before == len(keys):
+                return []
+            seen.difference_update(keys)  # duplicates: back as it was, decided in turn
+        kept: list[int] = []
+        for at, key in enumerate(keys):
+            if key in seen:
+                seen.discard(key)
+                kept.append(at)
+                continue
+            if len(seen) >= span:
+                seen.clear()
+            seen.add(key)
+        return kept
+
     def remember(self, pairs: Iterable[tuple[str, T]]) -> None:
         """Keep ``(key, item)`` pairs, dropping the oldest keys beyond ``limit``."""
         items, limit = self.items, self.limit

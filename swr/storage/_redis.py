@@ -19,9 +19,18 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
+import msgpack
+
 from swr.storage._clock import now
 from swr.storage._log import logger
-from swr.storage._record import ReadCache, RecordCodec
+from swr.storage._record import (
+    PLAIN_HEAD,
+    PLAIN_SIZE,
+    PLAIN_TAIL,
+    UNPACK_PLAIN,
+    ReadCache,
+    RecordCodec,
+)
 from swr.storage._validate import check_int, check_seconds
 from swr.storage._verbs import check_key, check_times, checked_tags, checked_times
 from swr.storage.base import CounterEntry, Entry
@@ -386,6 +395,9 @@ MAX_NODES = 64
 # and read back as infinity.
 _FOREVER = sys.float_info.max
 _INF = math.inf
+_UNPACKB = msgpack.unpackb
+# Entries built as RecordCodec.decode builds them (see swr.storage._record).
+_NEW_ENTRY = Entry.__new__
 
 
 def _finite(entry: Entry) -> Entry:
@@ -721,52 +733,105 @@ class _RedisBase:
             return None
         return entry
 
-    def _entries(
+    def _entries(  # noqa: PLR0915 - the batch read path, inlined
         self, skeys: Sequence[str], records: Sequence[bytes | None]
     ) -> tuple[list[Entry | None], list[tuple[int, CorruptEntryError]]]:
         """The entries of an ``MGET`` reply (``None`` for absent or dead ones) and the
-        ``(index, error)`` of each corrupt record. Only records not in the read cache
-        are decoded, in one batch.
+        ``(index, error)`` of each corrupt record.
+
+        One pass: a record whose very bytes the read cache holds is not decoded again;
+        the common record (see :attr:`RecordCodec.plain_max`) is decoded inline, exactly
+        as :meth:`RecordCodec.decode` would; any other goes through ``decode`` for the
+        verdict. Admission to the read cache (:meth:`ReadCache.wanted`) is decided once
+        for the batch, after the pass.
         """  # noqa: D205 - the summary names both results
         now = self._now()
         cache = self._cache
+        codec = self._codec
         if not cache.limit:
-            decoded, corrupt = self._codec.decode_many(records, now)
-            return [None if e is None else _infinite(e) for e in decoded], corrupt
+            decoded, errors = codec.decode_many(records, now)
+            return [None if e is None else _infinite(e) for e in decoded], errors
         get = cache.get
+        full = len(cache.items) >= cache.room  # else every key decoded is kept (see wants)
+        plain_max = codec.plain_max  # 0: no record is decoded inline
+        ext_hook = codec.ext_hook
+        decode = codec.decode
+        unpack_plain = UNPACK_PLAIN
+        unpackb = _UNPACKB
+        new_entry = _NEW_ENTRY
         entries: list[Entry | None] = []
         append = entries.append
-        missed: list[int] = []
+        corrupt: list[tuple[int, CorruptEntryError]] = []
+        keep: list[int] = []  # decoded and kept in the read cache
+        unknown: list[int] = []  # decoded, of keys the full cache does not hold
         for index, data in enumerate(records):
-            if data is not None:
-                cached = get(skeys[index])
-                if cached is not None and cached[0] == data:
-                    entry = cached[1]
-                    append(entry if entry.expires_at > now else None)
-                    continue
-                missed.append(index)
-            append(None)
-        if not missed:
-            return entries, []
-        datas = cast("list[bytes]", [records[index] for index in missed])
-        decoded, corrupt = self._codec.decode_many(datas, now)
-        fresh: list[tuple[str, tuple[bytes, Entry]]] = []
-        admit, small = cache.wants, self._small
-        full = len(cache.items) >= cache.room  # else every key gets in (see wants)
-        for index, data, found in zip(missed, datas, decoded, strict=True):
-            if found is None:
+            if data is None:
+                append(None)
                 continue
-            if found.expires_at == _FOREVER:
-                _infinite(found)
-            entries[index] = found
-            skey = skeys[index]
-            if full and get(skey) is None and not admit(skey):
+            cached = get(skeys[index])
+            if cached is not None and cached[0] == data:
+                hit: Entry = cached[1]
+                append(hit if hit.expires_at > now else None)
                 continue
-            if small(data):
-                fresh.append((skey, (data, found)))
-        if fresh:
-            cache.remember(fresh)
-        return entries, [(missed[at], error) for at, error in corrupt]
+            if PLAIN_SIZE <= len(data) <= plain_max:
+                head, stored, fresh, stale, expires, tail = unpack_plain(data)
+                if (
+                    head == PLAIN_HEAD
+                    and tail == PLAIN_TAIL
+                    and -_INF < stored <= fresh <= stale <= expires
+                    and stored < _INF
+                ):
+                    if expires <= now:
+                        append(None)
+                        continue
+                    try:
+                        value = unpackb(data[PLAIN_SIZE:], ext_hook=ext_hook, strict_map_key=False)
+                    except Exception:  # noqa: BLE001, S110 - decode() below gives the verdict
+                        pass
+                    else:
+                        entry = new_entry(Entry)
+                        entry.value = value
+                        entry.stored_at = stored
+                        entry.fresh_until = fresh
+                        entry.stale_until = stale
+                        entry.expires_at = expires
+                        if expires == _FOREVER:
+                            _infinite(entry)
+                        append(entry)
+                        if full and cached is None:
+                            unknown.append(index)
+                        else:
+                            keep.append(index)
+                        continue
+            try:
+                entry = decode(data)
+            except CorruptEntryError as exc:
+                corrupt.append((index, exc))
+                append(None)
+                continue
+            if entry.expires_at <= now:
+                append(None)
+                continue
+            if entry.expires_at == _FOREVER:
+                _infinite(entry)
+            append(entry)
+            if full and cached is None:
+                unknown.append(index)
+            else:
+                keep.append(index)
+        if unknown:
+            wanted = cache.wanted([skeys[index] for index in unknown])
+            keep += [unknown[at] for at in wanted]
+        if keep:
+            small = self._small
+            pairs: list[tuple[str, tuple[bytes, Entry]]] = []
+            for index in keep:
+                data = cast("bytes", records[index])
+                if small(data):
+                    pairs.append((skeys[index], (data, cast("Entry", entries[index]))))
+            if pairs:
+                cache.remember(pairs)
+        return entries, corrupt
 
     def _small(self, data: bytes) -> bool:
         """Whether the value of a record :meth:`_entry` decoded fits the read cache.

@@ -17,8 +17,9 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from swr.storage import CorruptEntryError, Entry, SerializationError
+from swr.storage import CorruptEntryError, Entry, RedisStorage, SerializationError
 from swr.storage._record import RecordCodec
+from swr.storage._redis import _infinite
 from swr.storage.serializers import JSONSerializer, MsgpackSerializer, ZstdSerializer
 from tests.storage.test_hostile_records import record
 from tests.storage.test_serializers import msgpack_values, same
@@ -149,6 +150,57 @@ def fuzz_decoders(name: str, data: bytes) -> None:
     assert all(isinstance(error, CorruptEntryError) for _, error in corrupt)
 
 
+# A Redis storage's batch read (MGET) decodes records inline; never connected here.
+BATCH_READERS = {
+    name: RedisStorage.from_url(
+        "redis://127.0.0.1:9/0",
+        prefix="fuzz:",
+        serializer=codec.serializer,
+        read_cache=3,
+        clock=lambda: 0.0,
+    )
+    for name, codec in CODECS.items()
+}
+
+
+@settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(sorted(CODECS)), st.lists(st.one_of(st.none(), records), max_size=6))
+def fuzz_batch_reads(name: str, datas: list[bytes | None]) -> None:
+    """A batch read gives each record exactly what ``decode`` gives it, read once or again
+    (then partly from the read cache, which holds some of the keys of the last batches).
+    """
+    codec, store = CODECS[name], BATCH_READERS[name]
+    keys = [f"fuzz:k{index}" for index in range(len(datas))]
+    for _ in range(2):
+        entries, corrupt = store._entries(keys, datas)
+        assert len(entries) == len(datas)
+        bad = {index for index, error in corrupt if isinstance(error, CorruptEntryError)}
+        assert len(bad) == len(corrupt)
+        for index, (data, got) in enumerate(zip(datas, entries, strict=True)):
+            if data is None:
+                assert got is None
+                assert index not in bad
+                continue
+            try:
+                want = _infinite(codec.decode(data))  # Redis reads the largest float as inf
+            except CorruptEntryError:
+                assert got is None
+                assert index in bad
+                continue
+            assert index not in bad
+            if want.expires_at <= 0.0:
+                assert got is None
+                continue
+            assert got is not None
+            assert same(got.value, want.value)
+            assert (got.stored_at, got.fresh_until, got.stale_until, got.expires_at) == (
+                want.stored_at,
+                want.fresh_until,
+                want.stale_until,
+                want.expires_at,
+            )
+
+
 @settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(msgpack_values)
 def fuzz_round_trips(value: Any) -> None:
@@ -166,5 +218,6 @@ def test_decoders_only_ever_raise_corrupt_entry_error_within_their_bounds():
     rounds = 0
     while rounds == 0 or time.monotonic() < deadline:
         fuzz_decoders()
+        fuzz_batch_reads()
         fuzz_round_trips()
         rounds += 1

@@ -146,10 +146,18 @@ async def main():
         raw = redis.Redis.from_url(args["url"])
         async def exists(key):
             return not raw.exists(args["prefix"] + key)
-        kind = RedisStorage if backend == "redis" else AsyncRedisStorage
+        kind = AsyncRedisStorage if backend.startswith("redis-async") else RedisStorage
         store = kind.from_url(args["url"], prefix=args["prefix"])
     if backend == "redis-async":
         get, close = store.get, store.aclose
+    elif backend == "redis-async-many":  # the batch read (MGET) of one key
+        async def get(key):
+            return (await store.get_many([key]))[0]
+        close = store.aclose
+    elif backend == "redis-many":
+        async def get(key):
+            return store.get_many([key])[0]
+        close = store.close
     else:
         get, close = sync_store(store)
     try:
@@ -215,7 +223,7 @@ def test_hostile_records_read_as_misses_on_lmdb(tmp_path: Path, payloads: dict[s
 
 
 @pytest.mark.redis
-@pytest.mark.parametrize("backend", ["redis", "redis-async"])
+@pytest.mark.parametrize("backend", ["redis", "redis-async", "redis-many", "redis-async-many"])
 def test_hostile_records_read_as_misses_on_redis(
     redis_server: Any, payloads: dict[str, bytes], backend: str
 ) -> None:

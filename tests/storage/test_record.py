@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from swr.serializers import JSONSerializer, MsgpackSerializer, ZstdSerializer, default_serializer
 from swr.storage import CorruptEntryError, Entry, SerializationError
-from swr.storage._record import FORMAT_VERSION, RecordCodec, digest_key
+from swr.storage._record import FORMAT_VERSION, ReadCache, RecordCodec, digest_key
 
 E = Entry(value={"a": 1}, stored_at=100.0, fresh_until=110.0, stale_until=130.0, expires_at=160.0)
 
@@ -169,3 +169,26 @@ def test_the_fast_paths_keep_the_serializers_bounds():
     assert [index for index, _ in corrupt] == [0]
     with pytest.raises(SerializationError, match="max_objects=100"):
         c.encode(Entry([0] * 150, 100.0, 110.0, 130.0, 160.0))
+
+
+@given(
+    st.integers(1, 6),
+    st.integers(0, 8),
+    st.lists(st.lists(st.integers(0, 30).map(str), max_size=12), max_size=12),
+)
+def test_read_cache_wanted_decides_a_batch_as_wants_decides_each_key(limit, held, batches):
+    """``wanted(keys)`` keeps the keys ``wants`` keeps called in turn, and leaves the same
+    state behind: below the room, full, with duplicates, and across the seen span's clears.
+    """
+    one: ReadCache[int] = ReadCache(limit)
+    batch: ReadCache[int] = ReadCache(limit)
+    for cache in (one, batch):
+        cache.remember((f"held{i}", i) for i in range(held))
+    for keys in batches:
+        expected = [at for at, key in enumerate(keys) if one.wants(key)]
+        assert batch.wanted(keys) == expected
+        assert batch.seen == one.seen
+        # What a storage then keeps, both caches keep.
+        one.remember((keys[at], at) for at in expected)
+        batch.remember((keys[at], at) for at in expected)
+        assert batch.items == one.items

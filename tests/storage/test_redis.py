@@ -24,8 +24,9 @@ from swr.storage import (
     StorageError,
     StorageUnavailableError,
 )
+from swr.storage._record import RecordCodec
 from swr.storage.redis import lease_key
-from swr.storage.serializers import JSONSerializer, _msgpack_ext_hook
+from swr.storage.serializers import JSONSerializer, _msgpack_ext_hook, default_serializer
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.redis
@@ -249,6 +250,72 @@ def test_a_full_read_cache_admits_a_key_on_its_second_decode(redis_server, clock
         for i in range(13, 20):
             few.get(f"k{i}")
         assert few.get("k11") is kept
+
+
+def test_a_batch_read_answers_each_key_as_get_does(redis_server, clock):
+    prefix = f"bm{uuid.uuid4().hex[:6]}:"
+    url = redis_server.url
+    with (
+        RedisStorage.from_url(url, prefix=prefix, clock=clock, read_cache=2) as store,
+        RedisStorage.from_url(url, prefix=prefix, clock=clock, read_cache=0) as single,
+    ):
+        now = clock()
+        written = {
+            "plain": entry({"id": 1, "roles": ["a", "b"]}, now),
+            "large": entry([f"item-{i}" for i in range(500)], now),  # compressed
+            "forever": Entry("f", now, math.inf, math.inf, math.inf),
+            "far": Entry("x", now, now + 10, now + 20, 1e20),
+            "dying": entry("d", now, fresh=1, lifetime=2),
+            "changed": entry("old", now),
+        }
+        store.set_many(written)
+        assert store.client.get(prefix + "large")[38] == 1  # the zstd marker
+        assert store.incr("counter", 5) == 5
+        keys = [*written, "counter", "corrupt", "checked", "absent"]
+        assert [e.value if e else None for e in store.get_many(keys)] == [
+            {"id": 1, "roles": ["a", "b"]},
+            [f"item-{i}" for i in range(500)],
+            "f",
+            "x",
+            "d",
+            "old",
+            5,
+            None,
+            None,
+            None,
+        ]
+        assert len(store._cache) == 2
+        single.set("changed", entry("new", now))  # new bytes under a cached key
+        store.client.set(prefix + "corrupt", b"SW\x01\x80" + bytes(40))  # an unknown flag
+        # A key check (never written by Redis storages): the record of another key.
+        foreign = RecordCodec(default_serializer()).encode(entry("c", now), key_check=b"k")
+        store.client.set(prefix + "checked", foreign)
+        clock.advance(3)  # "dying" is dead now
+        with capture_logs() as logs:
+            batches = [store.get_many(keys) for _ in range(2)]  # then partly from the cache
+        for got in batches:
+            assert got == [single.get(key) for key in keys]
+            assert [e.value if e else None for e in got] == [
+                {"id": 1, "roles": ["a", "b"]},
+                [f"item-{i}" for i in range(500)],
+                "f",
+                "x",
+                None,
+                "new",
+                5,
+                None,
+                None,
+                None,
+            ]
+            assert got[2] == Entry("f", now, math.inf, math.inf, math.inf)
+            assert got[3] == written["far"]
+        assert [log["key"] for log in logs if log["event"] == "corrupt_entry"] == [
+            prefix + "corrupt",
+            prefix + "checked",
+        ]
+        assert store.stats()["corrupt_entries"] == 2
+        assert store.client.exists(prefix + "checked") == 0
+        assert store.client.exists(prefix + "corrupt") == 0
 
 
 async def test_the_async_storage_and_twins_keep_their_own_read_cache(store, clock):

@@ -106,6 +106,25 @@ def test_missing_keys_cost_one_fetch_many_and_one_batch_write(
     assert d.stats().misses == 50
 
 
+@pytest.mark.parametrize("namespace", ["", "ns"])
+def test_keys_hit_by_execute_many_are_marked_used_in_memory(
+    make_driver: Callable[..., Driver], clock: Clock, namespace: str
+) -> None:
+    store = MemoryStorage(max_entries=3, clock=clock)
+    d = make_driver(storage=store, ttl=TTL, clock=clock, namespace=namespace)
+    prefix = f"{namespace}:" if namespace else ""
+    for key in ("a", "b", "c"):
+        d.set(key, key)
+    results = call(d, "execute_many", ["a", "c"], many(d, Upstream()))
+    assert [(r.value, r.status) for r in results.values()] == [
+        ("a", Status.HIT),
+        ("c", Status.HIT),
+    ]
+    d.set("d", "d")  # full: the oldest key not read since goes
+    assert store.get(prefix + "b") is None
+    assert [store.get(prefix + key) is not None for key in ("a", "c", "d")] == [True] * 3
+
+
 def test_only_the_missing_keys_are_fetched(
     make_driver: Callable[..., Driver], clock: Clock
 ) -> None:
