@@ -3,11 +3,17 @@
 Machines running these are shared and noisy, so every script measures its baselines in
 the same run, interleaves the cases round by round, and reports the best round of each
 (the least disturbed one) as nanoseconds per operation, plus ratios between cases.
+
+Each round runs the cases in a new order (shuffled with the round's number as the seed,
+so runs repeat): a case that always ran right after another would always find the CPU
+caches as that one left them, warmed with the same keys or cooled by a large working
+set, and a fixed order would favour one side of a ratio.
 """
 
 from __future__ import annotations
 
 import gc
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -33,8 +39,10 @@ def measure(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
+        order = list(cases.items())
         for round_no in range(warmup + rounds):
-            for name, run in cases.items():
+            random.Random(round_no).shuffle(order)
+            for name, run in order:
                 started = clock()
                 run(n)
                 elapsed = (clock() - started) / n
