@@ -504,7 +504,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         """
         leases = self._leases
         assert leases is not None  # noqa: S101 - only called when leases exist
-        deadline = _time.monotonic() + self._lease_ttl
+        deadline: float | None = None  # set at the first wait: most takes never wait
         delay = POLL_FIRST
         waiting: float | None = None  # since the first sleep, when the hook times waits
         while True:
@@ -541,7 +541,9 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                 return token, None
             if not wait:
                 raise RefreshNotNeededError
-            if _time.monotonic() >= deadline:
+            if deadline is None:
+                deadline = _time.monotonic() + self._lease_ttl
+            elif _time.monotonic() >= deadline:
                 self._lease_wait_ended(waiting)
                 return None, None
             if waiting is None:

@@ -501,7 +501,7 @@ class StaleEngine(BulkMixin, Closeable):
         """
         leases = self._leases
         assert leases is not None  # noqa: S101 - only called when leases exist
-        deadline = _time.monotonic() + self._lease_ttl
+        deadline: float | None = None  # set at the first wait: most takes never wait
         delay = POLL_FIRST
         waiting: float | None = None  # since the first sleep, when the hook times waits
         while True:
@@ -538,7 +538,9 @@ class StaleEngine(BulkMixin, Closeable):
                 return token, None
             if not wait:
                 raise RefreshNotNeededError
-            if _time.monotonic() >= deadline:
+            if deadline is None:
+                deadline = _time.monotonic() + self._lease_ttl
+            elif _time.monotonic() >= deadline:
                 self._lease_wait_ended(waiting)
                 return None, None
             if waiting is None:
