@@ -48,12 +48,13 @@ _UNPACK_HEADER = _HEADER.unpack_from
 _PACK_HEADER = _HEADER.pack
 # The common record, read in one struct call: magic, version 1, no flags, four times,
 # no key check (length 0) and an uncompressed payload (zstd marker 0).
-# Storages with a hot read path of their own (LMDB) inline the same test with these.
+# The hot read paths of the storages (LMDB's get, Redis's batch read) inline the same
+# test with these.
 _PLAIN = struct.Struct("<4s4d3s")
-UNPACK_PLAIN = _UNPACK_PLAIN = _PLAIN.unpack_from
-PLAIN_HEAD = _PLAIN_HEAD = _MAGIC + bytes((FORMAT_VERSION, 0))
-PLAIN_TAIL = _PLAIN_TAIL = bytes(3)
-PLAIN_SIZE = _PLAIN_SIZE = _PLAIN.size  # the header and the marker byte
+UNPACK_PLAIN = _PLAIN.unpack_from
+PLAIN_HEAD = _MAGIC + bytes((FORMAT_VERSION, 0))
+PLAIN_TAIL = bytes(3)
+PLAIN_SIZE = _PLAIN.size  # the header and the marker byte
 _CHECK_LEN = struct.Struct("<H")
 _INF = math.inf
 _UNPACKB = msgpack.unpackb
@@ -195,9 +196,8 @@ class RecordCodec:
     ) -> tuple[list[Entry | None], list[tuple[int, CorruptEntryError]]]:
         """Decode a batch of records (no key checks), ``None`` for absent or dead ones.
 
-        The batch reads of byte storages (``MGET``) spend most of their time here, so
-        well-formed records take one inlined path; any other record goes through
-        :meth:`decode` for the precise verdict.
+        Each record as :meth:`decode` would. (The Redis storages' batch read inlines
+        the common record's decode in their own pass over an ``MGET`` reply.)
 
         Args:
             records: Record bytes, ``None`` where the key was absent.
@@ -210,54 +210,18 @@ class RecordCodec:
         entries: list[Entry | None] = []
         corrupt: list[tuple[int, CorruptEntryError]] = []
         append = entries.append
-        unpack_plain = _UNPACK_PLAIN
-        unpackb = _UNPACKB
-        ext_hook = self._hook
-        fast = self._raw_msgpack
-        fast_max = self._fast_max + _HEADER_SIZE
-        new_entry = _NEW_ENTRY
+        decode = self.decode
         for index, data in enumerate(records):
             if data is None:
                 append(None)
                 continue
-            if fast:
-                try:
-                    head, stored, fresh, stale, expires, tail = unpack_plain(data)
-                except struct.error:
-                    pass  # too short: decode() below gives the verdict
-                else:
-                    if (
-                        head == _PLAIN_HEAD
-                        and tail == _PLAIN_TAIL
-                        and -_INF < stored <= fresh <= stale <= expires
-                        and stored < _INF
-                        and len(data) <= fast_max
-                    ):
-                        if expires <= now:
-                            append(None)
-                            continue
-                        try:
-                            value = unpackb(
-                                data[_PLAIN_SIZE:], ext_hook=ext_hook, strict_map_key=False
-                            )
-                        except Exception:  # noqa: BLE001, S110 - decode() below gives the verdict
-                            pass
-                        else:
-                            entry = new_entry(Entry)
-                            entry.value = value
-                            entry.stored_at = stored
-                            entry.fresh_until = fresh
-                            entry.stale_until = stale
-                            entry.expires_at = expires
-                            append(entry)
-                            continue
             try:
-                decoded = self.decode(data)
+                entry = decode(data)
             except CorruptEntryError as exc:
                 corrupt.append((index, exc))
                 append(None)
                 continue
-            append(decoded if decoded.expires_at > now else None)
+            append(entry if entry.expires_at > now else None)
         return entries, corrupt
 
     @property

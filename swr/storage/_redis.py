@@ -748,10 +748,7 @@ class _RedisBase:
         now = self._now()
         cache = self._cache
         codec = self._codec
-        if not cache.limit:
-            decoded, errors = codec.decode_many(records, now)
-            return [None if e is None else _infinite(e) for e in decoded], errors
-        get = cache.get
+        get = cache.get  # (with read_cache=0 it holds nothing and admits nothing)
         full = len(cache.items) >= cache.room  # else every key decoded is kept (see wants)
         plain_max = codec.plain_max  # 0: no record is decoded inline
         ext_hook = codec.ext_hook
@@ -819,6 +816,8 @@ class _RedisBase:
                 unknown.append(index)
             else:
                 keep.append(index)
+        if not cache.limit:
+            return entries, corrupt
         if unknown:
             wanted = cache.wanted([skeys[index] for index in unknown])
             keep += [unknown[at] for at in wanted]

@@ -316,6 +316,14 @@ def test_a_batch_read_answers_each_key_as_get_does(redis_server, clock):
         assert store.stats()["corrupt_entries"] == 2
         assert store.client.exists(prefix + "checked") == 0
         assert store.client.exists(prefix + "corrupt") == 0
+        # Without a read cache, the batch read answers as get too, and keeps nothing.
+        store.client.set(prefix + "corrupt", b"SW\x01\x80" + bytes(40))
+        batch = single.get_many(keys)
+        assert batch[keys.index("corrupt")] is None
+        assert single.stats()["corrupt_entries"] == 1
+        assert batch == [single.get(key) for key in keys]
+        assert batch[2] == Entry("f", now, math.inf, math.inf, math.inf)
+        assert len(single._cache) == 0
 
 
 async def test_the_async_storage_and_twins_keep_their_own_read_cache(store, clock):
