@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
+from swr.storage import _tokens
 from swr.storage._lock import take
 from swr.storage._tokens import new_token
 
@@ -45,7 +46,7 @@ class LocalLeases:
         met (held, or expired and to be replaced) is judged under ``lock``, as every
         change of a lease already in the dict is: the owner releases under it too.
         """
-        token = new_token().hex()
+        token = _tokens._TOKEN(_tokens._prefix, next(_tokens._serial)).hex()  # new_token, inline
         mine = (token, now + ttl)
         if self._held.setdefault(key, mine) is mine:
             return token
