@@ -196,23 +196,6 @@ class MemoryStorage(StorageMixin):
         if len(data) > self.max_entries:
             self._evict_locked()
 
-    def _store_one_locked(self, key: str, entry: Entry, now: float) -> None:
-        """:meth:`_store_locked` of one entry (the path of every miss)."""
-        if self._closed:
-            self._check_open()
-        if self._tags_of or entry.expires_at <= now:
-            self._store_locked({key: entry}, now)
-            return
-        data = self._data
-        if key in data:
-            data[key] = entry
-            self._marked.add(key)  # a write is a use
-            return
-        data[key] = entry
-        self._order.append(key)
-        if len(data) > self.max_entries:
-            self._evict_locked()
-
     def _evict_locked(self) -> None:
         """Drop entries from the front of the queue until the bound holds."""
         data = self._data
@@ -241,17 +224,7 @@ class MemoryStorage(StorageMixin):
 
     def set(self, key: str, entry: Entry) -> None:
         """Store ``entry`` under ``key``, evicting the least recently used when full."""
-        check_key(key)
-        check_times(entry)
-        clock = self._clock
-        now = clock() if clock is not None else _time.time()
-        lock = self._lock
-        if not lock.acquire(False):
-            take(lock)
-        try:
-            self._store_one_locked(key, entry, now)
-        finally:
-            lock.release()
+        self.set_and_release(key, entry, None)
 
     def _checked(self, entries: Mapping[str, Entry]) -> float:
         """Check ``entries`` as :meth:`set` does; return the time to judge them by."""
@@ -266,11 +239,15 @@ class MemoryStorage(StorageMixin):
         with self._lock:
             self._store_locked(entries, now)
 
-    def set_and_release(self, key: str, entry: Entry, token: str) -> None:
-        """Store ``entry`` and release the lease ``token`` holds on ``key``, under one lock."""
+    def set_and_release(self, key: str, entry: Entry, token: str | None) -> None:
+        """Store ``entry`` and release the lease ``token`` holds on ``key``, under one lock.
+
+        Also :meth:`set`'s body (``token`` ``None``: no lease to release). Inlined, one
+        Python frame: every miss of an engine stores here.
+        """
         if type(key) is not str or not key:
             check_key(key)
-        # check_times' test, inline (every miss stores here); check_times says what is wrong.
+        # check_times' test, inline; check_times says what is wrong.
         item: object = entry  # a caller's object, whatever its annotation
         if not isinstance(item, Entry) or not (
             _NEG_INF < item.stored_at <= item.fresh_until <= item.stale_until <= item.expires_at
@@ -281,17 +258,23 @@ class MemoryStorage(StorageMixin):
         now = clock() if clock is not None else _time.time()
         lock = self._lock
         if not lock.acquire(False):
-            take(lock)
+            take(lock)  # without queueing on it: see swr.storage._lock
         try:
             data = self._data
-            if self._tags_of or entry.expires_at <= now or key in data or self._closed:
-                self._store_one_locked(key, entry, now)
-            else:  # _store_one_locked's path of a miss, inline
+            if self._closed:
+                self._check_open()
+            if self._tags_of or entry.expires_at <= now:
+                self._store_locked({key: entry}, now)
+            elif key in data:
+                data[key] = entry
+                self._marked.add(key)  # a write is a use
+            else:
                 data[key] = entry
                 self._order.append(key)
                 if len(data) > self.max_entries:
                     self._evict_locked()
-            self._leases.release(key, token)
+            if token is not None:
+                self._leases.release(key, token)
         finally:
             lock.release()
 
