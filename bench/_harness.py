@@ -15,11 +15,14 @@ from __future__ import annotations
 import gc
 import random
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 Case = Callable[[int], object]  # runs the operation n times
+T = TypeVar("T")
 
 
 def measure(
@@ -52,6 +55,25 @@ def measure(
         if gc_was_enabled:
             gc.enable()
     return best
+
+
+def run_together(batches: Sequence[Sequence[T]], call: Callable[[T], object]) -> None:
+    """Call ``call`` on each item of each batch, one thread per batch, started together.
+
+    The threads meet at a barrier before their first call and are all joined on return.
+    """
+    start = threading.Barrier(len(batches))
+
+    def body(batch: Sequence[T]) -> None:
+        start.wait()
+        for item in batch:
+            call(item)
+
+    workers = [threading.Thread(target=body, args=(batch,)) for batch in batches]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _harness import Case, Target, measure, report
+from _harness import Case, Target, measure, report, run_together
 from _working_set import RECORD
 
 from swr import CacheTTL, StaleEngine
@@ -71,18 +71,7 @@ def threaded(call: Callable[[str], object], threads: int, prefix: str) -> Case:
         batches = [
             [f"{prefix}{t}:{next(fresh)}" for _ in range(n // threads)] for t in range(threads)
         ]
-        start = threading.Barrier(threads)
-
-        def body(batch: list[str]) -> None:
-            start.wait()
-            for key in batch:
-                call(key)
-
-        workers = [threading.Thread(target=body, args=(batch,)) for batch in batches]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        run_together(batches, call)
 
     return run
 
@@ -91,12 +80,7 @@ def started(threads: int) -> Case:
     """What ``threaded`` costs without the calls: its threads started, met and joined."""
 
     def run(n: int) -> None:
-        start = threading.Barrier(threads)
-        workers = [threading.Thread(target=start.wait) for _ in range(threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        run_together([()] * threads, lambda _: None)  # empty batches: no call is made
 
     return run
 

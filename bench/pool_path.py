@@ -31,13 +31,12 @@ import itertools
 import random
 import resource
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import cachetools
-from _harness import Case, Target, measure, report
+from _harness import Case, Target, measure, report, run_together
 
 from swr import CacheTTL, StaleEngine
 from swr.storage import Entry, MemoryPool, MemoryStorage, PoolCache
@@ -232,18 +231,7 @@ def threaded(
     def run(n: int) -> None:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
         batches = [[make_key(next(fresh)) for _ in range(n // threads)] for _ in range(threads)]
-        start = threading.Barrier(threads)
-
-        def body(batch: list[object]) -> None:
-            start.wait()
-            for key in batch:
-                write(key)
-
-        workers = [threading.Thread(target=body, args=(batch,)) for batch in batches]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        run_together(batches, write)
         switches[0] += resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - before
         switches[1] += n
 
