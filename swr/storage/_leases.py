@@ -22,20 +22,25 @@ class LocalLeases:
     lock that already guards its data (:meth:`take` takes that lock itself, and only
     when the key is already in the dict). Expired leases are replaced when met, so a
     holder that never releases costs one lease period.
+
+    Attributes:
+        held: Key -> ``(token, until)`` of each lease, the dict itself: owners inline
+            :meth:`take`'s free key and :meth:`release` on their miss path (each copy
+            checked against these methods by tests/storage/test_local_leases.py).
     """
 
-    __slots__ = ("_held",)
+    __slots__ = ("held",)
 
     def __init__(self) -> None:
-        self._held: dict[Hashable, tuple[str, float]] = {}
+        self.held: dict[Hashable, tuple[str, float]] = {}
 
     def acquire(self, key: Hashable, ttl: float, now: float) -> str | None:
         """Take the lease on ``key`` until ``now + ttl``; ``None`` if someone holds it."""
-        held = self._held.get(key)
+        held = self.held.get(key)
         if held is not None and held[1] > now:
             return None
         token = new_token().hex()
-        self._held[key] = (token, now + ttl)
+        self.held[key] = (token, now + ttl)
         return token
 
     def take(self, key: Hashable, ttl: float, now: float, lock: Lock) -> str | None:
@@ -48,8 +53,12 @@ class LocalLeases:
         """
         token = _tokens._TOKEN(_tokens._prefix, next(_tokens._serial)).hex()  # new_token, inline
         mine = (token, now + ttl)
-        if self._held.setdefault(key, mine) is mine:
+        if self.held.setdefault(key, mine) is mine:
             return token
+        return self.take_met(key, ttl, now, lock)
+
+    def take_met(self, key: Hashable, ttl: float, now: float, lock: Lock) -> str | None:
+        """:meth:`take` of a key whose lease is in the dict (held, or expired): under ``lock``."""
         if not lock.acquire(False):
             take(lock)
         try:
@@ -59,10 +68,10 @@ class LocalLeases:
 
     def release(self, key: Hashable, token: str) -> None:
         """Release the lease on ``key`` if ``token`` still holds it."""
-        held = self._held.get(key)
+        held = self.held.get(key)
         if held is not None and held[0] == token:
-            del self._held[key]
+            del self.held[key]
 
     def clear(self) -> None:
         """Forget every lease."""
-        self._held.clear()
+        self.held.clear()

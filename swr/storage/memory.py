@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from swr.storage import _atomic
+from swr.storage import _atomic, _tokens
 from swr.storage._clock import now
 from swr.storage._leases import LocalLeases
 from swr.storage._lock import take
@@ -94,6 +94,7 @@ class MemoryStorage(StorageMixin):
         self._lock = threading.Lock()
         self._closed = False
         self._leases = LocalLeases()
+        self._held = self._leases.held  # the same dict, for the inline lease steps
         self._evictions = 0
         self._boards: dict[str, MemoryLeaderboard] = {}
         # The tag index: tag -> keys, and key -> its tags (to forget a key rewritten or
@@ -272,11 +273,26 @@ class MemoryStorage(StorageMixin):
                 self._marked.add(key)  # a write is a use
             else:
                 data[key] = entry
-                self._order.append(key)
+                order = self._order
+                order.append(key)
                 if len(data) > self.max_entries:
-                    self._evict_locked()
+                    # _evict_locked's common case, inline: the front key is neither a
+                    # ghost nor marked, and one eviction restores the bound.
+                    first = order.popleft()
+                    if self._ghosts or first in self._marked:
+                        order.appendleft(first)
+                        self._evict_locked()
+                    else:
+                        del data[first]
+                        self._evictions += 1
+                        if len(data) > self.max_entries:
+                            self._evict_locked()
             if token is not None:
-                self._leases.release(key, token)
+                # LocalLeases.release, inline.
+                held = self._held
+                lease = held.get(key)
+                if lease is not None and lease[0] == token:
+                    del held[key]
         finally:
             lock.release()
 
@@ -410,7 +426,12 @@ class MemoryStorage(StorageMixin):
             self._check_open()
         clock = self._clock
         now = clock() if clock is not None else _time.time()
-        return self._leases.take(key, ttl, now, self._lock)
+        # LocalLeases.take's free key, inline: every miss of an engine takes one here.
+        token = _tokens._TOKEN(_tokens._prefix, next(_tokens._serial)).hex()
+        mine = (token, now + ttl)
+        if self._held.setdefault(key, mine) is mine:
+            return token
+        return self._leases.take_met(key, ttl, now, self._lock)
 
     def release_lease(self, key: str, token: str) -> None:
         """Release the lease on ``key`` if ``token`` still holds it."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -203,3 +204,111 @@ def test_memory_set_and_release_keeps_the_bound_and_marks_a_rewrite_used() -> No
     memory.close()
     with pytest.raises(StorageError):
         memory.set_and_release("e", Entry("e", 1_000.0, 1_010.0, 1_020.0, 1_030.0), "t")
+
+
+# -- the storages' inline copies of LocalLeases.take and release, and of eviction --------
+
+
+def test_acquire_lease_takes_a_free_key_as_local_leases_take_does(store) -> None:
+    storage, clock = store
+    token = storage.acquire_lease("k", 30)
+    reference = LocalLeases()
+    expected = reference.take("k", 30, clock(), threading.Lock())
+    assert isinstance(token, str) and isinstance(expected, str)
+    assert len(token) == len(expected) and token != expected
+    assert storage._leases.held == {"k": (token, clock() + 30)}
+    assert reference.held == {"k": (expected, clock() + 30)}
+    assert storage.acquire_lease("k", 30) is None  # held: judged by take_met
+    clock.advance(31)
+    again = storage.acquire_lease("k", 30)  # expired: replaced
+    assert again is not None and again not in (token, expected)
+
+
+def test_set_and_release_releases_as_local_leases_release_does(store) -> None:
+    storage, clock = store
+    now = clock()
+    entry = Entry("v", now, now + 10, now + 20, now + 30)
+    token = storage.acquire_lease("k", 30)
+    storage.set_and_release("k", entry, "another token")
+    assert storage.acquire_lease("k", 30) is None  # a foreign token releases nothing
+    storage.set_and_release("k", entry, token)
+    assert storage._leases.held == {}
+    assert storage.acquire_lease("k", 30) is not None
+
+
+def memory_state(memory: MemoryStorage) -> tuple[object, ...]:
+    return (
+        list(memory._data.items()),
+        list(memory._order),
+        set(memory._marked),
+        dict(memory._ghosts),
+        memory._evictions,
+    )
+
+
+@pytest.mark.parametrize("setup", ["plain", "front read", "front deleted", "all read"])
+def test_memory_inline_eviction_matches_evict_locked(setup: str) -> None:
+    """A write into a full MemoryStorage evicts as its general form (_store_locked)."""
+    clock = FakeClock(1_000.0)
+    entry = Entry("v", 1_000.0, 1_010.0, 1_020.0, 1_030.0)
+    twins = [MemoryStorage(max_entries=3, clock=clock) for _ in range(2)]
+    for memory in twins:
+        for key in ("a", "b", "c"):
+            memory.set(key, entry)
+        if setup == "front read":
+            memory.get("a")
+        elif setup == "front deleted":
+            memory.delete("a")
+            memory.set("d", entry)
+        elif setup == "all read":
+            for key in ("a", "b", "c"):
+                memory.get(key)
+    inline, general = twins
+    inline.set("new", entry)
+    with general._lock:
+        general._store_locked({"new": entry}, clock())
+    assert memory_state(inline) == memory_state(general)
+    assert len(inline) == 3
+
+
+def pool_state(cache: object) -> tuple[object, ...]:
+    c: Any = cache
+    return (
+        list(c._data.items()),
+        set(c._marked),
+        list(c._keys),
+        list(c._deadlines),
+        list(c._late),
+        c._dead,
+        c._hint,
+        c._tail,
+        c._evictions,
+        c._pool._used,
+    )
+
+
+@pytest.mark.parametrize("ttl", [None, 60.0])
+@pytest.mark.parametrize("setup", ["plain", "front read", "entries"])
+def test_pool_inline_eviction_matches_make_room_for(ttl: float | None, setup: str) -> None:
+    """A write into a full cache evicts as _make_room_for does, then stores."""
+    clock = FakeClock(1_000.0)
+    caches = []
+    for _ in range(2):
+        pool = MemoryPool(capacity=3, gc_interval=None, clock=clock)
+        cache = pool.register("api", ttl=ttl)
+        for i, key in enumerate(("a", "b", "c")):
+            value: object = key
+            if setup == "entries":  # deadlines out of order: one goes to the heap
+                at = 1_000.0 + 10 * (3 - i)
+                value = Entry(key, 1_000.0, at, at, at)
+            cache.set(key, value)
+        if setup == "front read":
+            cache.get("a")
+        caches.append(cache)
+    inline, general = caches
+    inline.set("new", "v")
+    with general._lock:
+        assert general._make_room_for(clock())
+    general.set("new", "v")  # room made: stored without an eviction
+    assert pool_state(inline) == pool_state(general)
+    assert len(inline) == 3

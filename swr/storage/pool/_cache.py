@@ -16,6 +16,7 @@ import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from swr.storage import _tokens
 from swr.storage._clock import now
 from swr.storage._flight import AsyncFlights, Flights
 from swr.storage._leases import LocalLeases
@@ -79,6 +80,7 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         "_clock",
         "_closed",
         "_flights",
+        "_held",
         "_hits",
         "_leases",
         "_lock",
@@ -117,6 +119,7 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         self._reads = 0  # stats() taken: each advanced both counters once
         self._closed = False
         self._leases = LocalLeases()
+        self._held = self._leases.held  # the same dict, for the inline lease steps
         self._tags: dict[str, set[K]] = {}  # tag -> keys recorded under it (set_tagged)
         self._atomic_lock = threading.Lock()  # see PoolAtomicOps
         self._boards = {}
@@ -255,78 +258,108 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
             StorageUnavailableError: the cache was closed.
             TypeError: ``key`` is not hashable.
         """
-        self._put(key, value, None)
+        # Its body, called as a plain function: a subclass overriding set_and_release
+        # (to count leased writes, say) does not see plain writes go through it.
+        PoolCache.set_and_release(self, key, value, None)
 
-    def _put(self, key: K, value: V, token: str | None) -> None:
-        """:meth:`set`, then (``token`` given) the release of ``token``'s lease on ``key``.
+    def set_and_release(self, key: K, value: V, token: str | None) -> None:  # noqa: PLR0915 - inlined
+        """Store ``value``, then release the lease ``token`` holds on ``key``.
 
-        Both under one hold of the lock: the entry is in place before the lease is free.
+        Both under one hold of the lock: the entry is in place before the lease is free,
+        so a caller waiting on the lease finds it; the lease is released even if the
+        write raises. Also :meth:`set`'s body (``token`` ``None``: no lease to release).
         """
-        # The common path is inlined (one Python frame below set): every load and every
-        # engine fetch writes through here. acquire/release cost half of a ``with`` block.
-        clock = self._clock
-        now = clock() if clock is not None else _time.time()
-        ttl = self.ttl
-        deadline = NEVER if ttl is None else now + ttl
-        if isinstance(value, Entry):
-            # As a storage: the entry contract of every storage (times checked, an
-            # entry already dead accepted and not kept). check_times' test inline;
-            # check_times says what is wrong.
-            if not (
-                _NEG_INF
-                < value.stored_at
-                <= value.fresh_until
-                <= value.stale_until
-                <= value.expires_at
-                and value.stored_at < _INF
-            ):
-                check_times(value)
-            if value.expires_at <= now:
-                try:
-                    self.delete(key)
-                finally:
-                    if token is not None:
-                        self.release_lease(key, token)
-                return
-            if value.expires_at < deadline:
-                # A float of its own: the expiry order tells records apart by identity.
-                deadline = value.expires_at + 0.0
-        item = (value, deadline)
-        lock = self._lock
-        if not lock.acquire(False):
-            take(lock)  # without queueing on it: see swr.storage._lock
+        # The common path is inlined (one Python frame): every load and every engine
+        # fetch writes through here. acquire/release cost half of a ``with`` block.
         try:
-            if self._closed:
-                raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
-            data = self._data
-            old = data.get(key)
-            if old is None:
-                pool = self._pool
-                if (len(data) >= self._limit or pool._used >= pool.capacity) and not (
-                    self._make_room_for(now)
+            clock = self._clock
+            now = clock() if clock is not None else _time.time()
+            ttl = self.ttl
+            deadline = NEVER if ttl is None else now + ttl
+            if isinstance(value, Entry):
+                # As a storage: the entry contract of every storage (times checked, an
+                # entry already dead accepted and not kept). check_times' test inline;
+                # check_times says what is wrong.
+                if not (
+                    _NEG_INF
+                    < value.stored_at
+                    <= value.fresh_until
+                    <= value.stale_until
+                    <= value.expires_at
+                    and value.stored_at < _INF
                 ):
+                    check_times(value)
+                if value.expires_at <= now:
+                    try:
+                        self.delete(key)
+                    finally:
+                        if token is not None:
+                            self.release_lease(key, token)
                     return
-                pool._used += 1
-            # Lowered before the item is published: lock-free readers trust _hint.
-            if deadline < self._hint:  # noqa: PLR1730 - no call on the write path
-                self._hint = deadline
-            data[key] = item
-            if old is not None:
-                data.move_to_end(key)
-                if old[1] is not NEVER:
-                    self._forget(old)
-            if deadline is not NEVER:
-                if deadline >= self._tail:
-                    # _remember's common case, inline: a deadline after all the others.
-                    self._keys.append(key)
-                    self._deadlines.append(deadline)
-                    self._tail = deadline
-                else:
-                    self._remember(key, deadline, item)
-        finally:
+                if value.expires_at < deadline:
+                    # A float of its own: the expiry order tells records apart by identity.
+                    deadline = value.expires_at + 0.0
+            item = (value, deadline)
+            lock = self._lock
+            if not lock.acquire(False):
+                take(lock)  # without queueing on it: see swr.storage._lock
+            try:
+                if self._closed:
+                    raise StorageUnavailableError(f"cache {self.name!r} of the pool is closed")
+                data = self._data
+                old = data.get(key)
+                if old is None:
+                    pool = self._pool
+                    if len(data) >= self._limit and data and self._hint > now:
+                        # _make_room_for's first case, inline (every write into a full cache):
+                        # at its own max with nothing expired, it drops its own LRU entry.
+                        if self._marked:
+                            self._give_second_chances()
+                        first, gone = data.popitem(last=False)
+                        self._marked.discard(first)  # (marked by a hit racing this write)
+                        self._evictions += 1
+                        gone_at = gone[1]
+                        if gone_at is not NEVER:
+                            deadlines = self._deadlines
+                            if deadlines and deadlines[0] is gone_at:  # its record is first
+                                deadlines.popleft()
+                                self._keys.popleft()
+                            else:
+                                self._forget_record()
+                    elif (len(data) >= self._limit or pool._used >= pool.capacity) and not (
+                        self._make_room_for(now)
+                    ):
+                        return
+                    else:
+                        pool._used += 1
+                # Lowered before the item is published: lock-free readers trust _hint.
+                if deadline < self._hint:  # noqa: PLR1730 - no call on the write path
+                    self._hint = deadline
+                data[key] = item
+                if old is not None:
+                    data.move_to_end(key)
+                    if old[1] is not NEVER:
+                        self._forget(old)
+                if deadline is not NEVER:
+                    if deadline >= self._tail:
+                        # _remember's common case, inline: a deadline after all the others.
+                        self._keys.append(key)
+                        self._deadlines.append(deadline)
+                        self._tail = deadline
+                    else:
+                        self._remember(key, deadline, item)
+            finally:
+                if token is not None:
+                    # LocalLeases.release, inline.
+                    held = self._held
+                    lease = held.get(key)
+                    if lease is not None and lease[0] == token:
+                        del held[key]
+                lock.release()
+        except BaseException:
             if token is not None:
-                self._leases.release(key, token)
-            lock.release()
+                self.release_lease(key, token)  # refused before the lock: released all the same
+            raise
 
     def set_many(self, entries: Mapping[K, V]) -> None:
         """Store several values, each as :meth:`set`."""
@@ -456,8 +489,12 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
         clock = self._clock
         now = clock() if clock is not None else _time.time()
         # Every miss of an engine comes here: a key nobody leases is taken without the
-        # lock (see LocalLeases.take).
-        return self._leases.take(key, ttl, now, self._lock)
+        # lock, LocalLeases.take's free key inline.
+        token = _tokens._TOKEN(_tokens._prefix, next(_tokens._serial)).hex()
+        mine = (token, now + ttl)
+        if self._held.setdefault(key, mine) is mine:
+            return token
+        return self._leases.take_met(key, ttl, now, self._lock)
 
     def release_lease(self, key: K, token: str) -> None:
         """Release the lease on ``key`` if ``token`` still holds it."""
@@ -468,18 +505,6 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
             self._leases.release(key, token)
         finally:
             lock.release()
-
-    def set_and_release(self, key: K, value: V, token: str) -> None:
-        """Store ``value``, then release the lease ``token`` holds on ``key``.
-
-        The entry is in place before the lease is free, so a caller waiting on the lease
-        finds it; the lease is released even if the write raises.
-        """
-        try:
-            self._put(key, value, token)
-        except BaseException:
-            self.release_lease(key, token)  # refused before the lock: released all the same
-            raise
 
     def stats(self) -> CacheStats:
         """Return a snapshot of this cache's size and counters."""
