@@ -142,6 +142,10 @@ class FlightErrors:
 
 _DEFAULT_ERRORS = FlightErrors()
 _Event = threading.Event  # a module name: tests count the waiters with their own
+# What Flights.run puts in the map while its call runs and nobody waits: the first
+# waiter replaces it with a Flight (a flight nobody waits for, the common miss, then
+# never makes one).
+_LED: Any = object()
 
 
 def shared_error(exc: BaseException, key: object) -> BaseException:
@@ -267,6 +271,8 @@ class Flights(_Base[K, T]):
             if flight is None:
                 flight = self._running[key] = Flight(key, self._errors)
                 return flight, True
+            if flight is _LED:
+                flight = self._running[key] = Flight(key, self._errors)
             self._joined(flight)
             return flight, False
 
@@ -308,20 +314,26 @@ class Flights(_Base[K, T]):
         """
         return flight.wait(self._timeout if timeout is None else timeout)
 
-    def run(self, key: K, call: Callable[[], T], timeout: float | None = None) -> T:
-        """Return ``call()``, run once for all the threads asking for ``key`` meanwhile.
+    def run(
+        self,
+        key: K,
+        call: Callable[..., T],
+        timeout: float | None = None,
+        args: tuple[Any, ...] = (),
+    ) -> T:
+        """Return ``call(*args)``, run once for all the threads asking for ``key`` meanwhile.
 
         The leader runs ``call`` in its own thread (its own exception reaches it
         unchanged); waiters wait up to ``timeout`` seconds (``None``: the flights' own).
+        ``args`` spare a caller the closure (every miss of a thread engine runs this).
 
         Raises:
             FlightTimeoutError: a waiter waited ``timeout`` seconds (rule 6).
             FlightInterruptedError: a waiter's leader was interrupted (rule 6).
             Exception: whatever ``call`` raised.
         """
-        # join() and finish(), inline: every miss of a thread engine runs this.
+        # join() and finish(), inline, and no Flight until a first waiter comes.
         lock = self._lock
-        lead = True
         # Without queueing on a lock whose holder lost the GIL (see swr.storage._lock).
         if not lock.acquire(False):
             take(lock)
@@ -329,32 +341,48 @@ class Flights(_Base[K, T]):
             running = self._running
             flight = running.get(key)
             if flight is None:
-                flight = running[key] = Flight(key, self._errors)
+                running[key] = _LED
             else:
+                if flight is _LED:  # the first waiter makes the flight to wait on
+                    flight = running[key] = Flight(key, self._errors)
                 self._joined(flight)
-                lead = False
         finally:
             lock.release()
-        if not lead:
+        if flight is not None:
             return flight.wait(self._timeout if timeout is None else timeout)
         try:
-            value = call()
+            value = call(*args)
         except BaseException as exc:  # rule 2: the waiters learn of any end
-            self.fail(key, flight, exc)
+            self._led_failed(key, exc)
             raise
-        flight._value = value
+        # The map holds this call's flight until now: _LED, or the Flight made of it.
         if not lock.acquire(False):
             take(lock)
         try:
-            if running.get(key) is flight:
-                del running[key]
-            flight._ended = True
-            done = flight._done
+            flight = running.pop(key, None)
         finally:
             lock.release()
+        if flight is not None and flight is not _LED:
+            flight._value = value
+            flight._ended = True
+            done = flight._done
+            if done is not None:
+                done.set()
+        return value
+
+    def _led_failed(self, key: K, error: BaseException) -> None:
+        """:meth:`fail` of a flight led by :meth:`run` (a Flight only if someone waits)."""
+        if self._on_error is not None:
+            self._on_error(key, error)
+        with self._lock:
+            flight = self._running.pop(key, None)
+            if flight is None or flight is _LED:
+                return
+            flight._error = error
+            flight._ended = True
+            done = flight._done
         if done is not None:
             done.set()
-        return value
 
     def lead_many(self, keys: list[K]) -> tuple[dict[K, Flight[T]], dict[K, Flight[T]]]:
         """Lead the flights of the ``keys`` none runs; join the running ones.
@@ -372,6 +400,8 @@ class Flights(_Base[K, T]):
             for key in keys:
                 flight = running.get(key)
                 if flight is not None:
+                    if flight is _LED:
+                        flight = running[key] = Flight(key, errors)
                     self._joined(flight)
                     joined[key] = flight
                 else:
@@ -408,7 +438,7 @@ class Flights(_Base[K, T]):
     def waiters(self, key: K) -> int:
         """How many callers wait on the running flight of ``key`` (0 if none runs)."""
         flight = self._running.get(key)
-        return 0 if flight is None else flight.waiters
+        return 0 if flight is None or flight is _LED else flight.waiters
 
 
 class AsyncFlights(_Base[K, T]):
@@ -427,8 +457,10 @@ class AsyncFlights(_Base[K, T]):
 
     is_async = True
 
-    def join(self, key: K, call: Callable[[], Coroutine[Any, Any, T]]) -> asyncio.Future[T]:
-        """Return the task of ``key``'s flight, starting ``call()`` as one if none runs.
+    def join(
+        self, key: K, call: Callable[..., Coroutine[Any, Any, T]], args: tuple[Any, ...] = ()
+    ) -> asyncio.Future[T]:
+        """Return the task of ``key``'s flight, starting ``call(*args)`` as one if none runs.
 
         ``call`` (returning a coroutine) is only called by the leader. Call from a
         running event loop.
@@ -438,7 +470,7 @@ class AsyncFlights(_Base[K, T]):
         if running is not None and running.get_loop() is loop and not running.done():
             self._waiters[key] = self._waiters.get(key, 0) + 1
             return running
-        task = loop.create_task(call())
+        task = loop.create_task(call(*args))
         self._running[key] = task
         task.add_done_callback(functools.partial(self._end, key))
         return task
@@ -487,17 +519,18 @@ class AsyncFlights(_Base[K, T]):
     async def run(
         self,
         key: K,
-        call: Callable[[], Coroutine[Any, Any, T]],
+        call: Callable[..., Coroutine[Any, Any, T]],
         timeout: float | None = None,
+        args: tuple[Any, ...] = (),
     ) -> T:
-        """Return ``await call()``, run once for all the tasks asking for ``key``.
+        """Return ``await call(*args)``, run once for all the tasks asking for ``key``.
 
         Raises:
             FlightTimeoutError: this caller waited ``timeout`` seconds (rule 6).
             FlightInterruptedError: the flight's task was cancelled (rule 6).
             Exception: whatever ``call`` raised.
         """
-        task = self.join(key, call)
+        task = self.join(key, call, args)
         if timeout is None and self._timeout is None:
             # wait() without a timeout, inlined: every miss of an async engine runs this.
             try:

@@ -386,3 +386,71 @@ async def test_async_owner_errors_and_the_flights_own_timeout():
         await flights.wait("k", task)
     await asyncio.sleep(0)  # the done callback
     assert reported == ["k"] and len(flights) == 0  # the cancelled flight, reported once
+
+
+@pytest.mark.parametrize("first", ["run", "join", "lead_many"])
+def test_run_makes_its_flight_for_the_first_waiter_of_any_kind(first: str):
+    """A flight led by run is a mark in the map until someone joins it."""
+    flights: Flights[str, object] = Flights()
+    release = threading.Event()
+    results: list[object] = []
+
+    def lead() -> None:
+        results.append(flights.run("k", lambda v: release.wait(5) and v, None, ("v",)))
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    wait_until(lambda: "k" in flights)
+    assert flights.waiters("k") == 0
+    if first == "run":
+        join_all_later = start_waiters(flights, "k", 1)
+    elif first == "join":
+        flight, leads = flights.join("k")
+        assert not leads
+    else:
+        led, joined = flights.lead_many(["k", "other"])
+        assert list(led) == ["other"]
+        flight = joined["k"]
+    assert flights.waiters("k") == 1
+    release.set()
+    leader.join(10)
+    assert results == ["v"]
+    if first == "run":
+        assert join_all(join_all_later) == ["v"]
+    else:
+        assert flights.wait("k", flight) == "v"
+    if first == "lead_many":
+        flights.settle_many(led, {"other": (1, None)})
+    assert len(flights) == 0
+
+
+def test_a_failed_run_reports_once_and_wakes_the_waiters_it_has():
+    errors: list[object] = []
+    flights: Flights[str, object] = Flights(on_error=lambda key, exc: errors.append((key, exc)))
+    boom = ValueError("down")
+    with pytest.raises(ValueError, match="down"):
+        flights.run("k", lambda: (_ for _ in ()).throw(boom))  # nobody waits
+    assert errors == [("k", boom)] and len(flights) == 0
+    release = threading.Event()
+
+    def fail() -> object:
+        release.wait(5)
+        raise boom
+
+    raised: list[BaseException] = []
+
+    def lead() -> None:
+        try:
+            flights.run("k", fail)
+        except ValueError as exc:
+            raised.append(exc)
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    wait_until(lambda: "k" in flights)
+    outcomes = start_waiters(flights, "k", 3)
+    release.set()
+    leader.join(10)
+    assert join_all(outcomes) == [boom] * 3
+    assert raised == [boom]
+    assert errors == [("k", boom), ("k", boom)] and len(flights) == 0
