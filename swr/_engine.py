@@ -135,8 +135,8 @@ def _nodes_of(storage: Any) -> Callable[[], list[dict[str, Any]]] | None:
     return nodes if callable(nodes) else None
 
 
-FETCHING: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
-    "swr_fetching", default=frozenset()
+FETCHING: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "swr_fetching", default=()
 )
 """The storage keys whose foreground fetch this thread or task is running.
 
@@ -211,6 +211,7 @@ class EngineBase:
     _get: Callable[[str], Entry | None] | None
     _lookup: Callable[[str], Entry | None] | None
     _touch: Callable[[str], None] | None
+    _peek: Callable[[str], Entry | None] | None
     _leases: Any
     _set_and_release: Callable[..., Any] | None
     _storage_stats: Callable[[], Mapping[str, Any]] | None
@@ -400,7 +401,7 @@ class EngineBase:
             retry_in=round(retry_at - now, 3),
         )
 
-    def _check_reentry(self, skey: str) -> frozenset[str]:
+    def _check_reentry(self, skey: str) -> tuple[str, ...]:
         """The keys this thread or task is fetching; raise if ``skey`` is one of them.
 
         Raises:

@@ -18,7 +18,6 @@ One call of ``execute(key, fetch)``:
 
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 import threading
@@ -50,7 +49,7 @@ from swr._primitives import (
 )
 from swr.breaker import CircuitBreaker
 from swr.metrics import bind_hook
-from swr.policy import Result, Status
+from swr.policy import CacheTTL, Result, Status
 from swr.refresh import RefreshOptions
 from swr.stats import EngineCounters
 from swr.storage import Entry
@@ -75,6 +74,10 @@ T = TypeVar("T")
 
 _IS_ASYNC = True  # unasync: sync=_IS_ASYNC = False
 _CachedEntry = _core.CachedEntry
+# Objects of the miss path built slot by slot: calling a class whose __init__ is Python
+# code costs about twice as much (tests/swr/test_miss_inline.py pins both forms).
+_new_entry_object = _CachedEntry.__new__
+_new_result = Result.__new__
 _FUNCTION = types.FunctionType
 _NOTHING_SEEN = -math.inf
 _HIT = Status.HIT
@@ -175,6 +178,8 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         self._get = bound.get
         self._lookup = bound.lookup
         self._touch = bound.touch
+        # The lookup that judges nothing (FastLookup's), for the miss path's re-read.
+        self._peek = bound.lookup if bound.touch is not None else None
         self._leases = bound.leases
         self._set_and_release = bound.set_and_release
         self._storage_stats = bound.stats
@@ -334,12 +339,13 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             seen = _NOTHING_SEEN  # what _seen says of a caller that saw nothing
             if entry is not None or force_refresh:
                 seen = self._seen(entry, force_refresh)
-        start = functools.partial(self._fetch_and_store, key, skey, fetch, ttl, seen)
         # The shared fetch (a task created here, or this very thread) runs with the key
         # marked as being fetched, so that it cannot wait for itself.
-        marked = FETCHING.set(fetching | {skey})
+        marked = FETCHING.set(fetching + (skey,))  # noqa: RUF005 - a third cheaper than (*a, b)
         try:
-            fresh = await self._flights.run(skey, start)
+            fresh = await self._flights.run(
+                skey, self._fetch_and_store, None, (key, skey, fetch, ttl, seen)
+            )
         except Exception as exc:  # noqa: BLE001 - served as fallback or re-raised
             return self._answer_failure(exc, await self._fallback(skey, entry, force_refresh))
         finally:
@@ -350,7 +356,13 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         counts = self._obs.counts
         if counts is not None:
             counts[status]()
-        return Result(fresh.value, status, fresh.stored_at, self._clock)
+        # Result(fresh.value, status, fresh.stored_at, self._clock), slot by slot.
+        result: Result[T] = _new_result(Result)
+        result.value = fresh.value
+        result.status = status
+        result.stored_at = fresh.stored_at
+        result._clock = self._clock
+        return result
 
     async def _fallback(self, skey: str, entry: Entry | None, force_refresh: bool) -> Entry | None:
         """The entry to serve after a failed fetch: the one read, or (forced) one read now."""
@@ -433,8 +445,36 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         token: str | None = None
         reported = False
         try:
-            if self._leases is not None:
-                token, found = await self._lease_or_result(skey, seen, wait=not background)
+            leases = self._leases
+            if leases is not None:
+                found = None
+                get = self._get
+                if get is not None and self._obs.record_storage is None:
+                    # _lease_or_result's first pass, inline: on every miss the lease is
+                    # free and the re-read finds nothing (with FastLookup, a lookup
+                    # without a call tells; get reads only when it finds something).
+                    try:
+                        token = await leases.acquire_lease(skey, self._lease_ttl)
+                    except Exception as exc:  # noqa: BLE001 - no lease: fetch without one
+                        self._lease_failed(skey, exc)
+                    else:
+                        if token is None:  # held by another: wait for it, or its result
+                            token, found = await self._lease_or_result(skey, seen, not background)
+                        else:
+                            peek = self._peek
+                            try:
+                                entry = None
+                                if peek is None or peek(skey) is not None:
+                                    entry = get(skey)
+                            except Exception as exc:  # noqa: BLE001 - reads as a miss
+                                self._read_failed(skey, exc)
+                                entry = None
+                            if entry is not None:
+                                token, found = await self._lease_or_result(
+                                    skey, seen, not background, (token, entry)
+                                )
+                else:
+                    token, found = await self._lease_or_result(skey, seen, wait=not background)
                 if found is not None:
                     if background:
                         raise RefreshNotNeededError
@@ -471,7 +511,21 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                 self._fetch_outcome(permit, None, started, background)
             if plan is not None:
                 return await self._store_planned(key, skey, value, ttl, plan)
-            entry = self._new_entry(key, value, ttl)
+            spec = self._ttl if ttl is None else ttl
+            if type(spec) is CacheTTL and not spec.jitter:
+                # _new_entry's common case, inline, the entry built slot by slot.
+                clock = self._clock
+                now = clock() if clock is not None else _time.time()
+                entry = _new_entry_object(_CachedEntry)
+                entry.value = value
+                entry.stored_at = now
+                entry.fresh_until = fresh_until = now + spec.fresh
+                entry.stale_until = stale_until = fresh_until + spec.stale
+                entry.expires_at = stale_until + spec.expired
+                entry.hit = None
+                entry.stale = None
+            else:
+                entry = self._new_entry(key, value, ttl)
             if token is None or self._set_and_release is None:
                 await self._write(skey, entry)
             elif self._obs.record_storage is None:
@@ -494,9 +548,15 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                 await self._release_lease(skey, token)
 
     async def _lease_or_result(
-        self, skey: str, seen: float, wait: bool
+        self,
+        skey: str,
+        seen: float,
+        wait: bool,
+        first: tuple[str | None, Entry | None] | None = None,
     ) -> tuple[str | None, Entry | None]:
         """Take the key's lease, or find the entry another lease holder stored.
+
+        ``first``: the lease and the re-read of a first try the caller made, if it did.
 
         Returns ``(token, None)`` to fetch under the lease, ``(None, entry)`` when another
         process fetched meanwhile, or ``(None, None)`` to fetch without a lease (leases
@@ -508,28 +568,32 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         delay = POLL_FIRST
         waiting: float | None = None  # since the first sleep, when the hook times waits
         while True:
-            try:
-                if self._obs.record_storage is None:
-                    token = await leases.acquire_lease(skey, self._lease_ttl)
-                else:
-                    with self._storage_timer("lease_acquire"):
-                        token = await leases.acquire_lease(skey, self._lease_ttl)
-            except Exception as exc:  # noqa: BLE001 - no lease: fetch without one
-                self._lease_failed(skey, exc)
-                self._lease_wait_ended(waiting)
-                return None, None
-            # Re-read under the lease, or while another holds it: a result stored since
-            # the caller's read is the one to use.
-            # Judged by the engine's clock: a store may keep an entry past its death.
-            get = self._get
-            if get is not None and self._obs.record_storage is None:
-                try:  # _read_quiet, inline for a read without the asyncio protocol
-                    entry = get(skey)
-                except Exception as exc:  # noqa: BLE001 - a failing cache reads as a miss
-                    self._read_failed(skey, exc)
-                    entry = None
+            if first is not None:
+                token, entry = first
+                first = None
             else:
-                entry = await self._read_quiet(skey)
+                try:
+                    if self._obs.record_storage is None:
+                        token = await leases.acquire_lease(skey, self._lease_ttl)
+                    else:
+                        with self._storage_timer("lease_acquire"):
+                            token = await leases.acquire_lease(skey, self._lease_ttl)
+                except Exception as exc:  # noqa: BLE001 - no lease: fetch without one
+                    self._lease_failed(skey, exc)
+                    self._lease_wait_ended(waiting)
+                    return None, None
+                # Re-read under the lease, or while another holds it: a result stored
+                # since the caller's read is the one to use.
+                get = self._get
+                if get is not None and self._obs.record_storage is None:
+                    try:  # _read_quiet, inline for a read without the asyncio protocol
+                        entry = get(skey)
+                    except Exception as exc:  # noqa: BLE001 - a failing cache reads as a miss
+                        self._read_failed(skey, exc)
+                        entry = None
+                else:
+                    entry = await self._read_quiet(skey)
+            # Judged by the engine's clock: a store may keep an entry past its death.
             if entry is not None and entry.stored_at > seen and self._live(entry) is not None:
                 if token is not None:
                     await self._release_lease(skey, token)
