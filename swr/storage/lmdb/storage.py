@@ -409,14 +409,15 @@ class LMDBStorage(StorageMixin):
             return self._h.current()
         return backend
 
-    def _run(self, op: Callable[[_Backend], T]) -> T:
+    def _run(self, op: Callable[[_Backend], T], attempts: int = 3) -> T:
         """Run ``op(backend)``; recover from a damaged or replaced store and run it again.
 
         A store found damaged is moved aside and recreated (:func:`_recover`); ``op``
         then runs on the new store, so the caller is served as if nothing happened.
+        ``attempts`` runs in all (:meth:`_write` makes the first one itself).
         """
         backend = self._h.backend
-        for _ in range(3):
+        for _ in range(attempts):
             if backend.pid != _pid or backend.closed:
                 backend = self._h.current()
             try:
@@ -431,6 +432,22 @@ class LMDBStorage(StorageMixin):
 
     def _write(self, name: str, *args: Any) -> Any:
         """Run the backend's write function ``name`` in one write transaction (see _run)."""
+        # _run's first attempt, inline: every write (each miss: two) goes through here.
+        backend = self._h.backend
+        if backend.pid != _pid or backend.closed:
+            backend = self._h.current()
+        try:
+            result = backend.write(getattr(backend, name), *args)
+        except _DAMAGED as exc:
+            _recover(backend, exc)
+        except _Replaced:
+            _recover(backend, None)
+        except lmdb.Error as exc:
+            raise _translate(self.path, exc) from exc
+        else:
+            if name in _PUTS and result:
+                backend.evictions += result
+            return result
 
         def op(backend: _Backend) -> Any:
             result = backend.write(getattr(backend, name), *args)
@@ -438,7 +455,7 @@ class LMDBStorage(StorageMixin):
                 backend.evictions += result
             return result
 
-        return self._run(op)
+        return self._run(op, attempts=2)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -1004,8 +1021,17 @@ class LMDBStorage(StorageMixin):
         Raises:
             TypeError, ValueError: ``ttl`` is not a finite number of seconds > 0.
         """
-        check_seconds("lease ttl", ttl)
-        kb, _ = self._key(key)
+        if type(ttl) is not float or not 0.0 < ttl < _INF:  # the common ttl passes
+            check_seconds("lease ttl", ttl)
+        # _key's common case inline: a str that fits; _key handles (or refuses) the rest.
+        kb = b""
+        if type(key) is str:
+            try:
+                kb = key.encode()
+            except UnicodeEncodeError:
+                pass
+        if not kb or len(kb) > self._key_limit:
+            kb, _ = self._key(key)
         token = new_token()
         now = self._clock() if self._clock is not None else _time.time()
         taken = self._write("acquire", kb, token, now, now + ttl)
