@@ -1023,15 +1023,7 @@ class LMDBStorage(StorageMixin):
         """
         if type(ttl) is not float or not 0.0 < ttl < _INF:  # the common ttl passes
             check_seconds("lease ttl", ttl)
-        # _key's common case inline: a str that fits; _key handles (or refuses) the rest.
-        kb = b""
-        if type(key) is str:
-            try:
-                kb = key.encode()
-            except UnicodeEncodeError:
-                pass
-        if not kb or len(kb) > self._key_limit:
-            kb, _ = self._key(key)
+        kb, _ = self._key(key)
         token = new_token()
         now = self._clock() if self._clock is not None else _time.time()
         taken = self._write("acquire", kb, token, now, now + ttl)
