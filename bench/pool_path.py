@@ -13,7 +13,10 @@ Prints ns per operation for:
   ``cachetools.LRUCache`` writes into full caches of the same sizes for reference;
 - ``PoolCache.set`` (and ``MemoryStorage.set``) of new keys into a full store of
   100_000 entries from one thread and from two threads at once, as wall time per
-  operation of all threads together;
+  operation of all threads together (threads started once and released together in
+  every round, as a service keeps its workers: ``_harness.Crew``); for information, the
+  same for a plain dict written under a lock, the floor of threads taking turns on the
+  GIL;
 - ``PoolCache.get_or_load`` hits;
 - for information, ``StaleEngine.execute`` HIT over a pool cache and over
   ``MemoryStorage`` (which offers the engine its dict methods directly).
@@ -31,12 +34,12 @@ import itertools
 import random
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import cachetools
-from _harness import Case, Target, measure, report, run_together
+from _harness import Case, Crew, Target, measure, report
 
 from swr import CacheTTL, StaleEngine
 from swr.storage import Entry, MemoryPool, MemoryStorage, PoolCache
@@ -219,19 +222,19 @@ SWITCHES: dict[str, list[int]] = {}
 
 
 def threaded(
-    write: Callable[[Any], None],
+    crew: Crew,
     threads: int,
     make_key: Callable[[int], object] = int,
     name: str = "",
 ) -> Case:
-    """``n`` writes of new keys, shared among ``threads`` threads started together."""
+    """``n`` writes of new keys, shared among the ``threads`` of ``crew``."""
     fresh = itertools.count(10 * BIG)
     switches = SWITCHES.setdefault(name, [0, 0])  # switches, writes
 
     def run(n: int) -> None:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
         batches = [[make_key(next(fresh)) for _ in range(n // threads)] for _ in range(threads)]
-        run_together(batches, write)
+        crew.run(batches)
         switches[0] += resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - before
         switches[1] += n
 
@@ -249,21 +252,40 @@ def thread_write_cases() -> tuple[dict[str, Case], Cleanup]:
         expires_at=now + 3600,
     )
     cases: dict[str, Case] = {}
+    crews: list[Crew] = []
     pools = []
     for threads in (1, 2):
         pool, hot = full_pool(WORKING_SET)
         pools.append(pool)
         name = f"PoolCache.set, full 100_000, {threads} thread(s)"
-        cases[name] = threaded(functools.partial(hot.set, value=VALUE), threads, name=name)
+        crews.append(Crew(threads, functools.partial(hot.set, value=VALUE)))
+        cases[name] = threaded(crews[-1], threads, name=name)
     stores = []
     for threads in (1, 2):
         store = MemoryStorage(max_entries=WORKING_SET)
         store.set_many({f"k{i}": record for i in range(WORKING_SET)})
         stores.append(store)
         name = f"MemoryStorage.set, full 100_000, {threads} thread(s)"
-        cases[name] = threaded(functools.partial(store.set, entry=record), threads, str, name)
+        crews.append(Crew(threads, functools.partial(store.set, entry=record)))
+        cases[name] = threaded(crews[-1], threads, str, name)
+    # The floor: a plain dict under a lock, written from one thread and from two.
+    for threads in (1, 2):
+        plain: dict[object, object] = {}
+        lock = threading.Lock()
+
+        def locked_write(
+            key: object, plain: dict[object, object] = plain, lock: threading.Lock = lock
+        ) -> None:
+            with lock:
+                plain[key] = VALUE
+
+        name = f"with lock: dict[key] = value, {threads} thread(s)"
+        crews.append(Crew(threads, locked_write))
+        cases[name] = threaded(crews[-1], threads, str, name)
 
     def cleanup() -> None:
+        for crew in crews:
+            crew.close()
         for pool in pools:
             assert pool.stats().used == WORKING_SET
             pool.close()
@@ -356,6 +378,11 @@ def main() -> int:
             "engine HIT: PoolCache / MemoryStorage",
             "StaleEngine HIT over PoolCache",
             "StaleEngine HIT over MemoryStorage",
+        ),
+        (
+            "with lock: dict[key] = value per op: 2 threads / 1 thread (the floor under the GIL)",
+            "with lock: dict[key] = value, 2 thread(s)",
+            "with lock: dict[key] = value, 1 thread(s)",
         ),
     ]
     infos += [

@@ -14,6 +14,7 @@ import functools
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -268,16 +269,22 @@ class EngineBase:
         if hook is None:
             return
         obs.hook = hook
-        counts = obs.counts = {status: hook.counter(self.name, status) for status in Status}
-        obs.hit = counts[_HIT]
-        self._hit_obs = obs
-        obs.stale = counts[_STALE]
+        if hook.adopt_status_counters is not None:
+            # The hook reads this engine's own counters: one increment per answer. It
+            # drops them (keeping their totals) once the engine is collected.
+            weakref.finalize(self, hook.adopt_status_counters(self.name, dict(self._count)))
+        else:
+            counts = obs.counts = {status: hook.counter(self.name, status) for status in Status}
+            obs.hit = counts[_HIT]
+            self._hit_obs = obs
+            obs.stale = counts[_STALE]
         obs.record_storage = hook.record_storage
         if hook.record_storage is not None:
             # One hit-path read in storage_read_sampling, chosen by the hit count.
             sampling = hook.storage_read_sampling
             if sampling > 1:
                 obs.sampling = sampling
+                self._hit_obs = obs
             elif self._lookup is not None:
                 self._lookup = self._timed_lookup  # every read, for good
             obs.aget = self._timed_storage_get  # network reads: each one timed
@@ -499,7 +506,8 @@ class EngineBase:
                 self._refresh_event(self._counters.refreshes_skipped, "skipped")
             elif not self._start_refresh(key, skey, fetch, ttl, entry):
                 return self._refused(entry)
-        self._count_stale()
+        count_stale = self._count_stale  # loaded, then called: see execute
+        count_stale()
         hook_stale = self._obs.stale
         if hook_stale is not None:
             hook_stale()

@@ -290,7 +290,7 @@ class AsyncBulkMixin(EngineBase):
         stale: list[_Item] = []
         load: list[_Item] = []
         count_hit = self._count_hit
-        metrics = self._metrics
+        hook_hit = self._obs.hit  # None without a hook, or with one adopting the counters
         for key, skey, found in zip(wanted, skeys, entries, strict=True):
             entry = found
             if entry is not None:
@@ -301,8 +301,8 @@ class AsyncBulkMixin(EngineBase):
                         pass
                 if now < entry.fresh_until:
                     count_hit()
-                    if metrics is not None:
-                        metrics.record_status(self.name, _HIT)
+                    if hook_hit is not None:
+                        hook_hit()
                     if type(entry) is _CachedEntry:
                         result = entry.hit
                         if result is None:

@@ -217,7 +217,6 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         self,
         key: str,
         fetch: AsyncFetch[T],
-        *,
         ttl: TTLSpec | None = None,
         force_refresh: bool = False,
         tags: Iterable[str] | None = None,
@@ -290,12 +289,18 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
             if entry is not None:
                 # Inline forms, for speed, of swr._core.now and swr._core.classify_inline
                 # (tests/swr/test_windows.py checks them at every window boundary).
-                now = self._now_read()
+                # Callables kept in slots are loaded, then called: CPython 3.11
+                # specializes that load, not the method-call form ``self._now_read()``.
+                now_read = self._now_read
+                now = now_read()
                 if now < entry.fresh_until:
-                    hits = self._count_hit()
+                    count_hit = self._count_hit
+                    hits = count_hit()
                     obs = self._hit_obs
-                    if obs is not None:
-                        obs.hit()  # type: ignore[misc]  # set with _hit_obs
+                    if obs is not None:  # a hook counting answers, or sampling reads
+                        hook_hit = obs.hit
+                        if hook_hit is not None:
+                            hook_hit()
                         if obs.sampling and not hits % obs.sampling:
                             self._lookup = self._timed_lookup  # for one read
                     if type(entry) is _CachedEntry:

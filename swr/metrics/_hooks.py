@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from swr.errors import FetchTimeoutError
 from swr.policy import Status
-from swr.stats import storage_healthy
+from swr.stats import Counter, storage_healthy
 from swr.storage._validate import check_int
 
 if TYPE_CHECKING:
@@ -213,6 +213,7 @@ class BoundHook:
     record_refresh: Callable[[str, str], None]
     record_error: Callable[[str, str], None]
     status_counter: Callable[[str, Status], Callable[[], object]] | None
+    adopt_status_counters: Callable[[str, Mapping[Status, Counter]], Callable[[], object]] | None
     record_fetch: Callable[[str, str, float], None] | None
     record_refresh_duration: Callable[[str, str, float], None] | None
     record_storage: Callable[[str, str, str, float], None] | None
@@ -235,6 +236,7 @@ class BoundHook:
 
 OPTIONAL_METHODS = (
     "status_counter",
+    "adopt_status_counters",
     "record_fetch",
     "record_refresh_duration",
     "record_storage",
@@ -250,8 +252,8 @@ def _own_method(hook: object, name: str) -> Any:
     method = getattr(hook, name, None)
     if not callable(method):
         return None
-    if getattr(type(hook), name, None) is getattr(BaseMetrics, name):
-        return None  # the inherited no-op
+    if getattr(type(hook), name, None) is getattr(BaseMetrics, name, ()):
+        return None  # the inherited no-op (adopt_status_counters has none)
     return method
 
 

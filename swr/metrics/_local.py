@@ -10,8 +10,10 @@ durations) goes straight to the library.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -77,6 +79,12 @@ class LocalHook(BaseMetrics):
         self._status_counters: dict[str, dict[Status, Callable[[], int]]] = {}
         self._status_values: dict[tuple[str, str], Counter] = {}
         self._status_lock = threading.Lock()
+        # Engines' own counters (adopt_status_counters), by adoption number; the totals
+        # of engines gone; the adoption numbers of engines gone, not yet folded in.
+        self._adopted: dict[int, tuple[str, dict[Status, Counter]]] = {}
+        self._folded: dict[tuple[str, str], int] = {}
+        self._gone: list[int] = []
+        self._adoptions = itertools.count()
 
     def record_status(self, engine: str, status: Status) -> None:
         """Count one answer of ``engine`` with ``status``."""
@@ -105,11 +113,47 @@ class LocalHook(BaseMetrics):
                 self._status_counters[engine] = incrs
             return incrs
 
+    def adopt_status_counters(
+        self, engine: str, counters: Mapping[Status, Counter]
+    ) -> Callable[[], object]:
+        """Read the answers of one engine named ``engine`` from its own ``counters``.
+
+        The engine increments these for its own stats; reading them here spares its
+        hot path a second increment per answer. Returns the callable to call once the
+        engine is gone: its totals are kept, its counters dropped at the next read.
+        That callable takes no lock (a finalizer calls it: it may run in the middle
+        of a read on the same thread), it only appends to a list.
+        """
+        if not isinstance(engine, str):
+            raise TypeError(f"engine must be a str, got {type(engine).__name__}")
+        kept = dict(counters)
+        if set(kept) != set(Status) or not all(isinstance(c, Counter) for c in kept.values()):
+            raise TypeError("counters must map every Status to a swr.stats.Counter")
+        number = next(self._adoptions)
+        with self._status_lock:
+            self._adopted[number] = (engine, kept)
+        return functools.partial(self._gone.append, number)
+
     def status_counts(self) -> dict[tuple[str, str], int]:
         """``(engine, status) -> answers`` since this hook was created, in this process."""
         with self._status_lock:
-            counters = list(self._status_values.items())
-        return {labels: counter.value for labels, counter in counters}
+            while self._gone:
+                gone = self._adopted.pop(self._gone.pop(), None)
+                if gone is not None:  # not released twice
+                    name, of_engine = gone
+                    for status, counter in of_engine.items():
+                        labels = (name, status.value)
+                        self._folded[labels] = self._folded.get(labels, 0) + counter.value
+            counts = dict(self._folded)
+            own = list(self._status_values.items())
+            adopted = list(self._adopted.values())
+        for labels, counter in own:
+            counts[labels] = counts.get(labels, 0) + counter.value
+        for engine, by_status in adopted:
+            for status, counter in by_status.items():
+                labels = (engine, status.value)
+                counts[labels] = counts.get(labels, 0) + counter.value
+        return counts
 
     def register_stats(self, engine: str, stats: StatsSource) -> None:
         """Read ``engine``'s gauges from ``stats`` (kept weakly if a bound method)."""

@@ -163,3 +163,79 @@ def test_adapters_hand_out_a_zero_argument_counter():
     assert registry.get_sample_value("swr_requests_total", {"engine": "e", "status": "stale"}) == 4
     assert bound.counter("e", Status.STALE) is stale  # one counter per engine and status
     hook.close()
+
+
+def _prometheus_hook():
+    from prometheus_client import CollectorRegistry
+
+    from swr.metrics.prometheus import PrometheusMetrics
+
+    return PrometheusMetrics(CollectorRegistry())
+
+
+def test_adapters_read_the_answers_from_the_engines_own_counters(clock):
+    hook = _prometheus_hook()
+    assert bind_hook(hook).adopt_status_counters is not None
+    engine = StaleEngine(clock=clock, metrics=hook, name="e")
+    engine.execute("a", lambda: 1)  # miss
+    for _ in range(3):
+        engine.execute("a", lambda: 1)  # hits
+    assert engine.execute_many(["a", "b"], lambda keys: dict.fromkeys(keys, 2))["a"].value == 1
+    clock.advance(engine._ttl.fresh)  # stale now
+    engine.execute("a", lambda: 1)
+    counts = {status: n for (name, status), n in hook.status_counts().items() if name == "e"}
+    stats = engine.stats()
+    # Counted once each: neither missing nor also counted through status_counter.
+    assert (
+        counts == stats.statuses == {"hit": 4, "stale": 1, "expired": 0, "miss": 2, "fallback": 0}
+    )
+    engine.close()
+    hook.close()
+
+
+def test_adopted_counts_outlive_their_engine_and_add_up_by_name(clock):
+    import gc
+
+    hook = _prometheus_hook()
+    first = StaleEngine(clock=clock, metrics=hook, name="e")
+    first.execute("a", lambda: 1)
+    first.execute("a", lambda: 1)
+    second = StaleEngine(clock=clock, metrics=hook, name="e")
+    second.execute("b", lambda: 1)
+    assert hook.status_counts()[("e", "hit")] == 1
+    assert hook.status_counts()[("e", "miss")] == 2
+    first.close()
+    del first
+    gc.collect()
+    assert hook.status_counts()[("e", "miss")] == 2  # the totals of the engine gone stay
+    assert len(hook._adopted) == 1  # and its counters are dropped
+    second.execute("b", lambda: 1)
+    assert hook.status_counts()[("e", "hit")] == 2
+    second.close()
+    hook.close()
+
+
+def test_a_released_adoption_keeps_its_totals_and_drops_its_counters():
+    import sys
+
+    from swr.stats import Counter
+
+    hook = _prometheus_hook()
+    counters = {status: Counter() for status in Status}
+    release = hook.adopt_status_counters("e", counters)
+    for _ in range(5):
+        counters[Status.HIT].incr()
+    assert hook.status_counts()[("e", "hit")] == 5
+    hit = counters.pop(Status.HIT)
+    held = sys.getrefcount(hit)
+    release()
+    release()  # a second call changes nothing
+    assert hook.status_counts()[("e", "hit")] == 5
+    assert sys.getrefcount(hit) == held - 1  # folded into the totals, no longer held
+    hit.incr()  # the engine is gone: nothing reads this any more
+    assert hook.status_counts()[("e", "hit")] == 5
+    with pytest.raises(TypeError, match="every Status"):
+        hook.adopt_status_counters("e", {Status.HIT: Counter()})
+    with pytest.raises(TypeError, match="engine must be a str"):
+        hook.adopt_status_counters(3, {status: Counter() for status in Status})  # type: ignore[arg-type]
+    hook.close()

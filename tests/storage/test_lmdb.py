@@ -727,6 +727,20 @@ def test_lease_settings_and_foreign_tokens(make):
         store.acquire_lease("k", float("nan"))
     with pytest.raises(TypeError, match="ttl"):
         store.acquire_lease("k", "1")
+    for bad_ttl in (0.0, -1.0, math.inf, math.nan):  # floats: acquire_lease's inline test
+        with pytest.raises(ValueError, match="ttl"):
+            store.acquire_lease("k", bad_ttl)
+    with pytest.raises(ValueError, match="empty"):
+        store.acquire_lease("", 30.0)
+    with pytest.raises(TypeError, match="str"):
+        store.acquire_lease(b"k", 30.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="UTF-8"):
+        store.acquire_lease("\ud800", 30.0)
+    long_key = "k" * 2000  # over LMDB's key size: leased under its digest, like its entry
+    long_token = store.acquire_lease(long_key, 30.0)
+    assert long_token is not None and store.acquire_lease(long_key, 30.0) is None
+    store.release_lease(long_key, long_token)
+    assert store.acquire_lease(long_key, 30.0) is not None
     token = store.acquire_lease("k", 30)
     for bad in ("not-hex", "00" * 8, "", None):
         store.release_lease("k", bad)  # type: ignore[arg-type]

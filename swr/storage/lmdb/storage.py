@@ -134,6 +134,9 @@ _INF: Final = math.inf
 _UNPACKB: Final = msgpack.unpackb
 
 _PUTS: Final = frozenset(("put", "put_and_release"))  # writes returning their evictions
+# What _run (and _write's first attempt) absorb: damage and replacement are recovered
+# from, any other LMDB error is translated (see _recover_or_raise).
+_FAILURES: Final = (*_DAMAGED, _Replaced, lmdb.Error)
 
 
 def _token(token: object) -> bytes | None:
@@ -409,28 +412,42 @@ class LMDBStorage(StorageMixin):
             return self._h.current()
         return backend
 
-    def _run(self, op: Callable[[_Backend], T]) -> T:
+    def _run(self, op: Callable[[_Backend], T], attempts: int = 3) -> T:
         """Run ``op(backend)``; recover from a damaged or replaced store and run it again.
 
         A store found damaged is moved aside and recreated (:func:`_recover`); ``op``
         then runs on the new store, so the caller is served as if nothing happened.
+        ``attempts`` runs in all (:meth:`_write` makes the first one itself).
         """
-        backend = self._h.backend
-        for _ in range(3):
-            if backend.pid != _pid or backend.closed:
-                backend = self._h.current()
+        for _ in range(attempts):
+            backend = self._backend()
             try:
                 return op(backend)
-            except _DAMAGED as exc:
-                _recover(backend, exc)
-            except _Replaced:
-                _recover(backend, None)
-            except lmdb.Error as exc:
-                raise _translate(self.path, exc) from exc
+            except _FAILURES as exc:
+                self._recover_or_raise(backend, exc)
         raise StorageUnavailableError(f"the LMDB store {self.path} was damaged again at once")
+
+    def _recover_or_raise(self, backend: _Backend, exc: BaseException) -> None:
+        """A store found damaged or replaced is recovered (the caller tries again)."""
+        if isinstance(exc, _DAMAGED):
+            _recover(backend, exc)
+        elif isinstance(exc, _Replaced):
+            _recover(backend, None)
+        else:
+            raise _translate(self.path, exc) from exc  # type: ignore[arg-type]  # lmdb.Error
 
     def _write(self, name: str, *args: Any) -> Any:
         """Run the backend's write function ``name`` in one write transaction (see _run)."""
+        # _run's first attempt, inline: every write (each miss: two) goes through here.
+        backend = self._backend()
+        try:
+            result = backend.write(getattr(backend, name), *args)
+        except _FAILURES as exc:
+            self._recover_or_raise(backend, exc)
+        else:
+            if name in _PUTS and result:
+                backend.evictions += result
+            return result
 
         def op(backend: _Backend) -> Any:
             result = backend.write(getattr(backend, name), *args)
@@ -438,7 +455,7 @@ class LMDBStorage(StorageMixin):
                 backend.evictions += result
             return result
 
-        return self._run(op)
+        return self._run(op, attempts=2)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -1004,7 +1021,8 @@ class LMDBStorage(StorageMixin):
         Raises:
             TypeError, ValueError: ``ttl`` is not a finite number of seconds > 0.
         """
-        check_seconds("lease ttl", ttl)
+        if type(ttl) is not float or not 0.0 < ttl < _INF:  # the common ttl passes
+            check_seconds("lease ttl", ttl)
         kb, _ = self._key(key)
         token = new_token()
         now = self._clock() if self._clock is not None else _time.time()
