@@ -425,8 +425,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         fetch: AsyncFetch[Any],
         ttl: TTLSpec | None,
         seen: float,
-        *,
-        background: bool = False,
+        background: bool = False,  # not keyword-only: those cost a dict lookup per call
         permit: Permit | None = None,
     ) -> Entry:
         """Fetch once across processes (lease), store and return the new entry.

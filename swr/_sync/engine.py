@@ -424,8 +424,7 @@ class StaleEngine(BulkMixin, Closeable):
         fetch: Fetch[Any],
         ttl: TTLSpec | None,
         seen: float,
-        *,
-        background: bool = False,
+        background: bool = False,  # not keyword-only: those cost a dict lookup per call
         permit: Permit | None = None,
     ) -> Entry:
         """Fetch once across processes (lease), store and return the new entry.
