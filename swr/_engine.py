@@ -15,7 +15,7 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -174,13 +174,13 @@ class EngineBase:
         "__dict__",
         "__weakref__",
         "_clock",
-        "_count_hit",
-        "_count_stale",
+        "_hit_numbers",
         "_hit_obs",
         "_lookup",
         "_now_read",
         "_obs",
         "_prefix",
+        "_stale_numbers",
         "_touch",
     )
 
@@ -220,8 +220,8 @@ class EngineBase:
     _closed: bool
     _owns_storage: bool
     _counters: EngineCounters
-    _count_hit: Callable[[], int]
-    _count_stale: Callable[[], int]
+    _hit_numbers: Iterator[int]
+    _stale_numbers: Iterator[int]
     _count: dict[Status, Counter]
     _flights: Any
     _failure_log: ThrottledLog
@@ -506,8 +506,7 @@ class EngineBase:
                 self._refresh_event(self._counters.refreshes_skipped, "skipped")
             elif not self._start_refresh(key, skey, fetch, ttl, entry):
                 return self._refused(entry)
-        count_stale = self._count_stale  # loaded, then called: see execute
-        count_stale()
+        next(self._stale_numbers)  # the stale count: see execute's hit count
         hook_stale = self._obs.stale
         if hook_stale is not None:
             hook_stale()

@@ -289,7 +289,7 @@ class AsyncBulkMixin(EngineBase):
         results: dict[str, Result[Any]] = {}
         stale: list[_Item] = []
         load: list[_Item] = []
-        count_hit = self._count_hit
+        hit_numbers = self._hit_numbers
         hook_hit = self._obs.hit  # None without a hook, or with one adopting the counters
         for key, skey, found in zip(wanted, skeys, entries, strict=True):
             entry = found
@@ -300,7 +300,7 @@ class AsyncBulkMixin(EngineBase):
                     except KeyError:  # evicted meanwhile: the read still holds
                         pass
                 if now < entry.fresh_until:
-                    count_hit()
+                    next(hit_numbers)  # the hit count
                     if hook_hit is not None:
                         hook_hit()
                     if type(entry) is _CachedEntry:
