@@ -668,3 +668,17 @@ def test_marks_left_by_hits_racing_removals_are_dropped():
     cache.set("new", 1)  # the eviction drops the stale marks, then spares 0
     assert cache._marked == set()
     assert 0 in cache and 1 not in cache
+
+
+def test_a_key_marked_by_a_hit_racing_its_eviction_leaves_no_mark(monkeypatch):
+    pool = make_pool(300)
+    cache = pool.register("c", max=100)
+    for i in range(100):
+        cache.set(i, i)
+    # A hit on the front key lands after the writer gave its second chances, just
+    # before it evicts that key (the reader takes no lock): nothing moves it back now.
+    monkeypatch.setattr(type(cache), "_give_second_chances", lambda self: None)
+    cache._touch(0)
+    cache.set("new", 1)  # a full cache at its own max: the inline eviction
+    assert 0 not in cache
+    assert 0 not in cache._marked  # no mark outlives its key
