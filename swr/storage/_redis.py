@@ -770,6 +770,7 @@ class _RedisBase:
                 hit: Entry = cached[1]
                 append(hit if hit.expires_at > now else None)
                 continue
+            entry: Entry | None = None
             if PLAIN_SIZE <= len(data) <= plain_max:
                 head, stored, fresh, stale, expires, tail = unpack_plain(data)
                 if (
@@ -792,23 +793,16 @@ class _RedisBase:
                         entry.fresh_until = fresh
                         entry.stale_until = stale
                         entry.expires_at = expires
-                        if expires == _FOREVER:
-                            _infinite(entry)
-                        append(entry)
-                        if full and cached is None:
-                            unknown.append(index)
-                        else:
-                            keep.append(index)
-                        continue
-            try:
-                entry = decode(data)
-            except CorruptEntryError as exc:
-                corrupt.append((index, exc))
-                append(None)
-                continue
-            if entry.expires_at <= now:
-                append(None)
-                continue
+            if entry is None:  # not the common record, or it did not decode inline
+                try:
+                    entry = decode(data)
+                except CorruptEntryError as exc:
+                    corrupt.append((index, exc))
+                    append(None)
+                    continue
+                if entry.expires_at <= now:
+                    append(None)
+                    continue
             if entry.expires_at == _FOREVER:
                 _infinite(entry)
             append(entry)
