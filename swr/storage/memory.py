@@ -278,11 +278,11 @@ class MemoryStorage(StorageMixin):
                 if len(data) > self.max_entries:
                     # _evict_locked's common case, inline: the front key is neither a
                     # ghost nor marked, and one eviction restores the bound.
-                    first = order.popleft()
+                    first = order[0]
                     if self._ghosts or first in self._marked:
-                        order.appendleft(first)
                         self._evict_locked()
                     else:
+                        order.popleft()
                         del data[first]
                         self._evictions += 1
                         if len(data) > self.max_entries:
