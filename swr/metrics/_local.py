@@ -140,19 +140,14 @@ class LocalHook(BaseMetrics):
             while self._gone:
                 gone = self._adopted.pop(self._gone.pop(), None)
                 if gone is not None:  # not released twice
-                    name, of_engine = gone
-                    for status, counter in of_engine.items():
-                        labels = (name, status.value)
-                        self._folded[labels] = self._folded.get(labels, 0) + counter.value
+                    _add_counts(self._folded, *gone)
             counts = dict(self._folded)
             own = list(self._status_values.items())
             adopted = list(self._adopted.values())
         for labels, counter in own:
             counts[labels] = counts.get(labels, 0) + counter.value
         for engine, by_status in adopted:
-            for status, counter in by_status.items():
-                labels = (engine, status.value)
-                counts[labels] = counts.get(labels, 0) + counter.value
+            _add_counts(counts, engine, by_status)
         return counts
 
     def register_stats(self, engine: str, stats: StatsSource) -> None:
@@ -169,6 +164,15 @@ class LocalHook(BaseMetrics):
     def gauges(self) -> list[EngineGauges]:
         """The gauge readings of every watched engine, read now."""
         return list(self._sources.read())
+
+
+def _add_counts(
+    totals: dict[tuple[str, str], int], engine: str, counters: Mapping[Status, Counter]
+) -> None:
+    """Add the values of one engine's adopted ``counters`` to ``totals``."""
+    for status, counter in counters.items():
+        labels = (engine, status.value)
+        totals[labels] = totals.get(labels, 0) + counter.value
 
 
 @dataclass(frozen=True, slots=True)
