@@ -372,17 +372,14 @@ class Flights(_Base[K, T]):
 
     def _led_failed(self, key: K, error: BaseException) -> None:
         """:meth:`fail` of a flight led by :meth:`run` (a Flight only if someone waits)."""
-        if self._on_error is not None:
-            self._on_error(key, error)
         with self._lock:
-            flight = self._running.pop(key, None)
-            if flight is None or flight is _LED:
-                return
-            flight._error = error
-            flight._ended = True
-            done = flight._done
-        if done is not None:
-            done.set()
+            flight = self._running.get(key)
+            if flight is _LED:  # nobody waits: only the report is left
+                del self._running[key]
+        if isinstance(flight, Flight):
+            self.fail(key, flight, error)
+        elif self._on_error is not None:
+            self._on_error(key, error)
 
     def lead_many(self, keys: list[K]) -> tuple[dict[K, Flight[T]], dict[K, Flight[T]]]:
         """Lead the flights of the ``keys`` none runs; join the running ones.
