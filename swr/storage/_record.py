@@ -23,8 +23,10 @@ raises :class:`~storage.errors.CorruptEntryError` and the storage deletes the re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import math
+import os
 import struct
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -36,7 +38,17 @@ from swr.storage.base import Entry
 from swr.storage.errors import CorruptEntryError
 from swr.storage.serializers import MsgpackSerializer, Serializer, ZstdSerializer
 
-__all__ = ["FORMAT_VERSION", "ReadCache", "RecordCodec", "digest_key"]
+try:  # the optional C decoder of the common record; pure Python without it
+    if os.environ.get("SWR_PURE_PYTHON", "") not in ("", "0"):
+        raise ImportError("SWR_PURE_PYTHON is set")  # noqa: TRY301 - one fallback below
+    from swr.storage._speedups import PlainDecoder
+except ImportError:
+    PlainDecoder = None  # type: ignore[assignment,misc]
+
+SPEEDUPS = PlainDecoder is not None
+"""Whether the common record is decoded in C (``swr.storage._speedups``)."""
+
+__all__ = ["FORMAT_VERSION", "SPEEDUPS", "ReadCache", "RecordCodec", "digest_key"]
 
 EntryFactory = Callable[[Any, float, float, float, float], Entry]
 
@@ -75,7 +87,7 @@ class RecordCodec:
             engine's entry type here, once per record read.
     """
 
-    __slots__ = ("_factory", "_fast_max", "_hook", "_raw_msgpack", "serializer")
+    __slots__ = ("_factory", "_fast_max", "_hook", "_raw_msgpack", "plain_decode", "serializer")
 
     def __init__(self, serializer: Serializer, factory: EntryFactory | None = None) -> None:
         self.serializer = serializer
@@ -93,6 +105,21 @@ class RecordCodec:
             self._raw_msgpack = True
             self._fast_max = min(inner.max_objects, serializer.max_size) + 1
             self._hook = inner._ext_hook
+        self.plain_decode: Callable[[bytes], Entry | None] | None = None
+        """The C decoder of the common record, when built (see :attr:`plain_max`).
+
+        Returns the entry :meth:`decode` would return for a common record no longer than
+        :attr:`plain_max`, and ``None`` for any other bytes (also when its payload does
+        not unpack): those go to :meth:`decode` for the verdict.
+        """
+        if PlainDecoder is not None and self._raw_msgpack:
+            self.plain_decode = PlainDecoder(
+                _UNPACKB,
+                self._hook,
+                self.plain_max,
+                Entry if factory is None else factory,
+                _none_slots(Entry if factory is None else factory),
+            ).decode
 
     def encode(self, entry: Entry, key_check: bytes = b"") -> bytes:
         """Return the record of ``entry``.
@@ -350,6 +377,41 @@ class ReadCache(Generic[T]):
             with contextlib.suppress(RuntimeError, StopIteration):
                 while len(items) > limit:
                     items.pop(next(iter(items)), None)
+
+
+def _none_slots(factory: EntryFactory) -> tuple[str, ...] | None:
+    """The slots besides Entry's five that ``factory(value, *times)`` sets to ``None``.
+
+    ``None`` when the factory is not a class the C decoder may build slot by slot: a
+    slotted dataclass deriving from :class:`~storage.Entry`, with the generated
+    ``__init__``, no ``__post_init__``, no ``__new__`` and every other field an
+    ``init`` field defaulting to ``None``. The decoder then calls the factory.
+    """
+    if not (isinstance(factory, type) and issubclass(factory, Entry)):
+        return None
+    if "__dict__" in dir(factory):  # not slotted all the way
+        return None
+    if hasattr(factory, "__post_init__") or factory.__new__ is not object.__new__:
+        return None
+    generated = factory.__init__.__qualname__ == f"{factory.__qualname__}.__init__" and (
+        factory.__init__.__code__.co_filename == "<string>"
+    )
+    if not generated:
+        return None
+    extra: list[str] = []
+    for field in dataclasses.fields(factory)[5:]:
+        if not field.init or field.default is not None:
+            return None
+        extra.append(field.name)
+    if [field.name for field in dataclasses.fields(factory)[:5]] != [
+        "value",
+        "stored_at",
+        "fresh_until",
+        "stale_until",
+        "expires_at",
+    ]:
+        return None
+    return tuple(extra)
 
 
 def _parse_header(data: bytes) -> tuple[float, float, float, float, int]:

@@ -753,6 +753,7 @@ class _RedisBase:
         plain_max = codec.plain_max  # 0: no record is decoded inline
         ext_hook = codec.ext_hook
         decode = codec.decode
+        decode_plain = codec.plain_decode
         unpack_plain = UNPACK_PLAIN
         unpackb = _UNPACKB
         new_entry = _NEW_ENTRY
@@ -772,27 +773,29 @@ class _RedisBase:
                 continue
             entry: Entry | None = None
             if PLAIN_SIZE <= len(data) <= plain_max:
-                head, stored, fresh, stale, expires, tail = unpack_plain(data)
-                if (
-                    head == PLAIN_HEAD
-                    and tail == PLAIN_TAIL
-                    and -_INF < stored <= fresh <= stale <= expires
-                    and stored < _INF
-                ):
-                    if expires <= now:
-                        append(None)
-                        continue
-                    try:
-                        value = unpackb(data[PLAIN_SIZE:], ext_hook=ext_hook, strict_map_key=False)
-                    except Exception:  # noqa: BLE001, S110 - decode() below gives the verdict
-                        pass
-                    else:
-                        entry = new_entry(Entry)
-                        entry.value = value
-                        entry.stored_at = stored
-                        entry.fresh_until = fresh
-                        entry.stale_until = stale
-                        entry.expires_at = expires
+                if decode_plain is not None:
+                    entry = decode_plain(data)  # in C; None: decode() gives the verdict
+                else:
+                    head, stored, fresh, stale, expires, tail = unpack_plain(data)
+                    if (
+                        head == PLAIN_HEAD
+                        and tail == PLAIN_TAIL
+                        and -_INF < stored <= fresh <= stale <= expires
+                        and stored < _INF
+                    ):
+                        try:
+                            value = unpackb(
+                                data[PLAIN_SIZE:], ext_hook=ext_hook, strict_map_key=False
+                            )
+                        except Exception:  # noqa: BLE001, S110 - decode() gives the verdict
+                            pass
+                        else:
+                            entry = new_entry(Entry)
+                            entry.value = value
+                            entry.stored_at = stored
+                            entry.fresh_until = fresh
+                            entry.stale_until = stale
+                            entry.expires_at = expires
             if entry is None:  # not the common record, or it did not decode inline
                 try:
                     entry = decode(data)
@@ -800,9 +803,9 @@ class _RedisBase:
                     corrupt.append((index, exc))
                     append(None)
                     continue
-                if entry.expires_at <= now:
-                    append(None)
-                    continue
+            if entry.expires_at <= now:
+                append(None)
+                continue
             if entry.expires_at == _FOREVER:
                 _infinite(entry)
             append(entry)

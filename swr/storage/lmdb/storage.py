@@ -347,6 +347,7 @@ class LMDBStorage(StorageMixin):
         self._factory: EntryFactory = entry_factory if entry_factory is not None else Entry
         self._plain_max = codec.plain_max
         self._ext_hook = codec.ext_hook
+        self._plain_decode = codec.plain_decode
         self._clock = clock
         self._key_limit = handle.backend.key_limit
         self._cache: _ReadCache[tuple[bytes, bytes, bytes, Entry]] = _ReadCache(read_cache)
@@ -511,37 +512,43 @@ class LMDBStorage(StorageMixin):
             if data is None:
                 return None
             if not check and PLAIN_SIZE <= len(data) <= self._plain_max:
-                # The common record (see RecordCodec.plain_max) decoded inline: what
-                # _finish does through RecordCodec.decode, without its calls.
-                head, stored, fresh, stale, expires, tail = UNPACK_PLAIN(data)
-                if (
-                    head == PLAIN_HEAD
-                    and tail == PLAIN_TAIL
-                    and -_INF < stored <= fresh <= stale <= expires
-                    and stored < _INF
-                ):
-                    try:
-                        value = _UNPACKB(
-                            data[PLAIN_SIZE:], ext_hook=self._ext_hook, strict_map_key=False
-                        )
-                    except Exception:  # noqa: BLE001 - _finish gives the verdict
-                        return self._finish(key, kb, check, data, None)
-                    entry = self._factory(value, stored, fresh, stale, expires)
+                # The common record (see RecordCodec.plain_max) decoded in C, or inline:
+                # what _finish does through RecordCodec.decode, without its calls.
+                decode_plain = self._plain_decode
+                if decode_plain is not None:
+                    decoded = decode_plain(data)  # None: _finish gives the verdict
+                else:
+                    decoded = None
+                    head, stored, fresh, stale, expires, tail = UNPACK_PLAIN(data)
+                    if (
+                        head == PLAIN_HEAD
+                        and tail == PLAIN_TAIL
+                        and -_INF < stored <= fresh <= stale <= expires
+                        and stored < _INF
+                    ):
+                        try:
+                            value = _UNPACKB(
+                                data[PLAIN_SIZE:], ext_hook=self._ext_hook, strict_map_key=False
+                            )
+                        except Exception:  # noqa: BLE001 - _finish gives the verdict
+                            return self._finish(key, kb, check, data, None)
+                        decoded = self._factory(value, stored, fresh, stale, expires)
+                if decoded is not None:
                     cache = self._cache
                     if (
                         cache.limit
                         and cache.wants(key)
                         and len(data) - PLAIN_SIZE <= ReadCache.DECODED_MAX
                     ):
-                        cache.keep(key, (kb, check, data, entry))
+                        cache.keep(key, (kb, check, data, decoded))
                     clock = self._clock
                     now = clock() if clock is not None else _time.time()
                     if now >= self._follow_at:
                         self._follow_at = now + _FOLLOW_INTERVAL
                         return self._get_slow(key, kb, check)
-                    if expires <= now:
+                    if decoded.expires_at <= now:
                         return None
-                    return entry
+                    return decoded
             return self._finish(key, kb, check, data, None)
         if data != known:
             return self._finish(key, kb, check, data, cached)

@@ -1,0 +1,312 @@
+/*
+ * swr.storage._speedups: the common record of the byte storages decoded in C.
+ *
+ * The pure-Python decode in swr/storage/_record.py is the rule and the fallback (on
+ * platforms without a compiler, or with SWR_PURE_PYTHON=1); this module makes the
+ * same decision on the same bytes and builds the same entry, with none of the
+ * interpreter's per-operation cost. tests/storage/test_speedups.py checks both
+ * against each other on hostile and valid records.
+ *
+ * The common record (see RecordCodec.plain_max): magic b"SW", version 1, no flags,
+ * four little-endian doubles (stored_at <= fresh_until <= stale_until <= expires_at,
+ * no NaN, stored_at finite), an empty key check (length 0), the uncompressed marker
+ * (0), then a msgpack payload. Anything else is left to the Python code.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <math.h>
+#include <string.h>
+
+#define PLAIN_SIZE 39 /* magic, version, flags, four doubles, key check length, marker */
+#define TIMES_AT 4
+#define TAIL_AT 36
+#define MAX_EXTRA 8 /* slots besides the five fields, set to None */
+
+#if PY_VERSION_HEX >= 0x030B0000
+#define UNPACK_DOUBLE(p) PyFloat_Unpack8((const char *)(p), 1)
+#else
+#define UNPACK_DOUBLE(p) _PyFloat_Unpack8((const unsigned char *)(p), 1)
+#endif
+
+static const char *const FIELDS[5] = {
+    "value", "stored_at", "fresh_until", "stale_until", "expires_at"};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *unpackb;        /* msgpack.unpackb */
+    PyObject *ext_hook;       /* the serializer's ext hook */
+    PyObject *kwnames;        /* ("ext_hook", "strict_map_key") */
+    PyObject *factory;        /* called with the five fields when no slots are known */
+    PyTypeObject *entry_type; /* else built slot by slot (a new reference) */
+    Py_ssize_t offsets[5];
+    Py_ssize_t extra[MAX_EXTRA];
+    Py_ssize_t n_extra;
+    Py_ssize_t max_size; /* the longest record decoded here */
+} PlainDecoder;
+
+/* The offset of the writable object slot ``name`` of ``type``, or -1 with an error. */
+static Py_ssize_t
+slot_offset(PyTypeObject *type, const char *name)
+{
+    PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
+    if (descr == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return -1;
+        }
+        PyErr_Clear();
+    }
+    Py_ssize_t offset = -1;
+    if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == T_OBJECT_EX && !(member->flags & READONLY)) {
+            offset = member->offset;
+        }
+    }
+    Py_XDECREF(descr);
+    if (offset < 0) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a writable slot", type->tp_name, name);
+    }
+    return offset;
+}
+
+static int
+PlainDecoder_init(PlainDecoder *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"unpackb", "ext_hook", "max_size", "factory", "none_slots", NULL};
+    PyObject *unpackb, *ext_hook, *factory, *none_slots;
+    Py_ssize_t max_size;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOnOO:PlainDecoder", kwlist, &unpackb,
+                                     &ext_hook, &max_size, &factory, &none_slots)) {
+        return -1;
+    }
+    if (!PyCallable_Check(unpackb) || !PyCallable_Check(factory)) {
+        PyErr_SetString(PyExc_TypeError, "unpackb and factory must be callable");
+        return -1;
+    }
+    PyTypeObject *entry_type = NULL;
+    Py_ssize_t n_extra = 0;
+    if (none_slots != Py_None) {
+        /* Built slot by slot: the caller vouches that factory(value, *times) sets the
+         * five fields and these other slots to None, and nothing more. */
+        if (!PyType_Check(factory) || !PyTuple_Check(none_slots)) {
+            PyErr_SetString(PyExc_TypeError,
+                            "none_slots needs a class as factory and a tuple of names");
+            return -1;
+        }
+        n_extra = PyTuple_GET_SIZE(none_slots);
+        if (n_extra > MAX_EXTRA) {
+            PyErr_SetString(PyExc_ValueError, "too many none_slots");
+            return -1;
+        }
+        entry_type = (PyTypeObject *)factory;
+        if (entry_type->tp_new != PyBaseObject_Type.tp_new ||
+            entry_type->tp_alloc == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s has its own __new__", entry_type->tp_name);
+            return -1;
+        }
+    }
+    for (int i = 0; entry_type != NULL && i < 5; i++) {
+        if ((self->offsets[i] = slot_offset(entry_type, FIELDS[i])) < 0) {
+            return -1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n_extra; i++) {
+        PyObject *name = PyTuple_GET_ITEM(none_slots, i);
+        const char *text = PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+        if (text == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_TypeError, "none_slots must hold str");
+            }
+            return -1;
+        }
+        if ((self->extra[i] = slot_offset(entry_type, text)) < 0) {
+            return -1;
+        }
+    }
+    PyObject *kwnames = Py_BuildValue("(ss)", "ext_hook", "strict_map_key");
+    if (kwnames == NULL) {
+        return -1;
+    }
+    Py_INCREF(unpackb);
+    Py_INCREF(ext_hook);
+    Py_INCREF(factory);
+    Py_XINCREF(entry_type);
+    Py_XSETREF(self->unpackb, unpackb);
+    Py_XSETREF(self->ext_hook, ext_hook);
+    Py_XSETREF(self->factory, factory);
+    Py_XSETREF(self->entry_type, entry_type);
+    Py_XSETREF(self->kwnames, kwnames);
+    self->n_extra = n_extra;
+    self->max_size = max_size;
+    return 0;
+}
+
+static int
+PlainDecoder_traverse(PlainDecoder *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->unpackb);
+    Py_VISIT(self->ext_hook);
+    Py_VISIT(self->factory);
+    Py_VISIT(self->entry_type);
+    return 0;
+}
+
+static int
+PlainDecoder_clear(PlainDecoder *self)
+{
+    Py_CLEAR(self->unpackb);
+    Py_CLEAR(self->ext_hook);
+    Py_CLEAR(self->kwnames);
+    Py_CLEAR(self->factory);
+    Py_CLEAR(self->entry_type);
+    return 0;
+}
+
+static void
+PlainDecoder_dealloc(PlainDecoder *self)
+{
+    PyObject_GC_UnTrack(self);
+    PlainDecoder_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Store ``value`` (a new reference, stolen) in the empty slot at ``offset`` of ``obj``. */
+static inline void
+set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value)
+{
+    *(PyObject **)((char *)obj + offset) = value;
+}
+
+static PyObject *
+PlainDecoder_decode(PlainDecoder *self, PyObject *data)
+{
+    if (self->unpackb == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "PlainDecoder is not initialized");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(data)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    if (size < PLAIN_SIZE || size > self->max_size) {
+        Py_RETURN_NONE;
+    }
+    const unsigned char *bytes = (const unsigned char *)PyBytes_AS_STRING(data);
+    if (bytes[0] != 'S' || bytes[1] != 'W' || bytes[2] != 1 || bytes[3] != 0 ||
+        bytes[TAIL_AT] != 0 || bytes[TAIL_AT + 1] != 0 || bytes[TAIL_AT + 2] != 0) {
+        Py_RETURN_NONE;
+    }
+    double times[4];
+    for (int i = 0; i < 4; i++) {
+        times[i] = UNPACK_DOUBLE(bytes + TIMES_AT + 8 * i);
+        if (times[i] == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    /* As the Python test is written: NaN fails every comparison, so it is refused. */
+    if (!(-INFINITY < times[0] && times[0] <= times[1] && times[1] <= times[2] &&
+          times[2] <= times[3] && times[0] < INFINITY)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *payload =
+        PyBytes_FromStringAndSize((const char *)bytes + PLAIN_SIZE, size - PLAIN_SIZE);
+    if (payload == NULL) {
+        return NULL;
+    }
+    PyObject *call[3] = {payload, self->ext_hook, Py_False};
+    PyObject *value = PyObject_Vectorcall(self->unpackb, call, 1, self->kwnames);
+    Py_DECREF(payload);
+    if (value == NULL) {
+        /* What `except Exception` catches: the Python code gives the verdict. */
+        if (PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        return NULL;
+    }
+    PyObject *fields[5] = {value, NULL, NULL, NULL, NULL};
+    for (int i = 0; i < 4; i++) {
+        if ((fields[i + 1] = PyFloat_FromDouble(times[i])) == NULL) {
+            for (int j = 0; j <= i; j++) {
+                Py_DECREF(fields[j]);
+            }
+            return NULL;
+        }
+    }
+    if (self->entry_type == NULL) {
+        PyObject *entry = PyObject_Vectorcall(self->factory, fields, 5, NULL);
+        for (int i = 0; i < 5; i++) {
+            Py_DECREF(fields[i]);
+        }
+        return entry;
+    }
+    PyObject *entry = self->entry_type->tp_alloc(self->entry_type, 0);
+    if (entry == NULL) {
+        for (int i = 0; i < 5; i++) {
+            Py_DECREF(fields[i]);
+        }
+        return NULL;
+    }
+    for (int i = 0; i < 5; i++) {
+        set_slot(entry, self->offsets[i], fields[i]);
+    }
+    for (Py_ssize_t i = 0; i < self->n_extra; i++) {
+        Py_INCREF(Py_None);
+        set_slot(entry, self->extra[i], Py_None);
+    }
+    return entry;
+}
+
+static PyMethodDef PlainDecoder_methods[] = {
+    {"decode", (PyCFunction)PlainDecoder_decode, METH_O,
+     "decode(data) -> entry or None: the entry of a common record, None for any other."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef PlainDecoder_members[] = {
+    {"max_size", T_PYSSIZET, offsetof(PlainDecoder, max_size), READONLY,
+     "The longest record decoded here."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject PlainDecoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "swr.storage._speedups.PlainDecoder",
+    .tp_doc = PyDoc_STR("Decodes the common record of the byte storages (see RecordCodec)."),
+    .tp_basicsize = sizeof(PlainDecoder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)PlainDecoder_init,
+    .tp_dealloc = (destructor)PlainDecoder_dealloc,
+    .tp_traverse = (traverseproc)PlainDecoder_traverse,
+    .tp_clear = (inquiry)PlainDecoder_clear,
+    .tp_methods = PlainDecoder_methods,
+    .tp_members = PlainDecoder_members,
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "swr.storage._speedups",
+    .m_doc = "The common record of the byte storages decoded in C (optional).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    if (PyType_Ready(&PlainDecoderType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&PlainDecoderType);
+    if (PyModule_AddObject(module, "PlainDecoder", (PyObject *)&PlainDecoderType) < 0) {
+        Py_DECREF(&PlainDecoderType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

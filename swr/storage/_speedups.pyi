@@ -1,0 +1,16 @@
+from collections.abc import Callable
+from typing import Any
+
+from swr.storage.base import Entry
+
+class PlainDecoder:
+    max_size: int
+    def __init__(
+        self,
+        unpackb: Callable[..., Any],
+        ext_hook: Any,
+        max_size: int,
+        factory: Callable[[Any, float, float, float, float], Entry],
+        none_slots: tuple[str, ...] | None,
+    ) -> None: ...
+    def decode(self, data: bytes) -> Entry | None: ...

@@ -1,0 +1,265 @@
+"""The optional C decoder of the common record (swr.storage._speedups) against the rule.
+
+``RecordCodec.decode`` (pure Python) is the rule. ``RecordCodec.plain_decode``, when the
+extension is built, must return exactly the entry ``decode`` returns for every record it
+accepts, and ``None`` (leaving the verdict to ``decode``) for every other: hostile headers
+and payloads, NaN and disordered times, other versions, flags, key checks, compressed
+payloads, lengths past the bounds. The storages' read paths run the whole suite both
+ways: CI runs tests/storage again with ``SWR_PURE_PYTHON=1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import struct
+import subprocess
+import sys
+import tracemalloc
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from swr._core.ttl import CachedEntry
+from swr.storage import CorruptEntryError, Entry
+from swr.storage._record import PLAIN_SIZE, SPEEDUPS, RecordCodec, _none_slots
+from swr.storage.serializers import MsgpackSerializer, ZstdSerializer
+from tests.storage.test_decoder_fuzz import CODECS, payloads
+from tests.storage.test_serializers import same
+
+PURE = os.environ.get("SWR_PURE_PYTHON", "") not in ("", "0")
+
+if not SPEEDUPS and not PURE:
+    if os.environ.get("CI") == "true":
+        pytest.fail(
+            "swr.storage._speedups is not built (CI builds it: a C compiler is needed)",
+            pytrace=False,
+        )
+    pytest.skip("swr.storage._speedups is not built here", allow_module_level=True)
+
+
+def test_pure_python_mode_turns_the_decoder_off():
+    """SWR_PURE_PYTHON=1 (tests/storage runs again with it in CI) leaves no C decoder."""
+    code = (
+        "from swr.storage._record import SPEEDUPS, RecordCodec\n"
+        "from swr.storage.serializers import ZstdSerializer\n"
+        "print(SPEEDUPS, RecordCodec(ZstdSerializer()).plain_decode)\n"
+    )
+    env = dict(os.environ, SWR_PURE_PYTHON="1")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "None"]
+
+
+if PURE:  # the rest checks the C decoder, absent in this mode
+
+    def test_no_decoder_in_pure_mode():
+        assert not SPEEDUPS
+        assert RecordCodec(ZstdSerializer()).plain_decode is None
+
+else:
+
+    def user_factory(value: Any, stored: float, fresh: float, stale: float, expires: float):
+        """A factory that is not a class: the decoder calls it."""
+        return CachedEntry(value, stored, fresh, stale, expires)
+
+    FACTORIES = {"entry": None, "cached": CachedEntry, "function": user_factory}
+    DECODERS = {
+        (name, kind): RecordCodec(codec.serializer, factory)
+        for name, codec in CODECS.items()
+        for kind, factory in FACTORIES.items()
+    }
+    HEADER = struct.Struct("<2sBB4dH")
+    times = st.floats(allow_nan=True, allow_infinity=True, width=64)
+    headers = st.tuples(
+        st.sampled_from([b"SW", b"SW", b"SW", b"WS", b"\x00\x00"]),
+        st.sampled_from([1, 1, 1, 0, 2, 255]),
+        st.sampled_from([0, 0, 0, 1, 128]),
+        st.one_of(
+            st.tuples(times, times, times, times),
+            st.floats(-1e12, 1e12).map(lambda t: (t, t + 1, t + 2, t + 3)),
+            st.just((1.0, 1.0, 1.0, math.inf)),
+            st.just((1.0, 2.0, math.inf, math.inf)),
+        ),
+        st.sampled_from([0, 0, 0, 1, 7]),
+    )
+
+    def record(header: tuple[Any, ...], payload: bytes) -> bytes:
+        magic, version, flags, (stored, fresh, stale, expires), check = header
+        return HEADER.pack(magic, version, flags, stored, fresh, stale, expires, check) + payload
+
+    def plain(data: bytes) -> bool:
+        """Whether ``data`` is a common record by its header (the payload may be bad)."""
+        if len(data) < PLAIN_SIZE:
+            return False
+        head, stored, fresh, stale, expires, tail = struct.unpack_from("<4s4d3s", data)
+        return (
+            head == b"SW\x01\x00"
+            and tail == b"\x00\x00\x00"
+            and -math.inf < stored <= fresh <= stale <= expires
+            and stored < math.inf
+        )
+
+    def check(codec: RecordCodec, data: bytes) -> None:
+        if codec.plain_decode is None:  # not the default serializer: no common record
+            assert codec.plain_max == 0
+            return
+        got = codec.plain_decode(data)
+        try:
+            want = codec.decode(data)
+        except CorruptEntryError:
+            assert got is None
+            return
+        if got is None:
+            # Left to decode: not a common record, or one longer than plain_max.
+            assert not plain(data) or len(data) > codec.plain_max
+            return
+        assert type(got) is type(want)
+        assert same(got.value, want.value)
+        assert (got.stored_at, got.fresh_until, got.stale_until, got.expires_at) == (
+            want.stored_at,
+            want.fresh_until,
+            want.stale_until,
+            want.expires_at,
+        )
+        if isinstance(got, CachedEntry):
+            assert got.hit is None
+            assert got.stale is None
+        assert got == want
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(sorted(DECODERS)), headers, payloads)
+    def test_the_c_decoder_agrees_with_decode(name, header, payload):
+        check(DECODERS[name], record(header, payload))
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(sorted(DECODERS)), st.binary(max_size=120))
+    def test_random_bytes_read_as_none_or_as_decode_reads_them(name, data):
+        check(DECODERS[name], data)
+
+    def test_a_common_record_is_decoded_in_c_into_the_factorys_type():
+        value = {"id": 7, "roles": ["a", "b"], "t": (1, 2)}
+        entry = CachedEntry(value, 1.0, 2.0, 3.0, 4.0)
+        for factory, kind in ((None, Entry), (CachedEntry, CachedEntry)):
+            codec = RecordCodec(ZstdSerializer(), factory)
+            got = codec.plain_decode(codec.encode(entry))
+            assert type(got) is kind
+            assert got.value == value
+            assert (got.stored_at, got.fresh_until, got.stale_until, got.expires_at) == (
+                1.0,
+                2.0,
+                3.0,
+                4.0,
+            )
+
+    @pytest.mark.parametrize(
+        ("data", "why"),
+        [
+            (b"", "empty"),
+            (b"SW\x01\x00" + bytes(35), "no payload"),
+        ],
+    )
+    def test_short_records_are_left_to_decode(data, why):
+        codec = RecordCodec(ZstdSerializer())
+        assert codec.plain_decode(data) is None, why
+        with pytest.raises(CorruptEntryError):
+            codec.decode(data)
+
+    def test_a_record_longer_than_plain_max_is_left_to_decode():
+        codec = RecordCodec(ZstdSerializer(MsgpackSerializer(max_objects=10), threshold=1 << 20))
+        small = codec.encode(Entry("x" * 5, 1.0, 2.0, 3.0, 4.0))
+        large = codec.encode(Entry("x" * 500, 1.0, 2.0, 3.0, 4.0))
+        assert len(small) <= codec.plain_max < len(large)
+        assert codec.plain_decode(small) == codec.decode(small)
+        assert codec.plain_decode(large) is None
+
+    def test_only_bytes_are_decoded_in_c():
+        codec = RecordCodec(ZstdSerializer())
+        data = codec.encode(Entry(1, 1.0, 2.0, 3.0, 4.0))
+        assert codec.plain_decode(bytearray(data)) is None  # type: ignore[arg-type]
+        assert codec.plain_decode(memoryview(data)) is None  # type: ignore[arg-type]
+
+    def test_an_ext_hook_failing_leaves_the_verdict_to_decode_and_never_hides_an_interrupt():
+        from swr.storage._speedups import PlainDecoder
+
+        def failing(code: int, data: bytes) -> Any:
+            raise ValueError("no")
+
+        def interrupted(code: int, data: bytes) -> Any:
+            raise KeyboardInterrupt
+
+        data = RecordCodec(ZstdSerializer()).encode(Entry((1, 2), 1.0, 2.0, 3.0, 4.0))
+        assert PlainDecoder(msgpack.unpackb, failing, 1 << 20, Entry, ()).decode(data) is None
+        with pytest.raises(KeyboardInterrupt):
+            PlainDecoder(msgpack.unpackb, interrupted, 1 << 20, Entry, ()).decode(data)
+
+    def test_decoding_leaks_nothing():
+        codec = RecordCodec(ZstdSerializer(), CachedEntry)
+        data = codec.encode(Entry({"name": "x" * 40, "n": [1, 2, 3]}, 1.0, 2.0, 3.0, 4.0))
+        decode = codec.plain_decode
+        for _ in range(1000):
+            decode(data)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(20_000):
+                decode(data)
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 20_000  # a leaked object per decode would be over 1 MB
+
+    def test_bad_arguments_are_refused():
+        from swr.storage._speedups import PlainDecoder
+
+        with pytest.raises(TypeError, match="callable"):
+            PlainDecoder(None, None, 10, Entry, ())  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="class as factory"):
+            PlainDecoder(msgpack.unpackb, None, 10, user_factory, ())
+        with pytest.raises(TypeError, match="not a writable slot"):
+            PlainDecoder(msgpack.unpackb, None, 10, Entry, ("missing",))
+        with pytest.raises(ValueError, match="too many"):
+            PlainDecoder(msgpack.unpackb, None, 10, CachedEntry, ("hit",) * 9)
+        with pytest.raises(RuntimeError, match="not initialized"):
+            PlainDecoder.__new__(PlainDecoder).decode(b"")
+
+    @dataclasses.dataclass(slots=True)
+    class Checked(Entry):
+        def __post_init__(self) -> None:
+            pass
+
+    @dataclasses.dataclass(slots=True)
+    class Tagged(Entry):
+        tag: str = "x"
+
+    @dataclasses.dataclass(slots=True)
+    class Noted(Entry):
+        note: str | None = None
+
+    @pytest.mark.parametrize(
+        ("factory", "slots"),
+        [
+            (Entry, ()),
+            (CachedEntry, ("hit", "stale")),
+            (Noted, ("note",)),
+            (Checked, None),  # __post_init__ may do anything
+            (Tagged, None),  # a default other than None
+            (user_factory, None),  # not a class
+            (dict, None),
+        ],
+    )
+    def test_the_decoder_builds_slot_by_slot_only_classes_it_can_build_the_same(factory, slots):
+        assert _none_slots(factory) == slots
+
+    @pytest.mark.parametrize("factory", [Noted, Checked, Tagged, user_factory])
+    def test_other_factories_build_what_decode_builds(factory):
+        codec = RecordCodec(ZstdSerializer(), factory)
+        data = codec.encode(Entry([1, "a"], 1.0, 2.0, 3.0, 4.0))
+        got, want = codec.plain_decode(data), codec.decode(data)
+        assert type(got) is type(want)
+        assert dataclasses.asdict(got) == dataclasses.asdict(want)
