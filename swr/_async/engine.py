@@ -305,10 +305,14 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                             self._lookup = self._timed_lookup  # for one read
                     if type(entry) is _CachedEntry:
                         result = entry.hit
-                        if result is None:  # the entry's first hit
-                            result = entry.hit = Result(
-                                entry.value, _HIT, entry.stored_at, self._clock
-                            )
+                        if result is None:  # the entry's first hit (every hit of a
+                            # byte storage's new decode): Result(...), slot by slot
+                            result = _new_result(Result)
+                            result.value = entry.value
+                            result.status = _HIT
+                            result.stored_at = entry.stored_at
+                            result._clock = self._clock
+                            entry.hit = result
                         return result
                     return Result(entry.value, _HIT, entry.stored_at, self._clock)
                 if now < entry.stale_until:

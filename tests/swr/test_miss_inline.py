@@ -36,6 +36,18 @@ def test_a_miss_answers_with_the_result_the_class_builds(make_driver, clock):
     assert slots(r) == slots(Result("v2", Status.EXPIRED, clock(), clock))
 
 
+def test_an_entrys_first_hit_answers_with_the_result_the_class_builds(make_driver, clock):
+    storage = MemoryStorage()
+    d = make_driver(storage=storage, ttl=TTL, clock=clock)
+    d.execute("k", lambda: "v")
+    clock.advance(1)
+    first = d.execute("k", lambda: "other")
+    assert type(first) is Result
+    assert slots(first) == slots(Result("v", Status.HIT, clock() - 1, clock))
+    assert storage.get("k").hit is first  # kept: later hits answer with the same object
+    assert d.execute("k", lambda: "other") is first
+
+
 @pytest.mark.parametrize("ttl", [None, CacheTTL(fresh=1, stale=2, expired=3)])
 def test_a_miss_stores_the_entry_new_entry_builds(make_driver, clock, ttl):
     storage = MemoryStorage()
