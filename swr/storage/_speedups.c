@@ -57,7 +57,10 @@ slot_offset(PyTypeObject *type, const char *name)
         PyErr_Clear();
     }
     Py_ssize_t offset = -1;
-    if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+    /* A slot of the class or of a base (never a descriptor borrowed from elsewhere,
+     * whose offset would be another layout's). */
+    if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
+        PyType_IsSubtype(type, ((PyDescrObject *)descr)->d_type)) {
         PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
         if (member->type == T_OBJECT_EX && !(member->flags & READONLY)) {
             offset = member->offset;
@@ -78,6 +81,11 @@ PlainDecoder_init(PlainDecoder *self, PyObject *args, PyObject *kwds)
     Py_ssize_t max_size;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOnOO:PlainDecoder", kwlist, &unpackb,
                                      &ext_hook, &max_size, &factory, &none_slots)) {
+        return -1;
+    }
+    if (self->unpackb != NULL) {
+        /* A decode may be running on another thread with these very fields. */
+        PyErr_SetString(PyExc_TypeError, "PlainDecoder is already initialized");
         return -1;
     }
     if (!PyCallable_Check(unpackb) || !PyCallable_Check(factory)) {
@@ -106,8 +114,10 @@ PlainDecoder_init(PlainDecoder *self, PyObject *args, PyObject *kwds)
             return -1;
         }
     }
+    Py_ssize_t offsets[5] = {0, 0, 0, 0, 0};
+    Py_ssize_t extra[MAX_EXTRA] = {0};
     for (int i = 0; entry_type != NULL && i < 5; i++) {
-        if ((self->offsets[i] = slot_offset(entry_type, FIELDS[i])) < 0) {
+        if ((offsets[i] = slot_offset(entry_type, FIELDS[i])) < 0) {
             return -1;
         }
     }
@@ -120,7 +130,7 @@ PlainDecoder_init(PlainDecoder *self, PyObject *args, PyObject *kwds)
             }
             return -1;
         }
-        if ((self->extra[i] = slot_offset(entry_type, text)) < 0) {
+        if ((extra[i] = slot_offset(entry_type, text)) < 0) {
             return -1;
         }
     }
@@ -137,6 +147,8 @@ PlainDecoder_init(PlainDecoder *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->factory, factory);
     Py_XSETREF(self->entry_type, entry_type);
     Py_XSETREF(self->kwnames, kwnames);
+    memcpy(self->offsets, offsets, sizeof(offsets));
+    memcpy(self->extra, extra, sizeof(extra));
     self->n_extra = n_extra;
     self->max_size = max_size;
     return 0;

@@ -228,6 +228,16 @@ else:
         with pytest.raises(RuntimeError, match="not initialized"):
             PlainDecoder.__new__(PlainDecoder).decode(b"")
 
+        class Borrowed(Entry):  # a slot descriptor of another class: another layout
+            __slots__ = ()
+            value = CachedEntry.__dict__["hit"]
+
+        with pytest.raises(TypeError, match="not a writable slot"):
+            PlainDecoder(msgpack.unpackb, None, 10, Borrowed, ())
+        decoder = PlainDecoder(msgpack.unpackb, None, 10, Entry, ())
+        with pytest.raises(TypeError, match="already initialized"):
+            decoder.__init__(msgpack.unpackb, None, 10, CachedEntry, ("hit",))  # type: ignore[misc]
+
     @dataclasses.dataclass(slots=True)
     class Checked(Entry):
         def __post_init__(self) -> None:
