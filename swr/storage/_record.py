@@ -393,8 +393,11 @@ def _none_slots(factory: EntryFactory) -> tuple[str, ...] | None:
         return None
     if hasattr(factory, "__post_init__") or factory.__new__ is not object.__new__:
         return None
-    generated = factory.__init__.__qualname__ == f"{factory.__qualname__}.__init__" and (
-        factory.__init__.__code__.co_filename == "<string>"
+    init = factory.__init__
+    code = getattr(init, "__code__", None)
+    generated = (  # by @dataclass for this very class, not written by hand nor inherited
+        getattr(init, "__qualname__", None) == f"{factory.__qualname__}.__init__"
+        and getattr(code, "co_filename", None) == "<string>"
     )
     if not generated:
         return None

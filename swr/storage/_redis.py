@@ -723,7 +723,10 @@ class _RedisBase:
         if cached is not None and cached[0] == data:
             entry = cached[1]
         else:
-            entry = self._codec.decode(data)
+            codec = self._codec
+            decode_plain = codec.plain_decode  # the common record in C, when built
+            decoded = decode_plain(data) if decode_plain is not None else None
+            entry = codec.decode(data) if decoded is None else decoded
             if entry.expires_at == _FOREVER:
                 _infinite(entry)
             if cache.limit and (cached is not None or cache.wants(skey)) and self._small(data):
@@ -740,8 +743,9 @@ class _RedisBase:
         ``(index, error)`` of each corrupt record.
 
         One pass: a record whose very bytes the read cache holds is not decoded again;
-        the common record (see :attr:`RecordCodec.plain_max`) is decoded inline, exactly
-        as :meth:`RecordCodec.decode` would; any other goes through ``decode`` for the
+        the common record (see :attr:`RecordCodec.plain_max`) is decoded in C
+        (:attr:`RecordCodec.plain_decode`) or inline, exactly as
+        :meth:`RecordCodec.decode` would; any other goes through ``decode`` for the
         verdict. Admission to the read cache (:meth:`ReadCache.wanted`) is decided once
         for the batch, after the pass.
         """  # noqa: D205 - the summary names both results
