@@ -97,6 +97,12 @@ def _prefix() -> str:
     return f"t{uuid.uuid4().hex[:12]}:"
 
 
+# An asyncio store times its connect on the event loop: a test machine that stalls the
+# loop's thread for half a second (the default) fails a healthy loopback connect. The
+# stores of the contract suite are healthy; the timeout tests build their own stores.
+LOOP_CONNECT_TIMEOUT = 5.0
+
+
 def _redis_factory(cluster: bool) -> Factory:
     @contextmanager
     def make(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
@@ -113,7 +119,13 @@ def _async_redis_factory(cluster: bool) -> Factory:
     def make(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
         url = _redis_url(request, cluster)
         # Closed by the test's facade on the event loop that used it.
-        yield AsyncRedisStorage.from_url(url, prefix=_prefix(), cluster=cluster, clock=clock)
+        yield AsyncRedisStorage.from_url(
+            url,
+            prefix=_prefix(),
+            cluster=cluster,
+            clock=clock,
+            connect_timeout=LOOP_CONNECT_TIMEOUT,
+        )
 
     return make
 
@@ -140,7 +152,9 @@ def fallback_async(
 ) -> Iterator[Any]:
     url = _redis_url(request, False)
     yield AsyncFallbackStorage(
-        AsyncRedisStorage.from_url(url, prefix=_prefix(), clock=clock),
+        AsyncRedisStorage.from_url(
+            url, prefix=_prefix(), clock=clock, connect_timeout=LOOP_CONNECT_TIMEOUT
+        ),
         MemoryStorage(max_entries=10_000, clock=clock).as_async(),
         clock=clock,
     )
@@ -151,7 +165,9 @@ def tiered_async(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeCloc
     url = _redis_url(request, False)
     yield AsyncTieredStorage(
         MemoryStorage(max_entries=10_000, clock=clock).as_async(),
-        AsyncRedisStorage.from_url(url, prefix=_prefix(), clock=clock),
+        AsyncRedisStorage.from_url(
+            url, prefix=_prefix(), clock=clock, connect_timeout=LOOP_CONNECT_TIMEOUT
+        ),
     )
 
 
