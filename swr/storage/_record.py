@@ -60,8 +60,7 @@ _UNPACK_HEADER = _HEADER.unpack_from
 _PACK_HEADER = _HEADER.pack
 # The common record, read in one struct call: magic, version 1, no flags, four times,
 # no key check (length 0) and an uncompressed payload (zstd marker 0).
-# The hot read paths of the storages (LMDB's get, Redis's batch read) inline the same
-# test with these.
+# plain_decode (and its C form) tests a record with these; so does LMDB's in-place incr.
 _PLAIN = struct.Struct("<4s4d3s")
 UNPACK_PLAIN = _PLAIN.unpack_from
 PLAIN_HEAD = _MAGIC + bytes((FORMAT_VERSION, 0))
@@ -87,7 +86,15 @@ class RecordCodec:
             engine's entry type here, once per record read.
     """
 
-    __slots__ = ("_factory", "_fast_max", "_hook", "_raw_msgpack", "plain_decode", "serializer")
+    __slots__ = (
+        "_factory",
+        "_fast_max",
+        "_hook",
+        "_plain_limit",
+        "_raw_msgpack",
+        "plain_decode",
+        "serializer",
+    )
 
     def __init__(self, serializer: Serializer, factory: EntryFactory | None = None) -> None:
         self.serializer = serializer
@@ -105,18 +112,20 @@ class RecordCodec:
             self._raw_msgpack = True
             self._fast_max = min(inner.max_objects, serializer.max_size) + 1
             self._hook = inner._ext_hook
-        self.plain_decode: Callable[[bytes], Entry | None] | None = None
-        """The C decoder of the common record, when built (see :attr:`plain_max`).
+        self._plain_limit = self.plain_max
+        self.plain_decode: Callable[[bytes], Entry | None] = self._decode_plain
+        """The entry of a common record (see :attr:`plain_max`), or ``None``.
 
         Returns the entry :meth:`decode` would return for a common record no longer than
         :attr:`plain_max`, and ``None`` for any other bytes (also when its payload does
-        not unpack): those go to :meth:`decode` for the verdict.
+        not unpack): those go to :meth:`decode` for the verdict. The hot read paths of
+        the byte storages call it; it runs in C (``swr.storage._speedups``) when built.
         """
         if PlainDecoder is not None and self._raw_msgpack:
             self.plain_decode = PlainDecoder(
                 _UNPACKB,
                 self._hook,
-                self.plain_max,
+                self._plain_limit,
                 Entry if factory is None else factory,
                 _none_slots(Entry if factory is None else factory),
             ).decode
@@ -208,6 +217,31 @@ class RecordCodec:
             raise CorruptEntryError(
                 f"payload does not deserialize: {type(exc).__name__}: {exc}"
             ) from exc
+        return self._build(value, stored, fresh, stale, expires)
+
+    def _decode_plain(self, data: bytes) -> Entry | None:
+        """:attr:`plain_decode` in Python: the rule the C decoder follows."""
+        if not PLAIN_SIZE <= len(data) <= self._plain_limit:
+            return None
+        head, stored, fresh, stale, expires, tail = UNPACK_PLAIN(data)
+        if not (
+            head == PLAIN_HEAD
+            and tail == PLAIN_TAIL
+            and -_INF < stored <= fresh <= stale <= expires
+            and stored < _INF
+        ):
+            return None
+        try:
+            # What MsgpackSerializer.loads does, called directly (see decode).
+            value = _UNPACKB(data[PLAIN_SIZE:], ext_hook=self._hook, strict_map_key=False)
+        except Exception:  # noqa: BLE001 - decode gives the verdict
+            return None
+        return self._build(value, stored, fresh, stale, expires)
+
+    def _build(
+        self, value: Any, stored: float, fresh: float, stale: float, expires: float
+    ) -> Entry:
+        """The entry of a decoded record: the factory's, or an Entry built slot by slot."""
         if self._factory is not None:
             return self._factory(value, stored, fresh, stale, expires)
         entry = _NEW_ENTRY(Entry)
@@ -223,8 +257,8 @@ class RecordCodec:
     ) -> tuple[list[Entry | None], list[tuple[int, CorruptEntryError]]]:
         """Decode a batch of records (no key checks), ``None`` for absent or dead ones.
 
-        Each record as :meth:`decode` would. (The Redis storages' batch read inlines
-        the common record's decode in their own pass over an ``MGET`` reply.)
+        Each record as :meth:`decode` would. (The Redis storages' batch read makes its
+        own pass over an ``MGET`` reply, with :attr:`plain_decode` and the read cache.)
 
         Args:
             records: Record bytes, ``None`` where the key was absent.
@@ -253,7 +287,7 @@ class RecordCodec:
 
     @property
     def plain_max(self) -> int:
-        """The longest record decodable inline (see ``UNPACK_PLAIN``); 0 if none is.
+        """The longest record :attr:`plain_decode` decodes (a common record); 0 if none.
 
         Such a record has no key check and an uncompressed msgpack payload short enough
         that the serializer's bounds cannot be crossed: unpacking its payload with

@@ -19,15 +19,10 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
-import msgpack
-
 from swr.storage._clock import now
 from swr.storage._log import logger
 from swr.storage._record import (
-    PLAIN_HEAD,
     PLAIN_SIZE,
-    PLAIN_TAIL,
-    UNPACK_PLAIN,
     ReadCache,
     RecordCodec,
 )
@@ -395,9 +390,6 @@ MAX_NODES = 64
 # and read back as infinity.
 _FOREVER = sys.float_info.max
 _INF = math.inf
-_UNPACKB = msgpack.unpackb
-# Entries built as RecordCodec.decode builds them (see swr.storage._record).
-_NEW_ENTRY = Entry.__new__
 
 
 def _finite(entry: Entry) -> Entry:
@@ -724,8 +716,7 @@ class _RedisBase:
             entry = cached[1]
         else:
             codec = self._codec
-            decode_plain = codec.plain_decode  # the common record in C, when built
-            decoded = decode_plain(data) if decode_plain is not None else None
+            decoded = codec.plain_decode(data)  # the common record (in C when built)
             entry = codec.decode(data) if decoded is None else decoded
             if entry.expires_at == _FOREVER:
                 _infinite(entry)
@@ -743,24 +734,19 @@ class _RedisBase:
         ``(index, error)`` of each corrupt record.
 
         One pass: a record whose very bytes the read cache holds is not decoded again;
-        the common record (see :attr:`RecordCodec.plain_max`) is decoded in C
-        (:attr:`RecordCodec.plain_decode`) or inline, exactly as
-        :meth:`RecordCodec.decode` would; any other goes through ``decode`` for the
-        verdict. Admission to the read cache (:meth:`ReadCache.wanted`) is decided once
-        for the batch, after the pass.
+        the common record is decoded by :attr:`RecordCodec.plain_decode` (in C when
+        built), exactly as :meth:`RecordCodec.decode` would; any other goes through
+        ``decode`` for the verdict. Admission to the read cache (:meth:`ReadCache.wanted`)
+        is decided once for the batch, after the pass.
         """  # noqa: D205 - the summary names both results
         now = self._now()
         cache = self._cache
         codec = self._codec
         get = cache.get  # (with read_cache=0 it holds nothing and admits nothing)
         full = len(cache.items) >= cache.room  # else every key decoded is kept (see wants)
-        plain_max = codec.plain_max  # 0: no record is decoded inline
-        ext_hook = codec.ext_hook
+        plain_max = codec.plain_max  # 0: no common record (another serializer)
         decode = codec.decode
         decode_plain = codec.plain_decode
-        unpack_plain = UNPACK_PLAIN
-        unpackb = _UNPACKB
-        new_entry = _NEW_ENTRY
         entries: list[Entry | None] = []
         append = entries.append
         corrupt: list[tuple[int, CorruptEntryError]] = []
@@ -775,32 +761,9 @@ class _RedisBase:
                 hit: Entry = cached[1]
                 append(hit if hit.expires_at > now else None)
                 continue
-            entry: Entry | None = None
-            if PLAIN_SIZE <= len(data) <= plain_max:
-                if decode_plain is not None:
-                    entry = decode_plain(data)  # in C; None: decode() gives the verdict
-                else:
-                    head, stored, fresh, stale, expires, tail = unpack_plain(data)
-                    if (
-                        head == PLAIN_HEAD
-                        and tail == PLAIN_TAIL
-                        and -_INF < stored <= fresh <= stale <= expires
-                        and stored < _INF
-                    ):
-                        try:
-                            value = unpackb(
-                                data[PLAIN_SIZE:], ext_hook=ext_hook, strict_map_key=False
-                            )
-                        except Exception:  # noqa: BLE001, S110 - decode() gives the verdict
-                            pass
-                        else:
-                            entry = new_entry(Entry)
-                            entry.value = value
-                            entry.stored_at = stored
-                            entry.fresh_until = fresh
-                            entry.stale_until = stale
-                            entry.expires_at = expires
-            if entry is None:  # not the common record, or it did not decode inline
+            # The common record (in C when built); None: decode() gives the verdict.
+            entry = decode_plain(data) if PLAIN_SIZE <= len(data) <= plain_max else None
+            if entry is None:  # not the common record, or it did not decode
                 try:
                     entry = decode(data)
                 except CorruptEntryError as exc:

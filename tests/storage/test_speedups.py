@@ -1,7 +1,7 @@
 """The optional C decoder of the common record (swr.storage._speedups) against the rule.
 
-``RecordCodec.decode`` (pure Python) is the rule. ``RecordCodec.plain_decode``, when the
-extension is built, must return exactly the entry ``decode`` returns for every record it
+``RecordCodec.decode`` (pure Python) is the rule. ``RecordCodec.plain_decode``, in C
+when the extension is built and in Python (``_decode_plain``) otherwise, must return exactly the entry ``decode`` returns for every record it
 accepts, and ``None`` (leaving the verdict to ``decode``) for every other: hostile headers
 and payloads, NaN and disordered times, other versions, flags, key checks, compressed
 payloads, lengths past the bounds. The storages' read paths run the whole suite both
@@ -47,20 +47,22 @@ def test_pure_python_mode_turns_the_decoder_off():
     code = (
         "from swr.storage._record import SPEEDUPS, RecordCodec\n"
         "from swr.storage.serializers import ZstdSerializer\n"
-        "print(SPEEDUPS, RecordCodec(ZstdSerializer()).plain_decode)\n"
+        "codec = RecordCodec(ZstdSerializer())\n"
+        "print(SPEEDUPS, codec.plain_decode == codec._decode_plain)\n"
     )
     env = dict(os.environ, SWR_PURE_PYTHON="1")
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["False", "None"]
+    assert out.stdout.split() == ["False", "True"]
 
 
 if PURE:  # the rest checks the C decoder, absent in this mode
 
     def test_no_decoder_in_pure_mode():
         assert not SPEEDUPS
-        assert RecordCodec(ZstdSerializer()).plain_decode is None
+        codec = RecordCodec(ZstdSerializer())
+        assert codec.plain_decode == codec._decode_plain
 
 else:
 
@@ -106,10 +108,14 @@ else:
         )
 
     def check(codec: RecordCodec, data: bytes) -> None:
-        if codec.plain_decode is None:  # not the default serializer: no common record
-            assert codec.plain_max == 0
-            return
-        got = codec.plain_decode(data)
+        """Both forms of plain_decode, C and Python, against decode."""
+        if codec.plain_max:  # the default serializer: the C form is in place
+            assert codec.plain_decode != codec._decode_plain
+        for form in (codec.plain_decode, codec._decode_plain):
+            check_form(codec, form, data)
+
+    def check_form(codec: RecordCodec, decode_plain: Any, data: bytes) -> None:
+        got = decode_plain(data)
         try:
             want = codec.decode(data)
         except CorruptEntryError:

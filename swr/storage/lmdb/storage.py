@@ -343,10 +343,8 @@ class LMDBStorage(StorageMixin):
         self._codec = codec = RecordCodec(self.serializer, entry_factory)
         self._decode = codec.decode
         self._encode = codec.encode
-        # The read path decodes the common record inline (see get).
-        self._factory: EntryFactory = entry_factory if entry_factory is not None else Entry
+        # The read path decodes the common record without a call to the codec (see get).
         self._plain_max = codec.plain_max
-        self._ext_hook = codec.ext_hook
         self._plain_decode = codec.plain_decode
         self._clock = clock
         self._key_limit = handle.backend.key_limit
@@ -512,27 +510,9 @@ class LMDBStorage(StorageMixin):
             if data is None:
                 return None
             if not check and PLAIN_SIZE <= len(data) <= self._plain_max:
-                # The common record (see RecordCodec.plain_max) decoded in C, or inline:
+                # The common record (see RecordCodec.plain_decode, in C when built):
                 # what _finish does through RecordCodec.decode, without its calls.
-                decode_plain = self._plain_decode
-                if decode_plain is not None:
-                    decoded = decode_plain(data)  # None: _finish gives the verdict
-                else:
-                    decoded = None
-                    head, stored, fresh, stale, expires, tail = UNPACK_PLAIN(data)
-                    if (
-                        head == PLAIN_HEAD
-                        and tail == PLAIN_TAIL
-                        and -_INF < stored <= fresh <= stale <= expires
-                        and stored < _INF
-                    ):
-                        try:
-                            value = _UNPACKB(
-                                data[PLAIN_SIZE:], ext_hook=self._ext_hook, strict_map_key=False
-                            )
-                        except Exception:  # noqa: BLE001 - _finish gives the verdict
-                            return self._finish(key, kb, check, data, None)
-                        decoded = self._factory(value, stored, fresh, stale, expires)
+                decoded = self._plain_decode(data)  # None: _finish gives the verdict
                 if decoded is not None:
                     cache = self._cache
                     if (
