@@ -28,6 +28,7 @@ import hashlib
 import math
 import os
 import struct
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
@@ -68,6 +69,7 @@ PLAIN_TAIL = bytes(3)
 PLAIN_SIZE = _PLAIN.size  # the header and the marker byte
 _CHECK_LEN = struct.Struct("<H")
 _INF = math.inf
+_FLOAT_MAX = sys.float_info.max  # an infinite window as the Redis storages write it
 _UNPACKB = msgpack.unpackb
 # Entries are built on every read. Entry is a plain slotted dataclass (no validation,
 # no __post_init__), so allocating it and filling its five slots here gives the same
@@ -93,6 +95,7 @@ class RecordCodec:
         "_plain_limit",
         "_raw_msgpack",
         "_zstd",
+        "plain_batch",
         "plain_decode",
         "serializer",
     )
@@ -124,14 +127,26 @@ class RecordCodec:
         not unpack): those go to :meth:`decode` for the verdict. The hot read paths of
         the byte storages call it; it runs in C (``swr.storage._speedups``) when built.
         """
+        self.plain_batch: Callable[
+            [list[str], list[bytes | None], dict[str, Any], float, bool],
+            tuple[list[Entry | None], list[int], list[int], list[int]],
+        ] = self._plain_batch
+        """One pass of :attr:`plain_decode` over a batch read, with its read cache.
+
+        ``plain_batch(keys, records, known, now, full)`` returns ``(entries, keep,
+        unknown, rest)``; see :meth:`_plain_batch`, the rule it follows (in C when
+        built).
+        """
         if PlainDecoder is not None and self._raw_msgpack:
-            self.plain_decode = PlainDecoder(
+            decoder = PlainDecoder(
                 _UNPACKB,
                 self._hook,
                 self._plain_limit,
                 Entry if factory is None else factory,
                 _none_slots(Entry if factory is None else factory),
-            ).decode
+            )
+            self.plain_decode = decoder.decode
+            self.plain_batch = decoder.decode_batch
 
     def encode(self, entry: Entry, key_check: bytes = b"") -> bytes:
         """Return the record of ``entry``.
@@ -249,6 +264,60 @@ class RecordCodec:
         except Exception:  # noqa: BLE001 - decode gives the verdict
             return None
         return self._build(value, stored, fresh, stale, expires)
+
+    def _plain_batch(
+        self,
+        keys: list[str],
+        records: list[bytes | None],
+        known: dict[str, Any],
+        now: float,
+        full: bool,
+    ) -> tuple[list[Entry | None], list[int], list[int], list[int]]:
+        """:attr:`plain_batch` in Python: the rule the C decoder follows.
+
+        For the records of ``keys`` (``None``: absent), given ``known``, a read cache
+        mapping keys to ``(record, entry)`` pairs:
+
+        - ``entries``: the live entry of each record, ``None`` for an absent or dead one
+          and for those in ``rest``. A record whose very bytes ``known`` holds gives
+          the entry held there, and is not decoded again;
+        - ``keep``, ``unknown``: the positions of the entries decoded and alive, of keys
+          ``known`` holds or not (``unknown`` is empty unless ``full``: the cache then
+          admits only some, see :meth:`ReadCache.wanted`), in order;
+        - ``rest``: the positions the caller decides: the records :attr:`plain_decode`
+          does not decode (``entries`` holds ``None``: :meth:`decode` gives the
+          verdict), and the live entries whose ``expires_at`` is the largest float
+          (``entries`` holds the entry: a window written finite by the Redis storages).
+        """
+        entries: list[Entry | None] = [None] * len(records)
+        keep: list[int] = []
+        unknown: list[int] = []
+        rest: list[int] = []
+        decode = self.plain_decode
+        get = known.get
+        for index, data in enumerate(records):
+            if data is None:
+                continue
+            cached = get(keys[index])
+            if cached is not None and cached[0] == data:
+                hit: Entry = cached[1]
+                if hit.expires_at > now:
+                    entries[index] = hit
+                continue
+            entry = decode(data)
+            if entry is None:
+                rest.append(index)
+                continue
+            if entry.expires_at <= now:
+                continue
+            entries[index] = entry
+            if entry.expires_at == _FLOAT_MAX:
+                rest.append(index)
+            elif full and cached is None:
+                unknown.append(index)
+            else:
+                keep.append(index)
+        return entries, keep, unknown, rest
 
     def _build(
         self, value: Any, stored: float, fresh: float, stale: float, expires: float

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, cast
 from swr.storage._clock import now
 from swr.storage._log import logger
 from swr.storage._record import (
-    PLAIN_SIZE,
     ReadCache,
     RecordCodec,
 )
@@ -727,59 +726,46 @@ class _RedisBase:
             return None
         return entry
 
-    def _entries(  # noqa: PLR0915 - the batch read path, inlined
-        self, skeys: Sequence[str], records: Sequence[bytes | None]
+    def _entries(
+        self, skeys: list[str], records: list[bytes | None]
     ) -> tuple[list[Entry | None], list[tuple[int, CorruptEntryError]]]:
         """The entries of an ``MGET`` reply (``None`` for absent or dead ones) and the
         ``(index, error)`` of each corrupt record.
 
-        One pass: a record whose very bytes the read cache holds is not decoded again;
-        the common record is decoded by :attr:`RecordCodec.plain_decode` (in C when
-        built), exactly as :meth:`RecordCodec.decode` would; any other goes through
-        ``decode`` for the verdict. Admission to the read cache (:meth:`ReadCache.wanted`)
-        is decided once for the batch, after the pass.
+        One pass of :attr:`RecordCodec.plain_batch` (in C when built): a record whose
+        very bytes the read cache holds is not decoded again, the common record is
+        decoded exactly as :meth:`RecordCodec.decode` would. The records it leaves
+        (``rest``) go through ``decode`` here for the verdict. Admission to the read
+        cache (:meth:`ReadCache.wanted`) is decided once for the batch, after the pass.
         """  # noqa: D205 - the summary names both results
         now = self._now()
         cache = self._cache
-        codec = self._codec
-        get = cache.get  # (with read_cache=0 it holds nothing and admits nothing)
         full = len(cache.items) >= cache.room  # else every key decoded is kept (see wants)
-        plain_max = codec.plain_max  # 0: no common record (another serializer)
-        decode = codec.decode
-        decode_plain = codec.plain_decode
-        entries: list[Entry | None] = []
-        append = entries.append
+        entries, keep, unknown, rest = self._codec.plain_batch(
+            skeys, records, cache.items, now, full
+        )
         corrupt: list[tuple[int, CorruptEntryError]] = []
-        keep: list[int] = []  # decoded and kept in the read cache
-        unknown: list[int] = []  # decoded, of keys the full cache does not hold
-        for index, data in enumerate(records):
-            if data is None:
-                append(None)
-                continue
-            cached = get(skeys[index])
-            if cached is not None and cached[0] == data:
-                hit: Entry = cached[1]
-                append(hit if hit.expires_at > now else None)
-                continue
-            # The common record (in C when built); None: decode() gives the verdict.
-            entry = decode_plain(data) if PLAIN_SIZE <= len(data) <= plain_max else None
-            if entry is None:  # not the common record, or it did not decode
-                try:
-                    entry = decode(data)
-                except CorruptEntryError as exc:
-                    corrupt.append((index, exc))
-                    append(None)
-                    continue
-            if entry.expires_at <= now:
-                append(None)
-                continue
-            if entry.expires_at == _FOREVER:
-                _infinite(entry)
-            append(entry)
-            if full and cached is None:
-                unknown.append(index)
-            else:
-                keep.append(index)
+        if rest:
+            decode = self._codec.decode
+            for index in rest:
+                entry = entries[index]  # a window written finite, else not decoded yet
+                if entry is None:
+                    try:
+                        entry = decode(cast("bytes", records[index]))
+                    except CorruptEntryError as exc:
+                        corrupt.append((index, exc))
+                        continue
+                    if entry.expires_at <= now:
+                        continue
+                if entry.expires_at == _FOREVER:
+                    _infinite(entry)
+                entries[index] = entry
+                if full and cache.get(skeys[index]) is None:
+                    unknown.append(index)
+                else:
+                    keep.append(index)
+            keep.sort()  # in the order of the batch, as one pass would have found them
+            unknown.sort()
         if not cache.limit:
             return entries, corrupt
         if unknown:

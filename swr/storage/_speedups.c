@@ -15,6 +15,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -190,13 +191,11 @@ set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value)
     *(PyObject **)((char *)obj + offset) = value;
 }
 
+/* The entry of the common record ``data`` (its expires_at in ``*expires``), None for
+ * any other bytes, or NULL with an error. The decoder is initialized. */
 static PyObject *
-PlainDecoder_decode(PlainDecoder *self, PyObject *data)
+decode_record(PlainDecoder *self, PyObject *data, double *expires)
 {
-    if (self->unpackb == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "PlainDecoder is not initialized");
-        return NULL;
-    }
     if (!PyBytes_CheckExact(data)) {
         Py_RETURN_NONE;
     }
@@ -237,6 +236,7 @@ PlainDecoder_decode(PlainDecoder *self, PyObject *data)
         }
         return NULL;
     }
+    *expires = times[3];
     PyObject *fields[5] = {value, NULL, NULL, NULL, NULL};
     for (int i = 0; i < 4; i++) {
         if ((fields[i + 1] = PyFloat_FromDouble(times[i])) == NULL) {
@@ -270,9 +270,184 @@ PlainDecoder_decode(PlainDecoder *self, PyObject *data)
     return entry;
 }
 
+static PyObject *
+PlainDecoder_decode(PlainDecoder *self, PyObject *data)
+{
+    if (self->unpackb == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "PlainDecoder is not initialized");
+        return NULL;
+    }
+    double expires;
+    return decode_record(self, data, &expires);
+}
+
+/* Append the int ``index`` to ``list``; -1 with an error. */
+static int
+append_index(PyObject *list, Py_ssize_t index)
+{
+    PyObject *number = PyLong_FromSsize_t(index);
+    if (number == NULL) {
+        return -1;
+    }
+    int failed = PyList_Append(list, number);
+    Py_DECREF(number);
+    return failed;
+}
+
+/* The expires_at of ``entry`` (a float attribute), or -1.0 with an error set. */
+static double
+expires_of(PyObject *entry)
+{
+    static PyObject *name = NULL;
+    if (name == NULL && (name = PyUnicode_InternFromString("expires_at")) == NULL) {
+        return -1.0;
+    }
+    PyObject *value = PyObject_GetAttr(entry, name);
+    if (value == NULL) {
+        return -1.0;
+    }
+    double expires = PyFloat_AsDouble(value);
+    Py_DECREF(value);
+    return expires;
+}
+
+/* decode_batch: see RecordCodec._plain_batch, the rule this follows step by step. */
+static PyObject *
+PlainDecoder_decode_batch(PlainDecoder *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (self->unpackb == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "PlainDecoder is not initialized");
+        return NULL;
+    }
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError,
+                     "decode_batch() takes 5 arguments (keys, records, known, now, full), "
+                     "got %zd", nargs);
+        return NULL;
+    }
+    PyObject *keys = args[0], *records = args[1], *known = args[2];
+    if (!PyList_CheckExact(keys) || !PyList_CheckExact(records) || !PyDict_CheckExact(known)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "decode_batch() takes a list of keys, a list of records and a dict");
+        return NULL;
+    }
+    double now = PyFloat_AsDouble(args[3]);
+    if (now == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int full = PyObject_IsTrue(args[4]);
+    if (full < 0) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(records);
+    if (PyList_GET_SIZE(keys) != count) {
+        PyErr_Format(PyExc_ValueError, "decode_batch() got %zd keys for %zd records",
+                     PyList_GET_SIZE(keys), count);
+        return NULL;
+    }
+    PyObject *entries = PyList_New(count);
+    PyObject *keep = PyList_New(0);
+    PyObject *unknown = PyList_New(0);
+    PyObject *rest = PyList_New(0);
+    if (entries == NULL || keep == NULL || unknown == NULL || rest == NULL) {
+        goto failed;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(entries, i, Py_None);
+    }
+    /* Records and keys are read by index each time: a hook or factory run by the
+     * decoder may run other threads' code, but these lists are the caller's own. */
+    for (Py_ssize_t i = 0; i < count && i < PyList_GET_SIZE(records); i++) {
+        PyObject *data = PyList_GET_ITEM(records, i);
+        if (data == Py_None) {
+            continue;
+        }
+        Py_INCREF(data);
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        Py_INCREF(key);
+        PyObject *cached = PyDict_GetItemWithError(known, key); /* borrowed */
+        Py_DECREF(key);
+        if (cached == NULL && PyErr_Occurred()) {
+            Py_DECREF(data);
+            goto failed;
+        }
+        int was_known = cached != NULL;
+        if (cached != NULL && PyTuple_CheckExact(cached) && PyTuple_GET_SIZE(cached) == 2) {
+            PyObject *held = PyTuple_GET_ITEM(cached, 0);
+            int same = held == data;
+            if (!same && PyBytes_CheckExact(held) && PyBytes_CheckExact(data)) {
+                same = PyBytes_GET_SIZE(held) == PyBytes_GET_SIZE(data) &&
+                       memcmp(PyBytes_AS_STRING(held), PyBytes_AS_STRING(data),
+                              PyBytes_GET_SIZE(data)) == 0;
+            }
+            if (same) {
+                PyObject *hit = PyTuple_GET_ITEM(cached, 1);
+                Py_INCREF(hit);
+                double expires = expires_of(hit);
+                if (expires == -1.0 && PyErr_Occurred()) {
+                    Py_DECREF(hit);
+                    Py_DECREF(data);
+                    goto failed;
+                }
+                Py_DECREF(data);
+                if (expires > now) {
+                    PyList_SetItem(entries, i, hit); /* steals hit, drops the None */
+                }
+                else {
+                    Py_DECREF(hit);
+                }
+                continue;
+            }
+        }
+        double expires = 0.0;
+        PyObject *entry = decode_record(self, data, &expires);
+        Py_DECREF(data);
+        if (entry == NULL) {
+            goto failed;
+        }
+        if (entry == Py_None) { /* not the common record: decode() gives the verdict */
+            Py_DECREF(entry);
+            if (append_index(rest, i) < 0) {
+                goto failed;
+            }
+            continue;
+        }
+        if (expires <= now) {
+            Py_DECREF(entry);
+            continue;
+        }
+        PyList_SetItem(entries, i, entry); /* steals entry */
+        if (expires == DBL_MAX) { /* a window written finite: the caller restores it */
+            if (append_index(rest, i) < 0) {
+                goto failed;
+            }
+            continue;
+        }
+        if (append_index(full && !was_known ? unknown : keep, i) < 0) {
+            goto failed;
+        }
+    }
+    PyObject *result = PyTuple_Pack(4, entries, keep, unknown, rest);
+    Py_DECREF(entries);
+    Py_DECREF(keep);
+    Py_DECREF(unknown);
+    Py_DECREF(rest);
+    return result;
+failed:
+    Py_XDECREF(entries);
+    Py_XDECREF(keep);
+    Py_XDECREF(unknown);
+    Py_XDECREF(rest);
+    return NULL;
+}
+
 static PyMethodDef PlainDecoder_methods[] = {
     {"decode", (PyCFunction)PlainDecoder_decode, METH_O,
      "decode(data) -> entry or None: the entry of a common record, None for any other."},
+    {"decode_batch", (PyCFunction)(void (*)(void))PlainDecoder_decode_batch, METH_FASTCALL,
+     "decode_batch(keys, records, known, now, full) -> (entries, keep, unknown, rest): "
+     "see RecordCodec._plain_batch."},
     {NULL, NULL, 0, NULL},
 };
 

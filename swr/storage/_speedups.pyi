@@ -14,3 +14,11 @@ class PlainDecoder:
         none_slots: tuple[str, ...] | None,
     ) -> None: ...
     def decode(self, data: bytes) -> Entry | None: ...
+    def decode_batch(
+        self,
+        keys: list[str],
+        records: list[bytes | None],
+        known: dict[str, Any],
+        now: float,
+        full: bool,
+    ) -> tuple[list[Entry | None], list[int], list[int], list[int]]: ...

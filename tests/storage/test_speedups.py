@@ -57,6 +57,29 @@ def test_pure_python_mode_turns_the_decoder_off():
     assert out.stdout.split() == ["False", "True"]
 
 
+def test_the_batch_pass_sorts_each_record_by_the_rule():
+    """The rule of plain_batch on one record of each kind, in C and in Python."""
+    codec = RecordCodec(ZstdSerializer())
+    alive = codec.encode(Entry("a", 1.0, 2.0, 3.0, 10.0))
+    dead = codec.encode(Entry("d", 1.0, 2.0, 3.0, 4.0))
+    forever = codec.encode(Entry("f", 1.0, 2.0, 3.0, sys.float_info.max))
+    checked = codec.encode(Entry("c", 1.0, 2.0, 3.0, 10.0), b"key-check")
+    held = Entry("held", 1.0, 2.0, 3.0, 10.0)
+    keys = ["none", "alive", "dead", "forever", "checked", "hit", "changed", "new"]
+    records = [None, alive, dead, forever, checked, alive, alive, alive]
+    known = {"hit": (alive, held), "changed": (dead, held)}
+    for form in (codec.plain_batch, codec._plain_batch):
+        entries, keep, unknown, rest = form(keys, records, known, 5.0, True)
+        assert [e is not None for e in entries] == [0, 1, 0, 1, 0, 1, 1, 1]
+        assert entries[5] is held
+        assert entries[1].value == "a"
+        assert entries[3].expires_at == sys.float_info.max  # the caller restores the window
+        assert keep == [6]  # decoded, of a key the cache holds
+        assert unknown == [1, 7]  # decoded, of keys it does not hold (the cache is full)
+        assert rest == [3, 4]  # a finite window, a record with a key check
+        assert form(keys, records, known, 5.0, False)[1:3] == ([1, 6, 7], [])
+
+
 if PURE:  # the rest checks the C decoder, absent in this mode
 
     def test_no_decoder_in_pure_mode():
@@ -279,3 +302,98 @@ else:
         got, want = codec.plain_decode(data), codec.decode(data)
         assert type(got) is type(want)
         assert dataclasses.asdict(got) == dataclasses.asdict(want)
+
+    # -- decode_batch: one pass over a batch read, with the read cache ----------------
+
+    FOREVER = sys.float_info.max
+    batch_headers = st.tuples(
+        st.sampled_from([b"SW", b"SW", b"SW", b"WS"]),
+        st.sampled_from([1, 1, 1, 2]),
+        st.sampled_from([0, 0, 0, 1]),
+        st.one_of(
+            st.floats(-100, 100).map(lambda t: (t, t + 1, t + 2, t + 3)),
+            st.just((1.0, 2.0, 3.0, FOREVER)),
+            st.just((1.0, FOREVER, FOREVER, FOREVER)),
+            st.tuples(times, times, times, times),
+        ),
+        st.sampled_from([0, 0, 0, 3]),
+    )
+    batch_items = st.lists(
+        st.tuples(
+            st.sampled_from(["absent", "read", "read", "known", "known-other"]),
+            batch_headers,
+            payloads,
+            st.floats(-100, 100),  # expires_at of the entry the read cache holds
+        ),
+        max_size=10,
+    )
+
+    def batch(items: list[Any]) -> tuple[list[str], list[bytes | None], dict[str, Any]]:
+        keys = [f"key:{index}" for index in range(len(items))]
+        records: list[bytes | None] = []
+        known: dict[str, Any] = {}
+        for key, (kind, header, payload, expires) in zip(keys, items, strict=True):
+            data = None if kind == "absent" else record(header, payload)
+            records.append(data)
+            held = Entry(key, expires - 3, expires - 2, expires - 1, expires)
+            if kind == "known":
+                known[key] = (data, held)
+            elif kind == "known-other":
+                known[key] = (b"SW other bytes", held)
+        return keys, records, known
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        st.sampled_from(sorted(DECODERS)),
+        batch_items,
+        st.sampled_from([-50.0, 0.0, 2.5, 50.0]),
+        st.booleans(),
+    )
+    def test_the_c_batch_pass_agrees_with_its_python_rule(name, items, now, full):
+        codec = DECODERS[name]
+        keys, records, known = batch(items)
+        if codec.plain_max:
+            assert codec.plain_batch != codec._plain_batch
+        got = codec.plain_batch(keys, records, known, now, full)
+        want = codec._plain_batch(keys, records, known, now, full)
+        assert got[1:] == want[1:]  # keep, unknown, rest
+        for index, (entry, expected) in enumerate(zip(got[0], want[0], strict=True)):
+            if expected is None:
+                assert entry is None
+                continue
+            cached = known.get(keys[index])
+            if cached is not None and cached[0] == records[index]:
+                assert entry is cached[1]  # the read cache's entry, not decoded again
+                continue
+            assert type(entry) is type(expected)
+            assert same(entry.value, expected.value)
+            assert entry == expected
+
+    def test_bad_batch_arguments_are_refused():
+        decode_batch = RecordCodec(ZstdSerializer()).plain_batch
+        with pytest.raises(TypeError, match="takes 5 arguments"):
+            decode_batch([], [], {})  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="a list of keys, a list of records and a dict"):
+            decode_batch((), [], {}, 0.0, False)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="got 1 keys for 2 records"):
+            decode_batch(["a"], [None, None], {}, 0.0, False)
+        with pytest.raises(TypeError):
+            decode_batch([], [], {}, "now", False)  # type: ignore[arg-type]
+
+    def test_batch_decoding_leaks_nothing():
+        codec = RecordCodec(ZstdSerializer(), CachedEntry)
+        data = codec.encode(Entry({"name": "x" * 40, "n": [1, 2, 3]}, 1.0, 2.0, 3.0, 4.0))
+        keys = [f"k{i}" for i in range(20)]
+        records: list[bytes | None] = [data] * 19 + [None]
+        known = {"k0": (data, codec.decode(data)), "k1": (b"other", None)}
+        for _ in range(100):
+            codec.plain_batch(keys, records, known, 2.0, True)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(2_000):
+                codec.plain_batch(keys, records, known, 2.0, True)
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 20_000  # a leaked object per record would be over 1 MB
