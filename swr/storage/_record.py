@@ -128,14 +128,13 @@ class RecordCodec:
         the byte storages call it; it runs in C (``swr.storage._speedups``) when built.
         """
         self.plain_batch: Callable[
-            [list[str], list[bytes | None], dict[str, Any], float, bool],
-            tuple[list[Entry | None], list[int], list[int], list[int]],
+            [list[str], list[bytes | None], dict[str, Any], float, set[str] | None, int],
+            tuple[list[Entry | None], list[int], list[int]],
         ] = self._plain_batch
         """One pass of :attr:`plain_decode` over a batch read, with its read cache.
 
-        ``plain_batch(keys, records, known, now, full)`` returns ``(entries, keep,
-        unknown, rest)``; see :meth:`_plain_batch`, the rule it follows (in C when
-        built).
+        ``plain_batch(keys, records, known, now, seen, span)`` returns ``(entries,
+        keep, rest)``; see :meth:`_plain_batch`, the rule it follows (in C when built).
         """
         if PlainDecoder is not None and self._raw_msgpack:
             decoder = PlainDecoder(
@@ -271,19 +270,22 @@ class RecordCodec:
         records: list[bytes | None],
         known: dict[str, Any],
         now: float,
-        full: bool,
-    ) -> tuple[list[Entry | None], list[int], list[int], list[int]]:
+        seen: set[str] | None,
+        span: int,
+    ) -> tuple[list[Entry | None], list[int], list[int]]:
         """:attr:`plain_batch` in Python: the rule the C decoder follows.
 
-        For the records of ``keys`` (``None``: absent), given ``known``, a read cache
-        mapping keys to ``(record, entry)`` pairs:
+        For the records of ``keys`` (``None``: absent), given a read cache (see
+        :class:`ReadCache`): ``known``, its items (key to ``(record, entry)``), and
+        ``seen``, its set of keys decoded lately and not kept (``None`` while it is not
+        full: then every key decoded is kept), with ``span``, its size limit:
 
         - ``entries``: the live entry of each record, ``None`` for an absent or dead one
           and for those in ``rest``. A record whose very bytes ``known`` holds gives
           the entry held there, and is not decoded again;
-        - ``keep``, ``unknown``: the positions of the entries decoded and alive, of keys
-          ``known`` holds or not (``unknown`` is empty unless ``full``: the cache then
-          admits only some, see :meth:`ReadCache.wanted`), in order;
+        - ``keep``: the positions of the entries decoded and alive to keep in the cache,
+          in order: those of keys it holds, and those :meth:`ReadCache.wants`, whose
+          rule is applied here to ``seen`` key by key;
         - ``rest``: the positions the caller decides: the records :attr:`plain_decode`
           does not decode (``entries`` holds ``None``: :meth:`decode` gives the
           verdict), and the live entries whose ``expires_at`` is the largest float
@@ -291,14 +293,14 @@ class RecordCodec:
         """
         entries: list[Entry | None] = [None] * len(records)
         keep: list[int] = []
-        unknown: list[int] = []
         rest: list[int] = []
         decode = self.plain_decode
         get = known.get
         for index, data in enumerate(records):
             if data is None:
                 continue
-            cached = get(keys[index])
+            key = keys[index]
+            cached = get(key)
             if cached is not None and cached[0] == data:
                 hit: Entry = cached[1]
                 if hit.expires_at > now:
@@ -313,11 +315,16 @@ class RecordCodec:
             entries[index] = entry
             if entry.expires_at == _FLOAT_MAX:
                 rest.append(index)
-            elif full and cached is None:
-                unknown.append(index)
-            else:
+            elif seen is None or cached is not None:
                 keep.append(index)
-        return entries, keep, unknown, rest
+            elif key in seen:  # ReadCache.wants once the cache is full: a second read
+                seen.discard(key)
+                keep.append(index)
+            else:
+                if len(seen) >= span:
+                    seen.clear()
+                seen.add(key)
+        return entries, keep, rest
 
     def _build(
         self, value: Any, stored: float, fresh: float, stale: float, expires: float
@@ -451,35 +458,6 @@ class ReadCache(Generic[T]):
             seen.clear()
         seen.add(key)
         return False
-
-    def wanted(self, keys: Sequence[str]) -> list[int]:
-        """The positions in ``keys`` of those to keep, decided in order as :meth:`wants`.
-
-        The same rule and the same state as calling :meth:`wants` on each key in turn,
-        for a batch read: one call instead of one per record decoded.
-        """
-        if len(self.items) < self.room:
-            return list(range(len(keys)))
-        seen = self.seen
-        span = self.SEEN_SPAN * self.limit
-        # The common batch: keys new to ``seen``, all distinct, and no clear due before
-        # the last one; each would only be added: added at once, in C.
-        if len(seen) + len(keys) <= span and seen.isdisjoint(keys):
-            before = len(seen)
-            seen.update(keys)
-            if len(seen) - before == len(keys):
-                return []
-            seen.difference_update(keys)  # duplicates: back as it was, decided in turn
-        kept: list[int] = []
-        for at, key in enumerate(keys):
-            if key in seen:
-                seen.discard(key)
-                kept.append(at)
-                continue
-            if len(seen) >= span:
-                seen.clear()
-            seen.add(key)
-        return kept
 
     def remember(self, pairs: Iterable[tuple[str, T]]) -> None:
         """Keep ``(key, item)`` pairs, dropping the oldest keys beyond ``limit``."""

@@ -734,15 +734,21 @@ class _RedisBase:
 
         One pass of :attr:`RecordCodec.plain_batch` (in C when built): a record whose
         very bytes the read cache holds is not decoded again, the common record is
-        decoded exactly as :meth:`RecordCodec.decode` would. The records it leaves
-        (``rest``) go through ``decode`` here for the verdict. Admission to the read
-        cache (:meth:`ReadCache.wanted`) is decided once for the batch, after the pass.
+        decoded exactly as :meth:`RecordCodec.decode` would, and admission to the read
+        cache is decided key by key (:meth:`ReadCache.wants`). The records it leaves
+        (``rest``) go through ``decode`` here, after the pass.
         """  # noqa: D205 - the summary names both results
         now = self._now()
         cache = self._cache
-        full = len(cache.items) >= cache.room  # else every key decoded is kept (see wants)
-        entries, keep, unknown, rest = self._codec.plain_batch(
-            skeys, records, cache.items, now, full
+        # Until the cache is full every key decoded is kept (see ReadCache.wants).
+        full = cache.limit and len(cache.items) >= cache.room
+        entries, keep, rest = self._codec.plain_batch(
+            skeys,
+            records,
+            cache.items,
+            now,
+            cache.seen if full else None,
+            cache.SEEN_SPAN * cache.limit,
         )
         corrupt: list[tuple[int, CorruptEntryError]] = []
         if rest:
@@ -760,26 +766,20 @@ class _RedisBase:
                 if entry.expires_at == _FOREVER:
                     _infinite(entry)
                 entries[index] = entry
-                if full and cache.get(skeys[index]) is None:
-                    unknown.append(index)
-                else:
+                skey = skeys[index]
+                if not full or cache.get(skey) is not None or cache.wants(skey):
                     keep.append(index)
-            keep.sort()  # in the order of the batch, as one pass would have found them
-            unknown.sort()
-        if not cache.limit:
+            keep.sort()  # in the order of the batch
+        if not cache.limit or not keep:
             return entries, corrupt
-        if unknown:
-            wanted = cache.wanted([skeys[index] for index in unknown])
-            keep += [unknown[at] for at in wanted]
-        if keep:
-            small = self._small
-            pairs: list[tuple[str, tuple[bytes, Entry]]] = []
-            for index in keep:
-                data = cast("bytes", records[index])
-                if small(data):
-                    pairs.append((skeys[index], (data, cast("Entry", entries[index]))))
-            if pairs:
-                cache.remember(pairs)
+        small = self._small
+        pairs: list[tuple[str, tuple[bytes, Entry]]] = []
+        for index in keep:
+            data = cast("bytes", records[index])
+            if small(data):
+                pairs.append((skeys[index], (data, cast("Entry", entries[index]))))
+        if pairs:
+            cache.remember(pairs)
         return entries, corrupt
 
     def _small(self, data: bytes) -> bool:

@@ -311,6 +311,21 @@ expires_of(PyObject *entry)
     return expires;
 }
 
+/* Whether to keep a decoded record of ``key`` once the read cache is full: the rule
+ * of ReadCache.wants on its set of keys ``seen`` (1 keep, 0 not, -1 an error). */
+static int
+seen_again(PyObject *seen, Py_ssize_t span, PyObject *key)
+{
+    int found = PySet_Contains(seen, key);
+    if (found != 0) {
+        return found < 0 ? -1 : (PySet_Discard(seen, key) < 0 ? -1 : 1);
+    }
+    if (PySet_GET_SIZE(seen) >= span && PySet_Clear(seen) < 0) {
+        return -1;
+    }
+    return PySet_Add(seen, key) < 0 ? -1 : 0;
+}
+
 /* decode_batch: see RecordCodec._plain_batch, the rule this follows step by step. */
 static PyObject *
 PlainDecoder_decode_batch(PlainDecoder *self, PyObject *const *args, Py_ssize_t nargs)
@@ -319,24 +334,29 @@ PlainDecoder_decode_batch(PlainDecoder *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_RuntimeError, "PlainDecoder is not initialized");
         return NULL;
     }
-    if (nargs != 5) {
+    if (nargs != 6) {
         PyErr_Format(PyExc_TypeError,
-                     "decode_batch() takes 5 arguments (keys, records, known, now, full), "
-                     "got %zd", nargs);
+                     "decode_batch() takes 6 arguments (keys, records, known, now, seen, "
+                     "span), got %zd",
+                     nargs);
         return NULL;
     }
-    PyObject *keys = args[0], *records = args[1], *known = args[2];
+    PyObject *keys = args[0], *records = args[1], *known = args[2], *seen = args[4];
     if (!PyList_CheckExact(keys) || !PyList_CheckExact(records) || !PyDict_CheckExact(known)) {
         PyErr_SetString(PyExc_TypeError,
                         "decode_batch() takes a list of keys, a list of records and a dict");
+        return NULL;
+    }
+    if (seen != Py_None && !PySet_CheckExact(seen)) {
+        PyErr_SetString(PyExc_TypeError, "decode_batch() takes a set or None as seen");
         return NULL;
     }
     double now = PyFloat_AsDouble(args[3]);
     if (now == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
-    int full = PyObject_IsTrue(args[4]);
-    if (full < 0) {
+    Py_ssize_t span = PyLong_AsSsize_t(args[5]);
+    if (span == -1 && PyErr_Occurred()) {
         return NULL;
     }
     Py_ssize_t count = PyList_GET_SIZE(records);
@@ -347,30 +367,29 @@ PlainDecoder_decode_batch(PlainDecoder *self, PyObject *const *args, Py_ssize_t 
     }
     PyObject *entries = PyList_New(count);
     PyObject *keep = PyList_New(0);
-    PyObject *unknown = PyList_New(0);
     PyObject *rest = PyList_New(0);
-    if (entries == NULL || keep == NULL || unknown == NULL || rest == NULL) {
+    if (entries == NULL || keep == NULL || rest == NULL) {
         goto failed;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
         Py_INCREF(Py_None);
         PyList_SET_ITEM(entries, i, Py_None);
     }
-    /* Records and keys are read by index each time: a hook or factory run by the
-     * decoder may run other threads' code, but these lists are the caller's own. */
-    for (Py_ssize_t i = 0; i < count && i < PyList_GET_SIZE(records); i++) {
+    /* The lists are the caller's own: code a hook or factory runs meanwhile does not
+     * change them; their items are read by index each time all the same. */
+    for (Py_ssize_t i = 0; i < count && i < PyList_GET_SIZE(records) &&
+                           i < PyList_GET_SIZE(keys);
+         i++) {
         PyObject *data = PyList_GET_ITEM(records, i);
         if (data == Py_None) {
             continue;
         }
-        Py_INCREF(data);
         PyObject *key = PyList_GET_ITEM(keys, i);
+        Py_INCREF(data);
         Py_INCREF(key);
         PyObject *cached = PyDict_GetItemWithError(known, key); /* borrowed */
-        Py_DECREF(key);
         if (cached == NULL && PyErr_Occurred()) {
-            Py_DECREF(data);
-            goto failed;
+            goto failed_in_loop;
         }
         int was_known = cached != NULL;
         if (cached != NULL && PyTuple_CheckExact(cached) && PyTuple_GET_SIZE(cached) == 2) {
@@ -387,16 +406,16 @@ PlainDecoder_decode_batch(PlainDecoder *self, PyObject *const *args, Py_ssize_t 
                 double expires = expires_of(hit);
                 if (expires == -1.0 && PyErr_Occurred()) {
                     Py_DECREF(hit);
-                    Py_DECREF(data);
-                    goto failed;
+                    goto failed_in_loop;
                 }
-                Py_DECREF(data);
                 if (expires > now) {
                     PyList_SetItem(entries, i, hit); /* steals hit, drops the None */
                 }
                 else {
                     Py_DECREF(hit);
                 }
+                Py_DECREF(data);
+                Py_DECREF(key);
                 continue;
             }
         }
@@ -404,40 +423,45 @@ PlainDecoder_decode_batch(PlainDecoder *self, PyObject *const *args, Py_ssize_t 
         PyObject *entry = decode_record(self, data, &expires);
         Py_DECREF(data);
         if (entry == NULL) {
+            Py_DECREF(key);
             goto failed;
         }
+        int kept = 0;
         if (entry == Py_None) { /* not the common record: decode() gives the verdict */
             Py_DECREF(entry);
-            if (append_index(rest, i) < 0) {
-                goto failed;
-            }
-            continue;
+            kept = append_index(rest, i);
         }
-        if (expires <= now) {
+        else if (expires <= now) {
             Py_DECREF(entry);
-            continue;
         }
-        PyList_SetItem(entries, i, entry); /* steals entry */
-        if (expires == DBL_MAX) { /* a window written finite: the caller restores it */
-            if (append_index(rest, i) < 0) {
-                goto failed;
+        else {
+            PyList_SetItem(entries, i, entry); /* steals entry */
+            if (expires == DBL_MAX) { /* a window written finite: the caller restores it */
+                kept = append_index(rest, i);
             }
-            continue;
+            else if (seen == Py_None || was_known ||
+                     (kept = seen_again(seen, span, key)) == 1) {
+                kept = append_index(keep, i);
+            }
         }
-        if (append_index(full && !was_known ? unknown : keep, i) < 0) {
+        Py_DECREF(key);
+        if (kept < 0) {
             goto failed;
         }
+        continue;
+    failed_in_loop:
+        Py_DECREF(data);
+        Py_DECREF(key);
+        goto failed;
     }
-    PyObject *result = PyTuple_Pack(4, entries, keep, unknown, rest);
+    PyObject *result = PyTuple_Pack(3, entries, keep, rest);
     Py_DECREF(entries);
     Py_DECREF(keep);
-    Py_DECREF(unknown);
     Py_DECREF(rest);
     return result;
 failed:
     Py_XDECREF(entries);
     Py_XDECREF(keep);
-    Py_XDECREF(unknown);
     Py_XDECREF(rest);
     return NULL;
 }
@@ -446,7 +470,7 @@ static PyMethodDef PlainDecoder_methods[] = {
     {"decode", (PyCFunction)PlainDecoder_decode, METH_O,
      "decode(data) -> entry or None: the entry of a common record, None for any other."},
     {"decode_batch", (PyCFunction)(void (*)(void))PlainDecoder_decode_batch, METH_FASTCALL,
-     "decode_batch(keys, records, known, now, full) -> (entries, keep, unknown, rest): "
+     "decode_batch(keys, records, known, now, seen, span) -> (entries, keep, rest): "
      "see RecordCodec._plain_batch."},
     {NULL, NULL, 0, NULL},
 };

@@ -20,5 +20,6 @@ class PlainDecoder:
         records: list[bytes | None],
         known: dict[str, Any],
         now: float,
-        full: bool,
-    ) -> tuple[list[Entry | None], list[int], list[int], list[int]]: ...
+        seen: set[str] | None,
+        span: int,
+    ) -> tuple[list[Entry | None], list[int], list[int]]: ...

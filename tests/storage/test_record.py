@@ -176,19 +176,31 @@ def test_the_fast_paths_keep_the_serializers_bounds():
     st.integers(0, 8),
     st.lists(st.lists(st.integers(0, 30).map(str), max_size=12), max_size=12),
 )
-def test_read_cache_wanted_decides_a_batch_as_wants_decides_each_key(limit, held, batches):
-    """``wanted(keys)`` keeps the keys ``wants`` keeps called in turn, and leaves the same
-    state behind: below the room, full, with duplicates, and across the seen span's clears.
+def test_the_batch_pass_admits_keys_as_wants_decides_each_key(limit, held, batches):
+    """``plain_batch`` keeps the keys ``ReadCache.wants`` keeps called in turn, and leaves
+    the same state behind: below the room, full, with duplicates, and across the seen
+    span's clears.
     """
-    one: ReadCache[int] = ReadCache(limit)
-    batch: ReadCache[int] = ReadCache(limit)
+    codec = RecordCodec(default_serializer())
+    data = codec.encode(Entry("v", 1.0, 2.0, 3.0, 10.0))
+    one: ReadCache[tuple[bytes, Entry | None]] = ReadCache(limit)
+    batch: ReadCache[tuple[bytes, Entry | None]] = ReadCache(limit)
     for cache in (one, batch):
-        cache.remember((f"held{i}", i) for i in range(held))
+        cache.remember((f"held{i}", (b"other", None)) for i in range(held))
     for keys in batches:
-        expected = [at for at, key in enumerate(keys) if one.wants(key)]
-        assert batch.wanted(keys) == expected
+        # A key the cache holds (under other bytes) is kept without asking wants.
+        expected = [at for at, key in enumerate(keys) if key in one.items or one.wants(key)]
+        full = len(batch.items) >= batch.room
+        seen = batch.seen if full else None
+        span = ReadCache.SEEN_SPAN * limit
+        entries, keep, rest = codec.plain_batch(
+            keys, [data] * len(keys), batch.items, 5.0, seen, span
+        )
+        assert keep == expected
+        assert rest == []
+        assert all(entry is not None and entry.value == "v" for entry in entries)
         assert batch.seen == one.seen
         # What a storage then keeps, both caches keep.
-        one.remember((keys[at], at) for at in expected)
-        batch.remember((keys[at], at) for at in expected)
+        one.remember((keys[at], (b"kept", None)) for at in expected)
+        batch.remember((keys[at], (b"kept", None)) for at in expected)
         assert batch.items == one.items

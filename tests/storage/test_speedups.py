@@ -69,15 +69,18 @@ def test_the_batch_pass_sorts_each_record_by_the_rule():
     records = [None, alive, dead, forever, checked, alive, alive, alive]
     known = {"hit": (alive, held), "changed": (dead, held)}
     for form in (codec.plain_batch, codec._plain_batch):
-        entries, keep, unknown, rest = form(keys, records, known, 5.0, True)
+        seen = {"new"}  # the cache is full, and "new" was read lately
+        entries, keep, rest = form(keys, records, known, 5.0, seen, 8)
         assert [e is not None for e in entries] == [0, 1, 0, 1, 0, 1, 1, 1]
         assert entries[5] is held
         assert entries[1].value == "a"
         assert entries[3].expires_at == sys.float_info.max  # the caller restores the window
-        assert keep == [6]  # decoded, of a key the cache holds
-        assert unknown == [1, 7]  # decoded, of keys it does not hold (the cache is full)
+        # Kept: a key the cache holds, and one read a second time; "alive" is now seen.
+        assert keep == [6, 7]
+        assert seen == {"alive"}
         assert rest == [3, 4]  # a finite window, a record with a key check
-        assert form(keys, records, known, 5.0, False)[1:3] == ([1, 6, 7], [])
+        # Not full yet: every entry decoded is kept.
+        assert form(keys, records, known, 5.0, None, 8)[1:] == ([1, 6, 7], [3, 4])
 
 
 if PURE:  # the rest checks the C decoder, absent in this mode
@@ -347,16 +350,19 @@ else:
         st.sampled_from(sorted(DECODERS)),
         batch_items,
         st.sampled_from([-50.0, 0.0, 2.5, 50.0]),
-        st.booleans(),
+        st.one_of(st.none(), st.sets(st.sampled_from([f"key:{i}" for i in range(12)]))),
+        st.integers(0, 6),
     )
-    def test_the_c_batch_pass_agrees_with_its_python_rule(name, items, now, full):
+    def test_the_c_batch_pass_agrees_with_its_python_rule(name, items, now, seen, span):
         codec = DECODERS[name]
         keys, records, known = batch(items)
         if codec.plain_max:
             assert codec.plain_batch != codec._plain_batch
-        got = codec.plain_batch(keys, records, known, now, full)
-        want = codec._plain_batch(keys, records, known, now, full)
-        assert got[1:] == want[1:]  # keep, unknown, rest
+        seen_c = None if seen is None else set(seen)
+        got = codec.plain_batch(keys, records, known, now, seen_c, span)
+        want = codec._plain_batch(keys, records, known, now, seen, span)
+        assert got[1:] == want[1:]  # keep, rest
+        assert seen_c == seen  # admission left the same keys seen
         for index, (entry, expected) in enumerate(zip(got[0], want[0], strict=True)):
             if expected is None:
                 assert entry is None
@@ -371,14 +377,16 @@ else:
 
     def test_bad_batch_arguments_are_refused():
         decode_batch = RecordCodec(ZstdSerializer()).plain_batch
-        with pytest.raises(TypeError, match="takes 5 arguments"):
+        with pytest.raises(TypeError, match="takes 6 arguments"):
             decode_batch([], [], {})  # type: ignore[call-arg]
         with pytest.raises(TypeError, match="a list of keys, a list of records and a dict"):
-            decode_batch((), [], {}, 0.0, False)  # type: ignore[arg-type]
+            decode_batch((), [], {}, 0.0, None, 0)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="a set or None as seen"):
+            decode_batch([], [], {}, 0.0, [], 0)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="got 1 keys for 2 records"):
-            decode_batch(["a"], [None, None], {}, 0.0, False)
+            decode_batch(["a"], [None, None], {}, 0.0, None, 0)
         with pytest.raises(TypeError):
-            decode_batch([], [], {}, "now", False)  # type: ignore[arg-type]
+            decode_batch([], [], {}, "now", None, 0)  # type: ignore[arg-type]
 
     def test_batch_decoding_leaks_nothing():
         codec = RecordCodec(ZstdSerializer(), CachedEntry)
@@ -387,12 +395,12 @@ else:
         records: list[bytes | None] = [data] * 19 + [None]
         known = {"k0": (data, codec.decode(data)), "k1": (b"other", None)}
         for _ in range(100):
-            codec.plain_batch(keys, records, known, 2.0, True)
+            codec.plain_batch(keys, records, known, 2.0, set(), 8)
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
             for _ in range(2_000):
-                codec.plain_batch(keys, records, known, 2.0, True)
+                codec.plain_batch(keys, records, known, 2.0, set(), 8)
             grown = tracemalloc.get_traced_memory()[0] - before
         finally:
             tracemalloc.stop()
