@@ -94,7 +94,6 @@ class RecordCodec:
         "_hook",
         "_plain_limit",
         "_raw_msgpack",
-        "_zstd",
         "plain_batch",
         "plain_decode",
         "serializer",
@@ -109,13 +108,11 @@ class RecordCodec:
         # only payloads too short to break its bounds (a payload of n bytes holds at
         # most n objects) take this path; longer ones go through the serializer.
         self._raw_msgpack = False
-        self._zstd: ZstdSerializer | None = None  # the default serializer's, for encode
         self._fast_max = 0  # the longest record remainder (marker + payload) unpacked here
         self._hook = None
         if type(serializer) is ZstdSerializer and type(serializer.inner) is MsgpackSerializer:
             inner = serializer.inner
             self._raw_msgpack = True
-            self._zstd = serializer
             self._fast_max = min(inner.max_objects, serializer.max_size) + 1
             self._hook = inner._ext_hook
         self._plain_limit = self.plain_max
@@ -172,16 +169,7 @@ class RecordCodec:
                 f"expires_at, with no NaN and a finite stored_at, got {stored}, {fresh}, "
                 f"{stale}, {expires}"
             )
-        zstd = self._zstd
-        if zstd is not None:
-            # ZstdSerializer.dumps without its frame: a short value is stored as it is.
-            raw = zstd.inner.dumps(entry.value)
-            if len(raw) < zstd.threshold and len(raw) <= zstd.max_size:
-                payload = b"\x00" + raw
-            else:
-                payload = zstd.frame(raw)
-        else:
-            payload = self.serializer.dumps(entry.value)
+        payload = self.serializer.dumps(entry.value)
         header = _PACK_HEADER(
             _MAGIC, FORMAT_VERSION, 0, stored, fresh, stale, expires, len(key_check)
         )

@@ -829,16 +829,7 @@ class ZstdSerializer:
             SerializationError: the inner serializer refuses the value, or its bytes are
                 over ``max_size``.
         """
-        return self.frame(self.inner.dumps(value))
-
-    def frame(self, raw: bytes) -> bytes:
-        """The payload of ``raw``, the inner serializer's bytes (what :meth:`dumps` returns).
-
-        A marker, then ``raw`` as it is or compressed.
-
-        Raises:
-            SerializationError: ``raw`` is over ``max_size``.
-        """
+        raw = self.inner.dumps(value)
         if len(raw) > self.max_size:
             raise SerializationError(
                 f"the value serializes to {len(raw)} bytes, over max_size={self.max_size}"

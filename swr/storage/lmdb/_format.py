@@ -113,14 +113,10 @@ class _Index:
                 added += len(kb) + len(record)
             else:
                 added += len(record) - len(old)
-                # _index_key(old, kb), inline: every refresh rewrites a key.
-                if len(old) >= _HEADER_END and old[:2] == b"SW":
-                    old_expires = _EXPIRES.unpack_from(old, _EXPIRES_OFFSET)[0]
-                    old_ikey = (
-                        _PACK_F64(-old_expires) if old_expires > 0.0 else _stamp(old_expires)
-                    ) + kb
-                    if old_ikey == ikey:
-                        continue  # same expiry: the index already holds this key
+                old_ikey = _index_key(old, kb)
+                if old_ikey == ikey:
+                    continue  # same expiry: the index already holds this key
+                if old_ikey:
                     txn.delete(old_ikey, db=expiry)
             txn.put(ikey, b"", db=expiry)
         if not added:
@@ -269,10 +265,7 @@ class _Index:
     ) -> int:
         """:meth:`put` and :meth:`release` in one transaction; return the evictions."""
         evicted = self.put(txn, items)
-        leases = self.leases
-        held = txn.get(kb, db=leases)  # release's body, inline: every miss ends here
-        if held is not None and held[:16] == token:
-            txn.delete(kb, db=leases)
+        self.release(txn, kb, token)
         return evicted
 
     def acquire(

@@ -44,7 +44,6 @@ from swr.storage.lmdb._format import (
     _EXPIRES,
     _EXPIRES_OFFSET,
     _HEADER_END,
-    _PACK_F64,
     _TIMES,
     _long_key_check,
     _stamp,
@@ -438,11 +437,8 @@ class LMDBStorage(StorageMixin):
 
     def _write(self, name: str, *args: Any) -> Any:
         """Run the backend's write function ``name`` in one write transaction (see _run)."""
-        # _run's first attempt and _backend, inline: every write (each miss: two) goes
-        # through here.
-        backend = self._h.backend
-        if backend.pid != _pid or backend.closed:
-            backend = self._h.current()
+        # _run's first attempt, inline: every write (each miss: two) goes through here.
+        backend = self._backend()
         try:
             result = backend.write(getattr(backend, name), *args)
         except _FAILURES as exc:
@@ -647,23 +643,14 @@ class LMDBStorage(StorageMixin):
     # -- writes -----------------------------------------------------------------------
 
     def _item(self, key: str, entry: Entry, max_bytes: int) -> tuple[bytes, bytes, bytes]:
-        # _key's common case inline (a str that fits), as in get: every write comes here.
-        kb = check = b""
-        if type(key) is str:
-            try:
-                kb = key.encode()
-            except UnicodeEncodeError:
-                pass
-        if not kb or len(kb) > self._key_limit:
-            kb, check = self._key(key)
+        kb, check = self._key(key)
         record = self._encode(entry, check)  # checks the entry
         if len(kb) + len(record) > max_bytes:
             raise StorageFullError(
                 f"the record of {key!r} takes {len(kb) + len(record)} bytes, more than "
                 f"max_bytes={max_bytes}"
             )
-        expires = entry.expires_at
-        return kb, record, (_PACK_F64(-expires) if expires > 0.0 else _stamp(expires)) + kb
+        return kb, record, _stamp(entry.expires_at) + kb
 
     def set(self, key: str, entry: Entry) -> None:
         """Store ``entry`` under ``key`` in one write transaction, evicting if over the bound.
