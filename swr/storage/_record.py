@@ -409,7 +409,7 @@ class ReadCache(Generic[T]):
         limit: Most keys kept; 0 keeps none.
     """
 
-    __slots__ = ("get", "items", "limit", "lock", "pop", "room", "seen")
+    __slots__ = ("get", "items", "limit", "lock", "pop", "room", "seen", "span")
 
     DECODED_MAX = 64 * 1024  # larger values are decoded on every read
     SEEN_SPAN = 2  # how many times ``limit`` first reads a second read must come within
@@ -422,6 +422,7 @@ class ReadCache(Generic[T]):
         self.lock = threading.Lock()
         self.room = limit  # below this many keys, every key decoded is kept
         self.seen: set[str] = set()  # keys decoded lately but not kept (see wants)
+        self.span = self.SEEN_SPAN * limit  # the most keys ``seen`` holds
 
     def __len__(self) -> int:
         return len(self.items)
@@ -442,7 +443,7 @@ class ReadCache(Generic[T]):
         if key in seen:
             seen.discard(key)
             return True
-        if len(seen) >= self.SEEN_SPAN * self.limit:
+        if len(seen) >= self.span:
             seen.clear()
         seen.add(key)
         return False

@@ -748,7 +748,7 @@ class _RedisBase:
             cache.items,
             now,
             cache.seen if full else None,
-            cache.SEEN_SPAN * cache.limit,
+            cache.span,
         )
         corrupt: list[tuple[int, CorruptEntryError]] = []
         if rest:

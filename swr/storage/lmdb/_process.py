@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import threading
@@ -86,7 +87,9 @@ class _Backend(_Index):
         self.key_limit = env.max_key_size() - _STAMP
         self.times = RecordCodec(default_serializer()).decode_times
         self.wlock = threading.Lock()
-        self.inflight: list[None] = []
+        # A deque keeps its block when it empties: a list would reallocate its storage
+        # on every read (growing from empty on the push, shrinking back on the pop).
+        self.inflight: collections.deque[None] = collections.deque()
         self.push = self.inflight.append
         self.pop = self.inflight.pop
         self.paused = False
