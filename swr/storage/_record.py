@@ -43,8 +43,10 @@ try:  # the optional C decoder of the common record; pure Python without it
     if os.environ.get("SWR_PURE_PYTHON", "") not in ("", "0"):
         raise ImportError("SWR_PURE_PYTHON is set")  # noqa: TRY301 - one fallback below
     from swr.storage._speedups import PlainDecoder
+    from swr.storage._speedups import wants as _c_wants
 except ImportError:
     PlainDecoder = None  # type: ignore[assignment,misc]
+    _c_wants = None  # type: ignore[assignment]
 
 SPEEDUPS = PlainDecoder is not None
 """Whether the common record is decoded in C (``swr.storage._speedups``)."""
@@ -459,6 +461,12 @@ class ReadCache(Generic[T]):
             with contextlib.suppress(RuntimeError, StopIteration):
                 while len(items) > limit:
                     items.pop(next(iter(items)), None)
+
+
+admits: Callable[[ReadCache[Any], str], bool] = _c_wants if SPEEDUPS else ReadCache.wants
+"""``admits(cache, key)``: :meth:`ReadCache.wants`, in C when built. The read paths call
+this on every record they decode; ``ReadCache.wants`` is the rule it follows.
+"""
 
 
 def _none_slots(factory: EntryFactory) -> tuple[str, ...] | None:

@@ -336,6 +336,69 @@ seen_again(PyObject *seen, Py_ssize_t span, PyObject *key)
     return PySet_Add(seen, key) < 0 ? -1 : 0;
 }
 
+/* The names wants() reads from a read cache, interned once. */
+static PyObject *name_items, *name_room, *name_seen, *name_span;
+
+/* The Py_ssize_t attribute ``name`` of ``obj``; -1 with an error set. */
+static Py_ssize_t
+size_attr(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL) {
+        return -1;
+    }
+    Py_ssize_t size = PyLong_AsSsize_t(value);
+    Py_DECREF(value);
+    return size;
+}
+
+/* wants(cache, key): ReadCache.wants in C, the rule it follows, on the cache's items,
+ * room, seen and span. */
+static PyObject *
+speedups_wants(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "wants() takes 2 arguments (cache, key), got %zd", nargs);
+        return NULL;
+    }
+    PyObject *cache = args[0], *key = args[1];
+    PyObject *items = PyObject_GetAttr(cache, name_items);
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t held = PyObject_Size(items);
+    Py_DECREF(items);
+    if (held < 0) {
+        return NULL;
+    }
+    Py_ssize_t room = size_attr(cache, name_room);
+    if (room == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (held < room) {
+        Py_RETURN_TRUE;
+    }
+    Py_ssize_t span = size_attr(cache, name_span);
+    if (span == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *seen = PyObject_GetAttr(cache, name_seen);
+    if (seen == NULL) {
+        return NULL;
+    }
+    if (!PySet_Check(seen)) {
+        Py_DECREF(seen);
+        PyErr_SetString(PyExc_TypeError, "wants() takes a cache whose seen is a set");
+        return NULL;
+    }
+    int again = seen_again(seen, span, key);
+    Py_DECREF(seen);
+    if (again < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(again);
+}
+
 /* decode_batch: see RecordCodec._plain_batch, the rule this follows step by step. */
 static PyObject *
 PlainDecoder_decode_batch(PlainDecoder *self, PyObject *const *args, Py_ssize_t nargs)
@@ -506,17 +569,30 @@ static PyTypeObject PlainDecoderType = {
     .tp_members = PlainDecoder_members,
 };
 
+static PyMethodDef speedups_functions[] = {
+    {"wants", (PyCFunction)(void (*)(void))speedups_wants, METH_FASTCALL,
+     "wants(cache, key) -> bool: ReadCache.wants(cache, key), in C."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "swr.storage._speedups",
     .m_doc = "The common record of the byte storages decoded in C (optional).",
     .m_size = -1,
+    .m_methods = speedups_functions,
 };
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     if (PyType_Ready(&PlainDecoderType) < 0) {
+        return NULL;
+    }
+    if ((name_items = PyUnicode_InternFromString("items")) == NULL ||
+        (name_room = PyUnicode_InternFromString("room")) == NULL ||
+        (name_seen = PyUnicode_InternFromString("seen")) == NULL ||
+        (name_span = PyUnicode_InternFromString("span")) == NULL) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&speedups_module);

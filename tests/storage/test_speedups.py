@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from swr._core.ttl import CachedEntry
 from swr.storage import CorruptEntryError, Entry
-from swr.storage._record import PLAIN_SIZE, SPEEDUPS, RecordCodec, _none_slots
+from swr.storage._record import PLAIN_SIZE, SPEEDUPS, ReadCache, RecordCodec, _none_slots, admits
 from swr.storage.serializers import MsgpackSerializer, ZstdSerializer
 from tests.storage.test_decoder_fuzz import CODECS, payloads
 from tests.storage.test_serializers import same
@@ -48,13 +48,14 @@ def test_pure_python_mode_turns_the_decoder_off():
         "from swr.storage._record import SPEEDUPS, RecordCodec\n"
         "from swr.storage.serializers import ZstdSerializer\n"
         "codec = RecordCodec(ZstdSerializer())\n"
-        "print(SPEEDUPS, codec.plain_decode == codec._decode_plain)\n"
+        "from swr.storage._record import ReadCache, admits\n"
+        "print(SPEEDUPS, codec.plain_decode == codec._decode_plain, admits is ReadCache.wants)\n"
     )
     env = dict(os.environ, SWR_PURE_PYTHON="1")
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["False", "True"]
+    assert out.stdout.split() == ["False", "True", "True"]
 
 
 def test_the_batch_pass_sorts_each_record_by_the_rule():
@@ -89,8 +90,40 @@ if PURE:  # the rest checks the C decoder, absent in this mode
         assert not SPEEDUPS
         codec = RecordCodec(ZstdSerializer())
         assert codec.plain_decode == codec._decode_plain
+        assert admits is ReadCache.wants
 
 else:
+
+    @given(
+        st.integers(1, 6),
+        st.integers(0, 8),
+        st.lists(st.integers(0, 30).map(str), max_size=60),
+    )
+    def test_admission_in_c_follows_read_cache_wants(limit, held, keys):
+        """``admits`` (in C) answers as ``ReadCache.wants`` and leaves the same state:
+        below the room, full, keys read again, and across the seen span's clears.
+        """
+        assert admits is not ReadCache.wants
+        rule: ReadCache[int] = ReadCache(limit)
+        ours: ReadCache[int] = ReadCache(limit)
+        for cache in (rule, ours):
+            cache.remember((f"held{i}", i) for i in range(held))
+        for at, key in enumerate(keys):
+            assert admits(ours, key) is rule.wants(key)
+            assert ours.seen == rule.seen
+            if at % 7 == 0:  # now and then a key is kept, as a storage would
+                rule.remember(((key, at),))
+                ours.remember(((key, at),))
+
+    def test_admission_in_c_refuses_what_is_not_a_read_cache():
+        with pytest.raises(TypeError, match="takes 2 arguments"):
+            admits(ReadCache(1))  # type: ignore[call-arg]
+        with pytest.raises(AttributeError):
+            admits(object(), "k")  # type: ignore[arg-type]
+        cache: ReadCache[int] = ReadCache(0)
+        cache.seen = []  # type: ignore[assignment]
+        with pytest.raises(TypeError, match="seen is a set"):
+            admits(cache, "k")
 
     def user_factory(value: Any, stored: float, fresh: float, stale: float, expires: float):
         """A factory that is not a class: the decoder calls it."""

@@ -25,6 +25,7 @@ from swr.storage._record import (
     UNPACK_PLAIN,
     ReadCache,
     RecordCodec,
+    admits,
     digest_key,
 )
 from swr.storage._tokens import new_token
@@ -523,7 +524,7 @@ class LMDBStorage(StorageMixin):
                     cache = self._cache
                     if (
                         cache.limit
-                        and cache.wants(key)
+                        and admits(cache, key)
                         and len(data) - PLAIN_SIZE <= ReadCache.DECODED_MAX
                     ):
                         cache.keep(key, (kb, check, data, decoded))
@@ -569,7 +570,7 @@ class LMDBStorage(StorageMixin):
             cache = self._cache
             if (
                 cache.limit
-                and cache.wants(key)
+                and admits(cache, key)
                 and self._codec.decoded_size(data) <= ReadCache.DECODED_MAX
             ):
                 cache.keep(key, (kb, check, data, entry))
