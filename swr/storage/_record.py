@@ -31,7 +31,7 @@ import struct
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgpack
 
@@ -42,10 +42,11 @@ from swr.storage.serializers import MsgpackSerializer, Serializer, ZstdSerialize
 try:  # the optional C decoder of the common record; pure Python without it
     if os.environ.get("SWR_PURE_PYTHON", "") not in ("", "0"):
         raise ImportError("SWR_PURE_PYTHON is set")  # noqa: TRY301 - one fallback below
-    from swr.storage._speedups import PlainDecoder
+    from swr.storage._speedups import PlainDecoder, SeenKeys
     from swr.storage._speedups import wants as _c_wants
 except ImportError:
     PlainDecoder = None  # type: ignore[assignment,misc]
+    SeenKeys = None  # type: ignore[assignment,misc]
     _c_wants = None  # type: ignore[assignment]
 
 SPEEDUPS = PlainDecoder is not None
@@ -127,7 +128,7 @@ class RecordCodec:
         the byte storages call it; it runs in C (``swr.storage._speedups``) when built.
         """
         self.plain_batch: Callable[
-            [list[str], list[bytes | None], dict[str, Any], float, set[str] | None, int],
+            [list[str], list[bytes | None], dict[str, Any], float, set[str] | SeenKeys | None, int],
             tuple[list[Entry | None], list[int], list[int]],
         ] = self._plain_batch
         """One pass of :attr:`plain_decode` over a batch read, with its read cache.
@@ -260,7 +261,7 @@ class RecordCodec:
         records: list[bytes | None],
         known: dict[str, Any],
         now: float,
-        seen: set[str] | None,
+        seen: KeySet | None,
         span: int,
     ) -> tuple[list[Entry | None], list[int], list[int]]:
         """:attr:`plain_batch` in Python: the rule the C decoder follows.
@@ -396,6 +397,16 @@ class RecordCodec:
 T = TypeVar("T")
 
 
+class KeySet(Protocol):
+    """What the read cache's admission uses of its set of keys seen lately."""
+
+    def __contains__(self, key: object, /) -> bool: ...
+    def __len__(self) -> int: ...
+    def add(self, key: str, /) -> None: ...
+    def discard(self, key: str, /) -> None: ...
+    def clear(self) -> None: ...
+
+
 class ReadCache(Generic[T]):
     """Decoded records of a byte storage, kept per key and checked against the bytes read.
 
@@ -423,8 +434,10 @@ class ReadCache(Generic[T]):
         self.pop = self.items.pop
         self.lock = threading.Lock()
         self.room = limit  # below this many keys, every key decoded is kept
-        self.seen: set[str] = set()  # keys decoded lately but not kept (see wants)
         self.span = self.SEEN_SPAN * limit  # the most keys ``seen`` holds
+        # Keys decoded lately but not kept (see wants): their hashes in C when built
+        # (SeenKeys keeps no key string alive), else a set of them.
+        self.seen: set[str] | SeenKeys = SeenKeys(self.span) if SPEEDUPS else set()
 
     def __len__(self) -> int:
         return len(self.items)

@@ -321,11 +321,258 @@ expires_of(PyObject *entry)
     return expires;
 }
 
+/* SeenKeys: the keys a read cache decoded lately and did not keep, held as their hashes.
+ *
+ * A Python set of those keys keeps the key strings alive (thousands of them, built
+ * fresh by each call that reads): the allocations that follow then land in cold,
+ * scattered memory instead of reusing what a read just freed. This table holds the
+ * hashes alone, in one block: linear probing, kept at most half full, removal by
+ * shifting the following run back (no tombstones). Two keys with the same hash count
+ * as one: the cost is a key admitted a read early. Speaks the part of the set protocol
+ * the read cache uses: ``in``, ``len``, ``add``, ``discard``, ``clear``. */
+typedef struct {
+    PyObject_HEAD
+    Py_hash_t *slots; /* 0: empty */
+    size_t mask;      /* the number of slots, less one (a power of two) */
+    Py_ssize_t used;
+} SeenKeys;
+
+static PyTypeObject SeenKeysType;
+
+/* The hash ``key`` is held under (never 0), or -1 with an error set. */
+static Py_hash_t
+held_hash(PyObject *key)
+{
+    Py_hash_t hash = PyObject_Hash(key);
+    return hash == 0 ? 1 : hash;
+}
+
+/* The slot holding ``hash``, or the empty slot that ends its run (mask + 1 never). */
+static size_t
+seen_slot(SeenKeys *self, Py_hash_t hash)
+{
+    size_t at = (size_t)hash & self->mask;
+    while (self->slots[at] != 0 && self->slots[at] != hash) {
+        at = (at + 1) & self->mask;
+    }
+    return at;
+}
+
+/* Empty slot ``hole``, then move back each hash of the run after it whose probe from its
+ * home slot passes the hole, so that every hash stays reachable. */
+static void
+seen_remove(SeenKeys *self, size_t hole)
+{
+    size_t mask = self->mask;
+    self->slots[hole] = 0;
+    self->used--;
+    for (size_t at = (hole + 1) & mask; self->slots[at] != 0; at = (at + 1) & mask) {
+        size_t home = (size_t)self->slots[at] & mask;
+        if (((at - home) & mask) >= ((at - hole) & mask)) {
+            self->slots[hole] = self->slots[at];
+            self->slots[at] = 0;
+            hole = at;
+        }
+    }
+}
+
+/* Double the table (0, or -1 with MemoryError). */
+static int
+seen_grow(SeenKeys *self)
+{
+    size_t old_size = self->mask + 1, size = old_size * 2;
+    Py_hash_t *old = self->slots;
+    Py_hash_t *slots = PyMem_Calloc(size, sizeof(Py_hash_t));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->slots = slots;
+    self->mask = size - 1;
+    for (size_t i = 0; i < old_size; i++) {
+        if (old[i] != 0) {
+            slots[seen_slot(self, old[i])] = old[i];
+        }
+    }
+    PyMem_Free(old);
+    return 0;
+}
+
+/* Hold ``hash`` (0, or -1 with an error). */
+static int
+seen_insert(SeenKeys *self, Py_hash_t hash)
+{
+    size_t at = seen_slot(self, hash);
+    if (self->slots[at] == hash) {
+        return 0;
+    }
+    if ((size_t)(self->used + 1) * 2 > self->mask + 1) {
+        if (seen_grow(self) < 0) {
+            return -1;
+        }
+        at = seen_slot(self, hash);
+    }
+    self->slots[at] = hash;
+    self->used++;
+    return 0;
+}
+
+static void
+seen_clear(SeenKeys *self)
+{
+    memset(self->slots, 0, (self->mask + 1) * sizeof(Py_hash_t));
+    self->used = 0;
+}
+
+static int
+SeenKeys_init(SeenKeys *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"span", NULL};
+    Py_ssize_t span;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n:SeenKeys", kwlist, &span)) {
+        return -1;
+    }
+    if (span < 0) {
+        PyErr_SetString(PyExc_ValueError, "span must be >= 0");
+        return -1;
+    }
+    size_t size = 8;
+    while (size < (size_t)span * 2 && size < ((size_t)1 << 40)) {
+        size *= 2;
+    }
+    Py_hash_t *slots = PyMem_Calloc(size, sizeof(Py_hash_t));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyMem_Free(self->slots);
+    self->slots = slots;
+    self->mask = size - 1;
+    self->used = 0;
+    return 0;
+}
+
+static void
+SeenKeys_dealloc(SeenKeys *self)
+{
+    PyMem_Free(self->slots);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* The hash ``key`` is held under, or -1 with an error (also when not initialized). */
+static Py_hash_t
+seen_hash(SeenKeys *self, PyObject *key)
+{
+    if (self->slots == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "SeenKeys is not initialized");
+        return -1;
+    }
+    return held_hash(key);
+}
+
+/* 1 if ``key`` is held, 0 if not, -1 with an error. */
+static int
+SeenKeys_contains(SeenKeys *self, PyObject *key)
+{
+    Py_hash_t hash = seen_hash(self, key);
+    if (hash == -1) {
+        return -1;
+    }
+    return self->slots[seen_slot(self, hash)] == hash;
+}
+
+static Py_ssize_t
+SeenKeys_len(SeenKeys *self)
+{
+    return self->used;
+}
+
+static PyObject *
+SeenKeys_add(SeenKeys *self, PyObject *key)
+{
+    Py_hash_t hash = seen_hash(self, key);
+    if (hash == -1 || seen_insert(self, hash) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+SeenKeys_discard(SeenKeys *self, PyObject *key)
+{
+    Py_hash_t hash = seen_hash(self, key);
+    if (hash == -1) {
+        return NULL;
+    }
+    size_t at = seen_slot(self, hash);
+    if (self->slots[at] == hash) {
+        seen_remove(self, at);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+SeenKeys_clear_method(SeenKeys *self, PyObject *unused)
+{
+    if (self->slots != NULL) {
+        seen_clear(self);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef SeenKeys_methods[] = {
+    {"add", (PyCFunction)SeenKeys_add, METH_O, "add(key): hold the hash of key."},
+    {"discard", (PyCFunction)SeenKeys_discard, METH_O,
+     "discard(key): let go of the hash of key, if held."},
+    {"clear", (PyCFunction)SeenKeys_clear_method, METH_NOARGS, "clear(): hold nothing."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods SeenKeys_as_sequence = {
+    .sq_length = (lenfunc)SeenKeys_len,
+    .sq_contains = (objobjproc)SeenKeys_contains,
+};
+
+static PyTypeObject SeenKeysType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "swr.storage._speedups.SeenKeys",
+    .tp_doc = PyDoc_STR("SeenKeys(span): the hashes of keys a read cache decoded lately."),
+    .tp_basicsize = sizeof(SeenKeys),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)SeenKeys_init,
+    .tp_dealloc = (destructor)SeenKeys_dealloc,
+    .tp_methods = SeenKeys_methods,
+    .tp_as_sequence = &SeenKeys_as_sequence,
+};
+
+/* ReadCache.wants on a SeenKeys: 1 keep, 0 not, -1 an error. */
+static int
+seen_keys_again(SeenKeys *self, Py_ssize_t span, PyObject *key)
+{
+    Py_hash_t hash = seen_hash(self, key);
+    if (hash == -1) {
+        return -1;
+    }
+    size_t at = seen_slot(self, hash);
+    if (self->slots[at] == hash) {
+        seen_remove(self, at);
+        return 1;
+    }
+    if (self->used >= span) {
+        seen_clear(self);
+    }
+    return seen_insert(self, hash);
+}
+
 /* Whether to keep a decoded record of ``key`` once the read cache is full: the rule
  * of ReadCache.wants on its set of keys ``seen`` (1 keep, 0 not, -1 an error). */
 static int
 seen_again(PyObject *seen, Py_ssize_t span, PyObject *key)
 {
+    if (Py_IS_TYPE(seen, &SeenKeysType)) {
+        return seen_keys_again((SeenKeys *)seen, span, key);
+    }
     int found = PySet_Contains(seen, key);
     if (found != 0) {
         return found < 0 ? -1 : (PySet_Discard(seen, key) < 0 ? -1 : 1);
@@ -386,9 +633,9 @@ speedups_wants(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (seen == NULL) {
         return NULL;
     }
-    if (!PySet_Check(seen)) {
+    if (!PySet_Check(seen) && !Py_IS_TYPE(seen, &SeenKeysType)) {
         Py_DECREF(seen);
-        PyErr_SetString(PyExc_TypeError, "wants() takes a cache whose seen is a set");
+        PyErr_SetString(PyExc_TypeError, "wants() takes a cache whose seen is a set or SeenKeys");
         return NULL;
     }
     int again = seen_again(seen, span, key);
@@ -420,8 +667,9 @@ PlainDecoder_decode_batch(PlainDecoder *self, PyObject *const *args, Py_ssize_t 
                         "decode_batch() takes a list of keys, a list of records and a dict");
         return NULL;
     }
-    if (seen != Py_None && !PySet_CheckExact(seen)) {
-        PyErr_SetString(PyExc_TypeError, "decode_batch() takes a set or None as seen");
+    if (seen != Py_None && !PySet_CheckExact(seen) && !Py_IS_TYPE(seen, &SeenKeysType)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "decode_batch() takes a set or None as seen (or a SeenKeys)");
         return NULL;
     }
     double now = PyFloat_AsDouble(args[3]);
@@ -586,7 +834,7 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&PlainDecoderType) < 0) {
+    if (PyType_Ready(&PlainDecoderType) < 0 || PyType_Ready(&SeenKeysType) < 0) {
         return NULL;
     }
     if ((name_items = PyUnicode_InternFromString("items")) == NULL ||
@@ -602,6 +850,12 @@ PyInit__speedups(void)
     Py_INCREF(&PlainDecoderType);
     if (PyModule_AddObject(module, "PlainDecoder", (PyObject *)&PlainDecoderType) < 0) {
         Py_DECREF(&PlainDecoderType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&SeenKeysType);
+    if (PyModule_AddObject(module, "SeenKeys", (PyObject *)&SeenKeysType) < 0) {
+        Py_DECREF(&SeenKeysType);
         Py_DECREF(module);
         return NULL;
     }

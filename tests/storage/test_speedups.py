@@ -29,6 +29,7 @@ from swr.storage import CorruptEntryError, Entry
 from swr.storage._record import PLAIN_SIZE, SPEEDUPS, ReadCache, RecordCodec, _none_slots, admits
 from swr.storage.serializers import MsgpackSerializer, ZstdSerializer
 from tests.storage.test_decoder_fuzz import CODECS, payloads
+from tests.storage.test_record import KEYS, held_keys
 from tests.storage.test_serializers import same
 
 PURE = os.environ.get("SWR_PURE_PYTHON", "") not in ("", "0")
@@ -110,10 +111,57 @@ else:
             cache.remember((f"held{i}", i) for i in range(held))
         for at, key in enumerate(keys):
             assert admits(ours, key) is rule.wants(key)
-            assert ours.seen == rule.seen
+            assert held_keys(ours.seen, KEYS) == held_keys(rule.seen, KEYS)
             if at % 7 == 0:  # now and then a key is kept, as a storage would
                 rule.remember(((key, at),))
                 ours.remember(((key, at),))
+
+    @given(
+        st.integers(0, 6),
+        st.lists(
+            st.tuples(st.sampled_from(["add", "discard", "in", "clear"]), st.integers(0, 40)),
+            max_size=300,
+        ),
+    )
+    def test_seen_keys_answer_as_a_set_of_the_keys(span, operations):
+        """SeenKeys (hashes in a table that starts at 8 slots and grows, removal by shifting
+        runs back) answers ``in`` and ``len`` as a set of the same keys would.
+        """
+        from swr.storage._speedups import SeenKeys
+
+        seen, rule = SeenKeys(span), set()
+        for operation, n in operations:
+            key = f"key-{n}"
+            if operation == "add":
+                seen.add(key)
+                rule.add(key)
+            elif operation == "discard":
+                seen.discard(key)
+                rule.discard(key)
+            elif operation == "clear":
+                seen.clear()
+                rule.clear()
+            assert (key in seen) is (key in rule)
+            assert len(seen) == len(rule)
+        assert held_keys(seen, [f"key-{n}" for n in range(41)]) == held_keys(rule, rule)
+
+    def test_read_caches_hold_hashes_not_keys():
+        """A key read once is not kept alive by the admission (the reason for SeenKeys)."""
+        cache: ReadCache[int] = ReadCache(0)
+        key = "".join(["fresh-", "key"])  # a string of its own
+        assert not admits(cache, key)
+        assert key in cache.seen
+        assert sys.getrefcount(key) == 2  # the local name and getrefcount's argument
+
+    def test_seen_keys_refuse_bad_input():
+        from swr.storage._speedups import SeenKeys
+
+        with pytest.raises(ValueError, match="span must be >= 0"):
+            SeenKeys(-1)
+        with pytest.raises(TypeError, match="unhashable"):
+            SeenKeys(4).add([])  # type: ignore[arg-type]
+        with pytest.raises(RuntimeError, match="not initialized"):
+            _ = "k" in SeenKeys.__new__(SeenKeys)
 
     def test_admission_in_c_refuses_what_is_not_a_read_cache():
         with pytest.raises(TypeError, match="takes 2 arguments"):
@@ -122,7 +170,7 @@ else:
             admits(object(), "k")  # type: ignore[arg-type]
         cache: ReadCache[int] = ReadCache(0)
         cache.seen = []  # type: ignore[assignment]
-        with pytest.raises(TypeError, match="seen is a set"):
+        with pytest.raises(TypeError, match="seen is a set or SeenKeys"):
             admits(cache, "k")
 
     def user_factory(value: Any, stored: float, fresh: float, stale: float, expires: float):
