@@ -103,8 +103,15 @@ def make_board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
             server = request.getfixturevalue(
                 "redis_cluster" if "cluster" in base else "redis_server"
             )
+            # A new store per example, hundreds per run: generous timeouts, so that a
+            # stall of the machine is not read as a server failure (timeouts have
+            # tests of their own).
             store = RedisStorage.from_url(
-                server.url, prefix=f"t{next(_names)}:", cluster="cluster" in base
+                server.url,
+                prefix=f"t{next(_names)}:",
+                cluster="cluster" in base,
+                socket_timeout=5.0,
+                connect_timeout=5.0,
             )
         closers.append(store.close)
         if not kind.endswith("-async"):
