@@ -11,6 +11,9 @@
  * four little-endian doubles (stored_at <= fresh_until <= stale_until <= expires_at,
  * no NaN, stored_at finite), an empty key check (length 0), the uncompressed marker
  * (0), then a msgpack payload. Anything else is left to the Python code.
+ *
+ * It also holds the read cache's admission in C: wants() follows ReadCache.wants, and
+ * SeenKeys keeps the keys that rule has seen lately as hashes (see there).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -826,7 +829,8 @@ static PyMethodDef speedups_functions[] = {
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "swr.storage._speedups",
-    .m_doc = "The common record of the byte storages decoded in C (optional).",
+    .m_doc = "The common record of the byte storages decoded in C, and the read cache's "
+             "admission (optional).",
     .m_size = -1,
     .m_methods = speedups_functions,
 };
