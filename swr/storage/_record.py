@@ -33,21 +33,18 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
-import msgpack
-
 from swr.storage.base import Entry
 from swr.storage.errors import CorruptEntryError
 from swr.storage.serializers import MsgpackSerializer, Serializer, ZstdSerializer
+from swr.storage.serializers import _unpackb as _UNPACKB
 
 try:  # the optional C decoder of the common record; pure Python without it
     if os.environ.get("SWR_PURE_PYTHON", "") not in ("", "0"):
         raise ImportError("SWR_PURE_PYTHON is set")  # noqa: TRY301 - one fallback below
     from swr.storage._speedups import PlainDecoder, SeenKeys
-    from swr.storage._speedups import wants as _c_wants
 except ImportError:
     PlainDecoder = None  # type: ignore[assignment,misc]
     SeenKeys = None  # type: ignore[assignment,misc]
-    _c_wants = None  # type: ignore[assignment]
 
 SPEEDUPS = PlainDecoder is not None
 """Whether the common record is decoded in C (``swr.storage._speedups``)."""
@@ -73,7 +70,6 @@ PLAIN_SIZE = _PLAIN.size  # the header and the marker byte
 _CHECK_LEN = struct.Struct("<H")
 _INF = math.inf
 _FLOAT_MAX = sys.float_info.max  # an infinite window as the Redis storages write it
-_UNPACKB = msgpack.unpackb
 # Entries are built on every read. Entry is a plain slotted dataclass (no validation,
 # no __post_init__), so allocating it and filling its five slots here gives the same
 # object as Entry(...) at about half the cost of calling its generated __init__.
@@ -422,22 +418,31 @@ class ReadCache(Generic[T]):
         limit: Most keys kept; 0 keeps none.
     """
 
-    __slots__ = ("get", "items", "limit", "lock", "pop", "room", "seen", "span")
+    __slots__ = ("admits", "get", "items", "limit", "lock", "pop", "room", "seen", "span")
 
     DECODED_MAX = 64 * 1024  # larger values are decoded on every read
     SEEN_SPAN = 2  # how many times ``limit`` first reads a second read must come within
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, room: int | None = None) -> None:
         self.limit = limit
         self.items: dict[str, T] = {}
         self.get = self.items.get
         self.pop = self.items.pop
         self.lock = threading.Lock()
-        self.room = limit  # below this many keys, every key decoded is kept
+        # Below this many keys, every key decoded is kept (default: limit).
+        self.room = limit if room is None else room
         self.span = self.SEEN_SPAN * limit  # the most keys ``seen`` holds
         # Keys decoded lately but not kept (see wants): their hashes in C when built
         # (SeenKeys keeps no key string alive), else a set of them.
-        self.seen: set[str] | SeenKeys = SeenKeys(self.span) if SPEEDUPS else set()
+        self.seen: set[str] | SeenKeys
+        self.admits: Callable[[str], bool]
+        """:meth:`wants`, in C when built (``SeenKeys.admits``, on this cache's items)."""
+        if SPEEDUPS:
+            self.seen = SeenKeys(self.span, self.items, self.room)
+            self.admits = self.seen.admits
+        else:
+            self.seen = set()
+            self.admits = self.wants
 
     def __len__(self) -> int:
         return len(self.items)
@@ -474,12 +479,6 @@ class ReadCache(Generic[T]):
             with contextlib.suppress(RuntimeError, StopIteration):
                 while len(items) > limit:
                     items.pop(next(iter(items)), None)
-
-
-admits: Callable[[ReadCache[Any], str], bool] = _c_wants if SPEEDUPS else ReadCache.wants
-"""``admits(cache, key)``: :meth:`ReadCache.wants`, in C when built. The read paths call
-this on every record they decode; ``ReadCache.wants`` is the rule it follows.
-"""
 
 
 def _none_slots(factory: EntryFactory) -> tuple[str, ...] | None:

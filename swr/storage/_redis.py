@@ -24,7 +24,6 @@ from swr.storage._log import logger
 from swr.storage._record import (
     ReadCache,
     RecordCodec,
-    admits,
 )
 from swr.storage._validate import check_int, check_seconds
 from swr.storage._verbs import check_key, check_times, checked_tags, checked_times
@@ -720,7 +719,7 @@ class _RedisBase:
             entry = codec.decode(data) if decoded is None else decoded
             if entry.expires_at == _FOREVER:
                 _infinite(entry)
-            if cache.limit and (cached is not None or admits(cache, skey)) and self._small(data):
+            if cache.limit and (cached is not None or cache.admits(skey)) and self._small(data):
                 cache.remember(((skey, (data, entry)),))
         clock = self._clock
         if entry.expires_at <= (clock() if clock is not None else _time.time()):
@@ -768,7 +767,7 @@ class _RedisBase:
                     _infinite(entry)
                 entries[index] = entry
                 skey = skeys[index]
-                if not full or cache.get(skey) is not None or admits(cache, skey):
+                if not full or cache.get(skey) is not None or cache.admits(skey):
                     keep.append(index)
             keep.sort()  # in the order of the batch
         if not cache.limit or not keep:

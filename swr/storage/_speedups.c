@@ -12,14 +12,16 @@
  * no NaN, stored_at finite), an empty key check (length 0), the uncompressed marker
  * (0), then a msgpack payload. Anything else is left to the Python code.
  *
- * It also holds the read cache's admission in C: wants() follows ReadCache.wants, and
- * SeenKeys keeps the keys that rule has seen lately as hashes (see there).
+ * It also holds the read cache's admission: SeenKeys keeps the keys the rule of
+ * ReadCache.wants has seen lately as hashes, and SeenKeys.admits follows that rule; and
+ * unpackb, msgpack.unpackb's common case decoded with the keys of maps shared.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #define PLAIN_SIZE 39 /* magic, version, flags, four doubles, key check length, marker */
@@ -29,9 +31,375 @@
 
 #if PY_VERSION_HEX >= 0x030B0000
 #define UNPACK_DOUBLE(p) PyFloat_Unpack8((const char *)(p), 1)
+#define UNPACK_DOUBLE_BIG(p) PyFloat_Unpack8((const char *)(p), 0)
 #else
 #define UNPACK_DOUBLE(p) _PyFloat_Unpack8((const unsigned char *)(p), 1)
+#define UNPACK_DOUBLE_BIG(p) _PyFloat_Unpack8((const unsigned char *)(p), 0)
 #endif
+
+/* unpackb: msgpack.unpackb's common case decoded here, with map keys shared.
+ *
+ * unpackb(data, ext_hook=..., strict_map_key=False) returns what msgpack.unpackb
+ * returns for the same arguments, and raises what it raises: whatever this code does not
+ * decode itself is handed to msgpack.unpackb, with the caller's arguments. Decoded here:
+ * bytes holding exactly one object of nil, booleans, integers, floats, str, bin, arrays
+ * and maps, nested at most MAX_NESTING deep, and the extension types other than -1 (the
+ * timestamp) through ext_hook. Handed over: any other argument, a truncated or
+ * malformed object, trailing bytes, invalid UTF-8, a key a dict refuses, an ext_hook
+ * that raises (msgpack then calls it again and raises what it raises). Every length is
+ * checked against the bytes left before anything is read or allocated: a list or a dict
+ * is never sized beyond what the remaining bytes could hold.
+ *
+ * The difference that makes it faster: map keys. msgpack builds a new string for each
+ * key of each map (and interns it); a document of 40 items with the same six keys
+ * builds 240 strings and hashes each. Here short ASCII keys come from a small table
+ * (KEY_SLOTS strings, indexed by a hash of their bytes, replaced on collision): a key
+ * seen before is the same string, whose hash is already computed. */
+
+#define MAX_NESTING 32
+#define KEY_SLOTS 1024 /* a power of two */
+#define KEY_MAX 32     /* longer keys are built each time */
+
+static PyObject *msgpack_unpackb; /* msgpack.unpackb: everything not decoded here */
+static PyObject *key_table[KEY_SLOTS];
+static PyObject *name_ext_hook, *name_strict_map_key;
+
+typedef struct {
+    const unsigned char *at;
+    const unsigned char *end;
+    PyObject *ext_hook; /* borrowed; NULL: extension types are handed over */
+} Reader;
+
+static PyObject *read_object(Reader *r, int depth);
+
+static inline uint64_t
+big_endian(const unsigned char *p, int size)
+{
+    uint64_t value = 0;
+    for (int i = 0; i < size; i++) {
+        value = (value << 8) | p[i];
+    }
+    return value;
+}
+
+/* The next ``size`` bytes as a big-endian length, or -1 when fewer are left. */
+static inline Py_ssize_t
+read_length(Reader *r, int size)
+{
+    if (r->end - r->at < size) {
+        return -1;
+    }
+    uint64_t value = big_endian(r->at, size);
+    r->at += size;
+    return (Py_ssize_t)value; /* at most 2**32 - 1 */
+}
+
+static PyObject *
+read_str(Reader *r, Py_ssize_t n)
+{
+    if (n < 0 || r->end - r->at < n) {
+        return NULL;
+    }
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)r->at, n, NULL);
+    r->at += n;
+    return text;
+}
+
+/* A map key of ``n`` bytes of UTF-8: from the key table when seen before. */
+static PyObject *
+read_key_str(Reader *r, Py_ssize_t n)
+{
+    if (n > KEY_MAX || r->end - r->at < n) {
+        return read_str(r, n);
+    }
+    const unsigned char *p = r->at;
+    uint32_t hash = 2166136261u ^ (uint32_t)n; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        hash = (hash ^ p[i]) * 16777619u;
+    }
+    PyObject **slot = &key_table[hash & (KEY_SLOTS - 1)];
+    PyObject *held = *slot;
+    if (held != NULL && PyUnicode_GET_LENGTH(held) == n &&
+        memcmp(PyUnicode_DATA(held), p, n) == 0) {
+        r->at += n;
+        Py_INCREF(held);
+        return held;
+    }
+    PyObject *key = read_str(r, n);
+    if (key != NULL && PyUnicode_IS_ASCII(key)) { /* one byte a character: compared above */
+        Py_INCREF(key);
+        Py_XSETREF(*slot, key);
+    }
+    return key;
+}
+
+static PyObject *
+read_bin(Reader *r, Py_ssize_t n)
+{
+    if (n < 0 || r->end - r->at < n) {
+        return NULL;
+    }
+    PyObject *data = PyBytes_FromStringAndSize((const char *)r->at, n);
+    r->at += n;
+    return data;
+}
+
+static PyObject *
+read_ext(Reader *r, Py_ssize_t n)
+{
+    if (n < 0 || r->ext_hook == NULL || r->end - r->at < n + 1) {
+        return NULL;
+    }
+    int code = (signed char)*r->at++;
+    if (code == -1) { /* the timestamp: msgpack decodes it itself */
+        return NULL;
+    }
+    PyObject *args[2] = {PyLong_FromLong(code), NULL};
+    if (args[0] == NULL) {
+        return NULL;
+    }
+    args[1] = PyBytes_FromStringAndSize((const char *)r->at, n);
+    r->at += n;
+    if (args[1] == NULL) {
+        Py_DECREF(args[0]);
+        return NULL;
+    }
+    PyObject *value = PyObject_Vectorcall(r->ext_hook, args, 2, NULL);
+    Py_DECREF(args[0]);
+    Py_DECREF(args[1]);
+    return value;
+}
+
+static PyObject *
+read_array(Reader *r, Py_ssize_t n, int depth)
+{
+    /* Each item takes a byte at least. */
+    if (n < 0 || depth >= MAX_NESTING || r->end - r->at < n) {
+        return NULL;
+    }
+    PyObject *list = PyList_New(n);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = read_object(r, depth + 1);
+        if (item == NULL) {
+            Py_DECREF(list); /* the items not set yet are NULL */
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
+static PyObject *
+read_map(Reader *r, Py_ssize_t n, int depth)
+{
+    /* Each key and each value takes a byte at least. */
+    if (n < 0 || depth >= MAX_NESTING || (r->end - r->at) / 2 < n) {
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030E0000
+    PyObject *dict = n > 5 ? _PyDict_NewPresized(n) : PyDict_New();
+#else
+    PyObject *dict = PyDict_New();
+#endif
+    if (dict == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key;
+        unsigned int tag = *r->at; /* a byte is left: checked above */
+        if ((tag & 0xe0) == 0xa0) {
+            r->at++;
+            key = read_key_str(r, tag & 0x1f);
+        }
+        else if (tag == 0xd9 && r->end - r->at >= 2) { /* str 8 */
+            Py_ssize_t size = r->at[1];
+            r->at += 2;
+            key = read_key_str(r, size);
+        }
+        else {
+            key = read_object(r, depth + 1);
+        }
+        if (key == NULL) {
+            Py_DECREF(dict);
+            return NULL;
+        }
+        PyObject *value = r->at < r->end ? read_object(r, depth + 1) : NULL;
+        if (value == NULL || PyDict_SetItem(dict, key, value) < 0) {
+            Py_DECREF(key);
+            Py_XDECREF(value);
+            Py_DECREF(dict);
+            return NULL;
+        }
+        Py_DECREF(key);
+        Py_DECREF(value);
+    }
+    return dict;
+}
+
+static PyObject *
+read_object(Reader *r, int depth)
+{
+    if (r->at >= r->end) {
+        return NULL;
+    }
+    unsigned int tag = *r->at++;
+    if (tag <= 0x7f) {
+        return PyLong_FromLong((long)tag);
+    }
+    if (tag >= 0xe0) {
+        return PyLong_FromLong((long)(signed char)tag);
+    }
+    switch (tag & 0xf0) {
+    case 0x80:
+        return read_map(r, tag & 0x0f, depth);
+    case 0x90:
+        return read_array(r, tag & 0x0f, depth);
+    case 0xa0:
+    case 0xb0:
+        return read_str(r, tag & 0x1f);
+    }
+    const unsigned char *p = r->at;
+    switch (tag) {
+    case 0xc0:
+        Py_RETURN_NONE;
+    case 0xc2:
+        Py_RETURN_FALSE;
+    case 0xc3:
+        Py_RETURN_TRUE;
+    case 0xc4:
+        return read_bin(r, read_length(r, 1));
+    case 0xc5:
+        return read_bin(r, read_length(r, 2));
+    case 0xc6:
+        return read_bin(r, read_length(r, 4));
+    case 0xc7:
+        return read_ext(r, read_length(r, 1));
+    case 0xc8:
+        return read_ext(r, read_length(r, 2));
+    case 0xc9:
+        return read_ext(r, read_length(r, 4));
+    case 0xd4:
+        return read_ext(r, 1);
+    case 0xd5:
+        return read_ext(r, 2);
+    case 0xd6:
+        return read_ext(r, 4);
+    case 0xd7:
+        return read_ext(r, 8);
+    case 0xd8:
+        return read_ext(r, 16);
+    case 0xd9:
+        return read_str(r, read_length(r, 1));
+    case 0xda:
+        return read_str(r, read_length(r, 2));
+    case 0xdb:
+        return read_str(r, read_length(r, 4));
+    case 0xdc:
+        return read_array(r, read_length(r, 2), depth);
+    case 0xdd:
+        return read_array(r, read_length(r, 4), depth);
+    case 0xde:
+        return read_map(r, read_length(r, 2), depth);
+    case 0xdf:
+        return read_map(r, read_length(r, 4), depth);
+    }
+    /* Numbers of a fixed size: 1 << (tag & 3) bytes. */
+    int size = 1 << (tag & 3);
+    if (tag < 0xca || tag > 0xd3 || r->end - p < size) {
+        return NULL; /* 0xc1, never used; or truncated */
+    }
+    r->at += size;
+    uint64_t bits = big_endian(p, size);
+    switch (tag) {
+    case 0xca: {
+#if PY_VERSION_HEX >= 0x030B0000
+        double value = PyFloat_Unpack4((const char *)p, 0);
+#else
+        double value = _PyFloat_Unpack4(p, 0);
+#endif
+        return value == -1.0 && PyErr_Occurred() ? NULL : PyFloat_FromDouble(value);
+    }
+    case 0xcb: {
+        double value = UNPACK_DOUBLE_BIG(p);
+        return value == -1.0 && PyErr_Occurred() ? NULL : PyFloat_FromDouble(value);
+    }
+    case 0xcc:
+    case 0xcd:
+    case 0xce:
+    case 0xcf:
+        return PyLong_FromUnsignedLongLong(bits);
+    case 0xd0:
+        return PyLong_FromLong((long)(int8_t)bits);
+    case 0xd1:
+        return PyLong_FromLong((long)(int16_t)bits);
+    case 0xd2:
+        return PyLong_FromLong((long)(int32_t)bits);
+    default: /* 0xd3 */
+        return PyLong_FromLongLong((long long)(int64_t)bits);
+    }
+}
+
+/* The object ``p[0:n]`` holds, decoded here; NULL with ``*handed`` set for bytes left
+ * to msgpack.unpackb (no error set), NULL with an error that is not an Exception
+ * (KeyboardInterrupt from an ext hook) otherwise. */
+static PyObject *
+unpack_common(const unsigned char *p, Py_ssize_t n, PyObject *ext_hook, int *handed)
+{
+    Reader r = {p, p + n, ext_hook == Py_None ? NULL : ext_hook};
+    PyObject *value = read_object(&r, 0);
+    *handed = 0;
+    if (value != NULL && r.at == r.end) {
+        return value;
+    }
+    Py_XDECREF(value);
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            return NULL;
+        }
+        PyErr_Clear();
+    }
+    *handed = 1;
+    return NULL;
+}
+
+/* unpackb(data, /, **options): see above. */
+static PyObject *
+speedups_unpackb(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *ext_hook = NULL;
+    int common = nargs == 1 && PyBytes_CheckExact(args[0]), loose = 0;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; common && i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i), *value = args[nargs + i];
+        if (name == name_ext_hook ||
+            (name != name_strict_map_key && PyUnicode_Compare(name, name_ext_hook) == 0)) {
+            ext_hook = value;
+        }
+        else if (name == name_strict_map_key ||
+                 PyUnicode_Compare(name, name_strict_map_key) == 0) {
+            loose = value == Py_False; /* msgpack's default (True) checks the keys */
+        }
+        else {
+            common = 0;
+        }
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (common && loose) {
+        int handed;
+        PyObject *value =
+            unpack_common((const unsigned char *)PyBytes_AS_STRING(args[0]),
+                          PyBytes_GET_SIZE(args[0]), ext_hook, &handed);
+        if (!handed) {
+            return value;
+        }
+    }
+    return PyObject_Vectorcall(msgpack_unpackb, args, nargs, kwnames);
+}
 
 static const char *const FIELDS[5] = {
     "value", "stored_at", "fresh_until", "stale_until", "expires_at"};
@@ -47,6 +415,7 @@ typedef struct {
     Py_ssize_t extra[MAX_EXTRA];
     Py_ssize_t n_extra;
     Py_ssize_t max_size; /* the longest record decoded here */
+    int direct;          /* unpackb is this module's: its common case is called directly */
 } PlainDecoder;
 
 /* The offset of the writable object slot ``name`` of ``type``, or -1 with an error. */
@@ -165,6 +534,8 @@ PlainDecoder_init(PlainDecoder *self, PyObject *args, PyObject *kwds)
     memcpy(self->extra, extra, sizeof(extra));
     self->n_extra = n_extra;
     self->max_size = max_size;
+    self->direct = PyCFunction_Check(unpackb) &&
+                   PyCFunction_GET_FUNCTION(unpackb) == (PyCFunction)(void (*)(void))speedups_unpackb;
     return 0;
 }
 
@@ -233,21 +604,32 @@ decode_record(PlainDecoder *self, PyObject *data, double *expires)
           times[2] <= times[3] && times[0] < INFINITY)) {
         Py_RETURN_NONE;
     }
-    PyObject *payload =
-        PyBytes_FromStringAndSize((const char *)bytes + PLAIN_SIZE, size - PLAIN_SIZE);
-    if (payload == NULL) {
-        return NULL;
-    }
-    PyObject *call[3] = {payload, self->ext_hook, Py_False};
-    PyObject *value = PyObject_Vectorcall(self->unpackb, call, 1, self->kwnames);
-    Py_DECREF(payload);
-    if (value == NULL) {
-        /* What `except Exception` catches: the Python code gives the verdict. */
-        if (PyErr_ExceptionMatches(PyExc_Exception)) {
-            PyErr_Clear();
-            Py_RETURN_NONE;
+    PyObject *value = NULL;
+    int handed = 1;
+    if (self->direct) { /* decoded in place: no copy of the payload */
+        value = unpack_common(bytes + PLAIN_SIZE, size - PLAIN_SIZE, self->ext_hook, &handed);
+        if (value == NULL && !handed) {
+            return NULL;
         }
-        return NULL;
+    }
+    if (handed) {
+        PyObject *payload =
+            PyBytes_FromStringAndSize((const char *)bytes + PLAIN_SIZE, size - PLAIN_SIZE);
+        if (payload == NULL) {
+            return NULL;
+        }
+        PyObject *call[3] = {payload, self->ext_hook, Py_False};
+        value = PyObject_Vectorcall(self->direct ? msgpack_unpackb : self->unpackb, call, 1,
+                                    self->kwnames);
+        Py_DECREF(payload);
+        if (value == NULL) {
+            /* What `except Exception` catches: the Python code gives the verdict. */
+            if (PyErr_ExceptionMatches(PyExc_Exception)) {
+                PyErr_Clear();
+                Py_RETURN_NONE;
+            }
+            return NULL;
+        }
     }
     *expires = times[3];
     PyObject *fields[5] = {value, NULL, NULL, NULL, NULL};
@@ -338,6 +720,9 @@ typedef struct {
     Py_hash_t *slots; /* 0: empty */
     size_t mask;      /* the number of slots, less one (a power of two) */
     Py_ssize_t used;
+    Py_ssize_t span;  /* the most hashes held (see ReadCache.wants) */
+    PyObject *items;  /* the read cache's dict, for admits(); NULL without one */
+    Py_ssize_t room;  /* below this many items, admits() keeps every key */
 } SeenKeys;
 
 static PyTypeObject SeenKeysType;
@@ -430,13 +815,19 @@ seen_clear(SeenKeys *self)
 static int
 SeenKeys_init(SeenKeys *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"span", NULL};
-    Py_ssize_t span;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n:SeenKeys", kwlist, &span)) {
+    static char *kwlist[] = {"span", "items", "room", NULL};
+    Py_ssize_t span, room = 0;
+    PyObject *items = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n|O!n:SeenKeys", kwlist, &span, &PyDict_Type,
+                                     &items, &room)) {
         return -1;
     }
     if (span < 0) {
         PyErr_SetString(PyExc_ValueError, "span must be >= 0");
+        return -1;
+    }
+    if (room < 0) {
+        PyErr_SetString(PyExc_ValueError, "room must be >= 0");
         return -1;
     }
     size_t size = 8;
@@ -452,12 +843,32 @@ SeenKeys_init(SeenKeys *self, PyObject *args, PyObject *kwds)
     self->slots = slots;
     self->mask = size - 1;
     self->used = 0;
+    self->span = span;
+    self->room = room;
+    Py_XINCREF(items);
+    Py_XSETREF(self->items, items);
+    return 0;
+}
+
+static int
+SeenKeys_traverse(SeenKeys *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->items);
+    return 0;
+}
+
+static int
+SeenKeys_clear_refs(SeenKeys *self)
+{
+    Py_CLEAR(self->items);
     return 0;
 }
 
 static void
 SeenKeys_dealloc(SeenKeys *self)
 {
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->items);
     PyMem_Free(self->slots);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -523,7 +934,27 @@ SeenKeys_clear_method(SeenKeys *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static int seen_keys_again(SeenKeys *self, Py_ssize_t span, PyObject *key);
+
+/* admits(key): ReadCache.wants for the cache whose items and room this was made with. */
+static PyObject *
+SeenKeys_admits(SeenKeys *self, PyObject *key)
+{
+    if (self->items == NULL) {
+        PyErr_SetString(PyExc_TypeError, "admits() needs a SeenKeys made with a cache's items");
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(self->items) < self->room) {
+        Py_RETURN_TRUE;
+    }
+    int again = seen_keys_again(self, self->span, key);
+    return again < 0 ? NULL : PyBool_FromLong(again);
+}
+
 static PyMethodDef SeenKeys_methods[] = {
+    {"admits", (PyCFunction)SeenKeys_admits, METH_O,
+     "admits(key) -> bool: whether the read cache keeps the record of key just decoded "
+     "(ReadCache.wants)."},
     {"add", (PyCFunction)SeenKeys_add, METH_O, "add(key): hold the hash of key."},
     {"discard", (PyCFunction)SeenKeys_discard, METH_O,
      "discard(key): let go of the hash of key, if held."},
@@ -539,9 +970,12 @@ static PySequenceMethods SeenKeys_as_sequence = {
 static PyTypeObject SeenKeysType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "swr.storage._speedups.SeenKeys",
-    .tp_doc = PyDoc_STR("SeenKeys(span): the hashes of keys a read cache decoded lately."),
+    .tp_doc = PyDoc_STR("SeenKeys(span, items=None, room=0): the hashes of keys a read cache "
+                        "decoded lately; with the cache's items, its admission (admits)."),
     .tp_basicsize = sizeof(SeenKeys),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)SeenKeys_traverse,
+    .tp_clear = (inquiry)SeenKeys_clear_refs,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)SeenKeys_init,
     .tp_dealloc = (destructor)SeenKeys_dealloc,
@@ -584,69 +1018,6 @@ seen_again(PyObject *seen, Py_ssize_t span, PyObject *key)
         return -1;
     }
     return PySet_Add(seen, key) < 0 ? -1 : 0;
-}
-
-/* The names wants() reads from a read cache, interned once. */
-static PyObject *name_items, *name_room, *name_seen, *name_span;
-
-/* The Py_ssize_t attribute ``name`` of ``obj``; -1 with an error set. */
-static Py_ssize_t
-size_attr(PyObject *obj, PyObject *name)
-{
-    PyObject *value = PyObject_GetAttr(obj, name);
-    if (value == NULL) {
-        return -1;
-    }
-    Py_ssize_t size = PyLong_AsSsize_t(value);
-    Py_DECREF(value);
-    return size;
-}
-
-/* wants(cache, key): ReadCache.wants in C, the rule it follows, on the cache's items,
- * room, seen and span. */
-static PyObject *
-speedups_wants(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "wants() takes 2 arguments (cache, key), got %zd", nargs);
-        return NULL;
-    }
-    PyObject *cache = args[0], *key = args[1];
-    PyObject *items = PyObject_GetAttr(cache, name_items);
-    if (items == NULL) {
-        return NULL;
-    }
-    Py_ssize_t held = PyObject_Size(items);
-    Py_DECREF(items);
-    if (held < 0) {
-        return NULL;
-    }
-    Py_ssize_t room = size_attr(cache, name_room);
-    if (room == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (held < room) {
-        Py_RETURN_TRUE;
-    }
-    Py_ssize_t span = size_attr(cache, name_span);
-    if (span == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    PyObject *seen = PyObject_GetAttr(cache, name_seen);
-    if (seen == NULL) {
-        return NULL;
-    }
-    if (!PySet_Check(seen) && !Py_IS_TYPE(seen, &SeenKeysType)) {
-        Py_DECREF(seen);
-        PyErr_SetString(PyExc_TypeError, "wants() takes a cache whose seen is a set or SeenKeys");
-        return NULL;
-    }
-    int again = seen_again(seen, span, key);
-    Py_DECREF(seen);
-    if (again < 0) {
-        return NULL;
-    }
-    return PyBool_FromLong(again);
 }
 
 /* decode_batch: see RecordCodec._plain_batch, the rule this follows step by step. */
@@ -821,8 +1192,9 @@ static PyTypeObject PlainDecoderType = {
 };
 
 static PyMethodDef speedups_functions[] = {
-    {"wants", (PyCFunction)(void (*)(void))speedups_wants, METH_FASTCALL,
-     "wants(cache, key) -> bool: ReadCache.wants(cache, key), in C."},
+    {"unpackb", (PyCFunction)(void (*)(void))speedups_unpackb, METH_FASTCALL | METH_KEYWORDS,
+     "unpackb(data, /, **options): msgpack.unpackb, its common case decoded in C with the "
+     "keys of maps shared (everything else is msgpack.unpackb's)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -841,10 +1213,17 @@ PyInit__speedups(void)
     if (PyType_Ready(&PlainDecoderType) < 0 || PyType_Ready(&SeenKeysType) < 0) {
         return NULL;
     }
-    if ((name_items = PyUnicode_InternFromString("items")) == NULL ||
-        (name_room = PyUnicode_InternFromString("room")) == NULL ||
-        (name_seen = PyUnicode_InternFromString("seen")) == NULL ||
-        (name_span = PyUnicode_InternFromString("span")) == NULL) {
+    PyObject *msgpack = PyImport_ImportModule("msgpack");
+    if (msgpack == NULL) {
+        return NULL;
+    }
+    msgpack_unpackb = PyObject_GetAttrString(msgpack, "unpackb");
+    Py_DECREF(msgpack);
+    if (msgpack_unpackb == NULL) {
+        return NULL;
+    }
+    if ((name_ext_hook = PyUnicode_InternFromString("ext_hook")) == NULL ||
+        (name_strict_map_key = PyUnicode_InternFromString("strict_map_key")) == NULL) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&speedups_module);

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import os
 import pickle
 import threading
 import uuid
@@ -95,7 +96,28 @@ DEFAULT_MAX_OBJECTS = 1 << 21
 # levels): its packer refuses deeper values and its unpacker refuses deeper bytes.
 MSGPACK_NESTING = 1024
 
-_unpackb = msgpack.unpackb
+
+_MSGPACK_UNPACKB: Callable[..., Any] = msgpack.unpackb
+
+
+def _fast_unpackb() -> Callable[..., Any]:
+    """``msgpack.unpackb``, or its drop-in in C (``swr.storage._speedups``) when built.
+
+    The C form decodes the common values itself, the keys of maps shared (a document's
+    repeated keys are built once), and hands everything else to ``msgpack.unpackb`` with
+    the same arguments: the same results, the same errors. ``SWR_PURE_PYTHON=1`` keeps
+    msgpack's.
+    """
+    if os.environ.get("SWR_PURE_PYTHON", "") not in ("", "0"):
+        return _MSGPACK_UNPACKB
+    try:
+        from swr.storage._speedups import unpackb  # noqa: PLC0415 - optional
+    except ImportError:
+        return _MSGPACK_UNPACKB
+    return unpackb
+
+
+_unpackb = _fast_unpackb()
 
 
 class MsgpackSerializer:

@@ -73,18 +73,28 @@ leaves = st.one_of(
     st.builds(sized, st.sampled_from([0xDB, 0xC6]), counts, st.binary(max_size=8)),
     st.builds(lambda v: bytes(msgpack.packb(v)), st.integers(-(2**63), 2**64 - 1) | st.text()),
 )
-tokens = st.recursive(
-    leaves,
-    lambda children: st.one_of(
-        st.builds(array, counts, st.lists(children, max_size=6)),
-        st.builds(mapping, counts, st.lists(children, max_size=6)),
-        st.builds(ext, st.integers(-128, 127) | st.integers(0, 12), children),
-        st.builds(ext, st.integers(1, 3), st.builds(array, st.none(), st.lists(children))),
-        st.builds(lambda item, n: array(None, [item] * n), children, st.integers(0, 400)),
-        st.builds(wrapped, st.lists(st.integers(1, 3), max_size=MAX_DEPTH + 2), children),
-    ),
-    max_leaves=40,
-)
+
+
+def hostile_tokens(most_repeats: int = 400) -> st.SearchStrategy[bytes]:
+    """msgpack with lying lengths, any extension code, nested extensions and an item
+    repeated up to ``most_repeats`` times (repeats nest: sizes multiply)."""
+    return st.recursive(
+        leaves,
+        lambda children: st.one_of(
+            st.builds(array, counts, st.lists(children, max_size=6)),
+            st.builds(mapping, counts, st.lists(children, max_size=6)),
+            st.builds(ext, st.integers(-128, 127) | st.integers(0, 12), children),
+            st.builds(ext, st.integers(1, 3), st.builds(array, st.none(), st.lists(children))),
+            st.builds(
+                lambda item, n: array(None, [item] * n), children, st.integers(0, most_repeats)
+            ),
+            st.builds(wrapped, st.lists(st.integers(1, 3), max_size=MAX_DEPTH + 2), children),
+        ),
+        max_leaves=40,
+    )
+
+
+tokens = hostile_tokens()
 
 
 def compress(data: bytes) -> bytes:

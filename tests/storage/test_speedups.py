@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from swr._core.ttl import CachedEntry
 from swr.storage import CorruptEntryError, Entry
-from swr.storage._record import PLAIN_SIZE, SPEEDUPS, ReadCache, RecordCodec, _none_slots, admits
+from swr.storage._record import PLAIN_SIZE, SPEEDUPS, ReadCache, RecordCodec, _none_slots
 from swr.storage.serializers import MsgpackSerializer, ZstdSerializer
 from tests.storage.test_decoder_fuzz import CODECS, payloads
 from tests.storage.test_record import KEYS, held_keys
@@ -49,8 +49,9 @@ def test_pure_python_mode_turns_the_decoder_off():
         "from swr.storage._record import SPEEDUPS, RecordCodec\n"
         "from swr.storage.serializers import ZstdSerializer\n"
         "codec = RecordCodec(ZstdSerializer())\n"
-        "from swr.storage._record import ReadCache, admits\n"
-        "print(SPEEDUPS, codec.plain_decode == codec._decode_plain, admits is ReadCache.wants)\n"
+        "from swr.storage._record import ReadCache\n"
+        "cache = ReadCache(4)\n"
+        "print(SPEEDUPS, codec.plain_decode == codec._decode_plain, cache.admits == cache.wants)\n"
     )
     env = dict(os.environ, SWR_PURE_PYTHON="1")
     out = subprocess.run(
@@ -91,7 +92,8 @@ if PURE:  # the rest checks the C decoder, absent in this mode
         assert not SPEEDUPS
         codec = RecordCodec(ZstdSerializer())
         assert codec.plain_decode == codec._decode_plain
-        assert admits is ReadCache.wants
+        cache: ReadCache[int] = ReadCache(4)
+        assert cache.admits == cache.wants
 
 else:
 
@@ -99,18 +101,19 @@ else:
         st.integers(1, 6),
         st.integers(0, 8),
         st.lists(st.integers(0, 30).map(str), max_size=60),
+        st.none() | st.integers(0, 7),
     )
-    def test_admission_in_c_follows_read_cache_wants(limit, held, keys):
-        """``admits`` (in C) answers as ``ReadCache.wants`` and leaves the same state:
-        below the room, full, keys read again, and across the seen span's clears.
+    def test_admission_in_c_follows_read_cache_wants(limit, held, keys, room):
+        """``ReadCache.admits`` (in C) answers as ``ReadCache.wants`` and leaves the same
+        state: below the room, full, keys read again, and across the seen span's clears.
         """
-        assert admits is not ReadCache.wants
-        rule: ReadCache[int] = ReadCache(limit)
-        ours: ReadCache[int] = ReadCache(limit)
+        rule: ReadCache[int] = ReadCache(limit, room)
+        ours: ReadCache[int] = ReadCache(limit, room)
+        assert ours.admits != ours.wants
         for cache in (rule, ours):
             cache.remember((f"held{i}", i) for i in range(held))
         for at, key in enumerate(keys):
-            assert admits(ours, key) is rule.wants(key)
+            assert ours.admits(key) is rule.wants(key)
             assert held_keys(ours.seen, KEYS) == held_keys(rule.seen, KEYS)
             if at % 7 == 0:  # now and then a key is kept, as a storage would
                 rule.remember(((key, at),))
@@ -149,7 +152,7 @@ else:
         """A key read once is not kept alive by the admission (the reason for SeenKeys)."""
         cache: ReadCache[int] = ReadCache(0)
         key = "".join(["fresh-", "key"])  # a string of its own
-        assert not admits(cache, key)
+        assert not cache.admits(key)
         assert key in cache.seen
         assert sys.getrefcount(key) == 2  # the local name and getrefcount's argument
 
@@ -163,15 +166,34 @@ else:
         with pytest.raises(RuntimeError, match="not initialized"):
             _ = "k" in SeenKeys.__new__(SeenKeys)
 
-    def test_admission_in_c_refuses_what_is_not_a_read_cache():
-        with pytest.raises(TypeError, match="takes 2 arguments"):
-            admits(ReadCache(1))  # type: ignore[call-arg]
-        with pytest.raises(AttributeError):
-            admits(object(), "k")  # type: ignore[arg-type]
-        cache: ReadCache[int] = ReadCache(0)
-        cache.seen = []  # type: ignore[assignment]
-        with pytest.raises(TypeError, match="seen is a set or SeenKeys"):
-            admits(cache, "k")
+    def test_a_read_cache_holding_itself_is_collected():
+        """SeenKeys holds the cache's items: a cycle through them is still collected."""
+        import gc
+        import weakref
+
+        class Value:
+            pass
+
+        value = Value()
+        gone = weakref.ref(value)
+        cache: ReadCache[Any] = ReadCache(4)
+        cache.items["self"] = cache  # cache -> seen -> items -> cache
+        cache.items["value"] = value
+        del cache, value
+        gc.collect()
+        assert gone() is None
+
+    def test_admission_in_c_refuses_bad_input():
+        from swr.storage._speedups import SeenKeys
+
+        with pytest.raises(TypeError, match="made with a cache's items"):
+            SeenKeys(4).admits("k")
+        with pytest.raises(TypeError, match="must be dict"):
+            SeenKeys(4, [])  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="room must be >= 0"):
+            SeenKeys(4, {}, -1)
+        with pytest.raises(TypeError, match="unhashable"):
+            ReadCache(0).admits([])  # type: ignore[arg-type]
 
     def user_factory(value: Any, stored: float, fresh: float, stale: float, expires: float):
         """A factory that is not a class: the decoder calls it."""

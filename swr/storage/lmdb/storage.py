@@ -25,7 +25,6 @@ from swr.storage._record import (
     UNPACK_PLAIN,
     ReadCache,
     RecordCodec,
-    admits,
     digest_key,
 )
 from swr.storage._tokens import new_token
@@ -109,8 +108,7 @@ class _ReadCache(ReadCache[T]):
     SEEN_SPAN = 4
 
     def __init__(self, limit: int) -> None:
-        super().__init__(limit)
-        self.room = limit - limit // 8
+        super().__init__(limit, room=limit - limit // 8)
 
     def keep(self, key: str, item: T) -> None:
         """Keep ``item``; beyond ``limit`` keys, drop the oldest eighth (:meth:`trim`)."""
@@ -351,6 +349,7 @@ class LMDBStorage(StorageMixin):
         self._key_limit = handle.backend.key_limit
         self._cache: _ReadCache[tuple[bytes, bytes, bytes, Entry]] = _ReadCache(read_cache)
         self._cache_get = self._cache.get
+        self._admits = self._cache.admits
         self._follow_at = -math.inf  # by this storage's clock: see _finish
 
     def adopt_clock(self, clock: Callable[[], float] | None) -> Callable[[], float] | None:
@@ -521,10 +520,10 @@ class LMDBStorage(StorageMixin):
                 plain_decode = self._plain_decode
                 decoded = plain_decode(data)  # None: _finish gives the verdict
                 if decoded is not None:
-                    cache = self._cache
+                    cache, admits = self._cache, self._admits
                     if (
                         cache.limit
-                        and admits(cache, key)
+                        and admits(key)
                         and len(data) - PLAIN_SIZE <= ReadCache.DECODED_MAX
                     ):
                         cache.keep(key, (kb, check, data, decoded))
@@ -570,7 +569,7 @@ class LMDBStorage(StorageMixin):
             cache = self._cache
             if (
                 cache.limit
-                and admits(cache, key)
+                and cache.admits(key)
                 and self._codec.decoded_size(data) <= ReadCache.DECODED_MAX
             ):
                 cache.keep(key, (kb, check, data, entry))
