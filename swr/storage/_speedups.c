@@ -53,11 +53,12 @@
  * The difference that makes it faster: map keys. msgpack builds a new string for each
  * key of each map (and interns it); a document of 40 items with the same six keys
  * builds 240 strings and hashes each. Here short ASCII keys come from a small table
- * (KEY_SLOTS strings, indexed by a hash of their bytes, replaced on collision): a key
+ * (KEY_SLOTS strings, two a hash of their bytes): a key
  * seen before is the same string, whose hash is already computed. */
 
 #define MAX_NESTING 32
-#define KEY_SLOTS 1024 /* a power of two */
+#define KEY_BITS 10                   /* 1,024 hashes */
+#define KEY_SLOTS (2 << KEY_BITS)     /* two strings each */
 #define KEY_MAX 32     /* longer keys are built each time */
 
 static PyObject *msgpack_unpackb; /* msgpack.unpackb: everything not decoded here */
@@ -105,7 +106,60 @@ read_str(Reader *r, Py_ssize_t n)
     return text;
 }
 
-/* A map key of ``n`` bytes of UTF-8: from the key table when seen before. */
+static inline uint64_t
+load8(const unsigned char *p)
+{
+    uint64_t value;
+    memcpy(&value, p, 8);
+    return value;
+}
+
+static inline uint64_t
+load4(const unsigned char *p)
+{
+    uint32_t value;
+    memcpy(&value, p, 4);
+    return value;
+}
+
+/* The first and last bytes of ``p[0:n]`` (n <= KEY_MAX) packed in a word each, in
+ * loads that stay within the n bytes: what the key table hashes, and compares first. */
+static inline void
+key_words(const unsigned char *p, Py_ssize_t n, uint64_t *head, uint64_t *tail)
+{
+    if (n >= 8) {
+        *head = load8(p);
+        *tail = load8(p + n - 8);
+    }
+    else if (n >= 4) {
+        *head = load4(p);
+        *tail = load4(p + n - 4);
+    }
+    else {
+        *head = n ? (uint64_t)p[0] | (uint64_t)p[n / 2] << 8 | (uint64_t)p[n - 1] << 16 : 0;
+        *tail = 0;
+    }
+}
+
+/* Whether the table's string ``held`` is the ``n`` bytes at ``p`` (whose key words are
+ * ``head`` and ``tail``). */
+static inline int
+same_key(PyObject *held, const unsigned char *p, Py_ssize_t n, uint64_t head, uint64_t tail)
+{
+    if (held == NULL || PyUnicode_GET_LENGTH(held) != n) {
+        return 0;
+    }
+    const unsigned char *known = PyUnicode_DATA(held);
+    uint64_t known_head, known_tail;
+    key_words(known, n, &known_head, &known_tail);
+    return known_head == head && known_tail == tail &&
+           (n <= 16 || memcmp(known + 8, p + 8, n - 16) == 0);
+}
+
+/* A map key of ``n`` bytes of UTF-8: from the key table when seen before. The table
+ * has two slots a hash, chosen by the length and the first and last eight bytes; a new
+ * key takes the first slot and moves its string to the second, dropping the second's.
+ * Keys that differ only between those bytes share the slots (each still read right). */
 static PyObject *
 read_key_str(Reader *r, Py_ssize_t n)
 {
@@ -113,22 +167,25 @@ read_key_str(Reader *r, Py_ssize_t n)
         return read_str(r, n);
     }
     const unsigned char *p = r->at;
-    uint32_t hash = 2166136261u ^ (uint32_t)n; /* FNV-1a */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        hash = (hash ^ p[i]) * 16777619u;
-    }
-    PyObject **slot = &key_table[hash & (KEY_SLOTS - 1)];
-    PyObject *held = *slot;
-    if (held != NULL && PyUnicode_GET_LENGTH(held) == n &&
-        memcmp(PyUnicode_DATA(held), p, n) == 0) {
-        r->at += n;
-        Py_INCREF(held);
-        return held;
+    uint64_t head, tail;
+    key_words(p, n, &head, &tail);
+    uint64_t hash = (head * 0x9E3779B97F4A7C15u) ^ (tail * 0xC2B2AE3D27D4EB4Fu) ^ (uint64_t)n;
+    hash ^= hash >> 29;
+    hash *= 0xBF58476D1CE4E5B9u;
+    PyObject **pair = &key_table[2 * (hash >> (64 - KEY_BITS))];
+    for (int i = 0; i < 2; i++) {
+        if (same_key(pair[i], p, n, head, tail)) {
+            r->at += n;
+            Py_INCREF(pair[i]);
+            return pair[i];
+        }
     }
     PyObject *key = read_str(r, n);
     if (key != NULL && PyUnicode_IS_ASCII(key)) { /* one byte a character: compared above */
+        Py_XDECREF(pair[1]);
+        pair[1] = pair[0];
         Py_INCREF(key);
-        Py_XSETREF(*slot, key);
+        pair[0] = key;
     }
     return key;
 }

@@ -202,6 +202,11 @@ def test_map_keys_are_shared_between_decodes():
     assert sku[0] is sku[1] is sku[2]
     accented = [list(m)[1] for m in first]
     assert accented[0] == accented[1] == "é"  # not ASCII: built each time, still equal
+    # Two keys of one map whose hashes meet (as "score" and "created" do) are both kept.
+    fields = ["id", "name", "email", "roles", "active", "score", "bio", "created"]
+    record = msgpack.packb(dict.fromkeys(fields, 0))
+    first, again = (unpackb(record, strict_map_key=False) for _ in range(2))
+    assert all(a is b for a, b in zip(first, again, strict=True))
     long_key = "k" * 40
     assert list(unpackb(msgpack.packb({long_key: 1}), strict_map_key=False)) == [long_key]
 
@@ -209,6 +214,9 @@ def test_map_keys_are_shared_between_decodes():
 def test_colliding_keys_are_never_confused():
     """Keys of one length that share a table slot replace each other, never alias."""
     names = [f"key{i:05d}" for i in range(20_000)]
+    names += [f"same-head-{i:05d}-same-tail" for i in range(2_000)]  # differ in the middle
+    names += [chr(a) + chr(b) for a in range(32, 127) for b in range(32, 127, 7)]  # short
+    names += [f"{i:04d}" for i in range(1000)] + ["", "a", "é", "ab" * 16, "ab" * 16 + "c"]
     packed = msgpack.packb([{name: i} for i, name in enumerate(names)])
     decoded = unpackb(packed, strict_map_key=False)
     assert [next(iter(m)) for m in decoded] == names
