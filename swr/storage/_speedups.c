@@ -95,17 +95,6 @@ read_length(Reader *r, int size)
     return (Py_ssize_t)value; /* at most 2**32 - 1 */
 }
 
-static PyObject *
-read_str(Reader *r, Py_ssize_t n)
-{
-    if (n < 0 || r->end - r->at < n) {
-        return NULL;
-    }
-    PyObject *text = PyUnicode_DecodeUTF8((const char *)r->at, n, NULL);
-    r->at += n;
-    return text;
-}
-
 static inline uint64_t
 load8(const unsigned char *p)
 {
@@ -120,6 +109,41 @@ load4(const unsigned char *p)
     uint32_t value;
     memcpy(&value, p, 4);
     return value;
+}
+
+/* Whether ``p[0:n]`` is ASCII, eight bytes at a time. */
+static inline int
+is_ascii(const unsigned char *p, Py_ssize_t n)
+{
+    uint64_t bits = 0;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        bits |= load8(p + i);
+    }
+    for (; i < n; i++) {
+        bits |= p[i];
+    }
+    return (bits & 0x8080808080808080u) == 0;
+}
+
+static PyObject *
+read_str(Reader *r, Py_ssize_t n)
+{
+    if (n < 0 || r->end - r->at < n) {
+        return NULL;
+    }
+    PyObject *text;
+    if (n > 1 && is_ascii(r->at, n)) { /* copied as is (one character: a shared string) */
+        text = PyUnicode_New(n, 127);
+        if (text != NULL) {
+            memcpy(PyUnicode_DATA(text), r->at, n);
+        }
+    }
+    else {
+        text = PyUnicode_DecodeUTF8((const char *)r->at, n, NULL);
+    }
+    r->at += n;
+    return text;
 }
 
 /* The first and last bytes of ``p[0:n]`` (n <= KEY_MAX) packed in a word each, in

@@ -179,6 +179,19 @@ def test_each_case_it_hands_over():
         unpackb(ext, ext_hook=hook, strict_map_key=False)
 
 
+def test_strings_ascii_or_not_at_every_position():
+    """ASCII strings are copied eight bytes at a time: a non-ASCII byte anywhere, a bad
+    UTF-8 byte anywhere, around the word size, is still found."""
+    for n in range(20):
+        assert_same_outcome(msgpack.packb(["a" * n, {"k" * n: "v" * n}]), strict_map_key=False)
+        for at in range(n):
+            text = "a" * at + "é" + "a" * (n - at - 1)
+            assert_same_outcome(msgpack.packb([text, {text: text}]), strict_map_key=False)
+            bad = bytearray(msgpack.packb("a" * n))
+            bad[1 + at] = 0xFF
+            assert_same_outcome(bytes(bad), strict_map_key=False)
+
+
 def test_other_arguments_are_msgpacks():
     """Options it does not decode itself, and buffers that are not bytes, go to msgpack."""
     packed = msgpack.packb({1: [1, 2], "a": b"x"})
