@@ -416,6 +416,8 @@ class ReadCache(Generic[T]):
 
     Args:
         limit: Most keys kept; 0 keeps none.
+        room: Below this many keys, every key decoded is kept (see :meth:`wants`);
+            default ``limit``. Fixed once the cache is made (the C admission holds it).
     """
 
     __slots__ = ("admits", "get", "items", "limit", "lock", "pop", "room", "seen", "span")

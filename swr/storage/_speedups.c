@@ -53,13 +53,13 @@
  * The difference that makes it faster: map keys. msgpack builds a new string for each
  * key of each map (and interns it); a document of 40 items with the same six keys
  * builds 240 strings and hashes each. Here short ASCII keys come from a small table
- * (KEY_SLOTS strings, two a hash of their bytes): a key
- * seen before is the same string, whose hash is already computed. */
+ * (KEY_SLOTS strings, two a hash of their bytes): a key seen before is the same
+ * string, whose hash is already computed. ASCII strings are copied as they are. */
 
 #define MAX_NESTING 32
-#define KEY_BITS 10                   /* 1,024 hashes */
-#define KEY_SLOTS (2 << KEY_BITS)     /* two strings each */
-#define KEY_MAX 32     /* longer keys are built each time */
+#define KEY_BITS 10               /* 1,024 hashes */
+#define KEY_SLOTS (2 << KEY_BITS) /* two strings each */
+#define KEY_MAX 32                /* longer keys are built each time */
 
 static PyObject *msgpack_unpackb; /* msgpack.unpackb: everything not decoded here */
 static PyObject *key_table[KEY_SLOTS];
