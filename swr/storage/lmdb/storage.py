@@ -130,7 +130,6 @@ class _ReadCache(ReadCache[T]):
 
 
 _INF: Final = math.inf
-_UNPACKB: Final = msgpack.unpackb
 
 _PUTS: Final = frozenset(("put", "put_and_release"))  # writes returning their evictions
 # What _run (and _write's first attempt) absorb: damage and replacement are recovered
