@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import hashlib
 import math
-import os
 import struct
 import sys
 import threading
@@ -35,11 +34,16 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from swr.storage.base import Entry
 from swr.storage.errors import CorruptEntryError
-from swr.storage.serializers import MsgpackSerializer, Serializer, ZstdSerializer
+from swr.storage.serializers import (
+    MsgpackSerializer,
+    Serializer,
+    ZstdSerializer,
+    _speedups_allowed,
+)
 from swr.storage.serializers import _unpackb as _UNPACKB
 
 try:  # the optional C decoder of the common record; pure Python without it
-    if os.environ.get("SWR_PURE_PYTHON", "") not in ("", "0"):
+    if not _speedups_allowed():
         raise ImportError("SWR_PURE_PYTHON is set")  # noqa: TRY301 - one fallback below
     from swr.storage._speedups import PlainDecoder, SeenKeys
 except ImportError:

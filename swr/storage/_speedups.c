@@ -591,14 +591,7 @@ PlainDecoder_init(PlainDecoder *self, PyObject *args, PyObject *kwds)
     /* Interned, as the names in compiled Python code are: msgpack's argument parser
      * matches keywords by identity first, and compares their text only when that fails
      * (about 200 instructions a call). */
-    PyObject *ext_hook_name = PyUnicode_InternFromString("ext_hook");
-    PyObject *strict_name = PyUnicode_InternFromString("strict_map_key");
-    PyObject *kwnames = NULL;
-    if (ext_hook_name != NULL && strict_name != NULL) {
-        kwnames = PyTuple_Pack(2, ext_hook_name, strict_name);
-    }
-    Py_XDECREF(ext_hook_name);
-    Py_XDECREF(strict_name);
+    PyObject *kwnames = PyTuple_Pack(2, name_ext_hook, name_strict_map_key); /* interned */
     if (kwnames == NULL) {
         return -1;
     }

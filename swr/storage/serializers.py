@@ -100,6 +100,14 @@ MSGPACK_NESTING = 1024
 _MSGPACK_UNPACKB: Callable[..., Any] = msgpack.unpackb
 
 
+def _speedups_allowed() -> bool:
+    """Whether ``swr.storage._speedups`` may be used (the storage layer's one test).
+
+    Not when ``SWR_PURE_PYTHON`` is set to anything but ``0``.
+    """
+    return os.environ.get("SWR_PURE_PYTHON", "") in ("", "0")
+
+
 def _fast_unpackb() -> Callable[..., Any]:
     """``msgpack.unpackb``, or its drop-in in C (``swr.storage._speedups``) when built.
 
@@ -108,7 +116,7 @@ def _fast_unpackb() -> Callable[..., Any]:
     the same arguments: the same results, the same errors. ``SWR_PURE_PYTHON=1`` keeps
     msgpack's.
     """
-    if os.environ.get("SWR_PURE_PYTHON", "") not in ("", "0"):
+    if not _speedups_allowed():
         return _MSGPACK_UNPACKB
     try:
         from swr.storage._speedups import unpackb  # noqa: PLC0415 - optional

@@ -44,20 +44,23 @@ if not SPEEDUPS and not PURE:
 
 
 def test_pure_python_mode_turns_the_decoder_off():
-    """SWR_PURE_PYTHON=1 (tests/storage runs again with it in CI) leaves no C decoder."""
+    """SWR_PURE_PYTHON=1 (tests/storage runs again with it in CI) leaves no C decoder,
+    admission or msgpack decoder in use."""
     code = (
+        "import msgpack\n"
         "from swr.storage._record import SPEEDUPS, RecordCodec\n"
-        "from swr.storage.serializers import ZstdSerializer\n"
+        "from swr.storage.serializers import ZstdSerializer, _unpackb\n"
         "codec = RecordCodec(ZstdSerializer())\n"
         "from swr.storage._record import ReadCache\n"
         "cache = ReadCache(4)\n"
-        "print(SPEEDUPS, codec.plain_decode == codec._decode_plain, cache.admits == cache.wants)\n"
+        "print(SPEEDUPS, codec.plain_decode == codec._decode_plain, cache.admits == cache.wants,"
+        " _unpackb is msgpack.unpackb)\n"
     )
     env = dict(os.environ, SWR_PURE_PYTHON="1")
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["False", "True", "True"]
+    assert out.stdout.split() == ["False", "True", "True", "True"]
 
 
 def test_the_batch_pass_sorts_each_record_by_the_rule():
