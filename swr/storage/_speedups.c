@@ -14,7 +14,8 @@
  *
  * It also holds the read cache's admission: SeenKeys keeps the keys the rule of
  * ReadCache.wants has seen lately as hashes, and SeenKeys.admits follows that rule; and
- * unpackb, msgpack.unpackb's common case decoded with the keys of maps shared.
+ * unpackb, msgpack.unpackb's common case decoded with the keys of maps shared; and
+ * PoolGet, PoolCache.get's hit and miss.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -23,6 +24,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #define PLAIN_SIZE 39 /* magic, version, flags, four doubles, key check length, marker */
 #define TIMES_AT 4
@@ -1265,6 +1267,270 @@ static PyTypeObject PlainDecoderType = {
     .tp_members = PlainDecoder_members,
 };
 
+/* PoolGet: PoolCache.get's two common cases in C, a live hit and a plain miss.
+ *
+ * Applied to the Python method ``get`` in its class's body (a decorator), it becomes
+ * that class's ``get``; __set_name__ then finds the slots it reads. Called as the
+ * method, it does what ``get`` does when the key is found live (mark it read, count a
+ * hit, return the value) or absent from an open cache (count a miss, return None),
+ * reading the same slots in the same order. Every other case (an item that may have
+ * expired, a closed cache, a slot of an unexpected type, an object of another class)
+ * is ``get``'s own call, which decides it again from the start. A clock slot holding
+ * ``wall`` (time.time) is read with clock_gettime, without a float object; any other
+ * clock is called. */
+
+enum { PG_HINT, PG_DATA, PG_MARKED, PG_HITS, PG_MISSES, PG_CLOSED, PG_NOW, PG_SLOTS };
+static const char *const POOL_SLOTS[PG_SLOTS] = {
+    "_hint", "_data", "_marked", "_hits", "_misses", "_closed", "_now_read"};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *get;       /* the Python method: the rule, and every case not handled here */
+    PyObject *wall;      /* time.time */
+    PyTypeObject *owner; /* the class (set by __set_name__; until then, get is called) */
+    Py_ssize_t offsets[PG_SLOTS];
+    vectorcallfunc vectorcall;
+} PoolGet;
+
+static PyTypeObject PoolGetType;
+
+#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+
+/* time.time() as a double, as time.time computes it (nanoseconds, then seconds). */
+static int
+wall_now(double *now)
+{
+#ifdef CLOCK_REALTIME
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) == 0) {
+        int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        *now = ns % 1000000000 == 0 ? (double)(ns / 1000000000) : (double)ns / 1e9;
+        return 0;
+    }
+#endif
+    return -1; /* no error set: the caller calls time.time */
+}
+
+static PyObject *
+PoolGet_vectorcall(PoolGet *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 2 || kwnames != NULL || self->owner == NULL ||
+        !PyObject_TypeCheck(args[0], self->owner)) {
+        return PyObject_Vectorcall(self->get, args, nargsf, kwnames);
+    }
+    PyObject *cache = args[0], *key = args[1];
+    const Py_ssize_t *at = self->offsets;
+    PyObject *hint = SLOT(cache, at[PG_HINT]);
+    PyObject *data = SLOT(cache, at[PG_DATA]);
+    if (hint == NULL || !PyFloat_CheckExact(hint) || data == NULL || !PyDict_Check(data)) {
+        return PyObject_Vectorcall(self->get, args, nargsf, kwnames);
+    }
+    /* Read before the lookup, as a value: see PoolCache.get for why it may stand for
+     * the item's own deadline. */
+    double hint_at = PyFloat_AS_DOUBLE(hint);
+    PyObject *item = PyDict_GetItemWithError(data, key); /* borrowed */
+    if (item == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL; /* unhashable: the lookup's own TypeError */
+        }
+        PyObject *misses = SLOT(cache, at[PG_MISSES]);
+        if (SLOT(cache, at[PG_CLOSED]) != Py_False || misses == NULL ||
+            Py_TYPE(misses)->tp_iternext == NULL) {
+            return PyObject_Vectorcall(self->get, args, nargsf, kwnames);
+        }
+        PyObject *count = Py_TYPE(misses)->tp_iternext(misses);
+        if (count == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetNone(PyExc_StopIteration);
+            }
+            return NULL;
+        }
+        Py_DECREF(count);
+        Py_RETURN_NONE;
+    }
+    if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
+        return PyObject_Vectorcall(self->get, args, nargsf, kwnames);
+    }
+    Py_INCREF(item); /* a clock, a key's __hash__ or __eq__ may run Python code */
+    if (hint_at != Py_HUGE_VAL) {
+        PyObject *now_read = SLOT(cache, at[PG_NOW]);
+        double now;
+        if (now_read == NULL) {
+            goto call_get;
+        }
+        if (now_read != self->wall || wall_now(&now) < 0) {
+            PyObject *read = PyObject_CallNoArgs(now_read);
+            if (read == NULL) {
+                Py_DECREF(item);
+                return NULL;
+            }
+            now = PyFloat_AsDouble(read);
+            Py_DECREF(read);
+            if (now == -1.0 && PyErr_Occurred()) {
+                goto call_get; /* not a number: get compares it as it is */
+            }
+        }
+        if (hint_at <= now) {
+            PyObject *deadline = PyTuple_GET_ITEM(item, 1);
+            if (!PyFloat_CheckExact(deadline) || PyFloat_AS_DOUBLE(deadline) <= now) {
+                goto call_get; /* expired, most likely: get removes it */
+            }
+        }
+    }
+    PyObject *marked = SLOT(cache, at[PG_MARKED]);
+    PyObject *hits = SLOT(cache, at[PG_HITS]);
+    if (marked == NULL || !PySet_Check(marked) || hits == NULL ||
+        Py_TYPE(hits)->tp_iternext == NULL) {
+        goto call_get;
+    }
+    if (PySet_Add(marked, key) < 0) {
+        Py_DECREF(item);
+        return NULL;
+    }
+    PyObject *count = Py_TYPE(hits)->tp_iternext(hits);
+    if (count == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetNone(PyExc_StopIteration);
+        }
+        Py_DECREF(item);
+        return NULL;
+    }
+    Py_DECREF(count);
+    PyObject *value = PyTuple_GET_ITEM(item, 0);
+    Py_INCREF(value);
+    Py_DECREF(item);
+    return value;
+
+call_get:
+    PyErr_Clear();
+    Py_DECREF(item);
+    return PyObject_Vectorcall(self->get, args, nargsf, kwnames);
+}
+
+static PyObject *
+PoolGet_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"get", "wall", NULL};
+    PyObject *get, *wall;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:PoolGet", kwlist, &get, &wall)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(get) || !PyCallable_Check(wall)) {
+        PyErr_SetString(PyExc_TypeError, "get and wall must be callable");
+        return NULL;
+    }
+    PoolGet *self = (PoolGet *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    Py_INCREF(get);
+    Py_INCREF(wall);
+    self->get = get;
+    self->wall = wall;
+    self->vectorcall = (vectorcallfunc)PoolGet_vectorcall;
+    return (PyObject *)self;
+}
+
+static PyObject *
+PoolGet_set_name(PoolGet *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyType_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "__set_name__(owner, name) takes a class and a name");
+        return NULL;
+    }
+    PyTypeObject *owner = (PyTypeObject *)args[0];
+    Py_ssize_t offsets[PG_SLOTS];
+    for (int i = 0; i < PG_SLOTS; i++) {
+        if ((offsets[i] = slot_offset(owner, POOL_SLOTS[i])) < 0) {
+            return NULL;
+        }
+    }
+    memcpy(self->offsets, offsets, sizeof(offsets));
+    Py_INCREF(owner);
+    Py_XSETREF(self->owner, owner);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+PoolGet_descr_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
+
+/* __doc__, __name__, __qualname__ and __module__ are the wrapped method's. */
+static PyObject *
+PoolGet_wrapped_attr(PoolGet *self, void *name)
+{
+    return PyObject_GetAttrString(self->get, (const char *)name);
+}
+
+static int
+PoolGet_traverse(PoolGet *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->get);
+    Py_VISIT(self->wall);
+    Py_VISIT(self->owner);
+    return 0;
+}
+
+static int
+PoolGet_clear(PoolGet *self)
+{
+    Py_CLEAR(self->get);
+    Py_CLEAR(self->wall);
+    Py_CLEAR(self->owner);
+    return 0;
+}
+
+static void
+PoolGet_dealloc(PoolGet *self)
+{
+    PyObject_GC_UnTrack(self);
+    PoolGet_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef PoolGet_methods[] = {
+    {"__set_name__", (PyCFunction)(void (*)(void))PoolGet_set_name, METH_FASTCALL,
+     "Find the slots of the class the method is defined in."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef PoolGet_members[] = {
+    {"__wrapped__", T_OBJECT, offsetof(PoolGet, get), READONLY, "The Python method."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef PoolGet_getset[] = {
+    {"__doc__", (getter)PoolGet_wrapped_attr, NULL, NULL, "__doc__"},
+    {"__name__", (getter)PoolGet_wrapped_attr, NULL, NULL, "__name__"},
+    {"__qualname__", (getter)PoolGet_wrapped_attr, NULL, NULL, "__qualname__"},
+    {"__module__", (getter)PoolGet_wrapped_attr, NULL, NULL, "__module__"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject PoolGetType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "swr.storage._speedups.PoolGet",
+    .tp_basicsize = sizeof(PoolGet),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_vectorcall_offset = offsetof(PoolGet, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = PoolGet_descr_get,
+    .tp_new = PoolGet_new,
+    .tp_dealloc = (destructor)PoolGet_dealloc,
+    .tp_traverse = (traverseproc)PoolGet_traverse,
+    .tp_clear = (inquiry)PoolGet_clear,
+    .tp_methods = PoolGet_methods,
+    .tp_members = PoolGet_members,
+    .tp_getset = PoolGet_getset,
+};
+
 static PyMethodDef speedups_functions[] = {
     {"unpackb", (PyCFunction)(void (*)(void))speedups_unpackb, METH_FASTCALL | METH_KEYWORDS,
      "unpackb(data, /, **options): msgpack.unpackb, its common case decoded in C with the "
@@ -1284,7 +1550,8 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&PlainDecoderType) < 0 || PyType_Ready(&SeenKeysType) < 0) {
+    if (PyType_Ready(&PlainDecoderType) < 0 || PyType_Ready(&SeenKeysType) < 0 ||
+        PyType_Ready(&PoolGetType) < 0) {
         return NULL;
     }
     PyObject *msgpack = PyImport_ImportModule("msgpack");
@@ -1313,6 +1580,12 @@ PyInit__speedups(void)
     Py_INCREF(&SeenKeysType);
     if (PyModule_AddObject(module, "SeenKeys", (PyObject *)&SeenKeysType) < 0) {
         Py_DECREF(&SeenKeysType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&PoolGetType);
+    if (PyModule_AddObject(module, "PoolGet", (PyObject *)&PoolGetType) < 0) {
+        Py_DECREF(&PoolGetType);
         Py_DECREF(module);
         return NULL;
     }

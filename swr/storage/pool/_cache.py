@@ -14,7 +14,7 @@ import math
 import threading
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from swr.storage import _tokens
 from swr.storage._clock import now
@@ -29,6 +29,7 @@ from swr.storage.pool._atomic import PoolAtomicOps
 from swr.storage.pool._eviction import NEVER, EvictingCache, Item
 from swr.storage.pool._loading import MISSING, Loading, Missing
 from swr.storage.pool._stats import CacheStats
+from swr.storage.serializers import _speedups_allowed
 
 if TYPE_CHECKING:
     from swr.storage.pool._pool import MemoryPool
@@ -40,6 +41,23 @@ V = TypeVar("V")
 
 _INF = math.inf
 _NEG_INF = -math.inf
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _hit_in_c(get: _F) -> _F:
+    """``get`` with its live hit and its plain miss in C, when built.
+
+    ``swr.storage._speedups.PoolGet`` reads the slots ``get`` reads, in the same order,
+    and calls ``get`` itself for every other case; ``SWR_PURE_PYTHON=1`` keeps ``get``.
+    """
+    if not _speedups_allowed():
+        return get
+    try:
+        from swr.storage._speedups import PoolGet  # noqa: PLC0415 - optional
+    except ImportError:
+        return get
+    return cast("_F", PoolGet(get, _time.time))
 
 
 class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
@@ -139,6 +157,7 @@ class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
     def _now(self) -> float:
         return now(self._clock)
 
+    @_hit_in_c
     def get(self, key: K) -> V | None:
         """Return the value under ``key`` and mark it recently used, or ``None``.
 
