@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 from swr import _core
 from swr._log import ThrottledLog, logger
@@ -28,6 +28,7 @@ from swr.metrics import BoundHook, fetch_outcome, storage_kind
 from swr.policy import CacheTTL, Result, Status, TTLSpec
 from swr.stats import Counter, EngineCounters, EngineStats
 from swr.storage import AsyncAdapter
+from swr.storage.serializers import _speedups_allowed
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -47,16 +48,112 @@ __all__ = [
     "AnyStorage",
     "EngineBase",
     "RefreshNotNeededError",
+    "async_hit_path",
+    "hit_path",
     "wrong_function_kind",
 ]
 
 
 _CachedEntry = _core.CachedEntry
 _HIT = Status.HIT
+
 _STALE = Status.STALE
 _EXPIRED = Status.EXPIRED
 _MISS = Status.MISS
 _FALLBACK = Status.FALLBACK
+
+_Execute = TypeVar("_Execute", bound=Callable[..., Any])
+
+
+def _engine_hit() -> Any:
+    """``swr._speedups.EngineHit`` when built and allowed, else ``None``."""
+    if not _speedups_allowed():
+        return None
+    try:
+        from swr._speedups import EngineHit  # noqa: PLC0415 - optional
+    except ImportError:
+        return None
+    return EngineHit
+
+
+class _AsyncHitPath:
+    """``AsyncStaleEngine.execute`` with its read and its common answers in C.
+
+    A coroutine has no C form: the method stays an ``async def``, whose call
+    ``execute(key, fetch)`` first asks the C code (``EngineHit.probe``) to read and
+    answer. A fresh hit, or a stale entry whose refresh runs, is answered there; after
+    any other read, ``_after_read`` goes on with the entry read; a call with other
+    arguments, or one the C code does not take (hooks of its own kind, a storage read
+    over the network), is the method's own.
+    """
+
+    def __init__(self, execute: Callable[..., Any], engine_hit: Any) -> None:
+        self._execute = execute
+        self._engine_hit = engine_hit
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        execute = self._execute
+        hit = self._engine_hit(execute, time.time, _CachedEntry, Result, _HIT, _STALE, Observed)
+        hit.__set_name__(owner, name)
+        probe = hit.probe
+
+        @functools.wraps(execute)
+        async def read_first(
+            self: Any,
+            key: str,
+            fetch: Any,
+            ttl: Any = None,
+            force_refresh: bool = False,
+            tags: Any = None,
+            should_cache: Any = None,
+            bypass: bool = False,
+        ) -> Result[Any]:
+            if (
+                ttl is None
+                and tags is None
+                and should_cache is None
+                and not force_refresh
+                and not bypass
+            ):
+                read = probe(self, key)
+                if read is not None:
+                    if type(read) is not tuple:
+                        return read  # type: ignore[no-any-return]
+                    skey, entry, now = read
+                    after = self._after_read(key, skey, fetch, None, False, entry, now)
+                    return await after  # type: ignore[no-any-return]
+            return await execute(  # type: ignore[no-any-return]
+                self, key, fetch, ttl, force_refresh, tags, should_cache, bypass
+            )
+
+        setattr(owner, name, read_first)
+
+
+def async_hit_path(execute: _Execute) -> _Execute:
+    """``AsyncStaleEngine.execute``, reading first in C when the extension is built."""
+    engine_hit = _engine_hit()
+    if engine_hit is None:
+        return execute
+    return cast("_Execute", _AsyncHitPath(execute, engine_hit))
+
+
+def hit_path(execute: _Execute) -> _Execute:
+    """``StaleEngine.execute`` with its fresh hit in C, when the extension is built.
+
+    ``swr._speedups.EngineHit`` answers ``engine.execute(key, fetch)`` as ``execute``
+    does when the entry read is fresh (its hook told, its reads sampled), or stale with
+    its refresh already running and no circuit breaker; it hands every other call to
+    ``execute`` (before the read) or to ``_after_read`` (after it). The Python method
+    stays the rule; ``SWR_PURE_PYTHON=1`` keeps it alone.
+    """
+    engine_hit = _engine_hit()
+    if engine_hit is None:
+        return execute
+    return cast(
+        "_Execute",
+        engine_hit(execute, time.time, _CachedEntry, Result, _HIT, _STALE, Observed),
+    )
+
 
 _plan_stale = _core.plan_stale
 _make_entry = _core.make_entry
@@ -173,12 +270,14 @@ class EngineBase:
     __slots__ = (
         "__dict__",
         "__weakref__",
+        "_breaker",
         "_clock",
         "_hit_numbers",
         "_hit_obs",
         "_lookup",
         "_now_read",
         "_obs",
+        "_pending",
         "_prefix",
         "_stale_numbers",
         "_touch",
@@ -186,6 +285,7 @@ class EngineBase:
 
     # Provided by each shell: its executor, its refresh job and its fetch.
     _refresher: ThreadRefresher | TaskRefresher
+    _pending: set[str]  # the refresher's keys queued or running (read by the C hit path)
     _refresh: Callable[..., Any]
     _fetch_and_store: Callable[..., Any]
 

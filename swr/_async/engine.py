@@ -36,6 +36,7 @@ from swr._engine import (
     POLL_GROWTH,
     POLL_MAX,
     RefreshNotNeededError,
+    async_hit_path,
     wrong_function_kind,
 )
 from swr._log import ThrottledLog, logger
@@ -204,6 +205,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
         self._refresher = AsyncRefresher(
             options.max_concurrent, options.queue_size, name=f"swr-refresh-{self.name}"
         )
+        self._pending = self._refresher.pending
         self._bind_bulk(should_cache)
         self._wire_metrics(hook)
 
@@ -214,6 +216,7 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
 
     # -- the hot path --------------------------------------------------------------
 
+    @async_hit_path
     async def execute(
         self,
         key: str,
@@ -315,14 +318,32 @@ class AsyncStaleEngine(AsyncBulkMixin, AsyncCloseable):
                             entry.hit = result
                         return result
                     return Result(entry.value, _HIT, entry.stored_at, self._clock)
-                if now < entry.stale_until:
-                    return self._serve_stale(key, skey, fetch, ttl, entry, now)
-                if now >= entry.expires_at:
-                    # Dead by the engine's clock, whatever the storage thinks: only a
-                    # value stored after it may answer this call.
-                    return await self._load(
-                        key, skey, fetch, ttl, None, force_refresh, entry.stored_at
-                    )
+                return await self._after_read(key, skey, fetch, ttl, force_refresh, entry, now)
+        return await self._load(key, skey, fetch, ttl, entry, force_refresh)
+
+    async def _after_read(
+        self,
+        key: str,
+        skey: str,
+        fetch: AsyncFetch[T],
+        ttl: TTLSpec | None,
+        force_refresh: bool,
+        entry: Entry | None,
+        now: float | None,
+    ) -> Result[T]:
+        """``execute`` past its read: ``entry`` (``None``: a miss) is not fresh at ``now``.
+
+        Also where the C hit path (``swr._speedups.EngineHit``) hands back every call
+        whose read was not a fresh hit.
+        """
+        if entry is not None:
+            assert now is not None  # noqa: S101 - given with every entry
+            if now < entry.stale_until:
+                return self._serve_stale(key, skey, fetch, ttl, entry, now)
+            if now >= entry.expires_at:
+                # Dead by the engine's clock, whatever the storage thinks: only a value
+                # stored after it may answer this call.
+                return await self._load(key, skey, fetch, ttl, None, force_refresh, entry.stored_at)
         return await self._load(key, skey, fetch, ttl, entry, force_refresh)
 
     # -- foreground fetches ----------------------------------------------------------

@@ -37,6 +37,7 @@ from swr._engine import (
     POLL_GROWTH,
     POLL_MAX,
     RefreshNotNeededError,
+    hit_path,
     wrong_function_kind,
 )
 from swr._log import ThrottledLog, logger
@@ -205,6 +206,7 @@ class StaleEngine(BulkMixin, Closeable):
         self._refresher = Refresher(
             options.max_concurrent, options.queue_size, name=f"swr-refresh-{self.name}"
         )
+        self._pending = self._refresher.pending
         self._bind_bulk(should_cache)
         self._wire_metrics(hook)
 
@@ -215,6 +217,7 @@ class StaleEngine(BulkMixin, Closeable):
 
     # -- the hot path --------------------------------------------------------------
 
+    @hit_path
     def execute(
         self,
         key: str,
@@ -316,12 +319,32 @@ class StaleEngine(BulkMixin, Closeable):
                             entry.hit = result
                         return result
                     return Result(entry.value, _HIT, entry.stored_at, self._clock)
-                if now < entry.stale_until:
-                    return self._serve_stale(key, skey, fetch, ttl, entry, now)
-                if now >= entry.expires_at:
-                    # Dead by the engine's clock, whatever the storage thinks: only a
-                    # value stored after it may answer this call.
-                    return self._load(key, skey, fetch, ttl, None, force_refresh, entry.stored_at)
+                return self._after_read(key, skey, fetch, ttl, force_refresh, entry, now)
+        return self._load(key, skey, fetch, ttl, entry, force_refresh)
+
+    def _after_read(
+        self,
+        key: str,
+        skey: str,
+        fetch: Fetch[T],
+        ttl: TTLSpec | None,
+        force_refresh: bool,
+        entry: Entry | None,
+        now: float | None,
+    ) -> Result[T]:
+        """``execute`` past its read: ``entry`` (``None``: a miss) is not fresh at ``now``.
+
+        Also where the C hit path (``swr._speedups.EngineHit``) hands back every call
+        whose read was not a fresh hit.
+        """
+        if entry is not None:
+            assert now is not None  # noqa: S101 - given with every entry
+            if now < entry.stale_until:
+                return self._serve_stale(key, skey, fetch, ttl, entry, now)
+            if now >= entry.expires_at:
+                # Dead by the engine's clock, whatever the storage thinks: only a value
+                # stored after it may answer this call.
+                return self._load(key, skey, fetch, ttl, None, force_refresh, entry.stored_at)
         return self._load(key, skey, fetch, ttl, entry, force_refresh)
 
     # -- foreground fetches ----------------------------------------------------------

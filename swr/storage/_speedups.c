@@ -26,6 +26,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../_slots.h"
+
 #define PLAIN_SIZE 39 /* magic, version, flags, four doubles, key check length, marker */
 #define TIMES_AT 4
 #define TAIL_AT 36
@@ -500,34 +502,6 @@ typedef struct {
     Py_ssize_t max_size; /* the longest record decoded here */
     int direct;          /* unpackb is this module's: its common case is called directly */
 } PlainDecoder;
-
-/* The offset of the writable object slot ``name`` of ``type``, or -1 with an error. */
-static Py_ssize_t
-slot_offset(PyTypeObject *type, const char *name)
-{
-    PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
-    if (descr == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
-            return -1;
-        }
-        PyErr_Clear();
-    }
-    Py_ssize_t offset = -1;
-    /* A slot of the class or of a base (never a descriptor borrowed from elsewhere,
-     * whose offset would be another layout's). */
-    if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
-        PyType_IsSubtype(type, ((PyDescrObject *)descr)->d_type)) {
-        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-        if (member->type == T_OBJECT_EX && !(member->flags & READONLY)) {
-            offset = member->offset;
-        }
-    }
-    Py_XDECREF(descr);
-    if (offset < 0) {
-        PyErr_Format(PyExc_TypeError, "%s.%s is not a writable slot", type->tp_name, name);
-    }
-    return offset;
-}
 
 static int
 PlainDecoder_init(PlainDecoder *self, PyObject *args, PyObject *kwds)
@@ -1293,23 +1267,6 @@ typedef struct {
 } PoolGet;
 
 static PyTypeObject PoolGetType;
-
-#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
-
-/* time.time() as a double, as time.time computes it (nanoseconds, then seconds). */
-static int
-wall_now(double *now)
-{
-#ifdef CLOCK_REALTIME
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) == 0) {
-        int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-        *now = ns % 1000000000 == 0 ? (double)(ns / 1000000000) : (double)ns / 1e9;
-        return 0;
-    }
-#endif
-    return -1; /* no error set: the caller calls time.time */
-}
 
 static PyObject *
 PoolGet_vectorcall(PoolGet *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
