@@ -108,20 +108,13 @@ class _AsyncHitPath:
             should_cache: Any = None,
             bypass: bool = False,
         ) -> Result[Any]:
-            if (
-                ttl is None
-                and tags is None
-                and should_cache is None
-                and not force_refresh
-                and not bypass
-            ):
-                read = probe(self, key)
-                if read is not None:
-                    if type(read) is not tuple:
-                        return read  # type: ignore[no-any-return]
-                    skey, entry, now = read
-                    after = self._after_read(key, skey, fetch, None, False, entry, now)
-                    return await after  # type: ignore[no-any-return]
+            read = probe(self, key, ttl, force_refresh, tags, should_cache, bypass)
+            if read is not None:
+                if type(read) is not tuple:
+                    return read  # type: ignore[no-any-return]
+                skey, entry, now = read
+                after = self._after_read(key, skey, fetch, None, False, entry, now)
+                return await after  # type: ignore[no-any-return]
             return await execute(  # type: ignore[no-any-return]
                 self, key, fetch, ttl, force_refresh, tags, should_cache, bypass
             )

@@ -402,11 +402,15 @@ EngineHit_vectorcall(EngineHit *self, PyObject *const *args, size_t nargsf, PyOb
 static PyObject *
 EngineHit_probe(EngineHit *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "probe(engine, key) takes two arguments");
+    if (nargs != 2 && nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "probe(engine, key[, ttl, force_refresh, tags, should_cache, bypass])");
         return NULL;
     }
-    if (self->owner == NULL || !PyObject_TypeCheck(args[0], self->owner)) {
+    /* The other arguments of execute, when given, must be their defaults. */
+    if (self->owner == NULL || !PyObject_TypeCheck(args[0], self->owner) ||
+        (nargs == 7 && (args[2] != Py_None || args[3] != Py_False || args[4] != Py_None ||
+                        args[5] != Py_None || args[6] != Py_False))) {
         Py_RETURN_NONE;
     }
     PyObject *result = read_and_answer(self, args[0], args[1], Py_None, 1);
@@ -540,7 +544,8 @@ EngineHit_dealloc(EngineHit *self)
 
 static PyMethodDef EngineHit_methods[] = {
     {"probe", (PyCFunction)(void (*)(void))EngineHit_probe, METH_FASTCALL,
-     "probe(engine, key) -> Result, (skey, entry, now) or None: the asyncio engine's read."},
+     "probe(engine, key[, ttl, force_refresh, tags, should_cache, bypass]) -> Result, "
+     "(skey, entry, now) or None: the asyncio engine's read."},
     {"__set_name__", (PyCFunction)(void (*)(void))EngineHit_set_name, METH_FASTCALL,
      "Find the slots of the engine class the method is defined in."},
     {NULL, NULL, 0, NULL},
