@@ -56,7 +56,6 @@ __all__ = [
 
 _CachedEntry = _core.CachedEntry
 _HIT = Status.HIT
-
 _STALE = Status.STALE
 _EXPIRED = Status.EXPIRED
 _MISS = Status.MISS

@@ -1,6 +1,7 @@
 /*
  * Helpers shared by swr's optional C extensions (swr._speedups, swr.storage._speedups):
- * reading the slots of a Python class by offset, and time.time without a float object.
+ * reading the slots of a Python class by offset, binding a method written in C, and
+ * time.time without a float object.
  */
 #ifndef SWR_SLOTS_H
 #define SWR_SLOTS_H
@@ -51,6 +52,19 @@ slot_offsets(PyTypeObject *type, const char *const *names, int n, Py_ssize_t *of
         }
     }
     return 0;
+}
+
+/* tp_descr_get of a method written in C: itself read on the class, bound to an
+ * instance (a call on the instance passes it first, without binding: the type has
+ * Py_TPFLAGS_METHOD_DESCRIPTOR). */
+static PyObject *
+method_descr_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
 }
 
 /* time.time() as a double, computed as time.time computes it (nanoseconds, then

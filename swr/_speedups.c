@@ -489,16 +489,6 @@ EngineHit_set_name(EngineHit *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-static PyObject *
-EngineHit_descr_get(PyObject *self, PyObject *obj, PyObject *type)
-{
-    if (obj == NULL || obj == Py_None) {
-        Py_INCREF(self);
-        return self;
-    }
-    return PyMethod_New(self, obj);
-}
-
 /* __doc__, __name__, __qualname__ and __module__ are the wrapped method's. */
 static PyObject *
 EngineHit_wrapped_attr(EngineHit *self, void *name)
@@ -572,7 +562,7 @@ static PyTypeObject EngineHitType = {
                 Py_TPFLAGS_METHOD_DESCRIPTOR,
     .tp_vectorcall_offset = offsetof(EngineHit, vectorcall),
     .tp_call = PyVectorcall_Call,
-    .tp_descr_get = EngineHit_descr_get,
+    .tp_descr_get = method_descr_get,
     .tp_new = EngineHit_new,
     .tp_dealloc = (destructor)EngineHit_dealloc,
     .tp_traverse = (traverseproc)EngineHit_traverse,

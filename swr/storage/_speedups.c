@@ -1397,25 +1397,13 @@ PoolGet_set_name(PoolGet *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyTypeObject *owner = (PyTypeObject *)args[0];
     Py_ssize_t offsets[PG_SLOTS];
-    for (int i = 0; i < PG_SLOTS; i++) {
-        if ((offsets[i] = slot_offset(owner, POOL_SLOTS[i])) < 0) {
-            return NULL;
-        }
+    if (slot_offsets(owner, POOL_SLOTS, PG_SLOTS, offsets) < 0) {
+        return NULL;
     }
     memcpy(self->offsets, offsets, sizeof(offsets));
     Py_INCREF(owner);
     Py_XSETREF(self->owner, owner);
     Py_RETURN_NONE;
-}
-
-static PyObject *
-PoolGet_descr_get(PyObject *self, PyObject *obj, PyObject *type)
-{
-    if (obj == NULL || obj == Py_None) {
-        Py_INCREF(self);
-        return self;
-    }
-    return PyMethod_New(self, obj);
 }
 
 /* __doc__, __name__, __qualname__ and __module__ are the wrapped method's. */
@@ -1478,7 +1466,7 @@ static PyTypeObject PoolGetType = {
                 Py_TPFLAGS_METHOD_DESCRIPTOR,
     .tp_vectorcall_offset = offsetof(PoolGet, vectorcall),
     .tp_call = PyVectorcall_Call,
-    .tp_descr_get = PoolGet_descr_get,
+    .tp_descr_get = method_descr_get,
     .tp_new = PoolGet_new,
     .tp_dealloc = (destructor)PoolGet_dealloc,
     .tp_traverse = (traverseproc)PoolGet_traverse,
