@@ -342,7 +342,6 @@ class LMDBStorage(StorageMixin):
         self._decode = codec.decode
         self._encode = codec.encode
         # The read path decodes the common record without a call to the codec (see get).
-        self._plain_max = codec.plain_max
         self._plain_decode = codec.plain_decode
         self._clock = clock
         self._key_limit = handle.backend.key_limit
@@ -513,9 +512,10 @@ class LMDBStorage(StorageMixin):
         if cached is None:
             if data is None:
                 return None
-            if not check and PLAIN_SIZE <= len(data) <= self._plain_max:
+            if not check:
                 # The common record (see RecordCodec.plain_decode, in C when built):
-                # what _finish does through RecordCodec.decode, without its calls.
+                # what _finish does through RecordCodec.decode, without its calls. The
+                # decoder checks the record's length itself.
                 plain_decode = self._plain_decode
                 decoded = plain_decode(data)  # None: _finish gives the verdict
                 if decoded is not None:
