@@ -92,7 +92,9 @@ class _AsyncHitPath:
 
     def __set_name__(self, owner: type, name: str) -> None:
         execute = self._execute
-        hit = self._engine_hit(execute, time.time, _CachedEntry, Result, _HIT, _STALE, Observed)
+        hit = self._engine_hit(
+            execute, time.time, _CachedEntry, Result, _HIT, _STALE, Observed, CacheTTL
+        )
         hit.__set_name__(owner, name)
         probe = hit.probe
 
@@ -112,7 +114,7 @@ class _AsyncHitPath:
                 if type(read) is not tuple:
                     return read  # type: ignore[no-any-return]
                 skey, entry, now = read
-                after = self._after_read(key, skey, fetch, None, False, entry, now)
+                after = self._after_read(key, skey, fetch, ttl, False, entry, now)
                 return await after  # type: ignore[no-any-return]
             return await execute(  # type: ignore[no-any-return]
                 self, key, fetch, ttl, force_refresh, tags, should_cache, bypass
@@ -132,18 +134,19 @@ def async_hit_path(execute: _Execute) -> _Execute:
 def hit_path(execute: _Execute) -> _Execute:
     """``StaleEngine.execute`` with its fresh hit in C, when the extension is built.
 
-    ``swr._speedups.EngineHit`` answers ``engine.execute(key, fetch)`` as ``execute``
-    does when the entry read is fresh (its hook told, its reads sampled), or stale with
-    its refresh already running and no circuit breaker; it hands every other call to
-    ``execute`` (before the read) or to ``_after_read`` (after it). The Python method
-    stays the rule; ``SWR_PURE_PYTHON=1`` keeps it alone.
+    ``swr._speedups.EngineHit`` answers ``engine.execute(key, fetch)``, with or without
+    a ``ttl`` (a cached function's call), as ``execute`` does when the entry read is
+    fresh (its hook told, its reads sampled), or stale with its refresh already running
+    and no circuit breaker; it hands every other call to ``execute`` (before the read)
+    or to ``_after_read`` (after it). The Python method stays the rule;
+    ``SWR_PURE_PYTHON=1`` keeps it alone.
     """
     engine_hit = _engine_hit()
     if engine_hit is None:
         return execute
     return cast(
         "_Execute",
-        engine_hit(execute, time.time, _CachedEntry, Result, _HIT, _STALE, Observed),
+        engine_hit(execute, time.time, _CachedEntry, Result, _HIT, _STALE, Observed, CacheTTL),
     )
 
 

@@ -35,8 +35,8 @@ static const char *const OBSERVED_SLOTS[O_SLOTS] = {"hit", "stale", "sampling"};
 enum { R_VALUE, R_STATUS, R_STORED_AT, R_CLOCK, R_SLOTS };
 static const char *const RESULT_SLOTS[R_SLOTS] = {"value", "status", "stored_at", "_clock"};
 
-static PyObject *name_after_read, *name_read_failed, *name_timed_lookup, *name_value,
-    *name_stored_at, *name_fresh_until;
+static PyObject *name_after_read, *name_read_failed, *name_timed_lookup, *name_ttl,
+    *name_value, *name_stored_at, *name_fresh_until;
 
 typedef struct {
     PyObject_HEAD
@@ -46,6 +46,7 @@ typedef struct {
     PyTypeObject *result_type;  /* Result */
     PyObject *hit, *stale;      /* Status.HIT, Status.STALE */
     PyTypeObject *observed;     /* Observed: what the engine reports to its hook */
+    PyTypeObject *ttl_type;     /* CacheTTL: a ttl given to one call */
     PyTypeObject *owner;        /* the engine class (set by __set_name__) */
     Py_ssize_t engine[E_SLOTS];
     Py_ssize_t entry[C_SLOTS];
@@ -54,12 +55,12 @@ typedef struct {
     vectorcallfunc vectorcall;
 } EngineHit;
 
-/* ``engine._after_read(key, skey, fetch, None, False, entry, now)``: execute's tail. */
+/* ``engine._after_read(key, skey, fetch, ttl, False, entry, now)``: execute's tail. */
 static PyObject *
-after_read(PyObject *engine, PyObject *key, PyObject *skey, PyObject *fetch,
+after_read(PyObject *engine, PyObject *key, PyObject *skey, PyObject *fetch, PyObject *ttl,
            PyObject *entry, PyObject *now)
 {
-    PyObject *args[8] = {engine, key, skey, fetch, Py_None, Py_False, entry, now};
+    PyObject *args[8] = {engine, key, skey, fetch, ttl, Py_False, entry, now};
     return PyObject_VectorcallMethod(name_after_read, args,
                                      8 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
@@ -246,13 +247,15 @@ serves_stale(EngineHit *self, PyObject *engine, PyObject *entry, PyObject *skey,
 
 static PyObject *not_read; /* read_and_answer's "take the Python path, nothing read" */
 
-/* execute(key, fetch) of ``engine`` (an instance of the owner class) up to its answer:
- * the Result of a fresh hit or of a stale entry served as is; ``not_read`` (a new
- * reference) when the call is not for this path (nothing read yet); else, after the
- * read, what _after_read(key, skey, fetch, None, False, entry, now) answers, or with
- * ``probe`` the tuple (skey, entry, now) for the caller to give it. NULL with an error. */
+/* execute(key, fetch, ttl) of ``engine`` (an instance of the owner class; ``ttl`` valid)
+ * up to its answer: the Result of a fresh hit or of a stale entry served as is;
+ * ``not_read`` (a new reference) when the call is not for this path (nothing read yet);
+ * else, after the read, what _after_read(key, skey, fetch, ttl, False, entry, now)
+ * answers, or with ``probe`` the tuple (skey, entry, now) for the caller to give it.
+ * NULL with an error. */
 static PyObject *
-read_and_answer(EngineHit *self, PyObject *engine, PyObject *key, PyObject *fetch, int probe)
+read_and_answer(EngineHit *self, PyObject *engine, PyObject *key, PyObject *fetch,
+                PyObject *ttl, int probe)
 {
     if (!PyUnicode_CheckExact(key) || PyUnicode_GET_LENGTH(key) == 0) {
         Py_INCREF(not_read);
@@ -311,7 +314,7 @@ read_and_answer(EngineHit *self, PyObject *engine, PyObject *key, PyObject *fetc
     }
     if (entry == Py_None) {
         result = probe ? PyTuple_Pack(3, skey, Py_None, Py_None)
-                       : after_read(engine, key, skey, fetch, Py_None, Py_None);
+                       : after_read(engine, key, skey, fetch, ttl, Py_None, Py_None);
         goto done;
     }
     /* now = engine._now_read(): time.time read here, any other clock called. */
@@ -358,7 +361,7 @@ read_and_answer(EngineHit *self, PyObject *engine, PyObject *key, PyObject *fetc
             goto done;
         }
         result = probe ? PyTuple_Pack(3, skey, entry, now_obj)
-                       : after_read(engine, key, skey, fetch, entry, now_obj);
+                       : after_read(engine, key, skey, fetch, ttl, entry, now_obj);
         goto done_now;
     }
     PyObject *count = count_answer(engine, at[E_HITS]);
@@ -381,14 +384,42 @@ done:
     return result;
 }
 
+/* Whether ``ttl``, given to one call, is one execute accepts (None, a CacheTTL, a
+ * callable): check_call_ttl's test. Any other reaches execute, which refuses it. */
+static inline int
+ttl_accepted(EngineHit *self, PyObject *ttl)
+{
+    return ttl == Py_None || PyObject_TypeCheck(ttl, self->ttl_type) || PyCallable_Check(ttl);
+}
+
 static PyObject *
 EngineHit_vectorcall(EngineHit *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    if (PyVectorcall_NARGS(nargsf) != 3 || kwnames != NULL || self->owner == NULL ||
-        !PyObject_TypeCheck(args[0], self->owner)) {
+    /* execute(key, fetch), execute(key, fetch, ttl) or execute(key, fetch, ttl=ttl): the
+     * forms of a plain call and of a cached function's. */
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *ttl = Py_None;
+    if (kwnames == NULL) {
+        if (nargs == 4) {
+            ttl = args[3];
+        }
+        else if (nargs != 3) {
+            return PyObject_Vectorcall(self->execute, args, nargsf, kwnames);
+        }
+    }
+    else if (nargs == 3 && PyTuple_GET_SIZE(kwnames) == 1 &&
+             (PyTuple_GET_ITEM(kwnames, 0) == name_ttl ||
+              PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, 0), name_ttl) == 0)) {
+        ttl = args[3];
+    }
+    else {
         return PyObject_Vectorcall(self->execute, args, nargsf, kwnames);
     }
-    PyObject *result = read_and_answer(self, args[0], args[1], args[2], 0);
+    if (self->owner == NULL || !PyObject_TypeCheck(args[0], self->owner) ||
+        !ttl_accepted(self, ttl)) {
+        return PyObject_Vectorcall(self->execute, args, nargsf, kwnames);
+    }
+    PyObject *result = read_and_answer(self, args[0], args[1], args[2], ttl, 0);
     if (result == not_read) {
         Py_DECREF(result);
         return PyObject_Vectorcall(self->execute, args, nargsf, kwnames);
@@ -407,13 +438,15 @@ EngineHit_probe(EngineHit *self, PyObject *const *args, Py_ssize_t nargs)
                         "probe(engine, key[, ttl, force_refresh, tags, should_cache, bypass])");
         return NULL;
     }
-    /* The other arguments of execute, when given, must be their defaults. */
+    /* The other arguments of execute, when given: a ttl it accepts, and the others'
+     * defaults. */
+    PyObject *ttl = nargs == 7 ? args[2] : Py_None;
     if (self->owner == NULL || !PyObject_TypeCheck(args[0], self->owner) ||
-        (nargs == 7 && (args[2] != Py_None || args[3] != Py_False || args[4] != Py_None ||
-                        args[5] != Py_None || args[6] != Py_False))) {
+        (nargs == 7 && (!ttl_accepted(self, ttl) || args[3] != Py_False ||
+                        args[4] != Py_None || args[5] != Py_None || args[6] != Py_False))) {
         Py_RETURN_NONE;
     }
-    PyObject *result = read_and_answer(self, args[0], args[1], Py_None, 1);
+    PyObject *result = read_and_answer(self, args[0], args[1], Py_None, ttl, 1);
     if (result == not_read) {
         Py_DECREF(result);
         Py_RETURN_NONE;
@@ -424,12 +457,13 @@ EngineHit_probe(EngineHit *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 EngineHit_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"execute", "wall",  "entry_type", "result_type",
-                             "hit",     "stale", "observed",   NULL};
-    PyObject *execute, *wall, *entry_type, *result_type, *hit, *stale, *observed;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!O!OOO!:EngineHit", kwlist, &execute,
+    static char *kwlist[] = {"execute", "wall",     "entry_type", "result_type", "hit",
+                             "stale",   "observed", "ttl_type",   NULL};
+    PyObject *execute, *wall, *entry_type, *result_type, *hit, *stale, *observed, *ttl_type;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!O!OOO!O!:EngineHit", kwlist, &execute,
                                      &wall, &PyType_Type, &entry_type, &PyType_Type,
-                                     &result_type, &hit, &stale, &PyType_Type, &observed)) {
+                                     &result_type, &hit, &stale, &PyType_Type, &observed,
+                                     &PyType_Type, &ttl_type)) {
         return NULL;
     }
     if (!PyCallable_Check(execute) || !PyCallable_Check(wall)) {
@@ -457,6 +491,8 @@ EngineHit_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     Py_INCREF(hit);
     Py_INCREF(stale);
     Py_INCREF(observed);
+    Py_INCREF(ttl_type);
+    self->ttl_type = (PyTypeObject *)ttl_type;
     self->stale = stale;
     self->observed = (PyTypeObject *)observed;
     self->execute = execute;
@@ -506,6 +542,7 @@ EngineHit_traverse(EngineHit *self, visitproc visit, void *arg)
     Py_VISIT(self->hit);
     Py_VISIT(self->stale);
     Py_VISIT(self->observed);
+    Py_VISIT(self->ttl_type);
     Py_VISIT(self->owner);
     return 0;
 }
@@ -520,6 +557,7 @@ EngineHit_clear(EngineHit *self)
     Py_CLEAR(self->hit);
     Py_CLEAR(self->stale);
     Py_CLEAR(self->observed);
+    Py_CLEAR(self->ttl_type);
     Py_CLEAR(self->owner);
     return 0;
 }
@@ -588,6 +626,7 @@ PyInit__speedups(void)
     if ((name_after_read = PyUnicode_InternFromString("_after_read")) == NULL ||
         (name_read_failed = PyUnicode_InternFromString("_read_failed")) == NULL ||
         (name_timed_lookup = PyUnicode_InternFromString("_timed_lookup")) == NULL ||
+        (name_ttl = PyUnicode_InternFromString("ttl")) == NULL ||
         (name_value = PyUnicode_InternFromString("value")) == NULL ||
         (name_stored_at = PyUnicode_InternFromString("stored_at")) == NULL ||
         (name_fresh_until = PyUnicode_InternFromString("fresh_until")) == NULL) {

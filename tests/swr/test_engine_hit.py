@@ -79,9 +79,18 @@ def _storage(kind: str, pool: list[MemoryPool]) -> Any:
     return made.register("api")
 
 
+CALL_TTL = CacheTTL(fresh=2, stale=4, expired=8)
+
+
+def call_ttl(key: str, value: Any) -> CacheTTL:
+    """A ttl callable: windows chosen per value."""
+    return CacheTTL(fresh=3, stale=5)
+
+
 CALLS = st.lists(
     st.one_of(
         st.tuples(st.just("execute"), st.sampled_from("abcde")),
+        st.tuples(st.sampled_from(["execute_ttl", "execute_fn"]), st.sampled_from("abcde")),
         st.tuples(st.just("wait"), st.sampled_from([0.5, 5.0, 10.0, 15.0, 40.0])),
         st.tuples(st.just("fail"), st.booleans()),
         st.tuples(st.just("delete"), st.sampled_from("abcde")),
@@ -102,9 +111,15 @@ def _run(execute: Any, calls: list[tuple[str, Any]], kind: str) -> list[Any]:
     upstream = Upstream()
     seen: list[Any] = []
     for op, arg in calls:
-        if op == "execute":
+        if op.startswith("execute"):
+            fetch = upstream.fetch(arg)
             try:
-                r = execute(engine, arg, upstream.fetch(arg))
+                if op == "execute_ttl":
+                    r = execute(engine, arg, fetch, ttl=CALL_TTL)
+                elif op == "execute_fn":
+                    r = execute(engine, arg, fetch, call_ttl)
+                else:
+                    r = execute(engine, arg, fetch)
                 seen.append((r.value, r.status, r.stored_at, r.age))
             except ConnectionError as exc:
                 seen.append(repr(exc))
@@ -309,7 +324,9 @@ def test_the_c_form_leaks_nothing_and_is_collected_with_its_class():
             "_stale_numbers",
             "_touch",
         )
-        method = EngineHit(execute, float, CachedEntry, Result, Status.HIT, Status.STALE, Observed)
+        method = EngineHit(
+            execute, float, CachedEntry, Result, Status.HIT, Status.STALE, Observed, CacheTTL
+        )
 
     gone = weakref.ref(Local)
     del Local
@@ -320,13 +337,13 @@ def test_the_c_form_leaks_nothing_and_is_collected_with_its_class():
 
         class Bare:
             method = EngineHit(
-                execute, float, CachedEntry, Result, Status.HIT, Status.STALE, Observed
+                execute, float, CachedEntry, Result, Status.HIT, Status.STALE, Observed, CacheTTL
             )
 
     # CPython 3.11 wraps the error of __set_name__ in a RuntimeError; later ones do not.
     assert "Bare._hit_obs is not a writable slot" in str(refused.value.__cause__ or refused.value)
     with pytest.raises(TypeError, match="writable slot"):
-        EngineHit(execute, float, int, Result, Status.HIT, Status.STALE, Observed)
+        EngineHit(execute, float, int, Result, Status.HIT, Status.STALE, Observed, CacheTTL)
 
 
 class Counting(BaseMetrics):
@@ -411,14 +428,19 @@ def _arun(execute: Any, calls: list[tuple[str, Any]], kind: str) -> list[Any]:
         upstream = Upstream()
         seen: list[Any] = []
         for op, arg in calls:
-            if op == "execute":
+            if op.startswith("execute"):
                 sync_fetch = upstream.fetch(arg)
 
                 async def fetch(sync_fetch: Any = sync_fetch) -> Any:
                     return sync_fetch()
 
                 try:
-                    r = await execute(engine, arg, fetch)
+                    if op == "execute_ttl":
+                        r = await execute(engine, arg, fetch, ttl=CALL_TTL)
+                    elif op == "execute_fn":
+                        r = await execute(engine, arg, fetch, call_ttl)
+                    else:
+                        r = await execute(engine, arg, fetch)
                     seen.append((r.value, r.status, r.stored_at, r.age))
                 except ConnectionError as exc:
                     seen.append(repr(exc))
@@ -467,3 +489,30 @@ def test_the_async_execute_passes_other_arguments_to_its_method():
         await engine.aclose()
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("execute", [StaleEngine.execute, PYTHON_EXECUTE], ids=["c", "python"])
+def test_a_ttl_that_is_neither_windows_nor_callable_is_refused_even_on_a_hit(execute):
+    engine = StaleEngine(MemoryStorage(), ttl=TTL, clock=FakeClock())
+    engine.execute("k", lambda: "v")
+    with pytest.raises(TypeError, match="ttl must be a CacheTTL"):
+        execute(engine, "k", lambda: "x", ttl=60)
+    with pytest.raises(TypeError, match="ttl must be a CacheTTL"):
+        execute(engine, "k", lambda: "x", 60)
+    assert engine.stats().hits == 0
+    engine.close()
+
+
+def test_a_cached_functions_hits_are_counted_and_shared():
+    engine = StaleEngine(MemoryStorage(), ttl=TTL, clock=FakeClock())
+    calls: list[int] = []
+
+    @engine.cached(ttl=CALL_TTL)
+    def user(uid: int) -> dict[str, int]:
+        calls.append(uid)
+        return {"id": uid}
+
+    assert user(1) == user(1) == {"id": 1}
+    assert user.result(1) is user.result(1)  # the entry's one HIT result
+    assert (calls, engine.stats().hits, engine.stats().misses) == ([1], 3, 1)
+    engine.close()
