@@ -20,6 +20,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _SCALARS = (str, int, float, bool, bytes, type(None), Enum)
+_PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
+"""The argument types of most calls, passed without building a message for the check."""
 
 
 def _check_key_part(value: object, where: str) -> None:
@@ -35,6 +37,11 @@ def _check_key_part(value: object, where: str) -> None:
     )
 
 
+def _check_positional(args: tuple[Any, ...]) -> None:
+    for index, arg in enumerate(args):
+        _check_key_part(arg, f"positional argument {index}")
+
+
 def default_key(func: Callable[..., Any]) -> Callable[..., str]:
     """Return the key builder used when ``@cached`` gets no ``key``.
 
@@ -47,10 +54,13 @@ def default_key(func: Callable[..., Any]) -> Callable[..., str]:
     prefix = f"{func.__module__}.{func.__qualname__}"
 
     def make_key(*args: Any, **kwargs: Any) -> str:
-        for index, arg in enumerate(args):
-            _check_key_part(arg, f"positional argument {index}")
+        for arg in args:
+            if type(arg) not in _PLAIN:
+                _check_positional(args)
+                break
         for name, arg in kwargs.items():
-            _check_key_part(arg, f"argument {name!r}")
+            if type(arg) not in _PLAIN:
+                _check_key_part(arg, f"argument {name!r}")
         if kwargs:
             return f"{prefix}{args!r}{sorted(kwargs.items())!r}"
         return f"{prefix}{args!r}"

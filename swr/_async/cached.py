@@ -38,7 +38,12 @@ class AsyncCachedFunction(CachedBase[P, T]):
     func: AsyncFunction[P, T]
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
-        result = await self.result(*args, **kwargs)
+        # result(), inline: one call less on every call of the function.
+        result = await self.engine.execute(
+            self.key_for(*args, **kwargs),
+            functools.partial(self.func, *args, **kwargs),
+            ttl=self.ttl,
+        )
         return result.value
 
     async def result(self, *args: P.args, **kwargs: P.kwargs) -> Result[T]:

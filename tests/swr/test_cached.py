@@ -121,3 +121,20 @@ async def test_async_cached(clock):
             return 1
 
     await engine.aclose()
+
+
+def test_default_key_names_the_argument_it_refuses(clock):
+    engine = StaleEngine(ttl=TTL, clock=clock)
+
+    @engine.cached()
+    def f(*args, **kwargs):
+        return len(args)
+
+    assert f(1, "x", Color.RED, (2, ("y", None))) == 4  # enums and nested tuples pass
+    with pytest.raises(TypeError, match="positional argument 2 of type object"):
+        f(1, "x", object())
+    with pytest.raises(TypeError, match="positional argument 1 of type object"):
+        f(1, (2, object()))
+    with pytest.raises(TypeError, match="argument 'user' of type object"):
+        f(1, user=object())
+    engine.close()
