@@ -75,9 +75,21 @@ leaves = st.one_of(
 )
 
 
+MAX_REPEATED = 1 << 18
+"""Bytes of one array of a repeated item. Repeats nest, so without a bound their sizes
+multiply: a rare draw of three nested repeats built gigabytes of test data (one full
+run of the suite was killed for memory)."""
+
+
+def repeated(item: bytes, n: int) -> bytes:
+    """An array of ``item`` ``n`` times, at most :data:`MAX_REPEATED` bytes of items."""
+    return array(None, [item] * min(n, MAX_REPEATED // max(1, len(item))))
+
+
 def hostile_tokens(most_repeats: int = 400) -> st.SearchStrategy[bytes]:
     """msgpack with lying lengths, any extension code, nested extensions and an item
-    repeated up to ``most_repeats`` times (repeats nest: sizes multiply)."""
+    repeated up to ``most_repeats`` times (repeats nest, each within
+    :data:`MAX_REPEATED` bytes)."""
     return st.recursive(
         leaves,
         lambda children: st.one_of(
@@ -85,9 +97,7 @@ def hostile_tokens(most_repeats: int = 400) -> st.SearchStrategy[bytes]:
             st.builds(mapping, counts, st.lists(children, max_size=6)),
             st.builds(ext, st.integers(-128, 127) | st.integers(0, 12), children),
             st.builds(ext, st.integers(1, 3), st.builds(array, st.none(), st.lists(children))),
-            st.builds(
-                lambda item, n: array(None, [item] * n), children, st.integers(0, most_repeats)
-            ),
+            st.builds(repeated, children, st.integers(0, most_repeats)),
             st.builds(wrapped, st.lists(st.integers(1, 3), max_size=MAX_DEPTH + 2), children),
         ),
         max_leaves=40,
