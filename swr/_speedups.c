@@ -1,18 +1,21 @@
 /*
- * swr._speedups: StaleEngine.execute's fresh hit in C (optional).
+ * swr._speedups: StaleEngine.execute's common answers in C (optional).
  *
  * ``execute`` is written in Python (swr/_async/engine.py, made sync by tools/unasync.py)
  * and stays the rule. EngineHit wraps the sync one, applied in the class body as a
  * decorator (swr._engine.hit_path); __set_name__ finds the slots it reads. A call
- * ``engine.execute(key, fetch)`` (two positional arguments, a non-empty str key) on an
- * engine without hooks reads the entry with the engine's lookup and touch, and answers
- * a fresh entry as execute does: the hit counted, the entry's shared Result (made on its
- * first hit). The rest is Python's: before the read (other arguments, hooks, a read
- * without lookup), execute itself; after it (a miss, an entry no longer fresh), the
- * tail execute shares, ``_after_read``; a failing read is reported by ``_read_failed``
- * and read as a miss, as execute does. tests/swr/test_engine_hit.py holds the two paths
- * to the same answers, counts and calls; CI runs the suite again with
- * SWR_PURE_PYTHON=1, where execute is the Python method.
+ * ``engine.execute(key, fetch)``, with or without a ``ttl``, on a non-empty str key
+ * reads the entry with the engine's lookup and touch, and answers as execute does a
+ * fresh entry (the hit counted, the hook told, the read sampled; the entry's shared
+ * Result, made on its first hit) and a stale one whose refresh already runs, with no
+ * circuit breaker and no hook counting stale answers. The rest is Python's: before
+ * the read (other arguments, hooks of another kind, a read without lookup), execute
+ * itself; after it (a miss, any other entry no longer fresh), the tail execute shares,
+ * ``_after_read``; a failing read is reported by ``_read_failed`` and read as a miss,
+ * as execute does. The asyncio engine's coroutine asks ``probe`` to read first.
+ * tests/swr/test_engine_hit.py holds the two paths to the same answers, counts and
+ * calls; CI runs the suite again with SWR_PURE_PYTHON=1, where execute is the Python
+ * method.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -39,15 +42,12 @@ static PyObject *name_after_read, *name_read_failed, *name_timed_lookup, *name_t
     *name_value, *name_stored_at, *name_fresh_until;
 
 typedef struct {
-    PyObject_HEAD
-    PyObject *execute;          /* the Python method: the rule */
-    PyObject *wall;             /* time.time */
+    WRAPPER_HEAD                /* wrapped: StaleEngine.execute */
     PyTypeObject *entry_type;   /* CachedEntry: read and given its Result by slot */
     PyTypeObject *result_type;  /* Result */
     PyObject *hit, *stale;      /* Status.HIT, Status.STALE */
     PyTypeObject *observed;     /* Observed: what the engine reports to its hook */
     PyTypeObject *ttl_type;     /* CacheTTL: a ttl given to one call */
-    PyTypeObject *owner;        /* the engine class (set by __set_name__) */
     Py_ssize_t engine[E_SLOTS];
     Py_ssize_t entry[C_SLOTS];
     Py_ssize_t result[R_SLOTS];
@@ -71,16 +71,19 @@ after_read(PyObject *engine, PyObject *key, PyObject *skey, PyObject *fetch, PyO
 static PyObject *
 answer(EngineHit *self, PyObject *engine, PyObject *entry, PyObject *status, int kept)
 {
-    PyObject *clock = SLOT(engine, self->engine[E_CLOCK]);
-    if (clock == NULL) {
-        clock = Py_None;
-    }
-    if (Py_IS_TYPE(entry, self->entry_type)) {
+    int cached = Py_IS_TYPE(entry, self->entry_type);
+    if (cached) {
         PyObject *result = SLOT(entry, self->entry[kept]);
         if (result != NULL && result != Py_None) {
             Py_INCREF(result); /* made on an earlier hit: shared */
             return result;
         }
+    }
+    PyObject *clock = SLOT(engine, self->engine[E_CLOCK]);
+    if (clock == NULL) {
+        clock = Py_None;
+    }
+    if (cached) {
         PyObject *value = SLOT(entry, self->entry[C_VALUE]);
         PyObject *stored_at = SLOT(entry, self->entry[C_STORED_AT]);
         if (value == NULL || stored_at == NULL) {
@@ -88,7 +91,7 @@ answer(EngineHit *self, PyObject *engine, PyObject *entry, PyObject *status, int
             return NULL;
         }
         /* Result(value, status, stored_at, clock), slot by slot, as execute builds it. */
-        result = self->result_type->tp_alloc(self->result_type, 0);
+        PyObject *result = self->result_type->tp_alloc(self->result_type, 0);
         if (result == NULL) {
             return NULL;
         }
@@ -122,14 +125,12 @@ answer(EngineHit *self, PyObject *engine, PyObject *entry, PyObject *status, int
 static int
 is_fresh(EngineHit *self, PyObject *entry, double now, PyObject *now_obj)
 {
+    PyObject *until = NULL;
     if (Py_IS_TYPE(entry, self->entry_type)) {
-        PyObject *until = SLOT(entry, self->entry[C_FRESH_UNTIL]);
-        if (until != NULL && PyFloat_CheckExact(until) && now_obj == NULL) {
-            return now < PyFloat_AS_DOUBLE(until);
-        }
+        until = SLOT(entry, self->entry[C_FRESH_UNTIL]); /* by slot: a CachedEntry */
+        Py_XINCREF(until);
     }
-    PyObject *until = PyObject_GetAttr(entry, name_fresh_until);
-    if (until == NULL) {
+    if (until == NULL && (until = PyObject_GetAttr(entry, name_fresh_until)) == NULL) {
         return -1;
     }
     int fresh;
@@ -337,15 +338,13 @@ read_and_answer(EngineHit *self, PyObject *engine, PyObject *key, PyObject *fetc
         }
     }
     /* Compared as doubles when both are floats, else as execute compares them. */
-    int fresh = is_fresh(self, entry, now,
-                         now_obj != NULL && !PyFloat_CheckExact(now_obj) ? now_obj : NULL);
+    PyObject *odd_now = now_obj != NULL && !PyFloat_CheckExact(now_obj) ? now_obj : NULL;
+    int fresh = is_fresh(self, entry, now, odd_now);
     if (fresh < 0) {
         goto done_now;
     }
     if (!fresh) {
-        int serve = now_obj == NULL || PyFloat_CheckExact(now_obj)
-                        ? serves_stale(self, engine, entry, skey, now)
-                        : 0;
+        int serve = odd_now == NULL ? serves_stale(self, engine, entry, skey, now) : 0;
         if (serve < 0) {
             goto done_now;
         }
@@ -404,7 +403,7 @@ EngineHit_vectorcall(EngineHit *self, PyObject *const *args, size_t nargsf, PyOb
             ttl = args[3];
         }
         else if (nargs != 3) {
-            return PyObject_Vectorcall(self->execute, args, nargsf, kwnames);
+            return PyObject_Vectorcall(self->wrapped, args, nargsf, kwnames);
         }
     }
     else if (nargs == 3 && PyTuple_GET_SIZE(kwnames) == 1 &&
@@ -413,37 +412,36 @@ EngineHit_vectorcall(EngineHit *self, PyObject *const *args, size_t nargsf, PyOb
         ttl = args[3];
     }
     else {
-        return PyObject_Vectorcall(self->execute, args, nargsf, kwnames);
+        return PyObject_Vectorcall(self->wrapped, args, nargsf, kwnames);
     }
     if (self->owner == NULL || !PyObject_TypeCheck(args[0], self->owner) ||
         !ttl_accepted(self, ttl)) {
-        return PyObject_Vectorcall(self->execute, args, nargsf, kwnames);
+        return PyObject_Vectorcall(self->wrapped, args, nargsf, kwnames);
     }
     PyObject *result = read_and_answer(self, args[0], args[1], args[2], ttl, 0);
     if (result == not_read) {
         Py_DECREF(result);
-        return PyObject_Vectorcall(self->execute, args, nargsf, kwnames);
+        return PyObject_Vectorcall(self->wrapped, args, nargsf, kwnames);
     }
     return result;
 }
 
-/* probe(engine, key): read_and_answer for the asyncio engine, whose execute is a
- * coroutine (see swr._engine.async_hit_path): a Result, (skey, entry, now) to give
- * _after_read, or None when nothing was read. */
+/* probe(engine, key, ttl, force_refresh, tags, should_cache, bypass): read_and_answer
+ * for the asyncio engine, whose execute is a coroutine (see swr._engine.async_hit_path):
+ * a Result, (skey, entry, now) to give _after_read, or None when nothing was read. */
 static PyObject *
 EngineHit_probe(EngineHit *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 && nargs != 7) {
+    if (nargs != 7) {
         PyErr_SetString(PyExc_TypeError,
-                        "probe(engine, key[, ttl, force_refresh, tags, should_cache, bypass])");
+                        "probe(engine, key, ttl, force_refresh, tags, should_cache, bypass)");
         return NULL;
     }
-    /* The other arguments of execute, when given: a ttl it accepts, and the others'
-     * defaults. */
-    PyObject *ttl = nargs == 7 ? args[2] : Py_None;
+    /* The other arguments of execute: a ttl it accepts, and the others' defaults. */
+    PyObject *ttl = args[2];
     if (self->owner == NULL || !PyObject_TypeCheck(args[0], self->owner) ||
-        (nargs == 7 && (!ttl_accepted(self, ttl) || args[3] != Py_False ||
-                        args[4] != Py_None || args[5] != Py_None || args[6] != Py_False))) {
+        !ttl_accepted(self, ttl) || args[3] != Py_False || args[4] != Py_None ||
+        args[5] != Py_None || args[6] != Py_False) {
         Py_RETURN_NONE;
     }
     PyObject *result = read_and_answer(self, args[0], args[1], Py_None, ttl, 1);
@@ -466,10 +464,6 @@ EngineHit_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                                      &PyType_Type, &ttl_type)) {
         return NULL;
     }
-    if (!PyCallable_Check(execute) || !PyCallable_Check(wall)) {
-        PyErr_SetString(PyExc_TypeError, "execute and wall must be callable");
-        return NULL;
-    }
     Py_ssize_t entry[C_SLOTS], result[R_SLOTS], obs[O_SLOTS];
     if (slot_offsets((PyTypeObject *)entry_type, ENTRY_SLOTS, C_SLOTS, entry) < 0 ||
         slot_offsets((PyTypeObject *)result_type, RESULT_SLOTS, R_SLOTS, result) < 0 ||
@@ -484,8 +478,10 @@ EngineHit_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL) {
         return NULL;
     }
-    Py_INCREF(execute);
-    Py_INCREF(wall);
+    if (wrapper_init((Wrapper *)self, execute, wall) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
     Py_INCREF(entry_type);
     Py_INCREF(result_type);
     Py_INCREF(hit);
@@ -495,8 +491,6 @@ EngineHit_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->ttl_type = (PyTypeObject *)ttl_type;
     self->stale = stale;
     self->observed = (PyTypeObject *)observed;
-    self->execute = execute;
-    self->wall = wall;
     self->entry_type = (PyTypeObject *)entry_type;
     self->result_type = (PyTypeObject *)result_type;
     self->hit = hit;
@@ -510,55 +504,31 @@ EngineHit_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static PyObject *
 EngineHit_set_name(EngineHit *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyType_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "__set_name__(owner, name) takes a class and a name");
-        return NULL;
-    }
-    PyTypeObject *owner = (PyTypeObject *)args[0];
-    Py_ssize_t offsets[E_SLOTS];
-    if (slot_offsets(owner, ENGINE_SLOTS, E_SLOTS, offsets) < 0) {
-        return NULL;
-    }
-    memcpy(self->engine, offsets, sizeof(offsets));
-    Py_INCREF(owner);
-    Py_XSETREF(self->owner, owner);
-    Py_RETURN_NONE;
-}
-
-/* __doc__, __name__, __qualname__ and __module__ are the wrapped method's. */
-static PyObject *
-EngineHit_wrapped_attr(EngineHit *self, void *name)
-{
-    return PyObject_GetAttrString(self->execute, (const char *)name);
+    return wrapper_set_owner((Wrapper *)self, args, nargs, ENGINE_SLOTS, E_SLOTS, self->engine);
 }
 
 static int
 EngineHit_traverse(EngineHit *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->execute);
-    Py_VISIT(self->wall);
     Py_VISIT(self->entry_type);
     Py_VISIT(self->result_type);
     Py_VISIT(self->hit);
     Py_VISIT(self->stale);
     Py_VISIT(self->observed);
     Py_VISIT(self->ttl_type);
-    Py_VISIT(self->owner);
-    return 0;
+    return wrapper_traverse((Wrapper *)self, visit, arg);
 }
 
 static int
 EngineHit_clear(EngineHit *self)
 {
-    Py_CLEAR(self->execute);
-    Py_CLEAR(self->wall);
+    wrapper_clear((Wrapper *)self);
     Py_CLEAR(self->entry_type);
     Py_CLEAR(self->result_type);
     Py_CLEAR(self->hit);
     Py_CLEAR(self->stale);
     Py_CLEAR(self->observed);
     Py_CLEAR(self->ttl_type);
-    Py_CLEAR(self->owner);
     return 0;
 }
 
@@ -572,24 +542,11 @@ EngineHit_dealloc(EngineHit *self)
 
 static PyMethodDef EngineHit_methods[] = {
     {"probe", (PyCFunction)(void (*)(void))EngineHit_probe, METH_FASTCALL,
-     "probe(engine, key[, ttl, force_refresh, tags, should_cache, bypass]) -> Result, "
+     "probe(engine, key, ttl, force_refresh, tags, should_cache, bypass) -> Result, "
      "(skey, entry, now) or None: the asyncio engine's read."},
     {"__set_name__", (PyCFunction)(void (*)(void))EngineHit_set_name, METH_FASTCALL,
      "Find the slots of the engine class the method is defined in."},
     {NULL, NULL, 0, NULL},
-};
-
-static PyMemberDef EngineHit_members[] = {
-    {"__wrapped__", T_OBJECT, offsetof(EngineHit, execute), READONLY, "The Python method."},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static PyGetSetDef EngineHit_getset[] = {
-    {"__doc__", (getter)EngineHit_wrapped_attr, NULL, NULL, "__doc__"},
-    {"__name__", (getter)EngineHit_wrapped_attr, NULL, NULL, "__name__"},
-    {"__qualname__", (getter)EngineHit_wrapped_attr, NULL, NULL, "__qualname__"},
-    {"__module__", (getter)EngineHit_wrapped_attr, NULL, NULL, "__module__"},
-    {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyTypeObject EngineHitType = {
@@ -600,14 +557,14 @@ static PyTypeObject EngineHitType = {
                 Py_TPFLAGS_METHOD_DESCRIPTOR,
     .tp_vectorcall_offset = offsetof(EngineHit, vectorcall),
     .tp_call = PyVectorcall_Call,
-    .tp_descr_get = method_descr_get,
+    .tp_descr_get = wrapper_descr_get,
     .tp_new = EngineHit_new,
     .tp_dealloc = (destructor)EngineHit_dealloc,
     .tp_traverse = (traverseproc)EngineHit_traverse,
     .tp_clear = (inquiry)EngineHit_clear,
     .tp_methods = EngineHit_methods,
-    .tp_members = EngineHit_members,
-    .tp_getset = EngineHit_getset,
+    .tp_members = wrapper_members,
+    .tp_getset = wrapper_getset,
 };
 
 static struct PyModuleDef speedups_module = {

@@ -1258,29 +1258,24 @@ static const char *const POOL_SLOTS[PG_SLOTS] = {
     "_hint", "_data", "_marked", "_hits", "_misses", "_closed", "_now_read"};
 
 typedef struct {
-    PyObject_HEAD
-    PyObject *get;       /* the Python method: the rule, and every case not handled here */
-    PyObject *wall;      /* time.time */
-    PyTypeObject *owner; /* the class (set by __set_name__; until then, get is called) */
+    WRAPPER_HEAD /* wrapped: PoolCache.get */
     Py_ssize_t offsets[PG_SLOTS];
     vectorcallfunc vectorcall;
 } PoolGet;
-
-static PyTypeObject PoolGetType;
 
 static PyObject *
 PoolGet_vectorcall(PoolGet *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     if (PyVectorcall_NARGS(nargsf) != 2 || kwnames != NULL || self->owner == NULL ||
         !PyObject_TypeCheck(args[0], self->owner)) {
-        return PyObject_Vectorcall(self->get, args, nargsf, kwnames);
+        return PyObject_Vectorcall(self->wrapped, args, nargsf, kwnames);
     }
     PyObject *cache = args[0], *key = args[1];
     const Py_ssize_t *at = self->offsets;
     PyObject *hint = SLOT(cache, at[PG_HINT]);
     PyObject *data = SLOT(cache, at[PG_DATA]);
     if (hint == NULL || !PyFloat_CheckExact(hint) || data == NULL || !PyDict_Check(data)) {
-        return PyObject_Vectorcall(self->get, args, nargsf, kwnames);
+        return PyObject_Vectorcall(self->wrapped, args, nargsf, kwnames);
     }
     /* Read before the lookup, as a value: see PoolCache.get for why it may stand for
      * the item's own deadline. */
@@ -1293,7 +1288,7 @@ PoolGet_vectorcall(PoolGet *self, PyObject *const *args, size_t nargsf, PyObject
         PyObject *misses = SLOT(cache, at[PG_MISSES]);
         if (SLOT(cache, at[PG_CLOSED]) != Py_False || misses == NULL ||
             Py_TYPE(misses)->tp_iternext == NULL) {
-            return PyObject_Vectorcall(self->get, args, nargsf, kwnames);
+            return PyObject_Vectorcall(self->wrapped, args, nargsf, kwnames);
         }
         PyObject *count = Py_TYPE(misses)->tp_iternext(misses);
         if (count == NULL) {
@@ -1306,7 +1301,7 @@ PoolGet_vectorcall(PoolGet *self, PyObject *const *args, size_t nargsf, PyObject
         Py_RETURN_NONE;
     }
     if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
-        return PyObject_Vectorcall(self->get, args, nargsf, kwnames);
+        return PyObject_Vectorcall(self->wrapped, args, nargsf, kwnames);
     }
     Py_INCREF(item); /* a clock, a key's __hash__ or __eq__ may run Python code */
     if (hint_at != Py_HUGE_VAL) {
@@ -1361,7 +1356,7 @@ PoolGet_vectorcall(PoolGet *self, PyObject *const *args, size_t nargsf, PyObject
 call_get:
     PyErr_Clear();
     Py_DECREF(item);
-    return PyObject_Vectorcall(self->get, args, nargsf, kwnames);
+    return PyObject_Vectorcall(self->wrapped, args, nargsf, kwnames);
 }
 
 static PyObject *
@@ -1372,18 +1367,14 @@ PoolGet_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:PoolGet", kwlist, &get, &wall)) {
         return NULL;
     }
-    if (!PyCallable_Check(get) || !PyCallable_Check(wall)) {
-        PyErr_SetString(PyExc_TypeError, "get and wall must be callable");
-        return NULL;
-    }
     PoolGet *self = (PoolGet *)type->tp_alloc(type, 0);
     if (self == NULL) {
         return NULL;
     }
-    Py_INCREF(get);
-    Py_INCREF(wall);
-    self->get = get;
-    self->wall = wall;
+    if (wrapper_init((Wrapper *)self, get, wall) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
     self->vectorcall = (vectorcallfunc)PoolGet_vectorcall;
     return (PyObject *)self;
 }
@@ -1391,43 +1382,19 @@ PoolGet_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static PyObject *
 PoolGet_set_name(PoolGet *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyType_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "__set_name__(owner, name) takes a class and a name");
-        return NULL;
-    }
-    PyTypeObject *owner = (PyTypeObject *)args[0];
-    Py_ssize_t offsets[PG_SLOTS];
-    if (slot_offsets(owner, POOL_SLOTS, PG_SLOTS, offsets) < 0) {
-        return NULL;
-    }
-    memcpy(self->offsets, offsets, sizeof(offsets));
-    Py_INCREF(owner);
-    Py_XSETREF(self->owner, owner);
-    Py_RETURN_NONE;
-}
-
-/* __doc__, __name__, __qualname__ and __module__ are the wrapped method's. */
-static PyObject *
-PoolGet_wrapped_attr(PoolGet *self, void *name)
-{
-    return PyObject_GetAttrString(self->get, (const char *)name);
+    return wrapper_set_owner((Wrapper *)self, args, nargs, POOL_SLOTS, PG_SLOTS, self->offsets);
 }
 
 static int
 PoolGet_traverse(PoolGet *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->get);
-    Py_VISIT(self->wall);
-    Py_VISIT(self->owner);
-    return 0;
+    return wrapper_traverse((Wrapper *)self, visit, arg);
 }
 
 static int
 PoolGet_clear(PoolGet *self)
 {
-    Py_CLEAR(self->get);
-    Py_CLEAR(self->wall);
-    Py_CLEAR(self->owner);
+    wrapper_clear((Wrapper *)self);
     return 0;
 }
 
@@ -1445,19 +1412,6 @@ static PyMethodDef PoolGet_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyMemberDef PoolGet_members[] = {
-    {"__wrapped__", T_OBJECT, offsetof(PoolGet, get), READONLY, "The Python method."},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static PyGetSetDef PoolGet_getset[] = {
-    {"__doc__", (getter)PoolGet_wrapped_attr, NULL, NULL, "__doc__"},
-    {"__name__", (getter)PoolGet_wrapped_attr, NULL, NULL, "__name__"},
-    {"__qualname__", (getter)PoolGet_wrapped_attr, NULL, NULL, "__qualname__"},
-    {"__module__", (getter)PoolGet_wrapped_attr, NULL, NULL, "__module__"},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
 static PyTypeObject PoolGetType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "swr.storage._speedups.PoolGet",
@@ -1466,14 +1420,14 @@ static PyTypeObject PoolGetType = {
                 Py_TPFLAGS_METHOD_DESCRIPTOR,
     .tp_vectorcall_offset = offsetof(PoolGet, vectorcall),
     .tp_call = PyVectorcall_Call,
-    .tp_descr_get = method_descr_get,
+    .tp_descr_get = wrapper_descr_get,
     .tp_new = PoolGet_new,
     .tp_dealloc = (destructor)PoolGet_dealloc,
     .tp_traverse = (traverseproc)PoolGet_traverse,
     .tp_clear = (inquiry)PoolGet_clear,
     .tp_methods = PoolGet_methods,
-    .tp_members = PoolGet_members,
-    .tp_getset = PoolGet_getset,
+    .tp_members = wrapper_members,
+    .tp_getset = wrapper_getset,
 };
 
 static PyMethodDef speedups_functions[] = {
