@@ -28,7 +28,7 @@ from swr.metrics import BoundHook, fetch_outcome, storage_kind
 from swr.policy import CacheTTL, Result, Status, TTLSpec
 from swr.stats import Counter, EngineCounters, EngineStats
 from swr.storage import AsyncAdapter
-from swr.storage.serializers import _speedups_allowed
+from swr.storage.serializers import _speedup
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -64,15 +64,12 @@ _FALLBACK = Status.FALLBACK
 _Execute = TypeVar("_Execute", bound=Callable[..., Any])
 
 
-def _engine_hit() -> Any:
-    """``swr._speedups.EngineHit`` when built and allowed, else ``None``."""
-    if not _speedups_allowed():
+def _engine_hit(execute: Callable[..., Any]) -> Any:
+    """``execute`` wrapped by ``swr._speedups.EngineHit``, or ``None`` without it."""
+    engine_hit = _speedup("swr._speedups", "EngineHit")
+    if engine_hit is None:
         return None
-    try:
-        from swr._speedups import EngineHit  # noqa: PLC0415 - optional
-    except ImportError:
-        return None
-    return EngineHit
+    return engine_hit(execute, time.time, _CachedEntry, Result, _HIT, _STALE, Observed, CacheTTL)
 
 
 class _AsyncHitPath:
@@ -86,17 +83,13 @@ class _AsyncHitPath:
     over the network), is the method's own.
     """
 
-    def __init__(self, execute: Callable[..., Any], engine_hit: Any) -> None:
-        self._execute = execute
-        self._engine_hit = engine_hit
+    def __init__(self, hit: Any) -> None:
+        self._hit = hit
 
     def __set_name__(self, owner: type, name: str) -> None:
-        execute = self._execute
-        hit = self._engine_hit(
-            execute, time.time, _CachedEntry, Result, _HIT, _STALE, Observed, CacheTTL
-        )
+        hit = self._hit
         hit.__set_name__(owner, name)
-        probe = hit.probe
+        execute, probe = hit.__wrapped__, hit.probe
 
         @functools.wraps(execute)
         async def read_first(
@@ -125,14 +118,12 @@ class _AsyncHitPath:
 
 def async_hit_path(execute: _Execute) -> _Execute:
     """``AsyncStaleEngine.execute``, reading first in C when the extension is built."""
-    engine_hit = _engine_hit()
-    if engine_hit is None:
-        return execute
-    return cast("_Execute", _AsyncHitPath(execute, engine_hit))
+    hit = _engine_hit(execute)
+    return execute if hit is None else cast("_Execute", _AsyncHitPath(hit))
 
 
 def hit_path(execute: _Execute) -> _Execute:
-    """``StaleEngine.execute`` with its fresh hit in C, when the extension is built.
+    """``StaleEngine.execute`` with its common answers in C, when the extension is built.
 
     ``swr._speedups.EngineHit`` answers ``engine.execute(key, fetch)``, with or without
     a ``ttl`` (a cached function's call), as ``execute`` does when the entry read is
@@ -141,13 +132,8 @@ def hit_path(execute: _Execute) -> _Execute:
     or to ``_after_read`` (after it). The Python method stays the rule;
     ``SWR_PURE_PYTHON=1`` keeps it alone.
     """
-    engine_hit = _engine_hit()
-    if engine_hit is None:
-        return execute
-    return cast(
-        "_Execute",
-        engine_hit(execute, time.time, _CachedEntry, Result, _HIT, _STALE, Observed, CacheTTL),
-    )
+    hit = _engine_hit(execute)
+    return execute if hit is None else cast("_Execute", hit)
 
 
 _plan_stale = _core.plan_stale

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib
 import json
 import os
 import pickle
@@ -108,6 +109,20 @@ def _speedups_allowed() -> bool:
     return os.environ.get("SWR_PURE_PYTHON", "") in ("", "0")
 
 
+def _speedup(module: str, name: str) -> Any:
+    """``name`` from the optional C extension ``module``, or ``None``.
+
+    ``None`` where the extension was not built, or with ``SWR_PURE_PYTHON`` set (see
+    :func:`_speedups_allowed`): the caller keeps its Python form.
+    """
+    if not _speedups_allowed():
+        return None
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError:
+        return None
+
+
 def _fast_unpackb() -> Callable[..., Any]:
     """``msgpack.unpackb``, or its drop-in in C (``swr.storage._speedups``) when built.
 
@@ -116,13 +131,8 @@ def _fast_unpackb() -> Callable[..., Any]:
     the same arguments: the same results, the same errors. ``SWR_PURE_PYTHON=1`` keeps
     msgpack's.
     """
-    if not _speedups_allowed():
-        return _MSGPACK_UNPACKB
-    try:
-        from swr.storage._speedups import unpackb  # noqa: PLC0415 - optional
-    except ImportError:
-        return _MSGPACK_UNPACKB
-    return unpackb
+    unpackb = _speedup("swr.storage._speedups", "unpackb")
+    return _MSGPACK_UNPACKB if unpackb is None else unpackb
 
 
 _unpackb = _fast_unpackb()

@@ -104,6 +104,16 @@ def idle(engine: StaleEngine) -> bool:
     return stats.refreshes_in_flight == 0 and stats.refreshes_queued == 0
 
 
+def _call(execute: Any, op: str, engine: Any, key: str, fetch: Any) -> Any:
+    """The call ``op`` names: no ttl, a ttl by keyword (a cached function's), a callable
+    ttl by position. With the asyncio engine, the coroutine to await."""
+    if op == "execute_ttl":
+        return execute(engine, key, fetch, ttl=CALL_TTL)
+    if op == "execute_fn":
+        return execute(engine, key, fetch, call_ttl)
+    return execute(engine, key, fetch)
+
+
 def _run(execute: Any, calls: list[tuple[str, Any]], kind: str) -> list[Any]:
     clock = FakeClock()
     pools: list[MemoryPool] = []
@@ -112,14 +122,8 @@ def _run(execute: Any, calls: list[tuple[str, Any]], kind: str) -> list[Any]:
     seen: list[Any] = []
     for op, arg in calls:
         if op.startswith("execute"):
-            fetch = upstream.fetch(arg)
             try:
-                if op == "execute_ttl":
-                    r = execute(engine, arg, fetch, ttl=CALL_TTL)
-                elif op == "execute_fn":
-                    r = execute(engine, arg, fetch, call_ttl)
-                else:
-                    r = execute(engine, arg, fetch)
+                r = _call(execute, op, engine, arg, upstream.fetch(arg))
                 seen.append((r.value, r.status, r.stored_at, r.age))
             except ConnectionError as exc:
                 seen.append(repr(exc))
@@ -289,7 +293,7 @@ def test_other_calling_forms_answer_alike():
 @pytest.mark.skipif(not IN_C, reason="the C form only")
 def test_the_c_form_leaks_nothing_and_is_collected_with_its_class():
     from swr._core import CachedEntry
-    from swr._engine import Observed
+    from swr._engine import EngineBase, Observed
     from swr._speedups import EngineHit
 
     engine = StaleEngine(MemoryStorage(), ttl=CacheTTL(fresh=3600))
@@ -311,19 +315,7 @@ def test_the_c_form_leaks_nothing_and_is_collected_with_its_class():
         return None
 
     class Local:
-        __slots__ = (
-            "_breaker",
-            "_clock",
-            "_hit_numbers",
-            "_hit_obs",
-            "_lookup",
-            "_now_read",
-            "_obs",
-            "_pending",
-            "_prefix",
-            "_stale_numbers",
-            "_touch",
-        )
+        __slots__ = tuple(name for name in EngineBase.__slots__ if not name.startswith("__"))
         method = EngineHit(
             execute, float, CachedEntry, Result, Status.HIT, Status.STALE, Observed, CacheTTL
         )
@@ -435,12 +427,7 @@ def _arun(execute: Any, calls: list[tuple[str, Any]], kind: str) -> list[Any]:
                     return sync_fetch()
 
                 try:
-                    if op == "execute_ttl":
-                        r = await execute(engine, arg, fetch, ttl=CALL_TTL)
-                    elif op == "execute_fn":
-                        r = await execute(engine, arg, fetch, call_ttl)
-                    else:
-                        r = await execute(engine, arg, fetch)
+                    r = await _call(execute, op, engine, arg, fetch)
                     seen.append((r.value, r.status, r.stored_at, r.age))
                 except ConnectionError as exc:
                     seen.append(repr(exc))

@@ -29,7 +29,7 @@ from swr.storage.pool._atomic import PoolAtomicOps
 from swr.storage.pool._eviction import NEVER, EvictingCache, Item
 from swr.storage.pool._loading import MISSING, Loading, Missing
 from swr.storage.pool._stats import CacheStats
-from swr.storage.serializers import _speedups_allowed
+from swr.storage.serializers import _speedup
 
 if TYPE_CHECKING:
     from swr.storage.pool._pool import MemoryPool
@@ -51,13 +51,8 @@ def _hit_in_c(get: _F) -> _F:
     ``swr.storage._speedups.PoolGet`` reads the slots ``get`` reads, in the same order,
     and calls ``get`` itself for every other case; ``SWR_PURE_PYTHON=1`` keeps ``get``.
     """
-    if not _speedups_allowed():
-        return get
-    try:
-        from swr.storage._speedups import PoolGet  # noqa: PLC0415 - optional
-    except ImportError:
-        return get
-    return cast("_F", PoolGet(get, _time.time))
+    pool_get = _speedup("swr.storage._speedups", "PoolGet")
+    return get if pool_get is None else cast("_F", pool_get(get, _time.time))
 
 
 class PoolCache(PoolAtomicOps, Loading[K, V], EvictingCache[K, V], Closeable):
