@@ -16,7 +16,8 @@ Prints ns per operation for:
   operation of all threads together (threads started once and released together in
   every round, as a service keeps its workers: ``_harness.Crew``); for information, the
   same for a plain dict written under a lock, the floor of threads taking turns on the
-  GIL;
+  GIL, and for a full ``cachetools.LRUCache`` of 100_000 written under a lock (the
+  thread-safe cache users make of it);
 - ``PoolCache.get_or_load`` hits;
 - for information, ``StaleEngine.execute`` HIT over a pool cache and over
   ``MemoryStorage`` (which offers the engine its dict methods directly).
@@ -283,6 +284,24 @@ def thread_write_cases() -> tuple[dict[str, Case], Cleanup]:
         crews.append(Crew(threads, locked_write))
         cases[name] = threaded(crews[-1], threads, str, name)
 
+    # What a thread-safe cache made with cachetools is: a full LRUCache under a lock.
+    for threads in (1, 2):
+        lru: cachetools.LRUCache[object, object] = cachetools.LRUCache(WORKING_SET)
+        lru.update((f"k{i}", VALUE) for i in range(WORKING_SET))
+        lru_lock = threading.Lock()
+
+        def lru_write(
+            key: object,
+            lru: cachetools.LRUCache[object, object] = lru,
+            lock: threading.Lock = lru_lock,
+        ) -> None:
+            with lock:
+                lru[key] = VALUE
+
+        name = f"with lock: LRUCache[key] = value, full 100_000, {threads} thread(s)"
+        crews.append(Crew(threads, lru_write))
+        cases[name] = threaded(crews[-1], threads, str, name)
+
     def cleanup() -> None:
         for crew in crews:
             crew.close()
@@ -383,6 +402,11 @@ def main() -> int:
             "with lock: dict[key] = value per op: 2 threads / 1 thread (the floor under the GIL)",
             "with lock: dict[key] = value, 2 thread(s)",
             "with lock: dict[key] = value, 1 thread(s)",
+        ),
+        (
+            "with lock: LRUCache[key] = value per op: 2 threads / 1 thread (cachetools' way)",
+            "with lock: LRUCache[key] = value, full 100_000, 2 thread(s)",
+            "with lock: LRUCache[key] = value, full 100_000, 1 thread(s)",
         ),
     ]
     infos += [
