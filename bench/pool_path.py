@@ -37,7 +37,7 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 
 import cachetools
 from _harness import Case, Crew, Target, measure, report
@@ -242,6 +242,17 @@ def threaded(
     return run
 
 
+def locked_writer(target: MutableMapping[object, object]) -> Callable[[object], None]:
+    """``target[key] = VALUE`` under a lock of its own."""
+    lock = threading.Lock()
+
+    def write(key: object) -> None:
+        with lock:
+            target[key] = VALUE
+
+    return write
+
+
 def thread_write_cases() -> tuple[dict[str, Case], Cleanup]:
     """Writes of new keys into full stores of 100_000, from one thread and from two."""
     now = time.time()
@@ -269,38 +280,17 @@ def thread_write_cases() -> tuple[dict[str, Case], Cleanup]:
         name = f"MemoryStorage.set, full 100_000, {threads} thread(s)"
         crews.append(Crew(threads, functools.partial(store.set, entry=record)))
         cases[name] = threaded(crews[-1], threads, str, name)
-    # The floor: a plain dict under a lock, written from one thread and from two.
-    for threads in (1, 2):
-        plain: dict[object, object] = {}
-        lock = threading.Lock()
-
-        def locked_write(
-            key: object, plain: dict[object, object] = plain, lock: threading.Lock = lock
-        ) -> None:
-            with lock:
-                plain[key] = VALUE
-
-        name = f"with lock: dict[key] = value, {threads} thread(s)"
-        crews.append(Crew(threads, locked_write))
-        cases[name] = threaded(crews[-1], threads, str, name)
-
-    # What a thread-safe cache made with cachetools is: a full LRUCache under a lock.
+    # The floor: a plain dict under a lock, written from one thread and from two; and
+    # what a thread-safe cache made with cachetools is: a full LRUCache under a lock.
     for threads in (1, 2):
         lru: cachetools.LRUCache[object, object] = cachetools.LRUCache(WORKING_SET)
         lru.update((f"k{i}", VALUE) for i in range(WORKING_SET))
-        lru_lock = threading.Lock()
-
-        def lru_write(
-            key: object,
-            lru: cachetools.LRUCache[object, object] = lru,
-            lock: threading.Lock = lru_lock,
-        ) -> None:
-            with lock:
-                lru[key] = VALUE
-
-        name = f"with lock: LRUCache[key] = value, full 100_000, {threads} thread(s)"
-        crews.append(Crew(threads, lru_write))
-        cases[name] = threaded(crews[-1], threads, str, name)
+        for name, target in (
+            (f"with lock: dict[key] = value, {threads} thread(s)", {}),
+            (f"with lock: LRUCache[key] = value, full 100_000, {threads} thread(s)", lru),
+        ):
+            crews.append(Crew(threads, locked_writer(target)))
+            cases[name] = threaded(crews[-1], threads, str, name)
 
     def cleanup() -> None:
         for crew in crews:
