@@ -175,16 +175,19 @@ def floor_case(
     return floor
 
 
-def cold_share(engine: StaleEngine, names: list[str], order: str) -> float:
+def cold_share(
+    engine: StaleEngine, names: list[str], ordered: dict[str, list[int]], order: str
+) -> float:
     """The share of one pass of ``order``'s reads that the read cache does not answer."""
     view = engine.storage  # the engine's view of the store, with its own read cache
     assert isinstance(view, LMDBStorage)
     items, execute = view._cache.items, engine.execute
+    indexes = ordered[order]
     missed = 0
-    for i in orders()[order]:
+    for i in indexes:
         missed += names[i] not in items
         execute(names[i], fetch)
-    return missed / SAMPLES
+    return missed / len(indexes)
 
 
 def working_set_cases(path: Path, kind: str) -> dict[str, Any]:
@@ -211,7 +214,8 @@ def working_set_cases(path: Path, kind: str) -> dict[str, Any]:
         for name, i in zip(names, range(WORKING_SET), strict=True):
             cache.set(name, make(i))
     cases: dict[str, Any] = {}
-    for order, indexes in orders().items():
+    ordered = orders()
+    for order, indexes in ordered.items():
         keys = [names[i] for i in indexes]
         raw_keys = [raw_names[i] for i in indexes]
 
@@ -257,7 +261,7 @@ def working_set_cases(path: Path, kind: str) -> dict[str, Any]:
         close=close,
         engine=engine,
         first=names[1],
-        cold=functools.partial(cold_share, engine, names),
+        cold=functools.partial(cold_share, engine, names, ordered),
     )
     return cases
 
